@@ -1,0 +1,37 @@
+//! syncgate: verify that two MySQL-protocol databases (TiDB, MySQL, MariaDB) hold the same
+//! data, name the rows that differ, and write the SQL that repairs the downstream.
+//!
+//! # Layout
+//!
+//! The check is a pipeline; each stage is one module (see ARCHITECTURE.md):
+//!
+//! | stage | module | sync/async |
+//! |---|---|---|
+//! | configuration (sync-diff-inspector TOML) | [`config`] | sync |
+//! | connections, session setup, flavour | [`source`] | async |
+//! | structure discovery and comparison | [`schema`] | async discovery, sync compare |
+//! | key ranges and their predicates; the index walker | [`chunk`] | sync ranges, async walker |
+//! | server-side chunk checksum SQL | [`checksum`] | sync |
+//! | row encoding, hashing, key order | [`row`] | sync |
+//! | merge diff of two sorted row streams | [`diff`] | sync |
+//! | fix SQL rendering and files | [`fixsql`], [`sql`] | sync |
+//! | reports, progress | [`report`] | sync |
+//! | orchestration | [`engine`] | async |
+//! | local MariaDB servers (playground, tests, benches) | [`server`], [`playground`] | async |
+
+pub mod checksum;
+pub mod chunk;
+pub mod config;
+pub mod diff;
+pub mod engine;
+pub mod error;
+pub mod fixsql;
+pub mod playground;
+pub mod report;
+pub mod row;
+pub mod schema;
+pub mod server;
+pub mod source;
+pub mod sql;
+
+pub use error::{Error, Result};

@@ -1,0 +1,10 @@
+//! Table structure: the model, its discovery from `information_schema`, and the
+//! comparison of two sides.
+
+mod compare;
+mod discover;
+mod model;
+
+pub use compare::{compare_structure, StructureDiff};
+pub use discover::{discover_table, list_tables};
+pub use model::{Column, ForeignKey, Generated, Index, TableRef, TableSchema, TypeClass};
