@@ -1,6 +1,10 @@
-//! Row-level comparison of two key-ordered row streams. Pure and synchronous.
+//! Row-level comparison of two key-ordered row streams, and of two row multisets for
+//! tables without a key. Pure and synchronous: the engine feeds rows as they arrive, so
+//! memory stays bounded by one row per side (keyed) or by one hash bucket (keyless).
 
-use crate::row::Row;
+use crate::row::{compare_keys, row_hash, KeyKind, Row};
+use std::cmp::Ordering;
+use std::collections::HashMap;
 
 /// One row-level difference. Rows hold the compared columns in plan order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -11,4 +15,245 @@ pub enum RowChange {
     Extra { down: Row },
     /// Same key, other values.
     Changed { up: Row, down: Row },
+}
+
+/// Shape of the rows streamed for a merge: the compared columns first, then one sort value
+/// per key column (the server's own sort order made comparable with memcmp/number rules).
+#[derive(Debug, Clone)]
+pub struct RowLayout {
+    /// Number of compared columns at the front of each row.
+    pub columns: usize,
+    /// How each trailing sort value compares.
+    pub sort_kinds: Vec<KeyKind>,
+}
+
+/// What the heads of the two streams say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// The upstream head's key is smaller: it is missing downstream (advance upstream).
+    Missing,
+    /// The downstream head's key is smaller: it is extra (advance downstream).
+    Extra,
+    /// Same key, same values (advance both).
+    Same,
+    /// Same key, other values (advance both).
+    Changed,
+}
+
+impl RowLayout {
+    /// Compare the heads of both streams.
+    pub fn step(&self, up: &Row, down: &Row) -> Step {
+        match compare_keys(&self.sort_kinds, &up[self.columns..], &down[self.columns..]) {
+            Ordering::Less => Step::Missing,
+            Ordering::Greater => Step::Extra,
+            Ordering::Equal => {
+                if row_hash(&up[..self.columns]) == row_hash(&down[..self.columns]) {
+                    Step::Same
+                } else {
+                    Step::Changed
+                }
+            }
+        }
+    }
+
+    /// Drop the trailing sort values, keeping the compared columns.
+    pub fn strip(&self, mut row: Row) -> Row {
+        row.truncate(self.columns);
+        row
+    }
+}
+
+/// Merge two key-ordered row sequences into their differences.
+pub fn diff_sorted(
+    layout: &RowLayout,
+    up: impl IntoIterator<Item = Row>,
+    down: impl IntoIterator<Item = Row>,
+) -> Vec<RowChange> {
+    let mut up = up.into_iter();
+    let mut down = down.into_iter();
+    let mut out = Vec::new();
+    let mut u = up.next();
+    let mut d = down.next();
+    loop {
+        match (u.take(), d.take()) {
+            (None, None) => break,
+            (Some(ur), None) => {
+                out.push(RowChange::Missing {
+                    up: layout.strip(ur),
+                });
+                u = up.next();
+            }
+            (None, Some(dr)) => {
+                out.push(RowChange::Extra {
+                    down: layout.strip(dr),
+                });
+                d = down.next();
+            }
+            (Some(ur), Some(dr)) => match layout.step(&ur, &dr) {
+                Step::Missing => {
+                    out.push(RowChange::Missing {
+                        up: layout.strip(ur),
+                    });
+                    u = up.next();
+                    d = Some(dr);
+                }
+                Step::Extra => {
+                    out.push(RowChange::Extra {
+                        down: layout.strip(dr),
+                    });
+                    u = Some(ur);
+                    d = down.next();
+                }
+                Step::Same => {
+                    u = up.next();
+                    d = down.next();
+                }
+                Step::Changed => {
+                    out.push(RowChange::Changed {
+                        up: layout.strip(ur),
+                        down: layout.strip(dr),
+                    });
+                    u = up.next();
+                    d = down.next();
+                }
+            },
+        }
+    }
+    out
+}
+
+/// Multiset difference for tables without a key: rows are counted by their 128-bit hash,
+/// and every surplus copy becomes one Missing (upstream surplus) or Extra (downstream
+/// surplus). Memory is bounded by the distinct rows fed in, so the engine feeds one hash
+/// bucket at a time.
+#[derive(Debug, Default)]
+pub struct MultisetDiff {
+    rows: HashMap<u128, (i64, Row)>,
+}
+
+impl MultisetDiff {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Count one upstream copy.
+    pub fn add_up(&mut self, row: Row) {
+        let entry = self.rows.entry(row_hash(&row)).or_insert((0, Vec::new()));
+        if entry.1.is_empty() {
+            entry.1 = row;
+        }
+        entry.0 += 1;
+    }
+
+    /// Count one downstream copy.
+    pub fn add_down(&mut self, row: Row) {
+        let entry = self.rows.entry(row_hash(&row)).or_insert((0, Vec::new()));
+        if entry.1.is_empty() {
+            entry.1 = row;
+        }
+        entry.0 -= 1;
+    }
+
+    /// The surplus copies, in a deterministic order.
+    pub fn finish(self) -> Vec<RowChange> {
+        let mut entries: Vec<_> = self
+            .rows
+            .into_iter()
+            .filter(|(_, (n, _))| *n != 0)
+            .collect();
+        entries.sort_by_key(|(h, _)| *h);
+        let mut out = Vec::new();
+        for (_, (n, row)) in entries {
+            for _ in 0..n.unsigned_abs() {
+                out.push(if n > 0 {
+                    RowChange::Missing { up: row.clone() }
+                } else {
+                    RowChange::Extra { down: row.clone() }
+                });
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    fn row(k: i64, v: &str) -> Row {
+        // compared columns: k, v; sort value: k
+        vec![
+            Some(k.to_string().into_bytes()),
+            Some(v.as_bytes().to_vec()),
+            Some(k.to_string().into_bytes()),
+        ]
+    }
+
+    fn layout() -> RowLayout {
+        RowLayout {
+            columns: 2,
+            sort_kinds: vec![KeyKind::Int],
+        }
+    }
+
+    #[test]
+    fn finds_missing_extra_changed() {
+        let up = vec![row(1, "a"), row(2, "b"), row(4, "d")];
+        let down = vec![row(2, "B"), row(3, "c"), row(4, "d")];
+        let d = diff_sorted(&layout(), up, down);
+        assert_eq!(d.len(), 3);
+        assert!(matches!(&d[0], RowChange::Missing { up } if up.len() == 2));
+        assert!(matches!(&d[1], RowChange::Changed { .. }));
+        assert!(matches!(&d[2], RowChange::Extra { .. }));
+    }
+
+    #[test]
+    fn multiset_counts_copies() {
+        let r = |s: &str| vec![Some(s.as_bytes().to_vec())];
+        let mut m = MultisetDiff::new();
+        m.add_up(r("x"));
+        m.add_up(r("x"));
+        m.add_down(r("x"));
+        m.add_down(r("y"));
+        let d = m.finish();
+        assert_eq!(d.len(), 2);
+        assert_eq!(
+            d.iter()
+                .filter(|c| matches!(c, RowChange::Missing { .. }))
+                .count(),
+            1
+        );
+        assert_eq!(
+            d.iter()
+                .filter(|c| matches!(c, RowChange::Extra { .. }))
+                .count(),
+            1
+        );
+    }
+
+    proptest! {
+        /// The merge diff equals the diff of two key->value maps.
+        #[test]
+        fn merge_matches_map_model(
+            up in proptest::collection::btree_map(-50i64..50, "[a-c]{0,2}", 0..40),
+            down in proptest::collection::btree_map(-50i64..50, "[a-c]{0,2}", 0..40),
+        ) {
+            let to_rows = |m: &BTreeMap<i64, String>| m.iter().map(|(k, v)| row(*k, v)).collect::<Vec<_>>();
+            let d = diff_sorted(&layout(), to_rows(&up), to_rows(&down));
+            let (mut missing, mut extra, mut changed) = (0, 0, 0);
+            for c in &d {
+                match c {
+                    RowChange::Missing { .. } => missing += 1,
+                    RowChange::Extra { .. } => extra += 1,
+                    RowChange::Changed { .. } => changed += 1,
+                }
+            }
+            let exp_missing = up.keys().filter(|k| !down.contains_key(k)).count();
+            let exp_extra = down.keys().filter(|k| !up.contains_key(k)).count();
+            let exp_changed = up.iter().filter(|(k, v)| down.get(k).is_some_and(|dv| dv != *v)).count();
+            prop_assert_eq!((missing, extra, changed), (exp_missing, exp_extra, exp_changed));
+        }
+    }
 }

@@ -26,6 +26,7 @@ pub mod diff;
 pub mod engine;
 pub mod error;
 pub mod fixsql;
+pub mod job;
 pub mod playground;
 pub mod report;
 pub mod row;

@@ -1,1 +1,224 @@
-fn main() {}
+//! The `syncgate` binary: argument parsing, logging, the runtime, and mapping outcomes to
+//! exit codes (0 equal, 1 differences, 2 error). All real work lives in the library.
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use syncgate::config::Config;
+use syncgate::error::{EXIT_DIFFERENT, EXIT_EQUAL, EXIT_ERROR};
+use syncgate::job::{job_from_config, Overrides};
+use syncgate::report::progress::Progress;
+use syncgate::report::{render_terminal, write_summary, RunReport};
+
+#[derive(Parser)]
+#[command(
+    name = "syncgate",
+    version,
+    about = "Verify that two MySQL-protocol databases hold the same data, and repair the downstream",
+    after_help = "Exit codes: 0 all equal, 1 differences found, 2 error."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Compare upstream and downstream as described by a sync-diff-inspector style config.
+    Check(CheckArgs),
+    /// Local upstream/downstream MariaDB servers to try syncgate on.
+    Playground {
+        #[command(subcommand)]
+        action: PlaygroundAction,
+    },
+    /// One-command tour: start the playground, drift the downstream, check, show fix SQL.
+    Demo(DemoArgs),
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    /// Configuration file (sync-diff-inspector TOML).
+    #[arg(short = 'C', long = "config")]
+    config: PathBuf,
+    /// Log level on stderr (error, warn, info, debug, trace).
+    #[arg(short = 'L', long = "log-level", default_value = "warn")]
+    log_level: String,
+    /// Overrides `check-thread-count`.
+    #[arg(long)]
+    check_thread_count: Option<usize>,
+    /// Overrides `export-fix-sql`.
+    #[arg(long)]
+    export_fix_sql: Option<bool>,
+    /// Compare structure only.
+    #[arg(long)]
+    check_struct_only: bool,
+    /// Skip the structure comparison.
+    #[arg(long)]
+    check_data_only: bool,
+    /// Report tables missing on one side as skipped instead of failing.
+    #[arg(long)]
+    skip_non_existing_table: bool,
+    /// Overrides `task.output-dir`.
+    #[arg(long)]
+    output_dir: Option<PathBuf>,
+    /// Execute the fix SQL on the downstream (in transactions) and re-check the fixed ranges.
+    #[arg(long)]
+    apply_fix: bool,
+}
+
+#[derive(Args, Clone)]
+struct PlaygroundArgs {
+    /// Directory holding the servers' data.
+    #[arg(long, default_value = ".playground")]
+    dir: PathBuf,
+    /// Number of sysbench-shaped tables.
+    #[arg(long, default_value_t = 4)]
+    tables: u32,
+    /// Rows per table.
+    #[arg(long, default_value_t = 100_000)]
+    rows: u64,
+    /// Where to write the ready-made config.
+    #[arg(long, default_value = "configs/playground.toml")]
+    config_path: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum PlaygroundAction {
+    /// Start both servers and seed identical data.
+    Up(PlaygroundArgs),
+    /// Stop both servers.
+    Down {
+        #[arg(long, default_value = ".playground")]
+        dir: PathBuf,
+        /// Also delete the data directory.
+        #[arg(long)]
+        purge: bool,
+    },
+    /// Show whether the servers run, their GTID positions and row counts.
+    Status {
+        #[arg(long, default_value = ".playground")]
+        dir: PathBuf,
+    },
+    /// Change a few rows on the downstream only (without binlogging) and print the truth.
+    Drift {
+        #[arg(long, default_value = ".playground")]
+        dir: PathBuf,
+        /// Rows deleted, inserted and changed per kind.
+        #[arg(long, default_value_t = 5)]
+        rows: u64,
+    },
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    #[command(flatten)]
+    playground: PlaygroundArgs,
+    /// Rows deleted, inserted and changed downstream.
+    #[arg(long, default_value_t = 5)]
+    drift: u64,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_ERROR as u8);
+        }
+    };
+    let code = match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            EXIT_ERROR
+        }
+    };
+    ExitCode::from(code as u8)
+}
+
+async fn run(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Check(args) => check(args).await,
+        _ => Ok(2),
+    }
+}
+
+/// stderr gets `level`; the log file in the output directory gets `info` and up.
+fn init_logging(level: &str, log_file: Option<&Path>) -> anyhow::Result<()> {
+    use tracing_subscriber::prelude::*;
+    use tracing_subscriber::{fmt, EnvFilter};
+    let stderr_filter =
+        EnvFilter::try_new(level).with_context(|| format!("invalid log level '{level}'"))?;
+    let stderr_layer = fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_filter(stderr_filter);
+    let file_layer = match log_file {
+        Some(path) => {
+            let file = std::fs::File::create(path)
+                .with_context(|| format!("cannot create log file {}", path.display()))?;
+            Some(
+                fmt::layer()
+                    .with_writer(std::sync::Mutex::new(file))
+                    .with_ansi(false)
+                    .with_filter(EnvFilter::new("info")),
+            )
+        }
+        None => None,
+    };
+    let _ = tracing_subscriber::registry()
+        .with(stderr_layer)
+        .with(file_layer)
+        .try_init();
+    Ok(())
+}
+
+async fn check(args: CheckArgs) -> anyhow::Result<i32> {
+    let config = Config::from_file(&args.config)?;
+    let overrides = Overrides {
+        check_thread_count: args.check_thread_count,
+        export_fix_sql: args.export_fix_sql,
+        check_struct_only: args.check_struct_only,
+        check_data_only: args.check_data_only,
+        skip_non_existing_table: args.skip_non_existing_table,
+        output_dir: args.output_dir.clone(),
+        apply_fix: args.apply_fix,
+    };
+    run_config(&config, &overrides, &args.log_level).await
+}
+
+/// Run a check for `config` and print/write its results; returns the exit code.
+async fn run_config(
+    config: &Config,
+    overrides: &Overrides,
+    log_level: &str,
+) -> anyhow::Result<i32> {
+    let job = job_from_config(config, overrides)?;
+    let output_dir = job.output_dir.clone();
+    std::fs::create_dir_all(&output_dir)
+        .with_context(|| format!("cannot create output directory {}", output_dir.display()))?;
+    init_logging(log_level, Some(&output_dir.join("syncgate.log")))?;
+    tracing::info!(config = ?config, "starting check");
+    let progress = Progress::new(0, std::io::stderr().is_terminal());
+    let report = syncgate::engine::run_check(job, progress).await?;
+    finish_report(&report, &output_dir)
+}
+
+fn finish_report(report: &RunReport, output_dir: &Path) -> anyhow::Result<i32> {
+    write_summary(report, output_dir)?;
+    println!("{}", render_terminal(report));
+    let code = report.exit_code();
+    match code {
+        EXIT_EQUAL => tracing::info!("check passed: all tables equal"),
+        EXIT_DIFFERENT => tracing::warn!("check failed: differences found"),
+        _ => tracing::error!("check failed with errors"),
+    }
+    Ok(code)
+}

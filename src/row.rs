@@ -193,7 +193,11 @@ mod tests {
     fn integer_keys_compare_numerically_beyond_f64() {
         let k = KeyKind::Int;
         assert_eq!(
-            compare_value(k, Some(b"18446744073709551615"), Some(b"18446744073709551614")),
+            compare_value(
+                k,
+                Some(b"18446744073709551615"),
+                Some(b"18446744073709551614")
+            ),
             Ordering::Greater
         );
         assert_eq!(compare_value(k, Some(b"-5"), Some(b"3")), Ordering::Less);
@@ -229,6 +233,9 @@ mod tests {
 
     #[test]
     fn null_sorts_first() {
-        assert_eq!(compare_value(KeyKind::Bytes, None, Some(b"")), Ordering::Less);
+        assert_eq!(
+            compare_value(KeyKind::Bytes, None, Some(b"")),
+            Ordering::Less
+        );
     }
 }

@@ -1,1 +1,334 @@
-//! (in progress)
+//! Connections to one data source: opening, session setup, flavour detection and the
+//! handful of query shapes the pipeline needs.
+//!
+//! Every connection runs the same session setup so that both sides render values alike:
+//! `utf8mb4` connection charset, `time_zone = '+00:00'` (TIMESTAMP text is zone independent),
+//! and `sql_mode` without `NO_BACKSLASH_ESCAPES`/`ANSI_QUOTES` (syncgate's SQL uses backticks
+//! and its own literal forms). User `session` variables from the config come last.
+//!
+//! Connections are handed out one by one (no pool): each worker owns its connection for the
+//! run, which is what a pinned snapshot per worker needs.
+
+use crate::error::{Error, Result};
+use crate::row::{Row, Value};
+use mysql_async::prelude::Queryable;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a connection attempt may take before it counts as unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The server product behind a data source; a few statements differ between them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavour {
+    MariaDb,
+    MySql,
+    TiDb,
+}
+
+impl Flavour {
+    /// Classify from `SELECT VERSION()`.
+    pub fn from_version(version: &str) -> Self {
+        let v = version.to_ascii_lowercase();
+        if v.contains("tidb") {
+            Flavour::TiDb
+        } else if v.contains("mariadb") {
+            Flavour::MariaDb
+        } else {
+            Flavour::MySql
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Flavour::MariaDb => "mariadb",
+            Flavour::MySql => "mysql",
+            Flavour::TiDb => "tidb",
+        }
+    }
+}
+
+impl fmt::Display for Flavour {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Everything needed to reach a data source.
+#[derive(Clone)]
+pub struct SourceSpec {
+    /// The data-source name from the config (used in messages).
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: String,
+    /// Extra `SET SESSION` assignments, already rendered (`name = value`).
+    pub session: Vec<String>,
+    /// The configured `snapshot` (TiDB TSO or datetime; empty = live).
+    pub snapshot: String,
+}
+
+impl fmt::Debug for SourceSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SourceSpec")
+            .field("name", &self.name)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("password", &"******")
+            .field("session", &self.session)
+            .field("snapshot", &self.snapshot)
+            .finish()
+    }
+}
+
+impl SourceSpec {
+    pub fn address(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
+/// An opened data source: its spec plus what was learned on the first connection.
+#[derive(Debug, Clone)]
+pub struct Source {
+    spec: Arc<SourceSpec>,
+    flavour: Flavour,
+    version: String,
+}
+
+impl Source {
+    /// Connect once to validate the address and credentials and detect the flavour.
+    pub async fn open(spec: SourceSpec) -> Result<Source> {
+        let spec = Arc::new(spec);
+        let mut conn = raw_connect(&spec).await?;
+        let version: Option<String> =
+            conn.query_first("SELECT VERSION()")
+                .await
+                .map_err(|e| Error::Query {
+                    source_name: spec.name.clone(),
+                    sql: "SELECT VERSION()".into(),
+                    message: e.to_string(),
+                })?;
+        let version = version.unwrap_or_default();
+        let flavour = Flavour::from_version(&version);
+        let _ = conn.disconnect().await;
+        Ok(Source {
+            spec,
+            flavour,
+            version,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    pub fn spec(&self) -> &SourceSpec {
+        &self.spec
+    }
+
+    pub fn flavour(&self) -> Flavour {
+        self.flavour
+    }
+
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// Whether every connection reads at the configured TiDB snapshot.
+    pub fn pins_tidb_snapshot(&self) -> bool {
+        let s = self.spec.snapshot.trim();
+        self.flavour == Flavour::TiDb && !s.is_empty() && !s.eq_ignore_ascii_case("auto")
+    }
+
+    /// A new connection with the session set up.
+    pub async fn connect(&self) -> Result<Conn> {
+        let inner = raw_connect(&self.spec).await?;
+        let mut conn = Conn {
+            inner,
+            source: self.spec.name.clone().into(),
+        };
+        conn.exec("SET NAMES utf8mb4").await?;
+        conn.exec("SET SESSION time_zone = '+00:00'").await?;
+        // Keep the server's modes but drop the two that change how our SQL text parses.
+        conn.exec(
+            "SET SESSION sql_mode = REPLACE(REPLACE(@@SESSION.sql_mode, \
+             'NO_BACKSLASH_ESCAPES', ''), 'ANSI_QUOTES', '')",
+        )
+        .await?;
+        if self.flavour == Flavour::MariaDb {
+            // Long checksum queries must not be cut off by a server-wide statement limit.
+            conn.exec("SET SESSION max_statement_time = 0").await?;
+        }
+        if self.flavour == Flavour::TiDb && self.pins_tidb_snapshot() {
+            let sql = format!(
+                "SET SESSION tidb_snapshot = {}",
+                crate::sql::quote_str(&self.spec.snapshot)
+            );
+            conn.exec(&sql).await?;
+        }
+        for assignment in &self.spec.session {
+            conn.exec(&format!("SET SESSION {assignment}")).await?;
+        }
+        Ok(conn)
+    }
+}
+
+async fn raw_connect(spec: &SourceSpec) -> Result<mysql_async::Conn> {
+    let opts = mysql_async::OptsBuilder::default()
+        .ip_or_hostname(spec.host.clone())
+        .tcp_port(spec.port)
+        .user(Some(spec.user.clone()))
+        .pass(Some(spec.password.clone()))
+        .prefer_socket(false)
+        .stmt_cache_size(0);
+    let connect_error = |message: String| Error::Connect {
+        source_name: spec.name.clone(),
+        addr: spec.address(),
+        message,
+    };
+    match tokio::time::timeout(CONNECT_TIMEOUT, mysql_async::Conn::new(opts)).await {
+        Err(_) => Err(connect_error(format!(
+            "no answer within {}s",
+            CONNECT_TIMEOUT.as_secs()
+        ))),
+        Ok(Err(e)) => Err(connect_error(describe_mysql_error(&e))),
+        Ok(Ok(conn)) => Ok(conn),
+    }
+}
+
+/// One-line description of a driver error, without the driver's decorations.
+pub fn describe_mysql_error(e: &mysql_async::Error) -> String {
+    match e {
+        mysql_async::Error::Server(s) => format!("{} (server error {})", s.message, s.code),
+        mysql_async::Error::Io(io) => io.to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// A connection with syncgate's session settings, tagged with its data-source name.
+pub struct Conn {
+    inner: mysql_async::Conn,
+    source: Arc<str>,
+}
+
+impl Conn {
+    fn query_error(&self, sql: &str, e: &mysql_async::Error) -> Error {
+        query_error(&self.source, sql, e)
+    }
+
+    /// The data-source name this connection belongs to.
+    pub fn source_name(&self) -> &str {
+        &self.source
+    }
+
+    /// Run a statement and discard any result.
+    pub async fn exec(&mut self, sql: &str) -> Result<()> {
+        match self.inner.query_drop(sql).await {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.query_error(sql, &e)),
+        }
+    }
+
+    /// Run a query and collect every row as text-protocol values. Only for small results.
+    pub async fn rows(&mut self, sql: &str) -> Result<Vec<Row>> {
+        let mut out = Vec::new();
+        let mut stream = self.stream(sql).await?;
+        while let Some(row) = stream.next().await? {
+            out.push(row);
+        }
+        Ok(out)
+    }
+
+    /// The first row of a query, if any.
+    pub async fn first(&mut self, sql: &str) -> Result<Option<Row>> {
+        let mut rows = self.rows(sql).await?;
+        Ok(if rows.is_empty() {
+            None
+        } else {
+            Some(rows.swap_remove(0))
+        })
+    }
+
+    /// Stream the rows of a query one at a time (memory bounded by one row).
+    pub async fn stream(&mut self, sql: &str) -> Result<RowStream<'_>> {
+        let source = self.source.clone();
+        match self.inner.query_iter(sql.to_string()).await {
+            Ok(result) => Ok(RowStream {
+                result,
+                sql: sql.to_string(),
+                source,
+            }),
+            Err(e) => Err(query_error(&source, sql, &e)),
+        }
+    }
+
+    /// Close the connection politely.
+    pub async fn close(self) {
+        let _ = self.inner.disconnect().await;
+    }
+
+    /// The underlying driver connection, for statements this wrapper does not cover.
+    pub fn inner(&mut self) -> &mut mysql_async::Conn {
+        &mut self.inner
+    }
+}
+
+/// Rows of one query, pulled one at a time.
+pub struct RowStream<'a> {
+    result: mysql_async::QueryResult<'a, 'static, mysql_async::TextProtocol>,
+    sql: String,
+    source: Arc<str>,
+}
+
+impl RowStream<'_> {
+    /// The next row, or `None` at the end.
+    pub async fn next(&mut self) -> Result<Option<Row>> {
+        match self.result.next().await {
+            Ok(Some(row)) => Ok(Some(row.unwrap().into_iter().map(to_value).collect())),
+            Ok(None) => Ok(None),
+            Err(e) => Err(query_error(&self.source, &self.sql, &e)),
+        }
+    }
+}
+
+/// A query error naming the source and (a prefix of) the statement.
+fn query_error(source: &str, sql: &str, e: &mysql_async::Error) -> Error {
+    let mut sql = sql.to_string();
+    if sql.len() > 300 {
+        let mut cut = 300;
+        while !sql.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        sql.truncate(cut);
+        sql.push('…');
+    }
+    Error::Query {
+        source_name: source.to_string(),
+        sql,
+        message: describe_mysql_error(e),
+    }
+}
+
+/// Text-protocol values arrive as bytes; anything else (not expected) is rendered as text.
+fn to_value(v: mysql_async::Value) -> Value {
+    match v {
+        mysql_async::Value::NULL => None,
+        mysql_async::Value::Bytes(b) => Some(b),
+        other => Some(other.as_sql(true).into_bytes()),
+    }
+}
+
+/// Read a text cell as UTF-8 (lossy), for metadata queries.
+pub fn cell_str(row: &Row, i: usize) -> Option<String> {
+    row.get(i)
+        .and_then(|v| v.as_ref())
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+}
+
+/// Read a text cell as an unsigned integer.
+pub fn cell_u64(row: &Row, i: usize) -> Option<u64> {
+    cell_str(row, i).and_then(|s| s.trim().parse().ok())
+}

@@ -2,12 +2,30 @@
 //! progress display. Pure rendering plus file writes; no database access.
 //!
 //! The JSON schema is documented in docs/summary-json.md and is a stable contract.
+//!
+//! Submodules: [`summary`] writes `summary.json` / `summary.txt`, [`terminal`] renders the
+//! end-of-run table, [`progress`] shows live progress (bars on a TTY, plain lines otherwise).
 
-use serde::Serialize;
+mod format;
+pub mod progress;
+pub mod summary;
+pub mod terminal;
+
+pub use progress::{Progress, TableProgress};
+pub use summary::{render_summary_txt, write_summary, SUMMARY_JSON, SUMMARY_TXT};
+pub use terminal::render_terminal;
+
+use crate::error::{EXIT_DIFFERENT, EXIT_EQUAL, EXIT_ERROR};
+use serde::{Deserialize, Serialize};
+use std::fmt;
 use std::path::PathBuf;
 
+/// The snapshot text for a side that was read without a pinned point in time; the summary
+/// warns about it because concurrent writes then show up as differences.
+pub const SNAPSHOT_LIVE: &str = "live, not pinned";
+
 /// Overall outcome; decides the exit code (0, 1, 2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RunResult {
     Equal,
@@ -16,7 +34,7 @@ pub enum RunResult {
 }
 
 /// Outcome of one table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TableResult {
     Equal,
@@ -26,7 +44,7 @@ pub enum TableResult {
 }
 
 /// What was learned about one table.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TableReport {
     /// Downstream (target) schema and table name.
     pub schema: String,
@@ -54,10 +72,17 @@ pub struct TableReport {
     pub skip_reason: Option<String>,
     pub error: Option<String>,
     pub duration_ms: u64,
+    /// The fix SQL was executed on the downstream during the run (apply mode).
+    #[serde(default)]
+    pub fix_applied: bool,
+    /// After applying the fix, whether re-checking the repaired ranges found them equal;
+    /// `None` when no re-check ran. `result` still describes what was found before the fix.
+    #[serde(default)]
+    pub recheck_equal: Option<bool>,
 }
 
 /// One side of the comparison as it was read.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SourceReport {
     /// Data-source name from the config.
     pub name: String,
@@ -71,7 +96,7 @@ pub struct SourceReport {
 }
 
 /// The whole run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunReport {
     pub result: RunResult,
     pub syncgate_version: String,
@@ -87,3 +112,155 @@ pub struct RunReport {
     pub error: Option<String>,
     pub warnings: Vec<String>,
 }
+
+impl RunResult {
+    /// The lowercase word used in summary.json, summary.txt and the terminal.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunResult::Equal => "equal",
+            RunResult::Different => "different",
+            RunResult::Error => "error",
+        }
+    }
+}
+
+impl fmt::Display for RunResult {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl TableResult {
+    /// The lowercase word used in summary.json, summary.txt and the terminal.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TableResult::Equal => "equal",
+            TableResult::Different => "different",
+            TableResult::Skipped => "skipped",
+            TableResult::Error => "error",
+        }
+    }
+}
+
+impl fmt::Display for TableResult {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl TableReport {
+    /// `schema.table` of the downstream (target) table.
+    pub fn name(&self) -> String {
+        format!("{}.{}", self.schema, self.table)
+    }
+
+    /// The target name, plus the upstream name when a route maps it from elsewhere.
+    pub fn display_name(&self) -> String {
+        let name = self.name();
+        if self.upstream_table.is_empty() || self.upstream_table == name {
+            name
+        } else {
+            format!("{name} (from {})", self.upstream_table)
+        }
+    }
+}
+
+impl SourceReport {
+    /// True when the side was read live, so the summary must warn that concurrent writes
+    /// can look like differences. An empty snapshot means nothing was pinned either.
+    pub fn is_live(&self) -> bool {
+        let s = self.snapshot.trim();
+        s.is_empty() || s.to_ascii_lowercase().starts_with("live")
+    }
+}
+
+/// Per-result table counts, for the one-line totals.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TableCounts {
+    pub total: usize,
+    pub equal: usize,
+    pub different: usize,
+    pub skipped: usize,
+    pub error: usize,
+}
+
+impl fmt::Display for TableCounts {
+    /// `N tables: E equal, D different, S skipped, X errors`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {}: {} equal, {} different, {} skipped, {} {}",
+            self.total,
+            if self.total == 1 { "table" } else { "tables" },
+            self.equal,
+            self.different,
+            self.skipped,
+            self.error,
+            if self.error == 1 { "error" } else { "errors" },
+        )
+    }
+}
+
+impl RunReport {
+    /// Sets [`RunReport::result`] from the run error and the table results.
+    ///
+    /// Error wins over different; skipped tables do not change the result (as in
+    /// sync-diff-inspector, where `skip-non-existing-table` still exits 0) but are listed
+    /// in every output so they are not overlooked.
+    pub fn compute_result(&mut self) {
+        let any = |r: TableResult| self.tables.iter().any(|t| t.result == r);
+        self.result = if self.error.is_some() || any(TableResult::Error) {
+            RunResult::Error
+        } else if any(TableResult::Different) {
+            RunResult::Different
+        } else {
+            RunResult::Equal
+        };
+    }
+
+    /// Process exit code for [`RunReport::result`]; call [`RunReport::compute_result`]
+    /// first.
+    pub fn exit_code(&self) -> i32 {
+        match self.result {
+            RunResult::Equal => EXIT_EQUAL,
+            RunResult::Different => EXIT_DIFFERENT,
+            RunResult::Error => EXIT_ERROR,
+        }
+    }
+
+    /// How many tables ended in each result.
+    pub fn counts(&self) -> TableCounts {
+        let mut c = TableCounts {
+            total: self.tables.len(),
+            ..TableCounts::default()
+        };
+        for t in &self.tables {
+            match t.result {
+                TableResult::Equal => c.equal += 1,
+                TableResult::Different => c.different += 1,
+                TableResult::Skipped => c.skipped += 1,
+                TableResult::Error => c.error += 1,
+            }
+        }
+        c
+    }
+
+    /// The directory holding the fix SQL files (relative to the output directory), when
+    /// any were written: their common parent, or `""` for mixed locations.
+    pub fn fix_sql_dir(&self) -> Option<PathBuf> {
+        let mut dirs = self
+            .tables
+            .iter()
+            .filter_map(|t| t.fix_sql.as_ref())
+            .map(|p| p.parent().map(PathBuf::from).unwrap_or_default());
+        let first = dirs.next()?;
+        Some(if dirs.all(|d| d == first) {
+            first
+        } else {
+            PathBuf::new()
+        })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

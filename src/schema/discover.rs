@@ -1,5 +1,149 @@
-//! Discovery (in progress).
-/// Discover a table.
-pub fn discover_table() {}
-/// List tables.
-pub fn list_tables() {}
+//! Reading table structure from `information_schema` (never by parsing DDL, so no DDL
+//! dialect can break a run).
+
+use super::model::{Column, ForeignKey, Generated, Index, TableRef, TableSchema, TypeClass};
+use crate::error::Result;
+use crate::source::{cell_str, cell_u64, Conn};
+use crate::sql::quote_str;
+
+/// Every base table visible on the connection, sorted by schema and name.
+pub async fn list_tables(conn: &mut Conn) -> Result<Vec<TableRef>> {
+    let rows = conn
+        .rows(
+            "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES \
+             WHERE TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_SCHEMA, TABLE_NAME",
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| Some(TableRef::new(cell_str(r, 0)?, cell_str(r, 1)?)))
+        .collect())
+}
+
+/// The structure of `table`, or `None` when it does not exist.
+pub async fn discover_table(conn: &mut Conn, table: &TableRef) -> Result<Option<TableSchema>> {
+    let schema_lit = quote_str(&table.schema);
+    let table_lit = quote_str(&table.table);
+    let where_clause = format!("TABLE_SCHEMA = {schema_lit} AND TABLE_NAME = {table_lit}");
+
+    let Some(info) = conn
+        .first(&format!(
+            "SELECT TABLE_COLLATION, ENGINE FROM information_schema.TABLES WHERE {where_clause} \
+             AND TABLE_TYPE = 'BASE TABLE'"
+        ))
+        .await?
+    else {
+        return Ok(None);
+    };
+
+    let rows = conn
+        .rows(&format!(
+            "SELECT COLUMN_NAME, ORDINAL_POSITION, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, \
+             CHARACTER_SET_NAME, COLLATION_NAME, COLUMN_DEFAULT, EXTRA, GENERATION_EXPRESSION \
+             FROM information_schema.COLUMNS WHERE {where_clause} ORDER BY ORDINAL_POSITION"
+        ))
+        .await?;
+    let mut columns = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let name = cell_str(r, 0).unwrap_or_default();
+        let data_type = cell_str(r, 2).unwrap_or_default().to_ascii_lowercase();
+        let column_type = cell_str(r, 3).unwrap_or_default().to_ascii_lowercase();
+        let collation = cell_str(r, 6);
+        let extra = cell_str(r, 8).unwrap_or_default().to_ascii_uppercase();
+        let generated = if extra.contains("GENERATED") {
+            Some(Generated {
+                expression: cell_str(r, 9).unwrap_or_default(),
+                stored: extra.contains("STORED") || extra.contains("PERSISTENT"),
+            })
+        } else {
+            None
+        };
+        columns.push(Column {
+            class: TypeClass::from_data_type(&data_type, collation.as_deref()),
+            unsigned: column_type.contains("unsigned"),
+            name,
+            ordinal: cell_u64(r, 1).unwrap_or(0) as u32,
+            data_type,
+            column_type,
+            nullable: cell_str(r, 4).as_deref() == Some("YES"),
+            charset: cell_str(r, 5),
+            collation,
+            default: cell_str(r, 7),
+            generated,
+            invisible: extra.contains("INVISIBLE"),
+        });
+    }
+
+    let rows = conn
+        .rows(&format!(
+            "SELECT INDEX_NAME, NON_UNIQUE, COLUMN_NAME FROM information_schema.STATISTICS \
+             WHERE {where_clause} ORDER BY INDEX_NAME, SEQ_IN_INDEX"
+        ))
+        .await?;
+    let mut indexes: Vec<Index> = Vec::new();
+    let mut expression_indexes = Vec::new();
+    for r in &rows {
+        let name = cell_str(r, 0).unwrap_or_default();
+        let Some(column) = cell_str(r, 2) else {
+            // Functional index part (MySQL 8): cannot be used for ranges.
+            expression_indexes.push(name);
+            continue;
+        };
+        match indexes.last_mut() {
+            Some(idx) if idx.name == name => idx.columns.push(column),
+            _ => indexes.push(Index {
+                primary: name == "PRIMARY",
+                unique: cell_u64(r, 1) == Some(0),
+                name,
+                columns: vec![column],
+            }),
+        }
+    }
+    indexes.retain(|i| !expression_indexes.contains(&i.name));
+    // Primary first, then unique, then the rest: the order keys are chosen in.
+    indexes.sort_by_key(|i| (!i.primary, !i.unique, i.name.clone()));
+
+    let rows = conn
+        .rows(&format!(
+            "SELECT k.CONSTRAINT_NAME, k.COLUMN_NAME, k.REFERENCED_TABLE_SCHEMA, \
+             k.REFERENCED_TABLE_NAME, k.REFERENCED_COLUMN_NAME, r.UPDATE_RULE, r.DELETE_RULE \
+             FROM information_schema.KEY_COLUMN_USAGE k \
+             JOIN information_schema.REFERENTIAL_CONSTRAINTS r \
+               ON r.CONSTRAINT_SCHEMA = k.CONSTRAINT_SCHEMA AND r.CONSTRAINT_NAME = k.CONSTRAINT_NAME \
+              AND r.TABLE_NAME = k.TABLE_NAME \
+             WHERE k.TABLE_SCHEMA = {schema_lit} AND k.TABLE_NAME = {table_lit} \
+               AND k.REFERENCED_TABLE_NAME IS NOT NULL \
+             ORDER BY k.CONSTRAINT_NAME, k.ORDINAL_POSITION"
+        ))
+        .await?;
+    let mut foreign_keys: Vec<ForeignKey> = Vec::new();
+    for r in &rows {
+        let name = cell_str(r, 0).unwrap_or_default();
+        let column = cell_str(r, 1).unwrap_or_default();
+        let ref_column = cell_str(r, 4).unwrap_or_default();
+        match foreign_keys.last_mut() {
+            Some(fk) if fk.name == name => {
+                fk.columns.push(column);
+                fk.ref_columns.push(ref_column);
+            }
+            _ => foreign_keys.push(ForeignKey {
+                name,
+                columns: vec![column],
+                ref_schema: cell_str(r, 2).unwrap_or_default(),
+                ref_table: cell_str(r, 3).unwrap_or_default(),
+                ref_columns: vec![ref_column],
+                on_update: cell_str(r, 5).unwrap_or_default(),
+                on_delete: cell_str(r, 6).unwrap_or_default(),
+            }),
+        }
+    }
+
+    Ok(Some(TableSchema {
+        table: table.clone(),
+        columns,
+        indexes,
+        foreign_keys,
+        collation: cell_str(&info, 0),
+        engine: cell_str(&info, 1),
+    }))
+}

@@ -1,0 +1,532 @@
+//! The chunk producer and the check workers.
+
+use super::plan::{Side, TablePlan};
+use crate::checksum::{parse_checksum, Checksum};
+use crate::chunk::KeyRange;
+use crate::diff::{MultisetDiff, RowChange, RowLayout, Step};
+use crate::error::{Error, Result};
+use crate::row::Row;
+use crate::source::{cell_u64, Conn, Source};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use tokio::sync::{mpsc, Mutex};
+
+/// A differing range at most this many rows (on either side) is diffed row by row instead
+/// of being bisected further.
+pub const LEAF_ROWS: u64 = 2_000;
+/// Row changes are sent to the aggregator in batches of at most this many (bounded memory).
+const CHANGE_BATCH: usize = 1_000;
+/// Keyless tables: how many differing hash buckets are diffed per scan.
+const BUCKETS_PER_SCAN: usize = 4;
+
+/// Work for a check worker.
+pub enum ChunkJob {
+    Range {
+        table: usize,
+        plan: Arc<TablePlan>,
+        range: KeyRange,
+    },
+    Keyless {
+        table: usize,
+        plan: Arc<TablePlan>,
+    },
+}
+
+impl ChunkJob {
+    fn table(&self) -> usize {
+        match self {
+            ChunkJob::Range { table, .. } | ChunkJob::Keyless { table, .. } => *table,
+        }
+    }
+}
+
+/// Messages from the producer and workers to the aggregator.
+pub enum WorkerMsg {
+    TableStarted {
+        table: usize,
+    },
+    /// The producer finished splitting a table into this many chunks.
+    TableChunks {
+        table: usize,
+        chunks: u64,
+    },
+    /// Row differences found in `range`.
+    Changes {
+        table: usize,
+        range: KeyRange,
+        changes: Vec<RowChange>,
+    },
+    ChunkDone {
+        table: usize,
+        up_count: u64,
+        down_count: u64,
+        different: bool,
+    },
+    TableError {
+        table: usize,
+        message: String,
+    },
+}
+
+/// Walk each keyed table's chunk key on the upstream and queue chunk ranges.
+pub async fn produce(
+    up: Source,
+    plans: Vec<(usize, Arc<TablePlan>)>,
+    jobs: mpsc::Sender<ChunkJob>,
+    msgs: mpsc::Sender<WorkerMsg>,
+) {
+    let mut conn = match up.connect().await {
+        Ok(c) => Some(c),
+        Err(e) => {
+            for (table, _) in &plans {
+                let _ = msgs
+                    .send(WorkerMsg::TableError {
+                        table: *table,
+                        message: e.to_string(),
+                    })
+                    .await;
+                let _ = msgs
+                    .send(WorkerMsg::TableChunks {
+                        table: *table,
+                        chunks: 0,
+                    })
+                    .await;
+            }
+            None
+        }
+    };
+    let Some(conn) = conn.as_mut() else { return };
+    for (table, plan) in plans {
+        let _ = msgs.send(WorkerMsg::TableStarted { table }).await;
+        if plan.key.is_none() {
+            let _ = jobs
+                .send(ChunkJob::Keyless {
+                    table,
+                    plan: plan.clone(),
+                })
+                .await;
+            let _ = msgs.send(WorkerMsg::TableChunks { table, chunks: 1 }).await;
+            continue;
+        }
+        let mut chunks = 0u64;
+        let mut lower: Option<Row> = None;
+        loop {
+            let open = KeyRange {
+                lower: lower.clone(),
+                upper: None,
+            };
+            let sql = plan.key_at_sql(Side::Up, &open, plan.chunk_size - 1);
+            match conn.first(&sql).await {
+                Ok(Some(bound)) => {
+                    chunks += 1;
+                    let range = KeyRange {
+                        lower: lower.take(),
+                        upper: Some(bound.clone()),
+                    };
+                    lower = Some(bound);
+                    if jobs
+                        .send(ChunkJob::Range {
+                            table,
+                            plan: plan.clone(),
+                            range,
+                        })
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                Ok(None) => {
+                    chunks += 1;
+                    let _ = jobs
+                        .send(ChunkJob::Range {
+                            table,
+                            plan: plan.clone(),
+                            range: open,
+                        })
+                        .await;
+                    break;
+                }
+                Err(e) => {
+                    let _ = msgs
+                        .send(WorkerMsg::TableError {
+                            table,
+                            message: format!("splitting failed: {e}"),
+                        })
+                        .await;
+                    break;
+                }
+            }
+        }
+        let _ = msgs.send(WorkerMsg::TableChunks { table, chunks }).await;
+    }
+}
+
+/// A worker: owns one connection per side and checks chunks until the queue closes.
+pub async fn work(
+    up: Source,
+    down: Source,
+    jobs: Arc<Mutex<mpsc::Receiver<ChunkJob>>>,
+    msgs: mpsc::Sender<WorkerMsg>,
+) {
+    let mut conns: Option<(Conn, Conn)> = None;
+    loop {
+        let job = { jobs.lock().await.recv().await };
+        let Some(job) = job else { break };
+        let table = job.table();
+        if conns.is_none() {
+            match tokio::try_join!(up.connect(), down.connect()) {
+                Ok(pair) => conns = Some(pair),
+                Err(e) => {
+                    fail(&msgs, table, e).await;
+                    continue;
+                }
+            }
+        }
+        let Some((uc, dc)) = conns.as_mut() else {
+            continue;
+        };
+        let result = match &job {
+            ChunkJob::Range { plan, range, .. } => {
+                check_range(uc, dc, table, plan, range.clone(), &msgs).await
+            }
+            ChunkJob::Keyless { plan, .. } => check_keyless(uc, dc, table, plan, &msgs).await,
+        };
+        if let Err(e) = result {
+            fail(&msgs, table, e).await;
+            // The connection may be in an unknown state: start afresh for the next job.
+            conns = None;
+        }
+    }
+    if let Some((uc, dc)) = conns {
+        uc.close().await;
+        dc.close().await;
+    }
+}
+
+async fn fail(msgs: &mpsc::Sender<WorkerMsg>, table: usize, e: Error) {
+    let _ = msgs
+        .send(WorkerMsg::TableError {
+            table,
+            message: e.to_string(),
+        })
+        .await;
+    let _ = msgs
+        .send(WorkerMsg::ChunkDone {
+            table,
+            up_count: 0,
+            down_count: 0,
+            different: true,
+        })
+        .await;
+}
+
+async fn checksum(
+    conn: &mut Conn,
+    plan: &TablePlan,
+    side: Side,
+    range: &KeyRange,
+) -> Result<Checksum> {
+    let sql = plan.checksum_sql(side, range);
+    let row = conn.first(&sql).await?.unwrap_or_default();
+    parse_checksum(
+        row.first().and_then(|v| v.as_deref()),
+        row.get(1).and_then(|v| v.as_deref()),
+    )
+    .ok_or_else(|| Error::Query {
+        source_name: conn.source_name().to_string(),
+        sql,
+        message: "unexpected checksum result".into(),
+    })
+}
+
+async fn checksum_both(
+    uc: &mut Conn,
+    dc: &mut Conn,
+    plan: &TablePlan,
+    range: &KeyRange,
+) -> Result<(Checksum, Checksum)> {
+    tokio::try_join!(
+        checksum(uc, plan, Side::Up, range),
+        checksum(dc, plan, Side::Down, range)
+    )
+}
+
+/// Check one chunk: checksum both sides; on a difference bisect until ranges are small,
+/// then diff their rows.
+async fn check_range(
+    uc: &mut Conn,
+    dc: &mut Conn,
+    table: usize,
+    plan: &TablePlan,
+    range: KeyRange,
+    msgs: &mpsc::Sender<WorkerMsg>,
+) -> Result<()> {
+    let (cu, cd) = checksum_both(uc, dc, plan, &range).await?;
+    let different = cu != cd;
+    if different {
+        let mut stack = vec![(range, cu, cd)];
+        while let Some((r, cu, cd)) = stack.pop() {
+            if cu.count.max(cd.count) <= LEAF_ROWS {
+                diff_rows(uc, dc, table, plan, &r, msgs).await?;
+                continue;
+            }
+            let (side, n) = if cu.count > 0 {
+                (Side::Up, cu.count)
+            } else {
+                (Side::Down, cd.count)
+            };
+            let conn = match side {
+                Side::Up => &mut *uc,
+                Side::Down => &mut *dc,
+            };
+            let mid = conn.first(&plan.key_at_sql(side, &r, n / 2 - 1)).await?;
+            let Some(mid) = mid.filter(|m| Some(m) != r.upper.as_ref()) else {
+                diff_rows(uc, dc, table, plan, &r, msgs).await?;
+                continue;
+            };
+            let (left, right) = r.split_at(mid);
+            let (lu, ld) = checksum_both(uc, dc, plan, &left).await?;
+            let (ru, rd) = checksum_both(uc, dc, plan, &right).await?;
+            if ru != rd {
+                stack.push((right, ru, rd));
+            }
+            if lu != ld {
+                stack.push((left, lu, ld));
+            }
+        }
+    }
+    let _ = msgs
+        .send(WorkerMsg::ChunkDone {
+            table,
+            up_count: cu.count,
+            down_count: cd.count,
+            different,
+        })
+        .await;
+    Ok(())
+}
+
+/// Stream the rows of `range` from both sides in key order and merge them.
+async fn diff_rows(
+    uc: &mut Conn,
+    dc: &mut Conn,
+    table: usize,
+    plan: &TablePlan,
+    range: &KeyRange,
+    msgs: &mpsc::Sender<WorkerMsg>,
+) -> Result<()> {
+    let layout: RowLayout = plan.layout();
+    let up_sql = plan.rows_sql(Side::Up, range);
+    let down_sql = plan.rows_sql(Side::Down, range);
+    let mut us = uc.stream(&up_sql).await?;
+    let mut ds = dc.stream(&down_sql).await?;
+    let mut u = us.next().await?;
+    let mut d = ds.next().await?;
+    let mut batch = Vec::new();
+    loop {
+        match (u.take(), d.take()) {
+            (None, None) => break,
+            (Some(ur), None) => {
+                batch.push(RowChange::Missing {
+                    up: layout.strip(ur),
+                });
+                u = us.next().await?;
+            }
+            (None, Some(dr)) => {
+                batch.push(RowChange::Extra {
+                    down: layout.strip(dr),
+                });
+                d = ds.next().await?;
+            }
+            (Some(ur), Some(dr)) => match layout.step(&ur, &dr) {
+                Step::Missing => {
+                    batch.push(RowChange::Missing {
+                        up: layout.strip(ur),
+                    });
+                    d = Some(dr);
+                    u = us.next().await?;
+                }
+                Step::Extra => {
+                    batch.push(RowChange::Extra {
+                        down: layout.strip(dr),
+                    });
+                    u = Some(ur);
+                    d = ds.next().await?;
+                }
+                Step::Same => {
+                    u = us.next().await?;
+                    d = ds.next().await?;
+                }
+                Step::Changed => {
+                    batch.push(RowChange::Changed {
+                        up: layout.strip(ur),
+                        down: layout.strip(dr),
+                    });
+                    u = us.next().await?;
+                    d = ds.next().await?;
+                }
+            },
+        }
+        if batch.len() >= CHANGE_BATCH {
+            send_changes(msgs, table, range, std::mem::take(&mut batch)).await;
+        }
+    }
+    drop(us);
+    drop(ds);
+    send_changes(msgs, table, range, batch).await;
+    Ok(())
+}
+
+async fn send_changes(
+    msgs: &mpsc::Sender<WorkerMsg>,
+    table: usize,
+    range: &KeyRange,
+    changes: Vec<RowChange>,
+) {
+    if changes.is_empty() {
+        return;
+    }
+    let _ = msgs
+        .send(WorkerMsg::Changes {
+            table,
+            range: range.clone(),
+            changes,
+        })
+        .await;
+}
+
+/// Per-bucket (count, sum) of a keyless table on one side.
+async fn bucket_checksums(
+    conn: &mut Conn,
+    plan: &TablePlan,
+    side: Side,
+    buckets: u64,
+) -> Result<BTreeMap<u64, Checksum>> {
+    let rows = conn.rows(&plan.bucket_checksums_sql(side, buckets)).await?;
+    let mut out = BTreeMap::new();
+    for r in rows {
+        let b = cell_u64(&r, 0).unwrap_or(0);
+        let cs = parse_checksum(
+            r.get(1).and_then(|v| v.as_deref()),
+            r.get(2).and_then(|v| v.as_deref()),
+        )
+        .unwrap_or_default();
+        out.insert(b, cs);
+    }
+    Ok(out)
+}
+
+/// Keyless tables: rows are spread over hash buckets of about `chunk_size` rows; bucket
+/// checksums from one scan per side find the differing buckets, whose rows are then
+/// compared as multisets a few buckets at a time.
+async fn check_keyless(
+    uc: &mut Conn,
+    dc: &mut Conn,
+    table: usize,
+    plan: &TablePlan,
+    msgs: &mpsc::Sender<WorkerMsg>,
+) -> Result<()> {
+    let count_sql = format!(
+        "SELECT COUNT(*) FROM {} WHERE {}",
+        plan.upstream.quoted(),
+        plan.where_clause(&KeyRange::full())
+    );
+    let n = uc
+        .first(&count_sql)
+        .await?
+        .and_then(|r| cell_u64(&r, 0))
+        .unwrap_or(0);
+    let buckets = n.div_ceil(plan.chunk_size).max(1);
+    let (bu, bd) = tokio::try_join!(
+        bucket_checksums(uc, plan, Side::Up, buckets),
+        bucket_checksums(dc, plan, Side::Down, buckets)
+    )?;
+    let all: BTreeSet<u64> = bu.keys().chain(bd.keys()).copied().collect();
+    let differing: Vec<u64> = all
+        .into_iter()
+        .filter(|b| {
+            bu.get(b).copied().unwrap_or_default() != bd.get(b).copied().unwrap_or_default()
+        })
+        .collect();
+    let up_count = bu.values().map(|c| c.count).sum();
+    let down_count = bd.values().map(|c| c.count).sum();
+    for group in differing.chunks(BUCKETS_PER_SCAN) {
+        let mut m = MultisetDiff::new();
+        {
+            let mut s = uc
+                .stream(&plan.bucket_rows_sql(Side::Up, buckets, group))
+                .await?;
+            while let Some(row) = s.next().await? {
+                m.add_up(row);
+            }
+        }
+        {
+            let mut s = dc
+                .stream(&plan.bucket_rows_sql(Side::Down, buckets, group))
+                .await?;
+            while let Some(row) = s.next().await? {
+                m.add_down(row);
+            }
+        }
+        for batch in m.finish().chunks(CHANGE_BATCH) {
+            send_changes(msgs, table, &KeyRange::full(), batch.to_vec()).await;
+        }
+    }
+    let _ = msgs
+        .send(WorkerMsg::ChunkDone {
+            table,
+            up_count,
+            down_count,
+            different: !differing.is_empty(),
+        })
+        .await;
+    Ok(())
+}
+
+/// Execute fix statements in one transaction.
+pub async fn apply(conn: &mut Conn, statements: &[String]) -> Result<()> {
+    conn.exec("START TRANSACTION").await?;
+    for s in statements {
+        if let Err(e) = conn.exec(s).await {
+            let _ = conn.exec("ROLLBACK").await;
+            return Err(e);
+        }
+    }
+    conn.exec("COMMIT").await
+}
+
+/// After fixes were applied: checksum the ranges that differed again. True when all match.
+pub async fn recheck(
+    up: &Source,
+    down: &Source,
+    plan: &TablePlan,
+    ranges: &[KeyRange],
+) -> Result<bool> {
+    let (mut uc, mut dc) = tokio::try_join!(up.connect(), down.connect())?;
+    let mut equal = true;
+    if plan.key.is_none() {
+        let n = 64;
+        let (bu, bd) = tokio::try_join!(
+            bucket_checksums(&mut uc, plan, Side::Up, n),
+            bucket_checksums(&mut dc, plan, Side::Down, n)
+        )?;
+        equal = bu == bd;
+    } else {
+        let mut seen = BTreeSet::new();
+        for r in ranges {
+            let key = serde_json::to_string(r).unwrap_or_default();
+            if !seen.insert(key) {
+                continue;
+            }
+            let (cu, cd) = checksum_both(&mut uc, &mut dc, plan, r).await?;
+            if cu != cd {
+                equal = false;
+                break;
+            }
+        }
+    }
+    uc.close().await;
+    dc.close().await;
+    Ok(equal)
+}

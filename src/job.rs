@@ -1,0 +1,129 @@
+//! Turning a validated [`Config`] into a [`CheckJob`]: resolves data sources, the table
+//! filter, routes and per-table settings.
+
+use crate::config::{Config, DataSource, RouteRules, TableFilter};
+use crate::engine::{CheckJob, TableSelector, TableSettings};
+use crate::error::{Error, Result};
+use crate::schema::TableRef;
+use crate::source::SourceSpec;
+use std::path::PathBuf;
+
+/// Command-line overrides applied on top of the file (the command line wins).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub check_thread_count: Option<usize>,
+    pub export_fix_sql: Option<bool>,
+    pub check_struct_only: bool,
+    pub check_data_only: bool,
+    pub skip_non_existing_table: bool,
+    pub output_dir: Option<PathBuf>,
+    pub apply_fix: bool,
+}
+
+fn spec(name: &str, ds: &DataSource) -> SourceSpec {
+    SourceSpec {
+        name: name.to_string(),
+        host: ds.host.clone(),
+        port: ds.port,
+        user: ds.user.clone(),
+        password: ds.password.clone(),
+        session: ds
+            .session
+            .iter()
+            .map(|(k, v)| format!("{} = {}", k, v.to_sql_literal()))
+            .collect(),
+        snapshot: ds.snapshot.clone(),
+    }
+}
+
+/// Build the job for `config`.
+pub fn job_from_config(config: &Config, o: &Overrides) -> Result<CheckJob> {
+    let sources = config.sources()?;
+    if sources.len() != 1 {
+        return Err(Error::Config(format!(
+            "task.source-instances lists {} sources; comparing several upstream shards against \
+             one target is not supported yet, list exactly one",
+            sources.len()
+        )));
+    }
+    let (up_name, up_ds) = sources[0];
+    let down_ds = config.target()?;
+    let selector = ConfigSelector {
+        config: config.clone(),
+        filter: config.check_filter()?,
+        routes: config.route_rules(up_name)?,
+    };
+    // Surface table-config problems (unknown names, bad patterns) before connecting.
+    for name in &config.task.target_configs {
+        if !config.table_configs.contains_key(name) {
+            return Err(Error::Config(format!(
+                "[task] target-configs: '{name}' is not defined in [table-configs]"
+            )));
+        }
+    }
+    Ok(CheckJob {
+        upstream: spec(up_name, up_ds),
+        downstream: spec(&config.task.target_instance, down_ds),
+        threads: o
+            .check_thread_count
+            .unwrap_or(config.check_thread_count)
+            .max(1),
+        export_fix_sql: o.export_fix_sql.unwrap_or(config.export_fix_sql),
+        struct_only: o.check_struct_only || config.check_struct_only,
+        data_only: o.check_data_only || config.check_data_only,
+        skip_missing: o.skip_non_existing_table || config.skip_non_existing_table,
+        apply_fix: o.apply_fix,
+        output_dir: o
+            .output_dir
+            .clone()
+            .unwrap_or_else(|| config.task.output_dir.clone()),
+        selector: Box::new(selector),
+    })
+}
+
+struct ConfigSelector {
+    config: Config,
+    filter: TableFilter,
+    routes: RouteRules,
+}
+
+impl TableSelector for ConfigSelector {
+    fn wants(&self, target: &TableRef) -> bool {
+        self.filter.matches(&target.schema, &target.table)
+    }
+
+    fn route(&self, upstream: &TableRef) -> TableRef {
+        let (s, t) = self.routes.route(&upstream.schema, &upstream.table);
+        TableRef::new(s, t)
+    }
+
+    fn settings(&self, target: &TableRef) -> Result<TableSettings> {
+        Ok(
+            match self
+                .config
+                .table_config_for(&target.schema, &target.table)?
+            {
+                None => TableSettings::default(),
+                Some(tc) => TableSettings {
+                    ignore_columns: tc.ignore_columns.clone(),
+                    index_fields: tc.index_fields.clone(),
+                    range: tc.range.clone(),
+                    chunk_size: tc.chunk_size,
+                },
+            },
+        )
+    }
+
+    fn exact_names(&self) -> Vec<TableRef> {
+        self.config
+            .task
+            .target_check_tables
+            .iter()
+            .filter(|p| !p.starts_with('!') && !p.contains(['*', '?', '[', '`', '\\']))
+            .filter_map(|p| {
+                let (s, t) = p.split_once('.')?;
+                (!t.contains('.')).then(|| TableRef::new(s, t))
+            })
+            .collect()
+    }
+}
