@@ -92,9 +92,9 @@ impl TableSelector for ConfigSelector {
         self.filter.matches(&target.schema, &target.table)
     }
 
-    fn route(&self, upstream: &TableRef) -> TableRef {
-        let (s, t) = self.routes.route(&upstream.schema, &upstream.table);
-        TableRef::new(s, t)
+    fn route(&self, upstream: &TableRef) -> Option<TableRef> {
+        let (s, t) = self.routes.resolve(&upstream.schema, &upstream.table)?;
+        Some(TableRef::new(s, t))
     }
 
     fn settings(&self, target: &TableRef) -> Result<TableSettings> {

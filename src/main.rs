@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use syncgate::config::Config;
 use syncgate::error::{EXIT_DIFFERENT, EXIT_EQUAL, EXIT_ERROR};
 use syncgate::job::{job_from_config, Overrides};
+use syncgate::playground::{self, PlaygroundOptions};
 use syncgate::report::progress::Progress;
 use syncgate::report::{render_terminal, write_summary, RunReport};
 
@@ -145,7 +146,8 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Check(args) => check(args).await,
-        _ => Ok(2),
+        Command::Playground { action } => playground_cmd(action).await,
+        Command::Demo(args) => demo(args).await,
     }
 }
 
@@ -153,8 +155,8 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
 fn init_logging(level: &str, log_file: Option<&Path>) -> anyhow::Result<()> {
     use tracing_subscriber::prelude::*;
     use tracing_subscriber::{fmt, EnvFilter};
-    let stderr_filter =
-        EnvFilter::try_new(level).with_context(|| format!("invalid log level '{level}'"))?;
+    let stderr_filter = EnvFilter::try_new(level)
+        .with_context(|| format!("invalid log level '{level}'"))?;
     let stderr_layer = fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false)
@@ -195,11 +197,7 @@ async fn check(args: CheckArgs) -> anyhow::Result<i32> {
 }
 
 /// Run a check for `config` and print/write its results; returns the exit code.
-async fn run_config(
-    config: &Config,
-    overrides: &Overrides,
-    log_level: &str,
-) -> anyhow::Result<i32> {
+async fn run_config(config: &Config, overrides: &Overrides, log_level: &str) -> anyhow::Result<i32> {
     let job = job_from_config(config, overrides)?;
     let output_dir = job.output_dir.clone();
     std::fs::create_dir_all(&output_dir)
@@ -213,12 +211,82 @@ async fn run_config(
 
 fn finish_report(report: &RunReport, output_dir: &Path) -> anyhow::Result<i32> {
     write_summary(report, output_dir)?;
-    println!("{}", render_terminal(report));
+    print!("{}", render_terminal(report));
     let code = report.exit_code();
     match code {
         EXIT_EQUAL => tracing::info!("check passed: all tables equal"),
         EXIT_DIFFERENT => tracing::warn!("check failed: differences found"),
         _ => tracing::error!("check failed with errors"),
     }
+    Ok(code)
+}
+
+fn playground_options(a: &PlaygroundArgs) -> PlaygroundOptions {
+    PlaygroundOptions {
+        dir: a.dir.clone(),
+        tables: a.tables,
+        rows: a.rows,
+        config_path: a.config_path.clone(),
+        ..PlaygroundOptions::default()
+    }
+}
+
+async fn playground_cmd(action: PlaygroundAction) -> anyhow::Result<i32> {
+    init_logging("info", None)?;
+    match action {
+        PlaygroundAction::Up(a) => {
+            let up = playground::up(&playground_options(&a)).await?;
+            println!("{up}");
+        }
+        PlaygroundAction::Down { dir, purge } => {
+            playground::down(&dir, purge).await?;
+            println!("playground stopped");
+        }
+        PlaygroundAction::Status { dir } => {
+            println!("{}", playground::status(&dir).await?);
+        }
+        PlaygroundAction::Drift { dir, rows } => {
+            let truth = playground::inject_drift(&dir, &playground::DriftSpec { missing: rows, extra: rows, changed: rows, ..Default::default() }).await?;
+            println!("{truth}");
+        }
+    }
+    Ok(EXIT_EQUAL)
+}
+
+async fn demo(args: DemoArgs) -> anyhow::Result<i32> {
+    let opts = playground_options(&args.playground);
+    println!("== starting the playground (two local MariaDB servers) ==");
+    let up = playground::up(&opts).await?;
+    println!("{up}");
+    println!("== drifting the downstream (deletes, inserts, updates without binlog) ==");
+    let truth =
+        playground::inject_drift(&opts.dir, &playground::DriftSpec { missing: args.drift, extra: args.drift, changed: args.drift, ..Default::default() }).await?;
+    println!("{truth}");
+    println!(
+        "== syncgate check -C {} ==",
+        opts.config_path.display()
+    );
+    let config = Config::from_file(&opts.config_path)?;
+    let code = run_config(&config, &Overrides::default(), "warn").await?;
+    let fix_dir = config
+        .task
+        .output_dir
+        .join(format!("fix-on-{}", config.task.target_instance));
+    if let Ok(entries) = std::fs::read_dir(&fix_dir) {
+        let mut files: Vec<_> = entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+        files.sort();
+        if let Some(first) = files.first() {
+            println!("== fix SQL (first of {} files: {}) ==", files.len(), first.display());
+            let text = std::fs::read_to_string(first).unwrap_or_default();
+            for line in text.lines().take(40) {
+                println!("{line}");
+            }
+        }
+    }
+    println!(
+        "Apply the fixes with `syncgate check -C {} --apply-fix`; stop the servers with \
+         `syncgate playground down`.",
+        opts.config_path.display()
+    );
     Ok(code)
 }

@@ -92,9 +92,9 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
-/// toml's syntax message with backquotes turned into quotes, plus the duplicated key.
+/// toml's first message line, plus the key for duplicates (toml's message omits it).
 fn syntax_message(text: &str, e: &toml::de::Error) -> String {
-    let message = quote_ticks(first_line(e.message()));
+    let message = first_line(e.message()).to_string();
     let spanned = e.span().and_then(|s| text.get(s)).unwrap_or("");
     if message == "duplicate key" && !spanned.is_empty() {
         format!("duplicate key '{spanned}'")
@@ -303,7 +303,7 @@ fn describe_serde_error(
         let candidates: Vec<&str> = expected
             .map(|exp| {
                 exp.trim_start_matches("one of ")
-                    .split(|c| c == ',' || c == ' ')
+                    .split([',', ' '])
                     .map(|s| s.trim_matches('`'))
                     .filter(|s| !s.is_empty() && *s != "or")
                     .collect()

@@ -284,7 +284,7 @@ fn wrong_type_is_one_line_with_position() {
     // An element of the wrong type in a multi-line array points at the element.
     let err = load_err(&BASE.replace("[\"*.*\"]", "[\n  \"a.*\",\n  5,\n]"));
     assert!(
-        err.contains(":14:3: invalid type for 'target-check-tables' in [task]: expected a string, found an integer"),
+        err.contains(":13:3: invalid type for 'target-check-tables' in [task]: expected a string, found an integer"),
         "{err}"
     );
 
@@ -305,7 +305,9 @@ fn wrong_type_is_one_line_with_position() {
         "{err}"
     );
 
-    let err = load_err(&format!("data-sources = 5\n[task]\nsource-instances=['a']\ntarget-instance='b'\ntarget-check-tables=['*.*']\n"));
+    let err = load_err(
+        "data-sources = 5\n[task]\nsource-instances=['a']\ntarget-instance='b'\ntarget-check-tables=['*.*']\n",
+    );
     assert!(
         err.starts_with(
             "config.toml:1:16: invalid type for 'data-sources': expected a table, found an integer"
@@ -386,7 +388,7 @@ fn validation_errors_name_key_and_line() {
     ));
     assert_eq!(
         err,
-        "config.toml:10:28: [task] source-instances: 'nope' is not defined in [data-sources]"
+        "config.toml:9:27: [task] source-instances: 'nope' is not defined in [data-sources]"
     );
     let err = load_err(&BASE.replace("source-instances = [\"up\"]", "source-instances = []"));
     assert!(
@@ -402,7 +404,7 @@ fn validation_errors_name_key_and_line() {
     let err = load_err(&BASE.replace("target-instance = \"down\"", "target-instance = \"dwn\""));
     assert_eq!(
         err,
-        "config.toml:11:19: [task] target-instance: 'dwn' is not defined in [data-sources]"
+        "config.toml:10:19: [task] target-instance: 'dwn' is not defined in [data-sources]"
     );
     let err = load_err(&BASE.replace("target-instance = \"down\"", "target-instance = \"up\""));
     assert!(
@@ -465,6 +467,14 @@ fn validation_errors_name_key_and_line() {
     ));
     assert!(
         err.contains("set either ca-path or ca-bytes, not both"),
+        "{err}"
+    );
+
+    let err = load_err(&format!(
+        "{BASE}\n[data-sources.up.session]\n\"x; DROP\" = 1\n"
+    ));
+    assert!(
+        err.contains(":14:13: [data-sources.up.session] 'x; DROP' is not a valid variable name"),
         "{err}"
     );
 

@@ -222,6 +222,23 @@ impl Config {
                 ));
             }
         }
+        // Names go into `SET SESSION <name> = …` unquoted, so only identifier text is allowed.
+        if let Some(bad) = ds.session.keys().find(|k| {
+            k.is_empty()
+                || !k
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '$')
+        }) {
+            let mut p = path("session");
+            p.push(key(bad));
+            return Err(problem(
+                p,
+                format!(
+                    "{} '{bad}' is not a valid variable name",
+                    render_table(&["data-sources", name, "session"])
+                ),
+            ));
+        }
         if let Some(sec) = &ds.security {
             check_security(name, sec)?;
         }

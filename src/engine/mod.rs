@@ -45,8 +45,9 @@ pub struct TableSettings {
 pub trait TableSelector: Send + Sync {
     /// Whether the target (downstream) table is selected.
     fn wants(&self, target: &TableRef) -> bool;
-    /// The target name of an upstream table (routes).
-    fn route(&self, upstream: &TableRef) -> TableRef;
+    /// The target name of an upstream table (routes); `None` when the table must be left
+    /// out (it has the name of a route's target but matches no rule).
+    fn route(&self, upstream: &TableRef) -> Option<TableRef>;
     /// Settings for a target table.
     fn settings(&self, target: &TableRef) -> Result<TableSettings>;
     /// Tables named without wildcards: they must exist on at least one side.
@@ -245,7 +246,9 @@ async fn prepare_tables(job: &CheckJob, up: &Source, down: &Source) -> Result<Ve
         if is_system(&t) {
             continue;
         }
-        let target = job.selector.route(&t);
+        let Some(target) = job.selector.route(&t) else {
+            continue;
+        };
         if job.selector.wants(&target) {
             if let Some(prev) = up_tables.insert(target.clone(), t.clone()) {
                 return Err(Error::Table {
@@ -388,7 +391,11 @@ async fn run_data_phase(
 
     let plan_of: BTreeMap<usize, Arc<TablePlan>> = plans.iter().cloned().collect();
     let mut apply_conn = if job.apply_fix {
-        Some(down.connect().await?)
+        let mut conn = down.connect().await?;
+        for setting in crate::fixsql::APPLY_SESSION_SETTINGS {
+            conn.exec(setting).await?;
+        }
+        Some(conn)
     } else {
         None
     };

@@ -1,0 +1,101 @@
+//! Server cost of syncgate's chunk checksum versus the classic
+//! `COUNT(*), BIT_XOR(CRC32(CONCAT_WS(',', cols)))`, on one sysbench-shaped table.
+//!
+//! Run: `cargo bench --bench checksum_cost` (env `SG_BENCH_ROWS`, default 1000000;
+//! `SG_BENCH_RUNS`, default 7). Starts its own MariaDB server; prints medians and the ratio.
+
+use std::time::{Duration, Instant};
+use syncgate::checksum::checksum_sql;
+use syncgate::schema::{discover_table, TableRef};
+use syncgate::server::{LocalServer, ServerOptions};
+use syncgate::source::{Source, SourceSpec};
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    if std::env::args().any(|a| a == "--list" || a == "--test") {
+        // `cargo test --benches` / `cargo bench -- --list`: nothing to list.
+        return Ok(());
+    }
+    let rows = env_u64("SG_BENCH_ROWS", 1_000_000);
+    let runs = env_u64("SG_BENCH_RUNS", 7) as usize;
+    let server = LocalServer::start(ServerOptions {
+        extra_args: vec!["--innodb-buffer-pool-size=1G".into()],
+        ..ServerOptions::default()
+    })
+    .await?;
+    let source = Source::open(SourceSpec {
+        name: "bench".into(),
+        host: "127.0.0.1".into(),
+        port: server.port(),
+        user: "root".into(),
+        password: String::new(),
+        session: vec![],
+        snapshot: String::new(),
+    })
+    .await?;
+    let mut conn = source.connect().await?;
+    let t = Instant::now();
+    conn.exec("CREATE DATABASE bench").await?;
+    conn.exec(
+        "CREATE TABLE bench.sbtest1 (id INT NOT NULL AUTO_INCREMENT PRIMARY KEY, \
+         k INT NOT NULL DEFAULT 0, c CHAR(120) NOT NULL DEFAULT '', \
+         pad CHAR(60) NOT NULL DEFAULT '', KEY k_1(k))",
+    )
+    .await?;
+    conn.exec("USE bench").await?;
+    let groups = |n: usize| {
+        (0..n)
+            .map(|i| format!("LPAD(FLOOR(RAND(seq * {}) * 1e11), 11, '0')", i + 7))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    conn.exec(&format!(
+        "INSERT INTO sbtest1 (id, k, c, pad) SELECT seq, FLOOR(RAND(seq) * {rows}), \
+         CONCAT_WS('-', {}), CONCAT_WS('-', {}) FROM seq_1_to_{rows}",
+        groups(10),
+        groups(5)
+    ))
+    .await?;
+    eprintln!("seeded {rows} rows in {:.1}s", t.elapsed().as_secs_f64());
+
+    let table = TableRef::new("bench", "sbtest1");
+    let schema = discover_table(&mut conn, &table)
+        .await?
+        .ok_or("table not found")?;
+    let cols: Vec<_> = schema.columns.iter().collect();
+    let ours = checksum_sql(&table, &cols, "TRUE");
+    let classic = "SELECT COUNT(*), BIT_XOR(CRC32(CONCAT_WS(',', id, k, c, pad))) \
+                   FROM bench.sbtest1"
+        .to_string();
+    // Warm the buffer pool so both variants read from memory.
+    conn.rows(&classic).await?;
+    conn.rows(&ours).await?;
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let t = Instant::now();
+        conn.rows(&classic).await?;
+        a.push(t.elapsed());
+        let t = Instant::now();
+        conn.rows(&ours).await?;
+        b.push(t.elapsed());
+    }
+    let (ma, mb) = (median(a), median(b));
+    println!("rows: {rows}, runs: {runs} (median)");
+    println!("classic  COUNT + BIT_XOR(CRC32(CONCAT_WS)) : {:.3}s", ma.as_secs_f64());
+    println!("syncgate {}: {:.3}s", syncgate::checksum::CHECKSUM_VERSION, mb.as_secs_f64());
+    println!("ratio syncgate/classic: {:.2}", mb.as_secs_f64() / ma.as_secs_f64());
+    println!("syncgate sql: {ours}");
+    Ok(())
+}

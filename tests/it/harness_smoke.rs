@@ -1,0 +1,166 @@
+//! The test harness and `syncgate::server` against a real MariaDB.
+
+use std::net::TcpStream;
+use std::time::Duration;
+
+use mysql_async::prelude::Queryable;
+use syncgate::server::{DetachedServer, LocalServer, ServerOptions};
+
+use crate::support::{self, TestDb};
+
+#[tokio::test]
+async fn shared_server_create_insert_select() {
+    let db = TestDb::new().await;
+    assert!(db.name().starts_with("sg_shared_server_create_insert_select_"), "{}", db.name());
+    db.exec("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(20)); INSERT INTO t VALUES (1, 'héllo 🙂')")
+        .await;
+    let rows: Vec<(i32, String)> = db.query("SELECT id, v FROM t").await;
+    assert_eq!(rows, vec![(1, "héllo 🙂".to_string())]);
+
+    // The database is dropped with the TestDb.
+    let server = db.server();
+    let name = db.name().to_string();
+    drop(db);
+    let mut conn = server.conn().await.unwrap();
+    let left: Option<String> = conn
+        .exec_first(
+            "SELECT schema_name FROM information_schema.schemata WHERE schema_name = ?",
+            (name,),
+        )
+        .await
+        .unwrap();
+    assert_eq!(left, None);
+}
+
+#[tokio::test]
+async fn pair_is_two_processes() {
+    let (up, down) = support::pair().await;
+    assert_ne!(up.pid(), down.pid());
+    assert_ne!(up.port(), down.port());
+    assert_ne!(up.data_dir(), down.data_dir());
+    let mut a = up.conn().await.unwrap();
+    let mut b = down.conn().await.unwrap();
+    let ida: u32 = a.query_first("SELECT @@server_id").await.unwrap().unwrap();
+    let idb: u32 = b.query_first("SELECT @@server_id").await.unwrap().unwrap();
+    assert_eq!((ida, idb), (1, 2));
+    let log_bin: u32 = a.query_first("SELECT @@log_bin").await.unwrap().unwrap();
+    assert_eq!(log_bin, 1);
+
+    // Same database name on both sides, different contents.
+    let (u, d) = TestDb::pair().await;
+    assert_eq!(u.name(), d.name());
+    u.exec("CREATE TABLE t (id INT PRIMARY KEY); INSERT INTO t VALUES (1)").await;
+    d.exec("CREATE TABLE t (id INT PRIMARY KEY)").await;
+    let nu: Vec<i64> = u.query("SELECT COUNT(*) FROM t").await;
+    let nd: Vec<i64> = d.query("SELECT COUNT(*) FROM t").await;
+    assert_eq!((nu[0], nd[0]), (1, 0));
+}
+
+#[tokio::test]
+async fn kill_closes_the_port_and_restart_recovers() {
+    let mut server = support::start_server(9).await;
+    let port = server.port();
+    let pid = server.pid();
+    assert_eq!(server.url(), format!("mysql://root@127.0.0.1:{port}"));
+    {
+        let mut conn = server.conn().await.unwrap();
+        conn.query_drop(
+            "CREATE DATABASE crash; CREATE TABLE crash.t (id INT PRIMARY KEY); \
+             INSERT INTO crash.t VALUES (1), (2), (3)",
+        )
+        .await
+        .unwrap();
+        conn.disconnect().await.unwrap();
+    }
+    assert!(server.is_running());
+    server.kill();
+    assert!(!server.is_running());
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "pid {pid} still exists after kill"
+    );
+    assert!(
+        TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(1)).is_err(),
+        "port {port} still accepts connections after kill()"
+    );
+    assert!(server.conn().await.is_err());
+
+    // Crash recovery keeps committed rows.
+    server.restart().await.unwrap();
+    assert_eq!(server.port(), port);
+    assert_ne!(server.pid(), pid);
+    let mut conn = server.conn().await.unwrap();
+    let n: i64 = conn
+        .query_first("SELECT COUNT(*) FROM crash.t")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(n, 3);
+    conn.disconnect().await.unwrap();
+}
+
+#[tokio::test]
+async fn shutdown_is_clean_and_removes_temp_dir() {
+    let server = support::start_server(10).await;
+    let port = server.port();
+    let dir = server.data_dir().to_path_buf();
+    assert!(dir.join("data/mysql").is_dir());
+    server.shutdown().await.unwrap();
+    assert!(!dir.exists(), "{} not removed", dir.display());
+    assert!(
+        TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(1)).is_err()
+    );
+}
+
+#[tokio::test]
+async fn detached_server_survives_handle_and_stops_by_dir() {
+    support::require_mariadbd();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("srv");
+    let opts = ServerOptions {
+        server_id: Some(5),
+        log_bin: true,
+        data_dir: Some(dir.clone()),
+        ..Default::default()
+    };
+    let server = LocalServer::start_detached(opts.clone()).await.unwrap();
+    let (pid, port) = (server.pid(), server.port());
+    assert!(server.is_detached());
+    drop(server); // must not stop it
+
+    let found = DetachedServer::find(&dir).unwrap().expect("server should still run");
+    assert_eq!((found.pid, found.port), (pid, port));
+    let mut conn = found.conn().await.unwrap();
+    let gtid: String = conn
+        .query_first("SELECT @@gtid_binlog_pos")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(gtid, "");
+    conn.disconnect().await.unwrap();
+
+    // A second start on the same dir is refused while it runs.
+    let err = LocalServer::start_detached(opts).await.unwrap_err();
+    assert!(err.to_string().contains("already runs"), "{err}");
+
+    assert!(DetachedServer::stop(&dir).await.unwrap());
+    assert_eq!(DetachedServer::find(&dir).unwrap(), None);
+    assert!(!DetachedServer::stop(&dir).await.unwrap());
+    // The data dir is persistent.
+    assert!(dir.join("data/mysql").is_dir());
+    assert!(dir.join("binlog.index").is_file());
+}
+
+#[tokio::test]
+async fn fixed_port_in_use_is_reported() {
+    support::require_mariadbd();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let err = LocalServer::start(ServerOptions {
+        port: Some(port),
+        ..Default::default()
+    })
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains(&format!("port {port}")), "{err}");
+}
