@@ -93,9 +93,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let (ma, mb) = (median(a), median(b));
     println!("rows: {rows}, runs: {runs} (median)");
-    println!("classic  COUNT + BIT_XOR(CRC32(CONCAT_WS)) : {:.3}s", ma.as_secs_f64());
-    println!("syncgate {}: {:.3}s", syncgate::checksum::CHECKSUM_VERSION, mb.as_secs_f64());
-    println!("ratio syncgate/classic: {:.2}", mb.as_secs_f64() / ma.as_secs_f64());
+    println!(
+        "classic  COUNT + BIT_XOR(CRC32(CONCAT_WS)) : {:.3}s",
+        ma.as_secs_f64()
+    );
+    println!(
+        "syncgate {}: {:.3}s",
+        syncgate::checksum::CHECKSUM_VERSION,
+        mb.as_secs_f64()
+    );
+    println!(
+        "ratio syncgate/classic: {:.2}",
+        mb.as_secs_f64() / ma.as_secs_f64()
+    );
     println!("syncgate sql: {ours}");
     Ok(())
 }

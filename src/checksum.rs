@@ -7,9 +7,9 @@
 //! ```
 //!
 //! - `enc(c)` is unambiguous: numeric and temporal columns are their text form (which never
-//!   contains `,` or `N`); strings, binaries, JSON, ENUM and SET are `LENGTH(c), c` so a value
-//!   containing `,` cannot shift a column boundary; a nullable column's marker becomes `'N'`
-//!   when it is NULL, so NULL differs from `''` and from `0`.
+//!   contains `,` or `N`); strings, binaries, JSON, ENUM and SET are `CRC32(c)` (a number, so
+//!   a value containing `,` cannot shift a column boundary, and each string is read once); a
+//!   nullable column becomes `'N'` when it is NULL, so NULL differs from `''` and from `0`.
 //! - The inner CRC32 is affine over GF(2); the outer CRC32 of its *decimal text* is not, so
 //!   rows changed the same way do not cancel (the CRC32/BIT_XOR failure of earlier tools).
 //! - `SUM` over exact integers (DECIMAL result) is order independent and, unlike `BIT_XOR`,
@@ -22,7 +22,7 @@ use crate::sql::quote_ident;
 
 /// Version tag of the checksum definition, recorded in reports: two runs compare only if
 /// they use the same version.
-pub const CHECKSUM_VERSION: &str = "sg1-crc32x2-sum";
+pub const CHECKSUM_VERSION: &str = "sg1";
 
 /// Count and checksum of one chunk on one side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -57,30 +57,26 @@ pub fn value_expr(column: &Column) -> String {
     }
 }
 
-/// The `CONCAT_WS` arguments encoding one column.
-fn encode_column(column: &Column, out: &mut Vec<String>) {
+/// The `CONCAT_WS` argument encoding one column: its text when that text cannot contain the
+/// separator, else the CRC32 of its bytes (read once, and short to concatenate).
+fn encode_column(column: &Column) -> String {
     let value = value_expr(column);
-    if column.class.is_free_text() {
-        let len = format!("LENGTH({value})");
-        if column.nullable {
-            out.push(format!("IFNULL({len},'N')"));
-        } else {
-            out.push(len);
-        }
-        out.push(value);
-    } else if column.nullable {
-        out.push(format!("IFNULL({value},'N')"));
+    let item = if column.class.is_free_text() {
+        format!("CRC32({value})")
     } else {
-        out.push(value);
+        value
+    };
+    if column.nullable {
+        format!("IFNULL({item},'N')")
+    } else {
+        item
     }
 }
 
 /// Per-row hash expression over `columns` (a 32-bit unsigned integer).
 pub fn row_hash_expr(columns: &[&Column]) -> String {
     let mut args = vec!["','".to_string()];
-    for c in columns {
-        encode_column(c, &mut args);
-    }
+    args.extend(columns.iter().map(|c| encode_column(c)));
     format!("CRC32(CRC32(CONCAT_WS({})))", args.join(", "))
 }
 
@@ -128,7 +124,7 @@ mod tests {
     }
 
     #[test]
-    fn strings_are_length_prefixed_and_nulls_marked() {
+    fn strings_are_hashed_per_column_and_nulls_marked() {
         let id = col("id", TypeClass::Int, false, None);
         let s = col("s", TypeClass::Text, true, Some("utf8mb4"));
         let l = col("l", TypeClass::Text, false, Some("latin1"));
@@ -136,8 +132,8 @@ mod tests {
         let expr = row_hash_expr(&[&id, &s, &l, &k]);
         assert_eq!(
             expr,
-            "CRC32(CRC32(CONCAT_WS(',', `id`, IFNULL(LENGTH(`s`),'N'), `s`, \
-             LENGTH(CONVERT(`l` USING utf8mb4)), CONVERT(`l` USING utf8mb4), IFNULL(`k`,'N'))))"
+            "CRC32(CRC32(CONCAT_WS(',', `id`, IFNULL(CRC32(`s`),'N'), \
+             CRC32(CONVERT(`l` USING utf8mb4)), IFNULL(`k`,'N'))))"
         );
     }
 

@@ -155,8 +155,8 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
 fn init_logging(level: &str, log_file: Option<&Path>) -> anyhow::Result<()> {
     use tracing_subscriber::prelude::*;
     use tracing_subscriber::{fmt, EnvFilter};
-    let stderr_filter = EnvFilter::try_new(level)
-        .with_context(|| format!("invalid log level '{level}'"))?;
+    let stderr_filter =
+        EnvFilter::try_new(level).with_context(|| format!("invalid log level '{level}'"))?;
     let stderr_layer = fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false)
@@ -197,7 +197,11 @@ async fn check(args: CheckArgs) -> anyhow::Result<i32> {
 }
 
 /// Run a check for `config` and print/write its results; returns the exit code.
-async fn run_config(config: &Config, overrides: &Overrides, log_level: &str) -> anyhow::Result<i32> {
+async fn run_config(
+    config: &Config,
+    overrides: &Overrides,
+    log_level: &str,
+) -> anyhow::Result<i32> {
     let job = job_from_config(config, overrides)?;
     let output_dir = job.output_dir.clone();
     std::fs::create_dir_all(&output_dir)
@@ -246,7 +250,16 @@ async fn playground_cmd(action: PlaygroundAction) -> anyhow::Result<i32> {
             println!("{}", playground::status(&dir).await?);
         }
         PlaygroundAction::Drift { dir, rows } => {
-            let truth = playground::inject_drift(&dir, &playground::DriftSpec { missing: rows, extra: rows, changed: rows, ..Default::default() }).await?;
+            let truth = playground::inject_drift(
+                &dir,
+                &playground::DriftSpec {
+                    missing: rows,
+                    extra: rows,
+                    changed: rows,
+                    ..Default::default()
+                },
+            )
+            .await?;
             println!("{truth}");
         }
     }
@@ -259,13 +272,18 @@ async fn demo(args: DemoArgs) -> anyhow::Result<i32> {
     let up = playground::up(&opts).await?;
     println!("{up}");
     println!("== drifting the downstream (deletes, inserts, updates without binlog) ==");
-    let truth =
-        playground::inject_drift(&opts.dir, &playground::DriftSpec { missing: args.drift, extra: args.drift, changed: args.drift, ..Default::default() }).await?;
+    let truth = playground::inject_drift(
+        &opts.dir,
+        &playground::DriftSpec {
+            missing: args.drift,
+            extra: args.drift,
+            changed: args.drift,
+            ..Default::default()
+        },
+    )
+    .await?;
     println!("{truth}");
-    println!(
-        "== syncgate check -C {} ==",
-        opts.config_path.display()
-    );
+    println!("== syncgate check -C {} ==", opts.config_path.display());
     let config = Config::from_file(&opts.config_path)?;
     let code = run_config(&config, &Overrides::default(), "warn").await?;
     let fix_dir = config
@@ -276,7 +294,11 @@ async fn demo(args: DemoArgs) -> anyhow::Result<i32> {
         let mut files: Vec<_> = entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
         files.sort();
         if let Some(first) = files.first() {
-            println!("== fix SQL (first of {} files: {}) ==", files.len(), first.display());
+            println!(
+                "== fix SQL (first of {} files: {}) ==",
+                files.len(),
+                first.display()
+            );
             let text = std::fs::read_to_string(first).unwrap_or_default();
             for line in text.lines().take(40) {
                 println!("{line}");

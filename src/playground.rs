@@ -233,7 +233,9 @@ pub async fn up(opts: &PlaygroundOptions) -> Result<UpReport> {
         )));
     }
     if opts.tables == 0 {
-        return Err(Error::Server("the playground needs at least one table".into()));
+        return Err(Error::Server(
+            "the playground needs at least one table".into(),
+        ));
     }
     if !server::mariadbd_available() {
         return Err(Error::Server(
@@ -358,7 +360,11 @@ pub async fn up(opts: &PlaygroundOptions) -> Result<UpReport> {
         config_path: absolute(&config_path)?,
     };
     write_state(&dir, &state)?;
-    tracing::info!("wrote {} and {}", config_path.display(), state_path(&dir).display());
+    tracing::info!(
+        "wrote {} and {}",
+        config_path.display(),
+        state_path(&dir).display()
+    );
 
     Ok(UpReport {
         already_running: false,
@@ -424,7 +430,10 @@ pub async fn down(dir: &Path, purge: bool) -> Result<DownReport> {
         let _ = std::fs::remove_dir(&dir); // only if empty
         tracing::info!("removed playground data in {}", dir.display());
     }
-    Ok(DownReport { stopped, purged: purge })
+    Ok(DownReport {
+        stopped,
+        purged: purge,
+    })
 }
 
 /// One server in [`PlaygroundStatus`].
@@ -678,7 +687,9 @@ pub async fn seed_sbtest(
     }
     let mut first_err = None;
     while let Some(res) = set.join_next().await {
-        let res = res.map_err(|e| Error::Server(format!("load task: {e}"))).and_then(|r| r);
+        let res = res
+            .map_err(|e| Error::Server(format!("load task: {e}")))
+            .and_then(|r| r);
         if let Err(e) = res {
             if first_err.is_none() {
                 first_err = Some(e);
@@ -730,7 +741,9 @@ async fn load_table(opts: mysql_async::Opts, table: u32, rows: u64, seed: u64) -
         }
         loaded += n;
     }
-    conn.query_drop("COMMIT").await.map_err(run("COMMIT".into()))?;
+    conn.query_drop("COMMIT")
+        .await
+        .map_err(run("COMMIT".into()))?;
     let _ = conn.disconnect().await;
     tracing::debug!("{where_}: loaded {DATABASE}.{name} ({rows} rows)");
     Ok(())
@@ -837,7 +850,11 @@ impl DriftReport {
 
 impl fmt::Display for DriftReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "{:<20} {:>8} {:>8} {:>8}", "table", "missing", "extra", "changed")?;
+        writeln!(
+            f,
+            "{:<20} {:>8} {:>8} {:>8}",
+            "table", "missing", "extra", "changed"
+        )?;
         for t in &self.tables {
             writeln!(
                 f,
@@ -1000,7 +1017,9 @@ mod tests {
             assert_eq!(r.pad.len(), 59);
             let groups: Vec<&str> = r.c.split('-').collect();
             assert_eq!(groups.len(), 10);
-            assert!(groups.iter().all(|g| g.len() == 11 && g.bytes().all(|b| b.is_ascii_digit())));
+            assert!(groups
+                .iter()
+                .all(|g| g.len() == 11 && g.bytes().all(|b| b.is_ascii_digit())));
             assert_eq!(r.pad.split('-').count(), 5);
         }
     }
@@ -1046,7 +1065,10 @@ mod tests {
         assert_eq!(up["port"].as_integer(), Some(4000));
         assert_eq!(up["user"].as_str(), Some("root"));
         assert_eq!(up["password"].as_str(), Some(""));
-        assert_eq!(v["data-sources"]["downstream"]["port"].as_integer(), Some(4001));
+        assert_eq!(
+            v["data-sources"]["downstream"]["port"].as_integer(),
+            Some(4001)
+        );
         let task = &v["task"];
         assert_eq!(task["output-dir"].as_str(), Some("./output"));
         assert_eq!(task["source-instances"].as_array().unwrap().len(), 1);

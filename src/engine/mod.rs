@@ -106,11 +106,10 @@ pub async fn run_check(job: CheckJob, progress: Progress) -> Result<RunReport> {
             ));
         }
     }
+    let plans = prepare_tables(&job, &up, &down).await?;
     for w in &warnings {
         tracing::warn!("{w}");
     }
-
-    let plans = prepare_tables(&job, &up, &down).await?;
     let fix_dir = job
         .output_dir
         .join(format!("fix-on-{}", job.downstream.name));

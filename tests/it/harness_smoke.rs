@@ -4,16 +4,24 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
-use syncgate::server::{DetachedServer, LocalServer, ServerOptions};
+use syncgate::playground::{self, DriftSpec, PlaygroundOptions};
+use syncgate::server::{self, DetachedServer, LocalServer, ServerOptions};
 
 use crate::support::{self, TestDb};
 
 #[tokio::test]
 async fn shared_server_create_insert_select() {
     let db = TestDb::new().await;
-    assert!(db.name().starts_with("sg_shared_server_create_insert_select_"), "{}", db.name());
-    db.exec("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(20)); INSERT INTO t VALUES (1, 'héllo 🙂')")
-        .await;
+    assert!(
+        db.name()
+            .starts_with("sg_shared_server_create_insert_select_"),
+        "{}",
+        db.name()
+    );
+    db.exec(
+        "CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(20)); INSERT INTO t VALUES (1, 'héllo 🙂')",
+    )
+    .await;
     let rows: Vec<(i32, String)> = db.query("SELECT id, v FROM t").await;
     assert_eq!(rows, vec![(1, "héllo 🙂".to_string())]);
 
@@ -49,7 +57,8 @@ async fn pair_is_two_processes() {
     // Same database name on both sides, different contents.
     let (u, d) = TestDb::pair().await;
     assert_eq!(u.name(), d.name());
-    u.exec("CREATE TABLE t (id INT PRIMARY KEY); INSERT INTO t VALUES (1)").await;
+    u.exec("CREATE TABLE t (id INT PRIMARY KEY); INSERT INTO t VALUES (1)")
+        .await;
     d.exec("CREATE TABLE t (id INT PRIMARY KEY)").await;
     let nu: Vec<i64> = u.query("SELECT COUNT(*) FROM t").await;
     let nd: Vec<i64> = d.query("SELECT COUNT(*) FROM t").await;
@@ -128,7 +137,9 @@ async fn detached_server_survives_handle_and_stops_by_dir() {
     assert!(server.is_detached());
     drop(server); // must not stop it
 
-    let found = DetachedServer::find(&dir).unwrap().expect("server should still run");
+    let found = DetachedServer::find(&dir)
+        .unwrap()
+        .expect("server should still run");
     assert_eq!((found.pid, found.port), (pid, port));
     let mut conn = found.conn().await.unwrap();
     let gtid: String = conn
@@ -163,4 +174,147 @@ async fn fixed_port_in_use_is_reported() {
     .await
     .unwrap_err();
     assert!(err.to_string().contains(&format!("port {port}")), "{err}");
+}
+
+/// Stops a playground even when the test panics (its servers are detached).
+struct PlaygroundGuard(std::path::PathBuf);
+
+impl Drop for PlaygroundGuard {
+    fn drop(&mut self) {
+        let dir = self.0.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let _ = rt.block_on(playground::down(&dir, true));
+        })
+        .join();
+    }
+}
+
+#[tokio::test]
+async fn playground_up_status_drift_down() {
+    support::require_mariadbd();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("pg");
+    let _guard = PlaygroundGuard(dir.clone());
+    let upstream_port = server::free_port().unwrap();
+    let downstream_port = loop {
+        let p = server::free_port().unwrap();
+        if p != upstream_port {
+            break p;
+        }
+    };
+    let opts = PlaygroundOptions {
+        dir: dir.clone(),
+        tables: 2,
+        rows: 2000,
+        seed: 3,
+        config_path: tmp.path().join("configs/playground.toml"),
+        upstream_port,
+        downstream_port,
+    };
+    let report = playground::up(&opts).await.unwrap();
+    assert!(report.seeded && !report.already_running, "{report}");
+    let st = &report.status;
+    assert!(st.is_up(), "{st}");
+    for role in ["upstream", "downstream"] {
+        let s = st.server(role).unwrap();
+        assert_eq!(
+            s.tables,
+            vec![("sbtest1".to_string(), 2000), ("sbtest2".to_string(), 2000)],
+            "{role}"
+        );
+    }
+    assert_eq!(st.server("upstream").unwrap().port, Some(upstream_port));
+    let config = std::fs::read_to_string(&opts.config_path).unwrap();
+    assert!(
+        config.contains(&format!("port = {downstream_port}")),
+        "{config}"
+    );
+    let state = playground::read_state(&dir).unwrap().unwrap();
+    assert_eq!(state.downstream.port, downstream_port);
+
+    // Both sides hold the same data.
+    let up_srv = DetachedServer::find(&dir.join("upstream"))
+        .unwrap()
+        .unwrap();
+    let down_srv = DetachedServer::find(&dir.join("downstream"))
+        .unwrap()
+        .unwrap();
+    let mut up = up_srv.conn().await.unwrap();
+    let mut down = down_srv.conn().await.unwrap();
+    let checksum = "CHECKSUM TABLE sbtest.sbtest1, sbtest.sbtest2";
+    let a: Vec<(String, i64)> = up.query(checksum).await.unwrap();
+    let b: Vec<(String, i64)> = down.query(checksum).await.unwrap();
+    assert_eq!(a, b);
+    let gtid_before: String = down
+        .query_first("SELECT @@gtid_binlog_pos")
+        .await
+        .unwrap()
+        .unwrap();
+
+    // Idempotent.
+    assert!(playground::up(&opts).await.unwrap().already_running);
+
+    // Drift: ground truth matches the data.
+    let drift = playground::inject_drift(&dir, &DriftSpec::default())
+        .await
+        .unwrap();
+    assert_eq!(drift.tables.len(), 2);
+    assert_eq!(
+        (drift.missing(), drift.extra(), drift.changed()),
+        (10, 10, 10)
+    );
+    for t in &drift.tables {
+        let ids = |v: &[i64]| v.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+        let count = |ids: String| format!("SELECT COUNT(*) FROM {} WHERE id IN ({ids})", t.table);
+        let n: i64 = down
+            .query_first(count(ids(&t.missing)))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(n, 0, "missing rows still downstream in {}", t.table);
+        let n: i64 = down
+            .query_first(count(ids(&t.extra)))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(n, 5);
+        let n: i64 = up.query_first(count(ids(&t.extra))).await.unwrap().unwrap();
+        assert_eq!(n, 0);
+        assert!(t.extra.iter().all(|id| *id > 2000));
+        let c_sql = format!(
+            "SELECT id, c FROM {} WHERE id IN ({}) ORDER BY id",
+            t.table,
+            ids(&t.changed)
+        );
+        let cu: Vec<(i64, String)> = up.query(&c_sql).await.unwrap();
+        let cd: Vec<(i64, String)> = down.query(&c_sql).await.unwrap();
+        assert_eq!(cu.len(), 5);
+        assert_eq!(cd.len(), 5);
+        assert!(cu.iter().zip(&cd).all(|(x, y)| x.0 == y.0 && x.1 != y.1));
+    }
+    let gtid_after: String = down
+        .query_first("SELECT @@gtid_binlog_pos")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(gtid_before, gtid_after, "drift must not reach the binlog");
+    up.disconnect().await.unwrap();
+    down.disconnect().await.unwrap();
+
+    // Down keeps data; up again restarts without reseeding.
+    let d = playground::down(&dir, false).await.unwrap();
+    assert_eq!(d.stopped, vec!["upstream", "downstream"]);
+    let st = playground::status(&dir).await.unwrap();
+    assert!(!st.is_up() && st.servers.iter().all(|s| !s.running), "{st}");
+    let again = playground::up(&opts).await.unwrap();
+    assert!(!again.seeded && !again.already_running);
+    assert_eq!(again.status.server("downstream").unwrap().tables[0].1, 2000);
+
+    let d = playground::down(&dir, true).await.unwrap();
+    assert_eq!(d.stopped.len(), 2);
+    assert!(!dir.exists());
 }

@@ -1,6 +1,14 @@
 //! Integration tests (one binary: `cargo test --test integration`).
-//! Servers and per-test databases come from [`support`].
+//! Servers and per-test databases come from [`support`]; fixture scenarios from
+//! [`scenario`].
 
+mod scenario;
 mod support;
 
+// What belongs where:
+// - check_e2e: the `check` command end to end on fixture scenarios.
+// - cli_errors: bad input -> one line on stderr, exit code 2.
+// - harness_smoke: the test harness itself.
+mod check_e2e;
+mod cli_errors;
 mod harness_smoke;

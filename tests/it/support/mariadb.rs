@@ -87,7 +87,9 @@ async fn drop_leftover_dbs(server: &LocalServer) {
         .await
         .unwrap_or_else(|e| panic!("connect to test server: {e}"));
     let names: Vec<String> = conn
-        .query("SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE 'sg\\_%'")
+        .query(
+            "SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE 'sg\\_%'",
+        )
         .await
         .expect("list leftover test databases");
     for name in names {
@@ -190,7 +192,8 @@ impl TestDb {
 
     /// A new connection with this database as the default.
     pub async fn conn(&self) -> Conn {
-        let opts = mysql_async::OptsBuilder::from_opts(self.server.opts()).db_name(Some(&self.name));
+        let opts =
+            mysql_async::OptsBuilder::from_opts(self.server.opts()).db_name(Some(&self.name));
         Conn::new(opts)
             .await
             .unwrap_or_else(|e| panic!("connect to test database {}: {e}", self.name))

@@ -1,0 +1,143 @@
+//! Bad input gives one clear line on stderr and exit code 2, never a panic.
+
+use crate::scenario::{describe, syncgate, Scenario};
+
+/// Exit code 2, no panic, and an `error:` line mentioning every needle.
+fn assert_clean_error(out: &std::process::Output, needles: &[&str]) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(out));
+    assert!(!stderr.contains("panicked"), "{}", describe(out));
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "exactly one line on stderr: {}",
+        describe(out)
+    );
+    assert!(lines[0].starts_with("error: "), "{}", describe(out));
+    for n in needles {
+        assert!(
+            lines[0].contains(n),
+            "stderr lacks {n:?}: {}",
+            describe(out)
+        );
+    }
+}
+
+fn write(dir: &tempfile::TempDir, text: &str) -> String {
+    let p = dir.path().join("c.toml");
+    std::fs::write(&p, text).unwrap();
+    p.to_str().unwrap().to_string()
+}
+
+const GOOD: &str = r#"
+[data-sources.up]
+host = "127.0.0.1"
+port = PORT_UP
+
+[data-sources.down]
+host = "127.0.0.1"
+port = PORT_DOWN
+PASSWORD
+
+[task]
+output-dir = "OUT"
+source-instances = ["up"]
+target-instance = "down"
+target-check-tables = ["TABLES"]
+"#;
+
+fn config(up: u16, down: u16, out: &str, tables: &str, password: &str) -> String {
+    GOOD.replace("PORT_UP", &up.to_string())
+        .replace("PORT_DOWN", &down.to_string())
+        .replace("OUT", out)
+        .replace("TABLES", tables)
+        .replace("PASSWORD", password)
+}
+
+#[test]
+fn unreadable_config() {
+    let out = syncgate(&["check", "-C", "/nonexistent/syncgate.toml"]);
+    assert_clean_error(&out, &["/nonexistent/syncgate.toml"]);
+}
+
+#[test]
+fn unknown_key_names_key_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = config(1, 2, "/tmp/x", "a.*", "").replace("[task]", "[task]\nchunk-sizee = 5");
+    let path = write(&dir, &text);
+    let out = syncgate(&["check", "-C", &path]);
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("chunk-sizee"))
+        .unwrap()
+        + 1;
+    assert_clean_error(&out, &["chunk-sizee", &format!(":{line}:")]);
+}
+
+#[test]
+fn wrong_type_names_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "check-thread-count = \"four\"\n{}",
+        config(1, 2, "/tmp/x", "a.*", "")
+    );
+    let path = write(&dir, &text);
+    let out = syncgate(&["check", "-C", &path]);
+    assert_clean_error(&out, &["check-thread-count", ":1:"]);
+}
+
+#[test]
+fn unreachable_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = syncgate::server::free_port().unwrap();
+    let out_dir = dir.path().join("out");
+    let path = write(
+        &dir,
+        &config(port, port, out_dir.to_str().unwrap(), "a.*", ""),
+    );
+    let out = syncgate(&["check", "-C", &path]);
+    assert_clean_error(&out, &["cannot connect", "'up'", &port.to_string()]);
+}
+
+#[tokio::test]
+async fn wrong_password_and_missing_table() {
+    let s = Scenario::load("basic_drift", false).await;
+    let out_dir = s.output_dir();
+    let out_dir = out_dir.to_str().unwrap();
+
+    let path = write(
+        &s.dir,
+        &config(
+            s.up.port(),
+            s.down.port(),
+            out_dir,
+            "x.y",
+            "password = \"wrong\"",
+        ),
+    );
+    let out = syncgate(&["check", "-C", &path]);
+    assert_clean_error(&out, &["cannot connect", "'down'", "Access denied"]);
+
+    let missing = format!("{}.no_such_table", s.up.name());
+    let path = write(
+        &s.dir,
+        &config(s.up.port(), s.down.port(), out_dir, &missing, ""),
+    );
+    let out = syncgate(&["check", "-C", &path]);
+    assert_clean_error(&out, &["no_such_table", "does not exist"]);
+
+    // Present upstream only: an error unless skip-non-existing-table.
+    s.up.exec("CREATE TABLE only_up (id INT PRIMARY KEY)").await;
+    let only_up = format!("{}.only_up", s.up.name());
+    let path = write(
+        &s.dir,
+        &config(s.up.port(), s.down.port(), out_dir, &only_up, ""),
+    );
+    let out = syncgate(&["check", "-C", &path]);
+    assert_clean_error(&out, &["only_up", "downstream"]);
+    let out = syncgate(&["check", "-C", &path, "--skip-non-existing-table"]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let summary = crate::scenario::summary(&s.output_dir());
+    assert_eq!(summary["tables"][0]["result"], "skipped");
+}
