@@ -39,6 +39,16 @@ impl Scenario {
         }
     }
 
+    /// An empty database pair; the test creates its own tables.
+    pub async fn empty() -> Scenario {
+        let (up, down) = TestDb::pair().await;
+        Scenario {
+            up,
+            down,
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
     pub fn output_dir(&self) -> PathBuf {
         self.dir.path().join("out")
     }
