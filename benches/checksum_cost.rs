@@ -3,9 +3,11 @@
 //!
 //! Run: `cargo bench --bench checksum_cost` (env `SG_BENCH_ROWS`, default 1000000;
 //! `SG_BENCH_RUNS`, default 7). Starts its own MariaDB server; prints medians and the ratio.
+//! `SG_BENCH_VARIANTS` may hold further `;`-separated SELECTs on `bench.sbtest1` to time
+//! alongside (used to profile the parts of the expression).
 
 use std::time::{Duration, Instant};
-use syncgate::checksum::checksum_sql;
+use syncgate::checksum::{checksum_sql, Aggregate};
 use syncgate::schema::{discover_table, TableRef};
 use syncgate::server::{LocalServer, ServerOptions};
 use syncgate::source::{Source, SourceSpec};
@@ -75,7 +77,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?
         .ok_or("table not found")?;
     let cols: Vec<_> = schema.columns.iter().collect();
-    let ours = checksum_sql(&table, &cols, "TRUE");
+    let ours = checksum_sql(&table, &cols, "TRUE", Aggregate::Xor);
     let classic = "SELECT COUNT(*), BIT_XOR(CRC32(CONCAT_WS(',', id, k, c, pad))) \
                    FROM bench.sbtest1"
         .to_string();
@@ -91,7 +93,29 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         conn.rows(&ours).await?;
         b.push(t.elapsed());
     }
+    let variants: Vec<String> = std::env::var("SG_BENCH_VARIANTS")
+        .unwrap_or_default()
+        .split(';')
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .collect();
+    let mut vtimes = vec![Vec::new(); variants.len()];
+    for _ in 0..runs {
+        for (v, times) in variants.iter().zip(&mut vtimes) {
+            let t = Instant::now();
+            conn.rows(v).await?;
+            times.push(t.elapsed());
+        }
+    }
     let (ma, mb) = (median(a), median(b));
+    for (v, times) in variants.iter().zip(vtimes) {
+        let m = median(times);
+        println!(
+            "{:.3}s ({:.2}x) {v}",
+            m.as_secs_f64(),
+            m.as_secs_f64() / ma.as_secs_f64()
+        );
+    }
     println!("rows: {rows}, runs: {runs} (median)");
     println!(
         "classic  COUNT + BIT_XOR(CRC32(CONCAT_WS)) : {:.3}s",

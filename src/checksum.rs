@@ -1,19 +1,21 @@
 //! The chunk checksum computed inside the server. Pure SQL rendering and result parsing.
 //!
-//! For a chunk, each side runs
+//! For a chunk of a keyed table each side runs
 //!
 //! ```sql
-//! SELECT COUNT(*), SUM(CRC32(CRC32(CONCAT_WS(',', <enc(c1)>, <enc(c2)>, …)))) FROM t WHERE …
+//! SELECT COUNT(*), BIT_XOR(CRC32(CRC32(CONCAT_WS(',', <enc(c1)>, <enc(c2)>, …)))) FROM t WHERE …
 //! ```
 //!
-//! - `enc(c)` is unambiguous: numeric and temporal columns are their text form (which never
-//!   contains `,` or `N`); strings, binaries, JSON, ENUM and SET are `CRC32(c)` (a number, so
-//!   a value containing `,` cannot shift a column boundary, and each string is read once); a
-//!   nullable column becomes `'N'` when it is NULL, so NULL differs from `''` and from `0`.
+//! - The encoding is unambiguous: numeric and temporal columns are their text form (which
+//!   never contains `,` or `N`); free-text columns (strings, binaries, JSON, ENUM, SET) are
+//!   preceded by `LENGTH(c)`, except the last NOT NULL one, whose extent follows from the
+//!   comma-free fields after it; a nullable column yields `'N'` when it is NULL, so NULL
+//!   differs from `''` and from `0`.
 //! - The inner CRC32 is affine over GF(2); the outer CRC32 of its *decimal text* is not, so
 //!   rows changed the same way do not cancel (the CRC32/BIT_XOR failure of earlier tools).
-//! - `SUM` over exact integers (DECIMAL result) is order independent and, unlike `BIT_XOR`,
-//!   does not cancel a row that appears twice.
+//! - Keyed chunks hold distinct rows, so XOR of that non-linear value is sound. Keyless
+//!   tables, whose rows can repeat, use an exact `SUM` instead, which does not cancel a row
+//!   present twice.
 //!
 //! ARCHITECTURE.md ("Checksum") gives the soundness argument and the measured cost.
 
@@ -23,6 +25,24 @@ use crate::sql::quote_ident;
 /// Version tag of the checksum definition, recorded in reports: two runs compare only if
 /// they use the same version.
 pub const CHECKSUM_VERSION: &str = "sg1";
+
+/// How per-row values are combined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Aggregate {
+    /// `BIT_XOR`: for chunks of distinct rows (a unique key).
+    Xor,
+    /// Exact `SUM`: for rows that may repeat (tables without a key).
+    Sum,
+}
+
+impl Aggregate {
+    fn function(self) -> &'static str {
+        match self {
+            Aggregate::Xor => "BIT_XOR",
+            Aggregate::Sum => "SUM",
+        }
+    }
+}
 
 /// Count and checksum of one chunk on one side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -57,33 +77,43 @@ pub fn value_expr(column: &Column) -> String {
     }
 }
 
-/// The `CONCAT_WS` argument encoding one column: its text when that text cannot contain the
-/// separator, else the CRC32 of its bytes (read once, and short to concatenate).
-fn encode_column(column: &Column) -> String {
-    let value = value_expr(column);
-    let item = if column.class.is_free_text() {
-        format!("CRC32({value})")
-    } else {
-        value
-    };
-    if column.nullable {
-        format!("IFNULL({item},'N')")
-    } else {
-        item
-    }
-}
-
 /// Per-row hash expression over `columns` (a 32-bit unsigned integer).
 pub fn row_hash_expr(columns: &[&Column]) -> String {
+    // The last free-text column needs no length prefix when it is NOT NULL: every field
+    // after it is comma-free, so its end is found by counting fields from the end.
+    let last_free = columns.iter().rposition(|c| c.class.is_free_text());
     let mut args = vec!["','".to_string()];
-    args.extend(columns.iter().map(|c| encode_column(c)));
+    for (i, c) in columns.iter().enumerate() {
+        let value = value_expr(c);
+        if c.class.is_free_text() {
+            if Some(i) != last_free || c.nullable {
+                let len = format!("LENGTH({value})");
+                args.push(if c.nullable {
+                    format!("IFNULL({len},'N')")
+                } else {
+                    len
+                });
+            }
+            args.push(value);
+        } else if c.nullable {
+            args.push(format!("IFNULL({value},'N')"));
+        } else {
+            args.push(value);
+        }
+    }
     format!("CRC32(CRC32(CONCAT_WS({})))", args.join(", "))
 }
 
 /// The checksum statement for the rows of `table` matching `where_clause`.
-pub fn checksum_sql(table: &TableRef, columns: &[&Column], where_clause: &str) -> String {
+pub fn checksum_sql(
+    table: &TableRef,
+    columns: &[&Column],
+    where_clause: &str,
+    aggregate: Aggregate,
+) -> String {
     format!(
-        "SELECT COUNT(*), SUM({}) FROM {} WHERE {}",
+        "SELECT COUNT(*), {}({}) FROM {} WHERE {}",
+        aggregate.function(),
         row_hash_expr(columns),
         table.quoted(),
         where_clause
@@ -91,7 +121,7 @@ pub fn checksum_sql(table: &TableRef, columns: &[&Column], where_clause: &str) -
 }
 
 /// Parse the two result cells of [`checksum_sql`] (text protocol). An empty chunk returns
-/// `SUM = NULL`, read as 0.
+/// `SUM = NULL`, read as 0 (`BIT_XOR` of nothing is 0 already).
 pub fn parse_checksum(count: Option<&[u8]>, sum: Option<&[u8]>) -> Option<Checksum> {
     let count = std::str::from_utf8(count?).ok()?.parse().ok()?;
     let sum = match sum {
@@ -124,17 +154,29 @@ mod tests {
     }
 
     #[test]
-    fn strings_are_hashed_per_column_and_nulls_marked() {
+    fn free_text_is_length_prefixed_except_the_last_not_null_one() {
         let id = col("id", TypeClass::Int, false, None);
         let s = col("s", TypeClass::Text, true, Some("utf8mb4"));
         let l = col("l", TypeClass::Text, false, Some("latin1"));
         let k = col("k", TypeClass::Int, true, None);
-        let expr = row_hash_expr(&[&id, &s, &l, &k]);
         assert_eq!(
-            expr,
-            "CRC32(CRC32(CONCAT_WS(',', `id`, IFNULL(CRC32(`s`),'N'), \
-             CRC32(CONVERT(`l` USING utf8mb4)), IFNULL(`k`,'N'))))"
+            row_hash_expr(&[&id, &s, &l, &k]),
+            "CRC32(CRC32(CONCAT_WS(',', `id`, IFNULL(LENGTH(`s`),'N'), `s`, \
+             CONVERT(`l` USING utf8mb4), IFNULL(`k`,'N'))))"
         );
+        // A nullable last free-text column keeps its prefix: it is the NULL marker.
+        assert_eq!(
+            row_hash_expr(&[&id, &s]),
+            "CRC32(CRC32(CONCAT_WS(',', `id`, IFNULL(LENGTH(`s`),'N'), `s`)))"
+        );
+    }
+
+    #[test]
+    fn aggregate_is_chosen_by_caller() {
+        let id = col("id", TypeClass::Int, false, None);
+        let t = TableRef::new("d", "t");
+        assert!(checksum_sql(&t, &[&id], "TRUE", Aggregate::Xor).contains("BIT_XOR(CRC32"));
+        assert!(checksum_sql(&t, &[&id], "TRUE", Aggregate::Sum).contains("SUM(CRC32"));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! A table's comparison plan: which columns are compared, which key orders and splits it,
 //! and the SQL each side runs. Pure.
 
-use crate::checksum::checksum_sql;
+use crate::checksum::{checksum_sql, Aggregate};
 use crate::chunk::{range_predicate, with_filter, KeyRange};
 use crate::diff::RowLayout;
 use crate::row::KeyKind;
@@ -177,7 +177,12 @@ impl TablePlan {
     /// The checksum statement of a range on one side.
     pub fn checksum_sql(&self, side: Side, range: &KeyRange) -> String {
         let cols: Vec<&Column> = self.cols(side).iter().collect();
-        checksum_sql(self.table(side), &cols, &self.where_clause(range))
+        checksum_sql(
+            self.table(side),
+            &cols,
+            &self.where_clause(range),
+            Aggregate::Xor,
+        )
     }
 
     /// Key tuple at `offset` (0-based) within `range`, in key order.

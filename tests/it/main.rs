@@ -12,3 +12,4 @@ mod support;
 mod check_e2e;
 mod cli_errors;
 mod harness_smoke;
+mod prop_check;
