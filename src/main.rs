@@ -268,6 +268,11 @@ async fn playground_cmd(action: PlaygroundAction) -> anyhow::Result<i32> {
 
 async fn demo(args: DemoArgs) -> anyhow::Result<i32> {
     let opts = playground_options(&args.playground);
+    // A tour starts from identical data: drift from an earlier run would add up.
+    if playground::status(&opts.dir).await.is_ok_and(|s| s.is_up()) {
+        println!("== resetting the playground in {} ==", opts.dir.display());
+        playground::down(&opts.dir, true).await?;
+    }
     println!("== starting the playground (two local MariaDB servers) ==");
     let up = playground::up(&opts).await?;
     println!("{up}");

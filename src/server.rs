@@ -357,6 +357,17 @@ impl DetachedServer {
     }
 }
 
+/// The running server whose pid file is in `dir` (see [`DetachedServer::find`]).
+pub fn find_detached(dir: &Path) -> Result<Option<DetachedServer>> {
+    DetachedServer::find(dir)
+}
+
+/// Stop the server running in `dir`; returns whether one was running (see
+/// [`DetachedServer::stop`]).
+pub async fn stop_detached(dir: &Path) -> Result<bool> {
+    DetachedServer::stop(dir).await
+}
+
 /// Whether `mariadbd` (or `mysqld`) and an install-db script can be found.
 pub fn mariadbd_available() -> bool {
     find_server_binary().is_some() && find_install_db().is_some()

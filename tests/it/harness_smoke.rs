@@ -318,3 +318,17 @@ async fn playground_up_status_drift_down() {
     assert_eq!(d.stopped.len(), 2);
     assert!(!dir.exists());
 }
+
+#[tokio::test]
+async fn early_exit_quotes_the_error_log() {
+    support::require_mariadbd();
+    let err = LocalServer::start(ServerOptions {
+        extra_args: vec!["--no-such-option-for-syncgate".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("exited during start-up"), "{err}");
+    assert!(err.contains("no-such-option-for-syncgate"), "{err}");
+}

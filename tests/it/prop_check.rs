@@ -37,6 +37,7 @@ use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestError, 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use syncgate::config::Config;
 use syncgate::engine::run_check;
 use syncgate::job::{job_from_config, Overrides};
@@ -631,6 +632,28 @@ fn env_u32(name: &str, default: u32) -> u32 {
     }
 }
 
+/// The last `n` lines of a server's error log.
+fn error_log_tail(db: &TestDb, n: usize) -> String {
+    let path = db.server().error_log();
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| format!("({e})"));
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// `Some(description)` when a server of the pair is no longer running.
+fn crashed_server(up: &TestDb, down: &TestDb) -> Option<String> {
+    [("upstream", up), ("downstream", down)]
+        .into_iter()
+        .find(|(_, db)| !db.server().is_running())
+        .map(|(side, db)| {
+            format!(
+                "the {side} MariaDB server died during this case; tail of {}:\n{}",
+                db.server().error_log().display(),
+                error_log_tail(db, 400)
+            )
+        })
+}
+
 #[test]
 fn reported_rows_match_ground_truth_and_fix_sql_repairs() {
     crate::support::require_mariadbd();
@@ -642,8 +665,32 @@ fn reported_rows_match_ground_truth_and_fix_sql_repairs() {
         failure_persistence: None,
         ..ProptestConfig::default()
     };
+    // A crashed server makes every later case fail for that reason alone: remember the case
+    // that killed it and let the rest pass vacuously, so the failure reported is that case.
+    let crash: Mutex<Option<String>> = Mutex::new(None);
     let mut runner = TestRunner::new(config);
-    let result = runner.run(&case(), |c| rt.block_on(run_case(&up, &down, &c)));
+    let result = runner.run(&case(), |c| {
+        if crash.lock().unwrap().is_some() {
+            return Ok(());
+        }
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            rt.block_on(run_case(&up, &down, &c))
+        }));
+        if let Some(what) = crashed_server(&up, &down) {
+            let sql = format!(
+                "--- seed SQL (both sides)\n{}\n--- drift SQL (downstream)\n{}",
+                seed_sql(&c),
+                drift_sql(&c)
+            );
+            let msg = format!("{what}\ncase: {c:#?}\n{sql}");
+            *crash.lock().unwrap() = Some(msg.clone());
+            return Err(TestCaseError::fail(msg));
+        }
+        match outcome {
+            Ok(r) => r,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    });
     match result {
         Ok(()) => {}
         Err(TestError::Fail(reason, minimal)) => {
