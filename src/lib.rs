@@ -32,6 +32,7 @@ pub mod report;
 pub mod row;
 pub mod schema;
 pub mod server;
+pub mod snapshot;
 pub mod source;
 pub mod sql;
 

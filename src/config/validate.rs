@@ -187,12 +187,17 @@ impl Config {
         if ds.port == 0 {
             return Err(problem(path("port"), format!("{table} port must not be 0")));
         }
-        if !ds.snapshot.is_empty() && !ds.is_auto_snapshot() && !is_valid_snapshot(&ds.snapshot) {
+        let consistent = ds.snapshot.eq_ignore_ascii_case("consistent");
+        if !ds.snapshot.is_empty()
+            && !ds.is_auto_snapshot()
+            && !consistent
+            && !is_valid_snapshot(&ds.snapshot)
+        {
             return Err(problem(
                 path("snapshot"),
                 format!(
-                    "{table} snapshot '{}' is not valid (expected \"\", \"auto\", a TSO such as \
-                     \"431434047157698561\", or a datetime \"YYYY-MM-DD hh:mm:ss\")",
+                    "{table} snapshot '{}' is not valid (expected \"\", \"auto\", \"consistent\", a \
+                     TSO such as \"431434047157698561\", or a datetime \"YYYY-MM-DD hh:mm:ss\")",
                     ds.snapshot
                 ),
             ));

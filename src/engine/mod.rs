@@ -20,7 +20,7 @@ use crate::fixsql::{FixHeader, FixSqlWriter, FixTable};
 use crate::report::progress::{Progress, TableProgress};
 use crate::report::{RunReport, RunResult, SourceReport, TableReport, TableResult};
 use crate::schema::{compare_structure, discover_table, list_tables, TableRef};
-use crate::source::{Source, SourceSpec};
+use crate::source::{Conn, Source, SourceSpec};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -92,7 +92,7 @@ pub async fn run_check(job: CheckJob, progress: Progress) -> Result<RunReport> {
     let mut warnings = Vec::new();
     for s in [&up, &down] {
         let configured = s.spec().snapshot.trim();
-        if !s.pins_tidb_snapshot() {
+        if !s.pins_tidb_snapshot() && !wants_consistent(s) {
             if !configured.is_empty() {
                 warnings.push(format!(
                     "{}: snapshot '{configured}' is not applied to a {} server",
@@ -149,11 +149,16 @@ pub async fn run_check(job: CheckJob, progress: Progress) -> Result<RunReport> {
             .finish(st.report.result);
     }
 
+    let mut points = (snapshot_point(&up), snapshot_point(&down));
     if !data_plans.is_empty() {
+        let threads = job.threads.max(1);
+        let (up_side, down_side) =
+            tokio::try_join!(open_side(&up, threads), open_side(&down, threads))?;
+        points = (up_side.point.clone(), down_side.point.clone());
         run_data_phase(
             &job,
-            &up,
-            &down,
+            (&up, up_side),
+            (&down, down_side),
             &data_plans,
             &mut states,
             &progress,
@@ -173,12 +178,12 @@ pub async fn run_check(job: CheckJob, progress: Progress) -> Result<RunReport> {
             );
         }
     }
-    let source_report = |s: &Source| SourceReport {
+    let source_report = |s: &Source, point: &str| SourceReport {
         name: s.name().to_string(),
         address: s.spec().address(),
         flavour: s.flavour().to_string(),
         version: s.version().to_string(),
-        snapshot: snapshot_point(s),
+        snapshot: point.to_string(),
     };
     let mut report = RunReport {
         result: RunResult::Equal,
@@ -186,8 +191,8 @@ pub async fn run_check(job: CheckJob, progress: Progress) -> Result<RunReport> {
         checksum: crate::checksum::CHECKSUM_VERSION.to_string(),
         started_at,
         duration_ms: started.elapsed().as_millis() as u64,
-        upstream: vec![source_report(&up)],
-        downstream: source_report(&down),
+        upstream: vec![source_report(&up, &points.0)],
+        downstream: source_report(&down, &points.1),
         output_dir: job.output_dir.clone(),
         tables,
         error: None,
@@ -356,11 +361,45 @@ async fn prepare_tables(job: &CheckJob, up: &Source, down: &Source) -> Result<Ve
     Ok(out)
 }
 
+/// The worker connections of one side, and the point they read at.
+struct SideConns {
+    conns: Vec<Conn>,
+    /// Whether the connections hold a snapshot that a new connection could not rejoin.
+    pinned: bool,
+    point: String,
+}
+
+fn wants_consistent(s: &Source) -> bool {
+    s.spec().snapshot.trim().eq_ignore_ascii_case("consistent")
+}
+
+/// Open `n` worker connections to a side: pinned to one consistent snapshot when the source
+/// asks for it, else plain (TiDB snapshots are set per connection and survive reconnects).
+async fn open_side(s: &Source, n: usize) -> Result<SideConns> {
+    if wants_consistent(s) {
+        let (conns, point) = crate::snapshot::mysql::pin_consistent(s, n).await?;
+        return Ok(SideConns {
+            conns,
+            pinned: true,
+            point: point.describe(),
+        });
+    }
+    let mut conns = Vec::with_capacity(n);
+    for _ in 0..n {
+        conns.push(s.connect().await?);
+    }
+    Ok(SideConns {
+        conns,
+        pinned: false,
+        point: snapshot_point(s),
+    })
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn run_data_phase(
     job: &CheckJob,
-    up: &Source,
-    down: &Source,
+    (up, up_side): (&Source, SideConns),
+    (down, down_side): (&Source, SideConns),
     plans: &[(usize, Arc<TablePlan>)],
     states: &mut [TableState],
     progress: &Progress,
@@ -378,12 +417,19 @@ async fn run_data_phase(
         let msg_tx = msg_tx.clone();
         tokio::spawn(async move { worker::produce(up, plans, job_tx, msg_tx).await })
     };
+    let pinned = (up_side.pinned, down_side.pinned);
+    let header = FixHeader {
+        upstream: format!("{} ({})", up.name(), up.spec().address()),
+        downstream: format!("{} ({})", down.name(), down.spec().address()),
+        upstream_point: up_side.point.clone(),
+        downstream_point: down_side.point.clone(),
+    };
     let mut workers = Vec::new();
-    for _ in 0..threads {
+    for pair in up_side.conns.into_iter().zip(down_side.conns).take(threads) {
         let (up, down) = (up.clone(), down.clone());
         let (job_rx, msg_tx) = (job_rx.clone(), msg_tx.clone());
         workers.push(tokio::spawn(async move {
-            worker::work(up, down, job_rx, msg_tx).await
+            worker::work(up, down, pair, pinned, job_rx, msg_tx).await
         }));
     }
     drop(msg_tx);
@@ -397,12 +443,6 @@ async fn run_data_phase(
         Some(conn)
     } else {
         None
-    };
-    let header = FixHeader {
-        upstream: format!("{} ({})", up.name(), up.spec().address()),
-        downstream: format!("{} ({})", down.name(), down.spec().address()),
-        upstream_point: snapshot_point(up),
-        downstream_point: snapshot_point(down),
     };
 
     while let Some(msg) = msg_rx.recv().await {

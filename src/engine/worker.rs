@@ -163,17 +163,36 @@ pub async fn produce(
 }
 
 /// A worker: owns one connection per side and checks chunks until the queue closes.
+///
+/// `pinned` says, per side, that the connection holds a snapshot a new connection could not
+/// rejoin: after an error on such a worker its remaining jobs fail (reported per table)
+/// instead of being read from live data.
 pub async fn work(
     up: Source,
     down: Source,
+    initial: (Conn, Conn),
+    pinned: (bool, bool),
     jobs: Arc<Mutex<mpsc::Receiver<ChunkJob>>>,
     msgs: mpsc::Sender<WorkerMsg>,
 ) {
-    let mut conns: Option<(Conn, Conn)> = None;
+    let mut conns: Option<(Conn, Conn)> = Some(initial);
+    let mut lost: Option<String> = None;
     loop {
         let job = { jobs.lock().await.recv().await };
         let Some(job) = job else { break };
         let table = job.table();
+        if let Some(reason) = &lost {
+            fail(
+                &msgs,
+                table,
+                Error::Table {
+                    table: format!("#{table}"),
+                    message: format!("not checked: the pinned snapshot was lost ({reason})"),
+                },
+            )
+            .await;
+            continue;
+        }
         if conns.is_none() {
             match tokio::try_join!(up.connect(), down.connect()) {
                 Ok(pair) => conns = Some(pair),
@@ -193,6 +212,9 @@ pub async fn work(
             ChunkJob::Keyless { plan, .. } => check_keyless(uc, dc, table, plan, &msgs).await,
         };
         if let Err(e) = result {
+            if pinned.0 || pinned.1 {
+                lost = Some(e.to_string());
+            }
             fail(&msgs, table, e).await;
             // The connection may be in an unknown state: start afresh for the next job.
             conns = None;

@@ -6,18 +6,36 @@ use crate::error::Result;
 use crate::source::{cell_str, cell_u64, Conn};
 use crate::sql::quote_str;
 
-/// Every base table visible on the connection, sorted by schema and name.
+/// Every base table visible on the connection outside the system schemas, sorted by schema
+/// and name.
+///
+/// Listed per schema with `SHOW FULL TABLES`, as sync-diff-inspector does, rather than with
+/// one `information_schema.TABLES` scan: that scan also opens every view's structure (the
+/// `sys` schema's views reference `information_schema` themselves), which is slower on a busy
+/// server and has crashed MariaDB 10.11.19 (signal 11 in `ha_maria::drop_table` while cleaning
+/// up a nested schema temp table) in our test runs.
 pub async fn list_tables(conn: &mut Conn) -> Result<Vec<TableRef>> {
-    let rows = conn
-        .rows(
-            "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES \
-             WHERE TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_SCHEMA, TABLE_NAME",
-        )
-        .await?;
-    Ok(rows
-        .iter()
-        .filter_map(|r| Some(TableRef::new(cell_str(r, 0)?, cell_str(r, 1)?)))
-        .collect())
+    let schemas = conn.rows("SHOW DATABASES").await?;
+    let mut out = Vec::new();
+    for row in &schemas {
+        let Some(schema) = cell_str(row, 0) else {
+            continue;
+        };
+        if crate::config::is_system_schema(&schema) {
+            continue;
+        }
+        let sql = format!(
+            "SHOW FULL TABLES FROM {} WHERE Table_type = 'BASE TABLE'",
+            crate::sql::quote_ident(&schema)
+        );
+        for r in conn.rows(&sql).await? {
+            if let Some(table) = cell_str(&r, 0) {
+                out.push(TableRef::new(schema.clone(), table));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
 }
 
 /// The structure of `table`, or `None` when it does not exist.

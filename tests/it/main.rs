@@ -13,3 +13,4 @@ mod check_e2e;
 mod cli_errors;
 mod harness_smoke;
 mod prop_check;
+mod tidb_contract;
