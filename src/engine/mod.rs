@@ -377,7 +377,12 @@ fn wants_consistent(s: &Source) -> bool {
 /// asks for it, else plain (TiDB snapshots are set per connection and survive reconnects).
 async fn open_side(s: &Source, n: usize) -> Result<SideConns> {
     if wants_consistent(s) {
-        let (conns, point) = crate::snapshot::mysql::pin_consistent(s, n).await?;
+        let (conns, point) = crate::snapshot::mysql::pin_consistent(
+            s,
+            n,
+            crate::snapshot::mysql::LOCK_WAIT_TIMEOUT_SECS,
+        )
+        .await?;
         return Ok(SideConns {
             conns,
             pinned: true,

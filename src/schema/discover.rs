@@ -130,6 +130,7 @@ pub async fn discover_table(conn: &mut Conn, table: &TableRef) -> Result<Option<
                ON r.CONSTRAINT_SCHEMA = k.CONSTRAINT_SCHEMA AND r.CONSTRAINT_NAME = k.CONSTRAINT_NAME \
               AND r.TABLE_NAME = k.TABLE_NAME \
              WHERE k.TABLE_SCHEMA = {schema_lit} AND k.TABLE_NAME = {table_lit} \
+               AND r.CONSTRAINT_SCHEMA = {schema_lit} AND r.TABLE_NAME = {table_lit} \
                AND k.REFERENCED_TABLE_NAME IS NOT NULL \
              ORDER BY k.CONSTRAINT_NAME, k.ORDINAL_POSITION"
         ))

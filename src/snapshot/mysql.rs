@@ -66,8 +66,13 @@ fn snapshot_error(source: &Source, message: String) -> Error {
     }
 }
 
-/// Open `n` connections to `source` that all read one consistent snapshot.
-pub async fn pin_consistent(source: &Source, n: usize) -> Result<(Vec<Conn>, PinnedPoint)> {
+/// Open `n` connections to `source` that all read one consistent snapshot; taking the commit
+/// lock may wait `lock_wait_secs` at most.
+pub async fn pin_consistent(
+    source: &Source,
+    n: usize,
+    lock_wait_secs: u32,
+) -> Result<(Vec<Conn>, PinnedPoint)> {
     if source.flavour() == Flavour::TiDb {
         return Err(snapshot_error(
             source,
@@ -84,9 +89,7 @@ pub async fn pin_consistent(source: &Source, n: usize) -> Result<(Vec<Conn>, Pin
         workers.push(c);
     }
     control
-        .exec(&format!(
-            "SET SESSION lock_wait_timeout = {LOCK_WAIT_TIMEOUT_SECS}"
-        ))
+        .exec(&format!("SET SESSION lock_wait_timeout = {lock_wait_secs}"))
         .await?;
     let mariadb = source.flavour() == Flavour::MariaDb;
     let (lock, unlock): (&[&str], &str) = if mariadb {
@@ -107,7 +110,7 @@ pub async fn pin_consistent(source: &Source, n: usize) -> Result<(Vec<Conn>, Pin
                 format!(
                     "cannot block commits to pin a consistent snapshot ({stmt}): {e}; \
                      the user needs the RELOAD privilege, and no other backup may hold the lock \
-                     (waited up to {LOCK_WAIT_TIMEOUT_SECS}s)"
+                     (waited up to {lock_wait_secs}s)"
                 ),
             ));
         }

@@ -13,4 +13,5 @@ mod check_e2e;
 mod cli_errors;
 mod harness_smoke;
 mod prop_check;
+mod snapshot_mysql;
 mod tidb_contract;

@@ -6,7 +6,9 @@
 //! - (b) executing the fix SQL files on the downstream makes a second check find every table
 //!   equal, and the downstream then holds exactly the upstream's bytes.
 //!
-//! Tables (re-created in the same database pair for every case):
+//! The database pair lives on two servers started by this test with a private `--tmpdir`
+//! (see [`private_pair`] for why not the shared ones); its tables are dropped and re-created
+//! for every case:
 //!
 //! - `k`: keyed on `id`, with nullable INT, VARCHAR (utf8mb4_general_ci), DECIMAL and
 //!   VARBINARY columns whose values come from small domains full of encoding traps (`''`,
@@ -27,8 +29,9 @@
 //! SYNCGATE_PROPTEST_CASES=500 cargo nextest run --test integration prop_check
 //! ```
 //!
-//! A failure prints the minimal case found, the SQL that built it, and the report.
-//! Nothing is persisted to disk (no `proptest-regressions` files).
+//! A failure prints the minimal case found, the SQL that built it, the reports and the fix SQL
+//! files; a server crash prints the case that caused it and the tail of the server's error
+//! log. Nothing is persisted to disk (no `proptest-regressions` files).
 
 use crate::support::TestDb;
 use proptest::prelude::*;
