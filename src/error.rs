@@ -43,6 +43,14 @@ pub enum Error {
         sql: String,
         message: String,
     },
+    /// The connection broke (killed, server restarted, network): the statement may be
+    /// retried on a new connection when it is an idempotent read.
+    #[error("connection to '{source_name}' lost: {message} (sql: {sql})")]
+    ConnectionLost {
+        source_name: String,
+        sql: String,
+        message: String,
+    },
     /// A table that must exist was not found.
     #[error("table {table} does not exist in {side}")]
     MissingTable { table: String, side: String },
@@ -62,6 +70,13 @@ pub enum Error {
     /// Any other I/O error.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+}
+
+impl Error {
+    /// Whether this error means the connection itself is gone.
+    pub fn is_connection_lost(&self) -> bool {
+        matches!(self, Error::ConnectionLost { .. })
+    }
 }
 
 /// Library result alias.

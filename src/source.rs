@@ -294,6 +294,22 @@ impl RowStream<'_> {
     }
 }
 
+/// Server errors that mean the connection is gone: killed (1927), server shutdown (1053),
+/// gone away (2006), lost during query (2013).
+const CONNECTION_ERRORS: [u16; 4] = [1927, 1053, 2006, 2013];
+
+/// Whether a driver error means the connection itself is broken.
+fn connection_lost(e: &mysql_async::Error) -> bool {
+    match e {
+        mysql_async::Error::Io(_) => true,
+        mysql_async::Error::Driver(d) => {
+            matches!(d, mysql_async::DriverError::ConnectionClosed)
+        }
+        mysql_async::Error::Server(s) => CONNECTION_ERRORS.contains(&s.code),
+        _ => false,
+    }
+}
+
 /// A query error naming the source and (a prefix of) the statement.
 fn query_error(source: &str, sql: &str, e: &mysql_async::Error) -> Error {
     let mut sql = sql.to_string();
@@ -305,10 +321,24 @@ fn query_error(source: &str, sql: &str, e: &mysql_async::Error) -> Error {
         sql.truncate(cut);
         sql.push('…');
     }
-    Error::Query {
-        source_name: source.to_string(),
-        sql,
-        message: describe_mysql_error(e),
+    let mut message = describe_mysql_error(e);
+    if let mysql_async::Error::Server(s) = e {
+        if let Some(explained) = crate::snapshot::tidb::classify_tidb_error(s.code, &s.message) {
+            message = explained.to_string();
+        }
+    }
+    if connection_lost(e) {
+        Error::ConnectionLost {
+            source_name: source.to_string(),
+            sql,
+            message,
+        }
+    } else {
+        Error::Query {
+            source_name: source.to_string(),
+            sql,
+            message,
+        }
     }
 }
 

@@ -9,6 +9,7 @@ use crate::row::Row;
 use crate::source::{cell_u64, Conn, Source};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{mpsc, Mutex};
 
 /// A differing range at most this many rows (on either side) is diffed row by row instead
@@ -162,11 +163,61 @@ pub async fn produce(
     }
 }
 
+/// How often an idempotent read is retried on a new connection after its connection broke.
+const MAX_RETRIES: u32 = 3;
+
+/// A worker's two connections, and how to replace them.
+struct Sides {
+    up: Source,
+    down: Source,
+    uc: Conn,
+    dc: Conn,
+    /// A pinned snapshot cannot be rejoined by a new connection: no retries then.
+    pinned: bool,
+}
+
+impl Sides {
+    /// Replace both connections after a lost one (attempt `attempt`, with backoff).
+    async fn reconnect(&mut self, attempt: u32, cause: &Error) -> Result<()> {
+        tracing::warn!("{cause}; reconnecting and retrying ({attempt}/{MAX_RETRIES})");
+        tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+        let (uc, dc) = tokio::try_join!(self.up.connect(), self.down.connect())?;
+        self.uc = uc;
+        self.dc = dc;
+        Ok(())
+    }
+}
+
+/// Run an idempotent read step `$body` (a future using the connections `$uc`, `$dc`); if a
+/// connection was lost (killed, server restart), reconnect both sides and run it again, a
+/// few times with backoff, unless the connections hold a pinned snapshot. Steps never write,
+/// and their results are only published after they succeed, so a retry counts nothing twice.
+macro_rules! retry {
+    ($ctx:expr, |$uc:ident, $dc:ident| $body:expr) => {{
+        let mut attempt = 0u32;
+        loop {
+            let result = {
+                let $uc: &mut Conn = &mut $ctx.uc;
+                let $dc: &mut Conn = &mut $ctx.dc;
+                $body.await
+            };
+            match result {
+                Err(e) if e.is_connection_lost() && !$ctx.pinned && attempt < MAX_RETRIES => {
+                    attempt += 1;
+                    $ctx.reconnect(attempt, &e).await?;
+                }
+                other => break other,
+            }
+        }
+    }};
+}
+
 /// A worker: owns one connection per side and checks chunks until the queue closes.
 ///
 /// `pinned` says, per side, that the connection holds a snapshot a new connection could not
 /// rejoin: after an error on such a worker its remaining jobs fail (reported per table)
-/// instead of being read from live data.
+/// instead of being read from live data. Unpinned connections (and TiDB ones, whose snapshot
+/// is set again on connect) are replaced and the failed step retried.
 pub async fn work(
     up: Source,
     down: Source,
@@ -175,7 +226,14 @@ pub async fn work(
     jobs: Arc<Mutex<mpsc::Receiver<ChunkJob>>>,
     msgs: mpsc::Sender<WorkerMsg>,
 ) {
-    let mut conns: Option<(Conn, Conn)> = Some(initial);
+    let pinned = pinned.0 || pinned.1;
+    let mut sides = Some(Sides {
+        up: up.clone(),
+        down: down.clone(),
+        uc: initial.0,
+        dc: initial.1,
+        pinned,
+    });
     let mut lost: Option<String> = None;
     loop {
         let job = { jobs.lock().await.recv().await };
@@ -193,36 +251,44 @@ pub async fn work(
             .await;
             continue;
         }
-        if conns.is_none() {
+        if sides.is_none() {
             match tokio::try_join!(up.connect(), down.connect()) {
-                Ok(pair) => conns = Some(pair),
+                Ok((uc, dc)) => {
+                    sides = Some(Sides {
+                        up: up.clone(),
+                        down: down.clone(),
+                        uc,
+                        dc,
+                        pinned,
+                    })
+                }
                 Err(e) => {
                     fail(&msgs, table, e).await;
                     continue;
                 }
             }
         }
-        let Some((uc, dc)) = conns.as_mut() else {
+        let Some(ctx) = sides.as_mut() else {
             continue;
         };
         let result = match &job {
             ChunkJob::Range { plan, range, .. } => {
-                check_range(uc, dc, table, plan, range.clone(), &msgs).await
+                check_range(ctx, table, plan, range.clone(), &msgs).await
             }
-            ChunkJob::Keyless { plan, .. } => check_keyless(uc, dc, table, plan, &msgs).await,
+            ChunkJob::Keyless { plan, .. } => check_keyless(ctx, table, plan, &msgs).await,
         };
         if let Err(e) = result {
-            if pinned.0 || pinned.1 {
+            if pinned {
                 lost = Some(e.to_string());
             }
             fail(&msgs, table, e).await;
-            // The connection may be in an unknown state: start afresh for the next job.
-            conns = None;
+            // The connections may be in an unknown state: start afresh for the next job.
+            sides = None;
         }
     }
-    if let Some((uc, dc)) = conns {
-        uc.close().await;
-        dc.close().await;
+    if let Some(ctx) = sides {
+        ctx.uc.close().await;
+        ctx.dc.close().await;
     }
 }
 
@@ -277,20 +343,20 @@ async fn checksum_both(
 /// Check one chunk: checksum both sides; on a difference bisect until ranges are small,
 /// then diff their rows.
 async fn check_range(
-    uc: &mut Conn,
-    dc: &mut Conn,
+    ctx: &mut Sides,
     table: usize,
     plan: &TablePlan,
     range: KeyRange,
     msgs: &mpsc::Sender<WorkerMsg>,
 ) -> Result<()> {
-    let (cu, cd) = checksum_both(uc, dc, plan, &range).await?;
+    let (cu, cd) = retry!(ctx, |uc, dc| checksum_both(uc, dc, plan, &range))?;
     let different = cu != cd;
     if different {
         let mut stack = vec![(range, cu, cd)];
         while let Some((r, cu, cd)) = stack.pop() {
             if cu.count.max(cd.count) <= LEAF_ROWS {
-                diff_rows(uc, dc, table, plan, &r, msgs).await?;
+                let changes = retry!(ctx, |uc, dc| diff_rows(uc, dc, plan, &r))?;
+                send_changes(msgs, table, &r, changes).await;
                 continue;
             }
             let (side, n) = if cu.count > 0 {
@@ -298,18 +364,24 @@ async fn check_range(
             } else {
                 (Side::Down, cd.count)
             };
-            let conn = match side {
-                Side::Up => &mut *uc,
-                Side::Down => &mut *dc,
-            };
-            let mid = conn.first(&plan.key_at_sql(side, &r, n / 2 - 1)).await?;
+            let sql = plan.key_at_sql(side, &r, n / 2 - 1);
+            let mid = retry!(ctx, |uc, dc| async {
+                match side {
+                    Side::Up => uc.first(&sql).await,
+                    Side::Down => dc.first(&sql).await,
+                }
+            })?;
             let Some(mid) = mid.filter(|m| Some(m) != r.upper.as_ref()) else {
-                diff_rows(uc, dc, table, plan, &r, msgs).await?;
+                let changes = retry!(ctx, |uc, dc| diff_rows(uc, dc, plan, &r))?;
+                send_changes(msgs, table, &r, changes).await;
                 continue;
             };
             let (left, right) = r.split_at(mid);
-            let (lu, ld) = checksum_both(uc, dc, plan, &left).await?;
-            let (ru, rd) = checksum_both(uc, dc, plan, &right).await?;
+            let ((lu, ld), (ru, rd)) = retry!(ctx, |uc, dc| async {
+                let l = checksum_both(uc, dc, plan, &left).await?;
+                let r = checksum_both(uc, dc, plan, &right).await?;
+                Ok::<_, Error>((l, r))
+            })?;
             if ru != rd {
                 stack.push((right, ru, rd));
             }
@@ -329,15 +401,15 @@ async fn check_range(
     Ok(())
 }
 
-/// Stream the rows of `range` from both sides in key order and merge them.
+/// Stream the rows of `range` from both sides in key order and merge them. The range is a
+/// leaf (at most about `LEAF_ROWS` rows a side), so its changes are returned whole: a retry
+/// after a broken connection cannot publish part of them twice.
 async fn diff_rows(
     uc: &mut Conn,
     dc: &mut Conn,
-    table: usize,
     plan: &TablePlan,
     range: &KeyRange,
-    msgs: &mpsc::Sender<WorkerMsg>,
-) -> Result<()> {
+) -> Result<Vec<RowChange>> {
     let layout: RowLayout = plan.layout();
     let up_sql = plan.rows_sql(Side::Up, range);
     let down_sql = plan.rows_sql(Side::Down, range);
@@ -345,32 +417,32 @@ async fn diff_rows(
     let mut ds = dc.stream(&down_sql).await?;
     let mut u = us.next().await?;
     let mut d = ds.next().await?;
-    let mut batch = Vec::new();
+    let mut changes = Vec::new();
     loop {
         match (u.take(), d.take()) {
             (None, None) => break,
             (Some(ur), None) => {
-                batch.push(RowChange::Missing {
+                changes.push(RowChange::Missing {
                     up: layout.strip(ur),
                 });
                 u = us.next().await?;
             }
             (None, Some(dr)) => {
-                batch.push(RowChange::Extra {
+                changes.push(RowChange::Extra {
                     down: layout.strip(dr),
                 });
                 d = ds.next().await?;
             }
             (Some(ur), Some(dr)) => match layout.step(&ur, &dr) {
                 Step::Missing => {
-                    batch.push(RowChange::Missing {
+                    changes.push(RowChange::Missing {
                         up: layout.strip(ur),
                     });
                     d = Some(dr);
                     u = us.next().await?;
                 }
                 Step::Extra => {
-                    batch.push(RowChange::Extra {
+                    changes.push(RowChange::Extra {
                         down: layout.strip(dr),
                     });
                     u = Some(ur);
@@ -381,7 +453,7 @@ async fn diff_rows(
                     d = ds.next().await?;
                 }
                 Step::Changed => {
-                    batch.push(RowChange::Changed {
+                    changes.push(RowChange::Changed {
                         up: layout.strip(ur),
                         down: layout.strip(dr),
                     });
@@ -390,32 +462,26 @@ async fn diff_rows(
                 }
             },
         }
-        if batch.len() >= CHANGE_BATCH {
-            send_changes(msgs, table, range, std::mem::take(&mut batch)).await;
-        }
     }
-    drop(us);
-    drop(ds);
-    send_changes(msgs, table, range, batch).await;
-    Ok(())
+    Ok(changes)
 }
 
+/// Send changes to the aggregator in batches of at most `CHANGE_BATCH`.
 async fn send_changes(
     msgs: &mpsc::Sender<WorkerMsg>,
     table: usize,
     range: &KeyRange,
     changes: Vec<RowChange>,
 ) {
-    if changes.is_empty() {
-        return;
+    for batch in changes.chunks(CHANGE_BATCH) {
+        let _ = msgs
+            .send(WorkerMsg::Changes {
+                table,
+                range: range.clone(),
+                changes: batch.to_vec(),
+            })
+            .await;
     }
-    let _ = msgs
-        .send(WorkerMsg::Changes {
-            table,
-            range: range.clone(),
-            changes,
-        })
-        .await;
 }
 
 /// Per-bucket (count, sum) of a keyless table on one side.
@@ -443,8 +509,7 @@ async fn bucket_checksums(
 /// checksums from one scan per side find the differing buckets, whose rows are then
 /// compared as multisets a few buckets at a time.
 async fn check_keyless(
-    uc: &mut Conn,
-    dc: &mut Conn,
+    ctx: &mut Sides,
     table: usize,
     plan: &TablePlan,
     msgs: &mpsc::Sender<WorkerMsg>,
@@ -454,16 +519,16 @@ async fn check_keyless(
         plan.upstream.quoted(),
         plan.where_clause(&KeyRange::full())
     );
-    let n = uc
-        .first(&count_sql)
-        .await?
+    let n = retry!(ctx, |uc, _dc| uc.first(&count_sql))?
         .and_then(|r| cell_u64(&r, 0))
         .unwrap_or(0);
     let buckets = n.div_ceil(plan.chunk_size).max(1);
-    let (bu, bd) = tokio::try_join!(
-        bucket_checksums(uc, plan, Side::Up, buckets),
-        bucket_checksums(dc, plan, Side::Down, buckets)
-    )?;
+    let (bu, bd) = retry!(ctx, |uc, dc| async {
+        tokio::try_join!(
+            bucket_checksums(uc, plan, Side::Up, buckets),
+            bucket_checksums(dc, plan, Side::Down, buckets)
+        )
+    })?;
     let all: BTreeSet<u64> = bu.keys().chain(bd.keys()).copied().collect();
     let differing: Vec<u64> = all
         .into_iter()
@@ -474,26 +539,25 @@ async fn check_keyless(
     let up_count = bu.values().map(|c| c.count).sum();
     let down_count = bd.values().map(|c| c.count).sum();
     for group in differing.chunks(BUCKETS_PER_SCAN) {
-        let mut m = MultisetDiff::new();
-        {
+        let changes = retry!(ctx, |uc, dc| async {
+            let mut m = MultisetDiff::new();
             let mut s = uc
                 .stream(&plan.bucket_rows_sql(Side::Up, buckets, group))
                 .await?;
             while let Some(row) = s.next().await? {
                 m.add_up(row);
             }
-        }
-        {
+            drop(s);
             let mut s = dc
                 .stream(&plan.bucket_rows_sql(Side::Down, buckets, group))
                 .await?;
             while let Some(row) = s.next().await? {
                 m.add_down(row);
             }
-        }
-        for batch in m.finish().chunks(CHANGE_BATCH) {
-            send_changes(msgs, table, &KeyRange::full(), batch.to_vec()).await;
-        }
+            drop(s);
+            Ok::<_, Error>(m.finish())
+        })?;
+        send_changes(msgs, table, &KeyRange::full(), changes).await;
     }
     let _ = msgs
         .send(WorkerMsg::ChunkDone {

@@ -72,13 +72,21 @@ struct KRow {
     b: Option<Vec<u8>>,
 }
 
-/// A one-column update of `k`.
+/// An update of one row of `k`.
 #[derive(Debug, Clone)]
 enum KUpdate {
+    /// Set one column.
     A(Option<i32>),
     S(Option<String>),
     D(Option<i64>),
     B(Option<Vec<u8>>),
+    /// Rewrite every column with its current value: not a change.
+    Same,
+    /// Swap the ASCII case of `s`: equal under utf8mb4_general_ci, still a change (unless
+    /// `s` has no letters).
+    FlipCase,
+    /// Append a space to `s`: equal under the PAD SPACE collation, still a change.
+    PadSpace,
 }
 
 /// What happens downstream to an existing row of `k` (`Keep` first so shrinking prefers it).
@@ -138,6 +146,9 @@ fn k_action() -> impl Strategy<Value = KAction> {
         3 => k_str_val().prop_map(|v| KAction::Update(KUpdate::S(v))),
         1 => dec_val().prop_map(|v| KAction::Update(KUpdate::D(v))),
         1 => bin_val().prop_map(|v| KAction::Update(KUpdate::B(v))),
+        1 => Just(KAction::Update(KUpdate::Same)),
+        1 => Just(KAction::Update(KUpdate::FlipCase)),
+        1 => Just(KAction::Update(KUpdate::PadSpace)),
     ]
 }
 
@@ -211,6 +222,22 @@ fn apply_update(row: &mut KRow, u: &KUpdate) {
         KUpdate::S(v) => row.s = v.clone(),
         KUpdate::D(v) => row.d = *v,
         KUpdate::B(v) => row.b = v.clone(),
+        KUpdate::Same => {}
+        KUpdate::FlipCase => {
+            row.s = row.s.as_ref().map(|s| {
+                s.chars()
+                    .map(|c| {
+                        if c.is_ascii_lowercase() {
+                            c.to_ascii_uppercase()
+                        } else {
+                            c.to_ascii_lowercase()
+                        }
+                    })
+                    .collect()
+            })
+        }
+        // VARCHAR(20): every generated string is short enough for one more character.
+        KUpdate::PadSpace => row.s = row.s.as_ref().map(|s| format!("{s} ")),
     }
 }
 
@@ -343,16 +370,27 @@ fn seed_sql(c: &Case) -> String {
 fn drift_sql(c: &Case) -> String {
     let mut stmts = Vec::new();
     let mut deleted = Vec::new();
-    for (id, action) in c.k.keys().zip(&c.k_actions) {
+    for ((id, orig), action) in c.k.iter().zip(&c.k_actions) {
         match action {
             KAction::Keep => {}
             KAction::Delete => deleted.push(id.to_string()),
             KAction::Update(u) => {
+                let mut new = orig.clone();
+                apply_update(&mut new, u);
                 let set = match u {
-                    KUpdate::A(v) => format!("a = {}", int_lit(*v)),
-                    KUpdate::S(v) => format!("s = {}", str_lit(v)),
-                    KUpdate::D(v) => format!("d = {}", dec_lit(*v)),
-                    KUpdate::B(v) => format!("b = {}", bin_lit(v)),
+                    KUpdate::A(_) => format!("a = {}", int_lit(new.a)),
+                    KUpdate::S(_) | KUpdate::FlipCase | KUpdate::PadSpace => {
+                        format!("s = {}", str_lit(&new.s))
+                    }
+                    KUpdate::D(_) => format!("d = {}", dec_lit(new.d)),
+                    KUpdate::B(_) => format!("b = {}", bin_lit(&new.b)),
+                    KUpdate::Same => format!(
+                        "a = {}, s = {}, d = {}, b = {}",
+                        int_lit(new.a),
+                        str_lit(&new.s),
+                        dec_lit(new.d),
+                        bin_lit(&new.b)
+                    ),
                 };
                 stmts.push(format!("UPDATE k SET {set} WHERE id = {id}"));
             }
@@ -588,6 +626,16 @@ async fn run_case(up: &TestDb, down: &TestDb, c: &Case) -> Result<(), TestCaseEr
             ctx,
             "table {name}: result {:?}, expected {expected_result:?}",
             t.result
+        );
+    }
+
+    if let Some(n) = c.chunk_size {
+        let chunks = table(&first, "k").chunks;
+        ensure!(
+            c.k.len() as u64 <= 2 * n || chunks >= 2,
+            ctx,
+            "chunk-size {n} with {} rows upstream gave {chunks} chunk(s)",
+            c.k.len()
         );
     }
 

@@ -168,3 +168,59 @@ async fn killed_pinned_connection_is_an_error_not_a_live_read() {
         "{t:#}"
     );
 }
+
+/// Without a pinned snapshot a killed connection is replaced and the step retried: the run
+/// completes and its counts are exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_unpinned_connections_are_retried() {
+    let s = Scenario::empty().await;
+    let ddl = "CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(20)); \
+               SET SESSION max_recursive_iterations = 1000000; \
+               INSERT INTO t WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r \
+               WHERE n < 40000) SELECT n, CONCAT('v', n) FROM r";
+    s.up.exec(ddl).await;
+    s.down.exec(ddl).await;
+    s.down
+        .exec("DELETE FROM t WHERE id IN (7, 20000); UPDATE t SET v = 'x' WHERE id = 39999")
+        .await;
+    let cfg = s.config(&format!(
+        "target-configs = [\"tiny\"]\n[table-configs.tiny]\ntarget-tables = [\"{}.t\"]\nchunk-size = 50\n",
+        s.up.name()
+    ));
+    let killer = {
+        let opts = s.down.server().opts();
+        tokio::spawn(async move {
+            let mut conn = mysql_async::Conn::new(opts).await.unwrap();
+            let mut killed = 0;
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            while killed < 3 && std::time::Instant::now() < deadline {
+                let ids: Vec<u64> = conn
+                    .query(
+                        "SELECT ID FROM information_schema.PROCESSLIST \
+                         WHERE ID <> CONNECTION_ID() AND INFO LIKE 'SELECT COUNT(*), BIT%' LIMIT 1",
+                    )
+                    .await
+                    .unwrap();
+                if let Some(id) = ids.first() {
+                    let _ = conn.query_drop(format!("KILL CONNECTION {id}")).await;
+                    killed += 1;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+            killed
+        })
+    };
+    let path = cfg.to_str().unwrap().to_string();
+    let out = tokio::task::spawn_blocking(move || syncgate(&["check", "-C", &path]))
+        .await
+        .unwrap();
+    let killed = killer.await.unwrap();
+    assert!(killed >= 1, "no connection was killed");
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert_eq!(crate::scenario::counts(&s.summary(), "t"), (2, 0, 1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("retrying"),
+        "{}",
+        describe(&out)
+    );
+}
