@@ -386,12 +386,21 @@ impl FixSqlWriter {
 
     /// Add one range's statements (as from [`render_changes`]) under a `-- range:` line.
     pub fn append_chunk(&mut self, range_description: &str, statements: &str) -> Result<()> {
-        let mut text = format!("\n-- range: {}\n", single_line(range_description));
-        text.push_str(statements);
-        if !statements.is_empty() && !statements.ends_with('\n') {
-            text.push('\n');
-        }
-        self.write(text.as_bytes())
+        self.write(chunk_block(range_description, statements).as_bytes())
+    }
+
+    /// Add the contents of a part file: blocks rendered by [`chunk_block`] and saved while
+    /// the table was being checked (one part per chunk, joined in key order at the end).
+    pub fn append_part(&mut self, part: &Path) -> Result<()> {
+        let mut f = File::open(part).map_err(|source| Error::Output {
+            path: part.to_path_buf(),
+            source,
+        })?;
+        std::io::copy(&mut f, &mut self.out).map_err(|source| Error::Output {
+            path: self.path.clone(),
+            source,
+        })?;
+        Ok(())
     }
 
     /// Write the footer, flush, and return the file's path.
@@ -413,6 +422,17 @@ impl FixSqlWriter {
             source,
         })
     }
+}
+
+/// One range's statements (as from [`render_changes`]) under a `-- range:` line: the text
+/// [`FixSqlWriter::append_chunk`] adds to a file.
+pub fn chunk_block(range_description: &str, statements: &str) -> String {
+    let mut text = format!("\n-- range: {}\n", single_line(range_description));
+    text.push_str(statements);
+    if !statements.is_empty() && !statements.ends_with('\n') {
+        text.push('\n');
+    }
+    text
 }
 
 /// Saves the session settings the file changes, so `source`-ing it in an interactive

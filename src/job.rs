@@ -1,6 +1,7 @@
 //! Turning a validated [`Config`] into a [`CheckJob`]: resolves data sources, the table
 //! filter, routes and per-table settings.
 
+use crate::checkpoint::{fingerprint, Effective};
 use crate::config::{Config, DataSource, RouteRules, TableFilter};
 use crate::engine::{CheckJob, TableSelector, TableSettings};
 use crate::error::{Error, Result};
@@ -18,6 +19,8 @@ pub struct Overrides {
     pub skip_non_existing_table: bool,
     pub output_dir: Option<PathBuf>,
     pub apply_fix: bool,
+    /// Continue from the checkpoint in the output directory (`--resume`).
+    pub resume: bool,
 }
 
 fn spec(name: &str, ds: &DataSource) -> SourceSpec {
@@ -61,6 +64,13 @@ pub fn job_from_config(config: &Config, o: &Overrides) -> Result<CheckJob> {
             )));
         }
     }
+    let effective = Effective {
+        export_fix_sql: o.export_fix_sql.unwrap_or(config.export_fix_sql),
+        apply_fix: o.apply_fix,
+        struct_only: o.check_struct_only || config.check_struct_only,
+        data_only: o.check_data_only || config.check_data_only,
+        skip_missing: o.skip_non_existing_table || config.skip_non_existing_table,
+    };
     Ok(CheckJob {
         upstream: spec(up_name, up_ds),
         downstream: spec(&config.task.target_instance, down_ds),
@@ -68,11 +78,14 @@ pub fn job_from_config(config: &Config, o: &Overrides) -> Result<CheckJob> {
             .check_thread_count
             .unwrap_or(config.check_thread_count)
             .max(1),
-        export_fix_sql: o.export_fix_sql.unwrap_or(config.export_fix_sql),
-        struct_only: o.check_struct_only || config.check_struct_only,
-        data_only: o.check_data_only || config.check_data_only,
-        skip_missing: o.skip_non_existing_table || config.skip_non_existing_table,
-        apply_fix: o.apply_fix,
+        export_fix_sql: effective.export_fix_sql,
+        struct_only: effective.struct_only,
+        data_only: effective.data_only,
+        skip_missing: effective.skip_missing,
+        apply_fix: effective.apply_fix,
+        resume: o.resume,
+        fingerprint: fingerprint(config, &effective)?,
+        syncpoint_changefeed: config.task.syncpoint_changefeed.clone(),
         output_dir: o
             .output_dir
             .clone()

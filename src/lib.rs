@@ -16,9 +16,11 @@
 //! | merge diff of two sorted row streams | [`diff`] | sync |
 //! | fix SQL rendering and files | [`fixsql`], [`sql`] | sync |
 //! | reports, progress | [`report`] | sync |
+//! | checkpoint and resume | [`checkpoint`] | sync |
 //! | orchestration | [`engine`] | async |
 //! | local MariaDB servers (playground, tests, benches) | [`server`], [`playground`] | async |
 
+pub mod checkpoint;
 pub mod checksum;
 pub mod chunk;
 pub mod config;

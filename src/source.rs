@@ -137,6 +137,17 @@ impl Source {
         &self.version
     }
 
+    /// The same source with another `snapshot` value (a resolved TiDB `auto` or datetime).
+    pub fn with_snapshot(&self, snapshot: String) -> Source {
+        let mut spec = (*self.spec).clone();
+        spec.snapshot = snapshot;
+        Source {
+            spec: Arc::new(spec),
+            flavour: self.flavour,
+            version: self.version.clone(),
+        }
+    }
+
     /// Whether every connection reads at the configured TiDB snapshot.
     pub fn pins_tidb_snapshot(&self) -> bool {
         let s = self.spec.snapshot.trim();
@@ -240,6 +251,35 @@ impl Conn {
             out.push(row);
         }
         Ok(out)
+    }
+
+    /// The first row of a query as column name → text value (for `SHOW` statements whose
+    /// column order differs between servers).
+    pub async fn first_named(
+        &mut self,
+        sql: &str,
+    ) -> Result<Option<std::collections::BTreeMap<String, Option<String>>>> {
+        let row: Option<mysql_async::Row> = match self.inner.query_first(sql).await {
+            Ok(r) => r,
+            Err(e) => return Err(self.query_error(sql, &e)),
+        };
+        Ok(row.map(|row| {
+            let names: Vec<String> = row
+                .columns_ref()
+                .iter()
+                .map(|c| c.name_str().into_owned())
+                .collect();
+            names
+                .into_iter()
+                .zip(row.unwrap())
+                .map(|(n, v)| {
+                    (
+                        n,
+                        to_value(v).map(|b| String::from_utf8_lossy(&b).into_owned()),
+                    )
+                })
+                .collect()
+        }))
     }
 
     /// The first row of a query, if any.

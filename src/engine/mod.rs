@@ -20,7 +20,7 @@ use crate::fixsql::{FixHeader, FixSqlWriter, FixTable};
 use crate::report::progress::{Progress, TableProgress};
 use crate::report::{RunReport, RunResult, SourceReport, TableReport, TableResult};
 use crate::schema::{compare_structure, discover_table, list_tables, TableRef};
-use crate::source::{Conn, Source, SourceSpec};
+use crate::source::{Conn, Flavour, Source, SourceSpec};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -64,6 +64,8 @@ pub struct CheckJob {
     pub data_only: bool,
     pub skip_missing: bool,
     pub apply_fix: bool,
+    /// `[task] syncpoint-changefeed`: which changefeed's syncpoints TiDB `auto` uses.
+    pub syncpoint_changefeed: Option<String>,
     pub output_dir: PathBuf,
     pub selector: Box<dyn TableSelector>,
 }
@@ -89,10 +91,11 @@ pub async fn run_check(job: CheckJob, progress: Progress) -> Result<RunReport> {
     let started_at = now_rfc3339();
     let up = Source::open(job.upstream.clone()).await?;
     let down = Source::open(job.downstream.clone()).await?;
+    let (up, down) = resolve_tidb_auto(up, down, job.syncpoint_changefeed.as_deref()).await?;
     let mut warnings = Vec::new();
     for s in [&up, &down] {
         let configured = s.spec().snapshot.trim();
-        if !s.pins_tidb_snapshot() && !wants_consistent(s) {
+        if !s.pins_tidb_snapshot() && !wants_consistent(s) && !wants_auto(s) {
             if !configured.is_empty() {
                 warnings.push(format!(
                     "{}: snapshot '{configured}' is not applied to a {} server",
@@ -152,8 +155,7 @@ pub async fn run_check(job: CheckJob, progress: Progress) -> Result<RunReport> {
     let mut points = (snapshot_point(&up), snapshot_point(&down));
     if !data_plans.is_empty() {
         let threads = job.threads.max(1);
-        let (up_side, down_side) =
-            tokio::try_join!(open_side(&up, threads), open_side(&down, threads))?;
+        let (up_side, down_side) = open_sides(&up, &down, threads).await?;
         points = (up_side.point.clone(), down_side.point.clone());
         run_data_phase(
             &job,
@@ -373,6 +375,63 @@ fn wants_consistent(s: &Source) -> bool {
     s.spec().snapshot.trim().eq_ignore_ascii_case("consistent")
 }
 
+fn wants_auto(s: &Source) -> bool {
+    s.spec().snapshot.trim().eq_ignore_ascii_case("auto")
+}
+
+/// TiDB `snapshot = "auto"`: read the newest TiCDC syncpoint on the downstream and pin the
+/// upstream at its `primary_ts`, the downstream at its `secondary_ts`.
+async fn resolve_tidb_auto(
+    up: Source,
+    down: Source,
+    changefeed: Option<&str>,
+) -> Result<(Source, Source)> {
+    if !(wants_auto(&up) && wants_auto(&down) && down.flavour() == Flavour::TiDb) {
+        return Ok((up, down));
+    }
+    let mut conn = down.connect().await?;
+    let point = crate::snapshot::tidb::query_syncpoint(&mut conn, changefeed).await?;
+    conn.close().await;
+    tracing::info!(
+        upstream = %point.upstream,
+        downstream = %point.downstream,
+        "snapshot auto: using the newest syncpoint"
+    );
+    Ok((
+        up.with_snapshot(point.upstream.0.to_string()),
+        down.with_snapshot(point.downstream.0.to_string()),
+    ))
+}
+
+/// Worker connections for both sides. `auto` on two MySQL/MariaDB sources fences the
+/// primary/replica pair at one GTID; otherwise each side is opened on its own.
+async fn open_sides(up: &Source, down: &Source, n: usize) -> Result<(SideConns, SideConns)> {
+    if wants_auto(up) && wants_auto(down) && up.flavour() != Flavour::TiDb {
+        let pair = crate::snapshot::mysql::pin_replica_pair(
+            up,
+            down,
+            n,
+            crate::snapshot::mysql::LOCK_WAIT_TIMEOUT_SECS,
+            crate::snapshot::mysql::REPLICA_WAIT_SECS,
+        )
+        .await?;
+        let side = |conns, point: &crate::snapshot::mysql::PinnedPoint, role: &str| SideConns {
+            conns,
+            pinned: true,
+            point: format!(
+                "{} (pair fenced at GTID {}, {role})",
+                point.describe(),
+                pair.gtid
+            ),
+        };
+        return Ok((
+            side(pair.primary, &pair.primary_point, "primary"),
+            side(pair.replica, &pair.replica_point, "replica"),
+        ));
+    }
+    tokio::try_join!(open_side(up, n), open_side(down, n))
+}
+
 /// Open `n` worker connections to a side: pinned to one consistent snapshot when the source
 /// asks for it, else plain (TiDB snapshots are set per connection and survive reconnects).
 async fn open_side(s: &Source, n: usize) -> Result<SideConns> {
@@ -589,7 +648,11 @@ fn finish_table(st: &mut TableState) -> Result<()> {
 /// The point a side is read at, as stated in reports.
 fn snapshot_point(s: &Source) -> String {
     if s.pins_tidb_snapshot() {
-        format!("tidb_snapshot {}", s.spec().snapshot.trim())
+        let value = s.spec().snapshot.trim();
+        match value.parse::<crate::snapshot::tidb::Tso>() {
+            Ok(tso) => format!("tidb_snapshot {tso}"),
+            Err(_) => format!("tidb_snapshot '{value}'"),
+        }
     } else {
         "live, not pinned".to_string()
     }

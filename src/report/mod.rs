@@ -79,6 +79,10 @@ pub struct TableReport {
     /// `None` when no re-check ran. `result` still describes what was found before the fix.
     #[serde(default)]
     pub recheck_equal: Option<bool>,
+    /// Chunks whose results were taken from a checkpoint (`check --resume`) instead of being
+    /// checked in this run: all of them for a table finished before the interruption.
+    #[serde(default)]
+    pub resumed_chunks: u64,
 }
 
 /// One side of the comparison as it was read.

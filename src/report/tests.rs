@@ -28,6 +28,7 @@ fn table(schema: &str, name: &str, result: TableResult) -> TableReport {
         duration_ms: 1200,
         fix_applied: false,
         recheck_equal: None,
+        resumed_chunks: 0,
     }
 }
 

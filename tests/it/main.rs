@@ -13,5 +13,6 @@ mod check_e2e;
 mod cli_errors;
 mod harness_smoke;
 mod prop_check;
+mod replica_fence;
 mod snapshot_mysql;
 mod tidb_contract;

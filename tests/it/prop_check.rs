@@ -6,9 +6,8 @@
 //! - (b) executing the fix SQL files on the downstream makes a second check find every table
 //!   equal, and the downstream then holds exactly the upstream's bytes.
 //!
-//! The database pair lives on two servers started by this test with a private `--tmpdir`
-//! (see [`private_pair`] for why not the shared ones); its tables are dropped and re-created
-//! for every case:
+//! One database pair on the harness's two servers serves every case; its tables are dropped
+//! and re-created per case:
 //!
 //! - `k`: keyed on `id`, with nullable INT, VARCHAR (utf8mb4_general_ci), DECIMAL and
 //!   VARBINARY columns whose values come from small domains full of encoding traps (`''`,
@@ -45,7 +44,6 @@ use syncgate::config::Config;
 use syncgate::engine::run_check;
 use syncgate::job::{job_from_config, Overrides};
 use syncgate::report::{Progress, RunReport, TableReport, TableResult};
-use syncgate::server::{LocalServer, ServerOptions};
 
 // ---------------------------------------------------------------------------------------
 // Generated data
@@ -706,45 +704,12 @@ fn crashed_server(up: &TestDb, down: &TestDb) -> Option<String> {
         })
 }
 
-/// Start one server with its own `--tmpdir`.
-async fn start_private(server_id: u32, tmpdir: &Path) -> &'static LocalServer {
-    std::fs::create_dir_all(tmpdir).expect("create server tmpdir");
-    let server = LocalServer::start(ServerOptions {
-        server_id: Some(server_id),
-        log_bin: true,
-        extra_args: vec![format!("--tmpdir={}", tmpdir.display())],
-        ..Default::default()
-    })
-    .await
-    .unwrap_or_else(|e| panic!("cannot start a test MariaDB server: {e}"));
-    // Lives until the process exits (the watchdog kills it then), like the shared servers.
-    Box::leak(Box::new(server))
-}
-
-/// An upstream/downstream database pair on two servers of this test's own.
-///
-/// Not the shared servers of [`crate::support`]: those use the default tmpdir, `/tmp`, shared
-/// with every other MariaDB on the machine, and MariaDB 10.11 then intermittently fails to
-/// create the temporary table of an `information_schema` query and crashes in the cleanup
-/// (SIGSEGV in `ha_maria::drop_table` under `create_tmp_table_for_schema`). Hundreds of
-/// discovery queries per run made that a frequent failure of this test; with a private
-/// tmpdir it has not happened.
-async fn private_pair(tmpdir: &Path) -> (TestDb, TestDb) {
-    let up = start_private(1, &tmpdir.join("up")).await;
-    let down = start_private(2, &tmpdir.join("down")).await;
-    let name = "sg_prop_check".to_string();
-    (
-        TestDb::create(up, name.clone()).await,
-        TestDb::create(down, name).await,
-    )
-}
-
 #[test]
 fn reported_rows_match_ground_truth_and_fix_sql_repairs() {
     crate::support::require_mariadbd();
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
-    let tmpdir = tempfile::tempdir().expect("tempdir");
-    let (up, down) = rt.block_on(private_pair(tmpdir.path()));
+    // The shared servers of the harness; one database pair for all cases.
+    let (up, down) = rt.block_on(TestDb::pair());
     let config = ProptestConfig {
         cases: env_u32("SYNCGATE_PROPTEST_CASES", 24),
         max_shrink_iters: env_u32("SYNCGATE_PROPTEST_SHRINK_ITERS", 64),
