@@ -387,6 +387,10 @@ pub struct Checkpoint {
     pub config: Value,
     /// When the file was written (RFC 3339, UTC).
     pub written_at: String,
+    /// TiDB `snapshot = "auto"`: the TSOs the syncpoint gave (upstream, downstream); a
+    /// resume reads at these, not at a newer syncpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tidb_auto: Option<ReadAt>,
     /// Tables finished or partly checked; tables not listed start from the beginning.
     pub tables: Vec<TableEntry>,
 }
@@ -672,6 +676,7 @@ target-check-tables = ["shop.*"]
             fingerprint: fp(&config(""), e).hash,
             config: fp(&config(""), e).config,
             written_at: String::new(),
+            tidb_auto: None,
             tables: vec![],
         };
         let mut c = config("");
@@ -761,6 +766,7 @@ target-check-tables = ["shop.*"]
             fingerprint: "ab".repeat(32),
             config: serde_json::json!({"task": {"target-instance": "down"}}),
             written_at: "2025-01-01T00:00:00Z".into(),
+            tidb_auto: None,
             tables: vec![
                 TableEntry {
                     schema: "shop".into(),

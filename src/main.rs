@@ -67,6 +67,10 @@ struct CheckArgs {
     /// Execute the fix SQL on the downstream (in transactions) and re-check the fixed ranges.
     #[arg(long)]
     apply_fix: bool,
+    /// Continue an interrupted run from the checkpoint in the output directory (same
+    /// configuration required). Without it an existing checkpoint is discarded.
+    #[arg(long)]
+    resume: bool,
 }
 
 #[derive(Args, Clone)]
@@ -151,8 +155,9 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
     }
 }
 
-/// stderr gets `level`; the log file in the output directory gets `info` and up.
-fn init_logging(level: &str, log_file: Option<&Path>) -> anyhow::Result<()> {
+/// stderr gets `level`; the log file in the output directory gets `info` and up (appended to
+/// when `append`, so a resumed run keeps the interrupted run's log).
+fn init_logging(level: &str, log_file: Option<&Path>, append: bool) -> anyhow::Result<()> {
     use tracing_subscriber::prelude::*;
     use tracing_subscriber::{fmt, EnvFilter};
     let stderr_filter =
@@ -164,7 +169,12 @@ fn init_logging(level: &str, log_file: Option<&Path>) -> anyhow::Result<()> {
         .with_filter(stderr_filter);
     let file_layer = match log_file {
         Some(path) => {
-            let file = std::fs::File::create(path)
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .write(true)
+                .append(append)
+                .truncate(!append)
+                .open(path)
                 .with_context(|| format!("cannot create log file {}", path.display()))?;
             Some(
                 fmt::layer()
@@ -192,6 +202,7 @@ async fn check(args: CheckArgs) -> anyhow::Result<i32> {
         skip_non_existing_table: args.skip_non_existing_table,
         output_dir: args.output_dir.clone(),
         apply_fix: args.apply_fix,
+        resume: args.resume,
     };
     run_config(&config, &overrides, &args.log_level).await
 }
@@ -206,7 +217,11 @@ async fn run_config(
     let output_dir = job.output_dir.clone();
     std::fs::create_dir_all(&output_dir)
         .with_context(|| format!("cannot create output directory {}", output_dir.display()))?;
-    init_logging(log_level, Some(&output_dir.join("syncgate.log")))?;
+    init_logging(
+        log_level,
+        Some(&output_dir.join("syncgate.log")),
+        overrides.resume,
+    )?;
     tracing::info!(config = ?config, "starting check");
     let progress = Progress::new(0, std::io::stderr().is_terminal());
     let report = syncgate::engine::run_check(job, progress).await?;
@@ -236,7 +251,7 @@ fn playground_options(a: &PlaygroundArgs) -> PlaygroundOptions {
 }
 
 async fn playground_cmd(action: PlaygroundAction) -> anyhow::Result<i32> {
-    init_logging("info", None)?;
+    init_logging("info", None, false)?;
     match action {
         PlaygroundAction::Up(a) => {
             let up = playground::up(&playground_options(&a)).await?;

@@ -13,6 +13,9 @@ mod worker;
 
 pub use plan::{Side, TablePlan};
 
+use crate::checkpoint::{
+    self, Checkpoint, ChunkTracker, EntryState, Fingerprint, Prefix, ReadAt, TableEntry,
+};
 use crate::chunk::KeyRange;
 use crate::diff::RowChange;
 use crate::error::{Error, Result};
@@ -22,11 +25,11 @@ use crate::report::{RunReport, RunResult, SourceReport, TableReport, TableResult
 use crate::schema::{compare_structure, discover_table, list_tables, TableRef};
 use crate::source::{Conn, Flavour, Source, SourceSpec};
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Mutex};
-use worker::{ChunkJob, WorkerMsg};
+use worker::{ChunkJob, ChunkStart, WorkerMsg};
 
 /// Rows per chunk when the table config does not say.
 pub const DEFAULT_CHUNK_SIZE: u64 = 50_000;
@@ -64,6 +67,10 @@ pub struct CheckJob {
     pub data_only: bool,
     pub skip_missing: bool,
     pub apply_fix: bool,
+    /// Continue from the checkpoint in `output_dir` (`--resume`).
+    pub resume: bool,
+    /// Identity of the configuration; a checkpoint is only resumed under the same one.
+    pub fingerprint: Fingerprint,
     /// `[task] syncpoint-changefeed`: which changefeed's syncpoints TiDB `auto` uses.
     pub syncpoint_changefeed: Option<String>,
     pub output_dir: PathBuf,
@@ -73,25 +80,59 @@ pub struct CheckJob {
 /// Live state of one table during the data phase.
 struct TableState {
     report: TableReport,
+    /// The plan of a table in the data phase.
+    plan: Option<Arc<TablePlan>>,
     progress: Option<TableProgress>,
     started: Instant,
     chunks_total: Option<u64>,
     chunks_done: u64,
-    fix: Option<FixSqlWriter>,
     /// Ranges with differences, re-checked after `--apply-fix`.
     dirty: Vec<KeyRange>,
     finished: bool,
+    /// Chunks in key order and their contiguous finished prefix (the checkpoint's unit).
+    chunks: ChunkTracker,
+    /// Directory of this table's fix SQL part files, when fix SQL is exported.
+    parts: Option<PathBuf>,
+    /// Chunks whose part file was written but not yet synced to disk.
+    unsynced_parts: BTreeSet<u64>,
+    /// The points earlier (interrupted) runs read this table's resumed part at.
+    read_at: Vec<ReadAt>,
+    /// The whole table was taken from the checkpoint, not checked in this run.
+    resumed_whole: bool,
 }
 
 /// Run a check to completion and return its report. Errors that stop the whole run (bad
 /// connection, missing table) are returned as `Err`; errors confined to a table are recorded
 /// in its report and the run goes on.
+///
+/// Progress is checkpointed in `output_dir` as chunks finish; with `job.resume` the run
+/// continues from that checkpoint. A run that completes removes it.
 pub async fn run_check(job: CheckJob, progress: Progress) -> Result<RunReport> {
     let started = Instant::now();
     let started_at = now_rfc3339();
+    let saved = open_checkpoint(&job)?;
     let up = Source::open(job.upstream.clone()).await?;
     let down = Source::open(job.downstream.clone()).await?;
-    let (up, down) = resolve_tidb_auto(up, down, job.syncpoint_changefeed.as_deref()).await?;
+    let tidb_auto = wants_auto(&up) && wants_auto(&down) && down.flavour() == Flavour::TiDb;
+    let (up, down) = match saved.as_ref().and_then(|c| c.tidb_auto.clone()) {
+        // A resume reads at the TSOs the interrupted run used, not at a newer syncpoint.
+        Some(at) if tidb_auto => {
+            tracing::info!(
+                upstream = %at.upstream,
+                downstream = %at.downstream,
+                "snapshot auto: resuming at the checkpoint's syncpoint"
+            );
+            (
+                up.with_snapshot(at.upstream),
+                down.with_snapshot(at.downstream),
+            )
+        }
+        _ => resolve_tidb_auto(up, down, job.syncpoint_changefeed.as_deref()).await?,
+    };
+    let tidb_auto = tidb_auto.then(|| ReadAt {
+        upstream: up.spec().snapshot.clone(),
+        downstream: down.spec().snapshot.clone(),
+    });
     let mut warnings = Vec::new();
     for s in [&up, &down] {
         let configured = s.spec().snapshot.trim();
@@ -129,20 +170,42 @@ pub async fn run_check(job: CheckJob, progress: Progress) -> Result<RunReport> {
     for prepared in plans {
         let idx = states.len();
         let data = prepared.plan.is_some() && !job.struct_only;
-        if let Some(plan) = prepared.plan.filter(|_| data) {
-            data_plans.push((idx, Arc::new(plan)));
+        let plan = prepared.plan.filter(|_| data).map(Arc::new);
+        let mut key = Vec::new();
+        let mut parts = None;
+        if let Some(plan) = &plan {
+            data_plans.push((idx, plan.clone()));
+            key = plan.key_cols().iter().map(|c| c.name.clone()).collect();
+            if job.export_fix_sql {
+                let name = crate::fixsql::file_name(&plan.target);
+                parts = Some(checkpoint::parts_dir(&fix_dir, &name));
+            }
         }
         states.push(TableState {
             report: prepared.report,
+            plan,
             progress: None,
             started: Instant::now(),
             chunks_total: None,
             chunks_done: 0,
-            fix: None,
             dirty: Vec::new(),
             finished: !data,
+            chunks: ChunkTracker::new(Prefix {
+                key,
+                ..Prefix::default()
+            }),
+            parts,
+            unsynced_parts: BTreeSet::new(),
+            read_at: Vec::new(),
+            resumed_whole: false,
         });
     }
+    let keep_parts = match &saved {
+        Some(saved) => resume_states(&job, saved, &mut states),
+        None => BTreeMap::new(),
+    };
+    // Parts after a saved prefix (or of any earlier run, when not resuming) are redone.
+    checkpoint::prune_parts(&fix_dir, &keep_parts)?;
     for st in states.iter().filter(|s| s.finished) {
         progress
             .table_started(
@@ -152,23 +215,68 @@ pub async fn run_check(job: CheckJob, progress: Progress) -> Result<RunReport> {
             .finish(st.report.result);
     }
 
+    let pending: Vec<(usize, Arc<TablePlan>, ChunkStart)> = data_plans
+        .iter()
+        .filter(|(idx, _)| !states[*idx].finished)
+        .map(|(idx, plan)| {
+            let p = states[*idx].chunks.prefix();
+            let start = ChunkStart {
+                seq: p.chunks,
+                lower: p.upper.clone(),
+                done: p.last,
+            };
+            (*idx, plan.clone(), start)
+        })
+        .collect();
     let mut points = (snapshot_point(&up), snapshot_point(&down));
-    if !data_plans.is_empty() {
+    if let Some(at) = states.iter().find_map(|s| s.read_at.last()) {
+        // Nothing is read in this run unless a table is left: report where it was read.
+        points = (at.upstream.clone(), at.downstream.clone());
+    }
+    if !pending.is_empty() {
         let threads = job.threads.max(1);
         let (up_side, down_side) = open_sides(&up, &down, threads).await?;
         points = (up_side.point.clone(), down_side.point.clone());
+        let mut ck = Checkpointer {
+            output_dir: job.output_dir.clone(),
+            fingerprint: job.fingerprint.clone(),
+            tidb_auto,
+            current: ReadAt {
+                upstream: points.0.clone(),
+                downstream: points.1.clone(),
+            },
+            apply_fix: job.apply_fix,
+            dirty: false,
+            last_write: None,
+            cleanup: Vec::new(),
+            failed: false,
+        };
         run_data_phase(
             &job,
             (&up, up_side),
             (&down, down_side),
-            &data_plans,
+            &pending,
             &mut states,
             &progress,
             &fix_dir,
+            &mut ck,
         )
         .await?;
     }
+    if job.apply_fix {
+        recheck_fixed(&up, &down, &data_plans, &mut states).await?;
+    }
     progress.finish();
+    if saved.is_some() {
+        warnings.extend(resume_warnings(
+            &states,
+            &ReadAt {
+                upstream: points.0.clone(),
+                downstream: points.1.clone(),
+            },
+            job.apply_fix,
+        ));
+    }
 
     let mut tables: Vec<TableReport> = states.into_iter().map(|s| s.report).collect();
     for t in &mut tables {
@@ -201,7 +309,170 @@ pub async fn run_check(job: CheckJob, progress: Progress) -> Result<RunReport> {
         warnings,
     };
     report.compute_result();
+    // A run that completes (whatever its result) leaves no checkpoint, as sync-diff-inspector.
+    // The checkpoint goes first: parts without it are never read.
+    if let Err(e) = checkpoint::remove(&job.output_dir)
+        .and_then(|()| checkpoint::prune_parts(&fix_dir, &BTreeMap::new()))
+    {
+        tracing::warn!("cannot remove the checkpoint of the completed run: {e}");
+    }
     Ok(report)
+}
+
+/// Without `--resume`, discard any checkpoint; with it, load the checkpoint and refuse one
+/// written under another configuration.
+fn open_checkpoint(job: &CheckJob) -> Result<Option<Checkpoint>> {
+    let dir = checkpoint::checkpoint_dir(&job.output_dir);
+    if !job.resume {
+        if dir.join(checkpoint::CHECKPOINT_FILE).exists() {
+            tracing::warn!(
+                "discarding the checkpoint of an interrupted run in {} (pass --resume to \
+                 continue it)",
+                dir.display()
+            );
+        }
+        checkpoint::remove(&job.output_dir)?;
+        return Ok(None);
+    }
+    match checkpoint::load(&job.output_dir)? {
+        None => {
+            tracing::warn!(
+                "--resume: no checkpoint in {}; checking from the beginning",
+                dir.display()
+            );
+            Ok(None)
+        }
+        Some(ck) if ck.fingerprint != job.fingerprint.hash => Err(Error::Config(
+            checkpoint::mismatch_message(&dir, &ck, &job.fingerprint),
+        )),
+        Some(ck) => Ok(Some(ck)),
+    }
+}
+
+/// Apply a checkpoint to the data-phase tables: finished tables take their saved report
+/// (with this run's structure comparison) and are not checked again; partly checked tables
+/// start with their finished prefix. Returns, per part directory, how many chunks' parts to
+/// keep.
+fn resume_states(
+    job: &CheckJob,
+    saved: &Checkpoint,
+    states: &mut [TableState],
+) -> BTreeMap<String, u64> {
+    let mut keep = BTreeMap::new();
+    let (mut whole, mut partly) = (0, 0);
+    for st in states.iter_mut().filter(|s| s.plan.is_some()) {
+        let Some(entry) = saved.entry(&st.report.schema, &st.report.table) else {
+            continue;
+        };
+        match &entry.state {
+            EntryState::Finished { report, dirty } => {
+                let mut r = (**report).clone();
+                r.upstream_table = st.report.upstream_table.clone();
+                r.structure_equal = st.report.structure_equal;
+                r.structure_diffs = std::mem::take(&mut st.report.structure_diffs);
+                r.fix_sql = r.fix_sql.map(|p| job.output_dir.join(p));
+                r.resumed_chunks = r.chunks;
+                r.result = table_result(&r);
+                st.report = r;
+                st.dirty = dirty.clone();
+                st.finished = true;
+                st.resumed_whole = true;
+                whole += 1;
+            }
+            EntryState::InProgress { prefix } => {
+                if prefix.key != st.chunks.prefix().key {
+                    tracing::warn!(
+                        "{}: the checkpoint split it on ({}), this run on ({}); checking it \
+                         from the beginning",
+                        st.report.name(),
+                        prefix.key.join(", "),
+                        st.chunks.prefix().key.join(", ")
+                    );
+                    continue;
+                }
+                let (r, c) = (&mut st.report, &prefix.counts);
+                r.rows_missing = c.rows_missing;
+                r.rows_extra = c.rows_extra;
+                r.rows_changed = c.rows_changed;
+                r.rows_upstream = c.rows_upstream;
+                r.rows_downstream = c.rows_downstream;
+                r.chunks_different = c.chunks_different;
+                r.chunks = prefix.chunks;
+                r.resumed_chunks = prefix.chunks;
+                st.chunks_done = prefix.chunks;
+                st.dirty = prefix.dirty.clone();
+                st.chunks = ChunkTracker::new(prefix.clone());
+                if let Some(name) = st.parts.as_ref().and_then(|p| p.file_name()) {
+                    keep.insert(name.to_string_lossy().into_owned(), prefix.chunks);
+                }
+                partly += 1;
+            }
+        }
+        st.read_at = entry.read_at.clone();
+    }
+    tracing::info!(
+        "resuming from the checkpoint written at {}: {whole} tables finished, {partly} partly \
+         checked",
+        saved.written_at
+    );
+    keep
+}
+
+/// Warnings of a resumed run: the tables (or their first chunks) read at another point than
+/// the rest (a MySQL/MariaDB consistent snapshot is pinned again on resume), and fixes applied
+/// before the interruption.
+fn resume_warnings(states: &[TableState], now: &ReadAt, apply_fix: bool) -> Vec<String> {
+    let mut by_point: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    for st in states {
+        for at in st.read_at.iter().filter(|at| *at != now) {
+            let name = if st.resumed_whole {
+                st.report.name()
+            } else {
+                format!(
+                    "{} (its first {} chunks)",
+                    st.report.name(),
+                    st.report.resumed_chunks
+                )
+            };
+            by_point
+                .entry((at.upstream.clone(), at.downstream.clone()))
+                .or_default()
+                .push(name);
+        }
+    }
+    let mut out = Vec::new();
+    for ((up, down), mut names) in by_point {
+        let (mut then, mut rest) = (Vec::new(), Vec::new());
+        if up != now.upstream {
+            then.push(format!("upstream {up}"));
+            rest.push(format!("upstream {}", now.upstream));
+        }
+        if down != now.downstream {
+            then.push(format!("downstream {down}"));
+            rest.push(format!("downstream {}", now.downstream));
+        }
+        let count = names.len();
+        if count > 10 {
+            names.truncate(10);
+            names.push(format!("and {} more", count - 10));
+        }
+        out.push(format!(
+            "resumed from a checkpoint: {} {} {} compared at {}, the rest at {}",
+            if count == 1 { "table" } else { "tables" },
+            names.join(", "),
+            if count == 1 { "was" } else { "were" },
+            then.join(" and "),
+            rest.join(" and ")
+        ));
+    }
+    if apply_fix && states.iter().any(|s| s.report.resumed_chunks > 0) {
+        out.push(
+            "resumed from a checkpoint with --apply-fix: rows fixed after the last checkpoint \
+             and before the interruption were found equal this time and are not counted"
+                .to_string(),
+        );
+    }
+    out
 }
 
 /// A table ready for the data phase (or already decided).
@@ -232,6 +503,7 @@ fn empty_report(target: &TableRef, upstream: &TableRef) -> TableReport {
         skip_reason: None,
         error: None,
         duration_ms: 0,
+        resumed_chunks: 0,
     }
 }
 
@@ -459,15 +731,123 @@ async fn open_side(s: &Source, n: usize) -> Result<SideConns> {
     })
 }
 
+/// How often at most the checkpoint is written while chunks finish.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Writes the checkpoint from the tables' state, at most every [`CHECKPOINT_INTERVAL`].
+struct Checkpointer {
+    output_dir: PathBuf,
+    fingerprint: Fingerprint,
+    tidb_auto: Option<ReadAt>,
+    /// The points this run reads at.
+    current: ReadAt,
+    apply_fix: bool,
+    /// Something changed since the last write.
+    dirty: bool,
+    last_write: Option<Instant>,
+    /// Part directories of finished tables, removed once a written checkpoint records them
+    /// finished (before that, a resume still needs them).
+    cleanup: Vec<PathBuf>,
+    /// A write failed (warned once).
+    failed: bool,
+}
+
+impl Checkpointer {
+    /// How long until a write is due; `None` when nothing changed.
+    fn wait(&self) -> Option<Duration> {
+        self.dirty.then(|| {
+            self.last_write.map_or(Duration::ZERO, |t| {
+                CHECKPOINT_INTERVAL.saturating_sub(t.elapsed())
+            })
+        })
+    }
+
+    fn write_if_due(&mut self, states: &[TableState]) {
+        if self.wait() == Some(Duration::ZERO) {
+            self.write(states);
+        }
+    }
+
+    /// Write now. A failure is a warning: the previous checkpoint stays valid (older).
+    fn write(&mut self, states: &[TableState]) {
+        let ck = Checkpoint {
+            version: checkpoint::FORMAT_VERSION,
+            fingerprint: self.fingerprint.hash.clone(),
+            config: self.fingerprint.config.clone(),
+            written_at: now_rfc3339(),
+            tidb_auto: self.tidb_auto.clone(),
+            tables: states.iter().filter_map(|s| self.entry(s)).collect(),
+        };
+        self.last_write = Some(Instant::now());
+        match checkpoint::save(&self.output_dir, &ck) {
+            Ok(()) => {
+                self.dirty = false;
+                for dir in self.cleanup.drain(..) {
+                    let _ = std::fs::remove_dir_all(dir);
+                }
+            }
+            Err(e) if !self.failed => {
+                self.failed = true;
+                tracing::warn!("{e}: the checkpoint is not updated; a resume repeats more work");
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// A table's entry: finished without an error, else its finished prefix (if any).
+    fn entry(&self, st: &TableState) -> Option<TableEntry> {
+        st.plan.as_ref()?;
+        let state = if st.finished && st.report.error.is_none() {
+            let mut report = st.report.clone();
+            report.fix_sql = report.fix_sql.map(|p| {
+                p.strip_prefix(&self.output_dir)
+                    .map(Path::to_path_buf)
+                    .unwrap_or(p)
+            });
+            EntryState::Finished {
+                report: Box::new(report),
+                dirty: if self.apply_fix {
+                    st.dirty.clone()
+                } else {
+                    Vec::new()
+                },
+            }
+        } else {
+            let prefix = st.chunks.prefix();
+            if prefix.chunks == 0 {
+                return None;
+            }
+            EntryState::InProgress {
+                prefix: prefix.clone(),
+            }
+        };
+        let mut read_at = st.read_at.clone();
+        let read_now = match &state {
+            EntryState::Finished { .. } => !st.resumed_whole,
+            EntryState::InProgress { prefix } => prefix.chunks > st.report.resumed_chunks,
+        };
+        if read_now && !read_at.contains(&self.current) {
+            read_at.push(self.current.clone());
+        }
+        Some(TableEntry {
+            schema: st.report.schema.clone(),
+            table: st.report.table.clone(),
+            state,
+            read_at,
+        })
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn run_data_phase(
     job: &CheckJob,
     (up, up_side): (&Source, SideConns),
     (down, down_side): (&Source, SideConns),
-    plans: &[(usize, Arc<TablePlan>)],
+    plans: &[(usize, Arc<TablePlan>, ChunkStart)],
     states: &mut [TableState],
     progress: &Progress,
-    fix_dir: &std::path::Path,
+    fix_dir: &Path,
+    ck: &mut Checkpointer,
 ) -> Result<()> {
     let threads = job.threads.max(1);
     let (job_tx, job_rx) = mpsc::channel::<ChunkJob>(threads * 4);
@@ -498,7 +878,10 @@ async fn run_data_phase(
     }
     drop(msg_tx);
 
-    let plan_of: BTreeMap<usize, Arc<TablePlan>> = plans.iter().cloned().collect();
+    let plan_of: BTreeMap<usize, Arc<TablePlan>> = plans
+        .iter()
+        .map(|(idx, plan, _)| (*idx, plan.clone()))
+        .collect();
     let mut apply_conn = if job.apply_fix {
         let mut conn = down.connect().await?;
         for setting in crate::fixsql::APPLY_SESSION_SETTINGS {
@@ -509,34 +892,57 @@ async fn run_data_phase(
         None
     };
 
-    while let Some(msg) = msg_rx.recv().await {
+    loop {
+        // Wait for the next message, but not past the time a due checkpoint write is due.
+        let msg = match ck.wait() {
+            Some(wait) => match tokio::time::timeout(wait, msg_rx.recv()).await {
+                Ok(msg) => msg,
+                Err(_) => {
+                    ck.write(states);
+                    continue;
+                }
+            },
+            None => msg_rx.recv().await,
+        };
+        let Some(msg) = msg else { break };
         match msg {
             WorkerMsg::TableStarted { table } => {
                 let st = &mut states[table];
                 st.started = Instant::now();
                 st.report.data_checked = true;
-                st.progress = Some(
-                    progress
-                        .table_started(&format!("{}.{}", st.report.schema, st.report.table), None),
-                );
+                let p = progress
+                    .table_started(&format!("{}.{}", st.report.schema, st.report.table), None);
+                for _ in 0..st.report.resumed_chunks {
+                    p.chunk_done();
+                }
+                st.progress = Some(p);
             }
             WorkerMsg::TableChunks { table, chunks } => {
                 states[table].chunks_total = Some(chunks);
             }
+            WorkerMsg::ChunkQueued { table, seq, upper } => {
+                ck.dirty |= states[table].chunks.queued(seq, upper);
+            }
             WorkerMsg::Changes {
                 table,
+                seq,
                 range,
                 changes,
             } => {
                 let plan = &plan_of[&table];
                 let st = &mut states[table];
+                let (mut missing, mut extra, mut changed) = (0, 0, 0);
                 for c in &changes {
                     match c {
-                        RowChange::Missing { .. } => st.report.rows_missing += 1,
-                        RowChange::Extra { .. } => st.report.rows_extra += 1,
-                        RowChange::Changed { .. } => st.report.rows_changed += 1,
+                        RowChange::Missing { .. } => missing += 1,
+                        RowChange::Extra { .. } => extra += 1,
+                        RowChange::Changed { .. } => changed += 1,
                     }
                 }
+                st.report.rows_missing += missing;
+                st.report.rows_extra += extra;
+                st.report.rows_changed += changed;
+                st.chunks.changes(seq, missing, extra, changed);
                 if changes.is_empty() {
                     continue;
                 }
@@ -545,28 +951,27 @@ async fn run_data_phase(
                     columns: &plan.up_cols,
                     key: plan.key.clone(),
                 };
-                let desc = range.describe(&plan.key_cols());
-                if job.export_fix_sql {
-                    if st.fix.is_none() {
-                        st.fix = Some(FixSqlWriter::create(fix_dir, &plan.target, &header)?);
-                    }
-                    if let Some(w) = st.fix.as_mut() {
-                        w.append_chunk(
-                            &desc,
-                            &crate::fixsql::render_changes(&fix_table, &changes),
-                        )?;
-                    }
+                if let Some(dir) = &st.parts {
+                    let block = crate::fixsql::chunk_block(
+                        &range.describe(&plan.key_cols()),
+                        &crate::fixsql::render_changes(&fix_table, &changes),
+                    );
+                    append_part(dir, seq, &block)?;
+                    st.unsynced_parts.insert(seq);
                 }
                 if let Some(conn) = apply_conn.as_mut() {
                     let stmts = crate::fixsql::statements_for_apply(&fix_table, &changes);
                     if let Err(e) = worker::apply(conn, &stmts).await {
                         st.report.error = Some(format!("applying fix SQL failed: {e}"));
+                        st.chunks.freeze();
                     }
+                    st.chunks.dirty(seq, range.clone());
                 }
                 st.dirty.push(range);
             }
             WorkerMsg::ChunkDone {
                 table,
+                seq,
                 up_count,
                 down_count,
                 different,
@@ -582,20 +987,28 @@ async fn run_data_phase(
                 if let Some(p) = &st.progress {
                     p.chunk_done();
                 }
+                // A part must be on disk before a checkpoint counts its chunk as finished.
+                if let (true, Some(dir)) = (st.unsynced_parts.remove(&seq), &st.parts) {
+                    sync_file(&checkpoint::part_path(dir, seq))?;
+                }
+                ck.dirty |= st.chunks.done(seq, up_count, down_count, different);
             }
             WorkerMsg::TableError { table, message } => {
                 let st = &mut states[table];
                 if st.report.error.is_none() {
                     st.report.error = Some(message);
                 }
+                st.chunks.freeze();
             }
         }
         // Finish tables whose chunks are all done.
         for st in states.iter_mut() {
             if !st.finished && st.chunks_total.is_some_and(|t| t == st.chunks_done) {
-                finish_table(st)?;
+                ck.cleanup.extend(finish_table(st, fix_dir, &header)?);
+                ck.dirty = true;
             }
         }
+        ck.write_if_due(states);
     }
     producer.await.map_err(join_error)?;
     for w in workers {
@@ -605,31 +1018,112 @@ async fn run_data_phase(
         if st.report.error.is_none() {
             st.report.error = Some("data check did not complete".into());
         }
-        finish_table(st)?;
+        ck.cleanup.extend(finish_table(st, fix_dir, &header)?);
     }
+    ck.write(states);
+    Ok(())
+}
 
-    if job.apply_fix {
-        for (idx, plan) in plans {
-            let st = &mut states[*idx];
-            if st.dirty.is_empty() || st.report.error.is_some() {
-                continue;
-            }
-            let equal = worker::recheck(up, down, plan, &st.dirty).await?;
-            st.report.fix_applied = true;
-            st.report.recheck_equal = Some(equal);
+/// `--apply-fix`: checksum the repaired ranges again (tables taken whole from a checkpoint
+/// included, unless their re-check already ran).
+async fn recheck_fixed(
+    up: &Source,
+    down: &Source,
+    plans: &[(usize, Arc<TablePlan>)],
+    states: &mut [TableState],
+) -> Result<()> {
+    for (idx, plan) in plans {
+        let st = &mut states[*idx];
+        if st.dirty.is_empty() || st.report.error.is_some() || st.report.recheck_equal.is_some() {
+            continue;
         }
+        let equal = worker::recheck(up, down, plan, &st.dirty).await?;
+        st.report.fix_applied = true;
+        st.report.recheck_equal = Some(equal);
     }
     Ok(())
 }
 
-fn finish_table(st: &mut TableState) -> Result<()> {
+/// Add a rendered block to the part file of chunk `seq`.
+fn append_part(dir: &Path, seq: u64, block: &str) -> Result<()> {
+    use std::io::Write;
+    let path = checkpoint::part_path(dir, seq);
+    let res = std::fs::create_dir_all(dir).and_then(|()| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)?
+            .write_all(block.as_bytes())
+    });
+    res.map_err(|source| Error::Output { path, source })
+}
+
+fn sync_file(path: &Path) -> Result<()> {
+    std::fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(|source| Error::Output {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// Close a table: its result, and its fix SQL file, joined from the part files in key
+/// order. Returns the part directory, to remove once a checkpoint records the table finished.
+fn finish_table(
+    st: &mut TableState,
+    fix_dir: &Path,
+    header: &FixHeader,
+) -> Result<Option<PathBuf>> {
     st.finished = true;
     st.report.duration_ms = st.started.elapsed().as_millis() as u64;
-    if let Some(w) = st.fix.take() {
-        st.report.fix_sql = Some(w.finish()?);
+    let mut cleanup = None;
+    if let (Some(parts), Some(plan)) = (&st.parts, &st.plan) {
+        let list = checkpoint::list_parts(parts)?;
+        if !list.is_empty() {
+            let header = header_with_resumed_points(header, &st.read_at);
+            let mut w = FixSqlWriter::create(fix_dir, &plan.target, &header)?;
+            for (_, part) in &list {
+                w.append_part(part)?;
+            }
+            let path = w.finish()?;
+            sync_file(&path)?;
+            st.report.fix_sql = Some(path);
+        }
+        cleanup = Some(parts.clone());
     }
-    let r = &mut st.report;
-    r.result = if r.error.is_some() {
+    st.report.result = table_result(&st.report);
+    if let Some(p) = st.progress.take() {
+        p.finish(st.report.result);
+    }
+    Ok(cleanup)
+}
+
+/// A fix file header naming the points earlier runs read the resumed chunks at, too.
+fn header_with_resumed_points(header: &FixHeader, read_at: &[ReadAt]) -> FixHeader {
+    let join = |now: &str, then: Vec<&str>| {
+        let then: Vec<&str> = then.into_iter().filter(|p| *p != now).collect();
+        if then.is_empty() {
+            now.to_string()
+        } else {
+            format!("{} (chunks before the resume), then {now}", then.join("; "))
+        }
+    };
+    FixHeader {
+        upstream_point: join(
+            &header.upstream_point,
+            read_at.iter().map(|r| r.upstream.as_str()).collect(),
+        ),
+        downstream_point: join(
+            &header.downstream_point,
+            read_at.iter().map(|r| r.downstream.as_str()).collect(),
+        ),
+        ..header.clone()
+    }
+}
+
+/// A table's result from its report.
+fn table_result(r: &TableReport) -> TableResult {
+    if r.error.is_some() {
         TableResult::Error
     } else if r.rows_missing + r.rows_extra + r.rows_changed > 0
         || r.chunks_different > 0
@@ -638,11 +1132,7 @@ fn finish_table(st: &mut TableState) -> Result<()> {
         TableResult::Different
     } else {
         TableResult::Equal
-    };
-    if let Some(p) = st.progress.take() {
-        p.finish(r.result);
     }
-    Ok(())
 }
 
 /// The point a side is read at, as stated in reports.

@@ -24,6 +24,8 @@ const BUCKETS_PER_SCAN: usize = 4;
 pub enum ChunkJob {
     Range {
         table: usize,
+        /// Position of the chunk in the table's key order (0, 1, …).
+        seq: u64,
         plan: Arc<TablePlan>,
         range: KeyRange,
     },
@@ -39,6 +41,14 @@ impl ChunkJob {
             ChunkJob::Range { table, .. } | ChunkJob::Keyless { table, .. } => *table,
         }
     }
+
+    /// The chunk's position in its table's key order (a keyless table is one chunk, 0).
+    fn seq(&self) -> u64 {
+        match self {
+            ChunkJob::Range { seq, .. } => *seq,
+            ChunkJob::Keyless { .. } => 0,
+        }
+    }
 }
 
 /// Messages from the producer and workers to the aggregator.
@@ -51,14 +61,22 @@ pub enum WorkerMsg {
         table: usize,
         chunks: u64,
     },
-    /// Row differences found in `range`.
+    /// The producer queued chunk `seq`; `upper` is its upper bound (`None` for the last).
+    ChunkQueued {
+        table: usize,
+        seq: u64,
+        upper: Option<Row>,
+    },
+    /// Row differences found in `range`, part of chunk `seq`.
     Changes {
         table: usize,
+        seq: u64,
         range: KeyRange,
         changes: Vec<RowChange>,
     },
     ChunkDone {
         table: usize,
+        seq: u64,
         up_count: u64,
         down_count: u64,
         different: bool,
@@ -69,17 +87,30 @@ pub enum WorkerMsg {
     },
 }
 
-/// Walk each keyed table's chunk key on the upstream and queue chunk ranges.
+/// Where the producer starts a table: after the finished prefix of a resumed run.
+#[derive(Debug, Clone, Default)]
+pub struct ChunkStart {
+    /// Sequence number of the first chunk to produce; chunks before it are finished.
+    pub seq: u64,
+    /// That chunk's (exclusive) lower bound: the upper bound of the last finished chunk.
+    pub lower: Option<Row>,
+    /// Every chunk of the table is finished already: nothing to produce.
+    pub done: bool,
+}
+
+/// Walk each keyed table's chunk key on the upstream and queue chunk ranges, numbered in key
+/// order per table (`seq`, from `ChunkStart::seq`). Each chunk is announced to the
+/// aggregator (`ChunkQueued`, with its upper bound) before a worker can take it.
 pub async fn produce(
     up: Source,
-    plans: Vec<(usize, Arc<TablePlan>)>,
+    plans: Vec<(usize, Arc<TablePlan>, ChunkStart)>,
     jobs: mpsc::Sender<ChunkJob>,
     msgs: mpsc::Sender<WorkerMsg>,
 ) {
     let mut conn = match up.connect().await {
         Ok(c) => Some(c),
         Err(e) => {
-            for (table, _) in &plans {
+            for (table, _, start) in &plans {
                 let _ = msgs
                     .send(WorkerMsg::TableError {
                         table: *table,
@@ -89,7 +120,7 @@ pub async fn produce(
                 let _ = msgs
                     .send(WorkerMsg::TableChunks {
                         table: *table,
-                        chunks: 0,
+                        chunks: start.seq,
                     })
                     .await;
             }
@@ -97,9 +128,24 @@ pub async fn produce(
         }
     };
     let Some(conn) = conn.as_mut() else { return };
-    for (table, plan) in plans {
+    for (table, plan, start) in plans {
         let _ = msgs.send(WorkerMsg::TableStarted { table }).await;
+        if start.done {
+            let _ = msgs
+                .send(WorkerMsg::TableChunks {
+                    table,
+                    chunks: start.seq,
+                })
+                .await;
+            continue;
+        }
         if plan.key.is_none() {
+            let queued = WorkerMsg::ChunkQueued {
+                table,
+                seq: 0,
+                upper: None,
+            };
+            let _ = msgs.send(queued).await;
             let _ = jobs
                 .send(ChunkJob::Keyless {
                     table,
@@ -109,45 +155,24 @@ pub async fn produce(
             let _ = msgs.send(WorkerMsg::TableChunks { table, chunks: 1 }).await;
             continue;
         }
-        let mut chunks = 0u64;
-        let mut lower: Option<Row> = None;
+        let mut chunks = start.seq;
+        let mut lower: Option<Row> = start.lower;
         loop {
             let open = KeyRange {
                 lower: lower.clone(),
                 upper: None,
             };
             let sql = plan.key_at_sql(Side::Up, &open, plan.chunk_size - 1);
-            match conn.first(&sql).await {
+            let range = match conn.first(&sql).await {
                 Ok(Some(bound)) => {
-                    chunks += 1;
-                    let range = KeyRange {
-                        lower: lower.take(),
-                        upper: Some(bound.clone()),
-                    };
-                    lower = Some(bound);
-                    if jobs
-                        .send(ChunkJob::Range {
-                            table,
-                            plan: plan.clone(),
-                            range,
-                        })
-                        .await
-                        .is_err()
-                    {
-                        return;
+                    lower = Some(bound.clone());
+                    KeyRange {
+                        lower: open.lower,
+                        upper: Some(bound),
                     }
                 }
-                Ok(None) => {
-                    chunks += 1;
-                    let _ = jobs
-                        .send(ChunkJob::Range {
-                            table,
-                            plan: plan.clone(),
-                            range: open,
-                        })
-                        .await;
-                    break;
-                }
+                // The last chunk: no upper bound.
+                Ok(None) => open,
                 Err(e) => {
                     let _ = msgs
                         .send(WorkerMsg::TableError {
@@ -157,6 +182,27 @@ pub async fn produce(
                         .await;
                     break;
                 }
+            };
+            let seq = chunks;
+            chunks += 1;
+            let last = range.upper.is_none();
+            let queued = WorkerMsg::ChunkQueued {
+                table,
+                seq,
+                upper: range.upper.clone(),
+            };
+            let _ = msgs.send(queued).await;
+            let job = ChunkJob::Range {
+                table,
+                seq,
+                plan: plan.clone(),
+                range,
+            };
+            if jobs.send(job).await.is_err() {
+                return;
+            }
+            if last {
+                break;
             }
         }
         let _ = msgs.send(WorkerMsg::TableChunks { table, chunks }).await;
@@ -239,10 +285,12 @@ pub async fn work(
         let job = { jobs.lock().await.recv().await };
         let Some(job) = job else { break };
         let table = job.table();
+        let seq = job.seq();
         if let Some(reason) = &lost {
             fail(
                 &msgs,
                 table,
+                seq,
                 Error::Table {
                     table: format!("#{table}"),
                     message: format!("not checked: the pinned snapshot was lost ({reason})"),
@@ -263,7 +311,7 @@ pub async fn work(
                     })
                 }
                 Err(e) => {
-                    fail(&msgs, table, e).await;
+                    fail(&msgs, table, seq, e).await;
                     continue;
                 }
             }
@@ -273,7 +321,7 @@ pub async fn work(
         };
         let result = match &job {
             ChunkJob::Range { plan, range, .. } => {
-                check_range(ctx, table, plan, range.clone(), &msgs).await
+                check_range(ctx, table, seq, plan, range.clone(), &msgs).await
             }
             ChunkJob::Keyless { plan, .. } => check_keyless(ctx, table, plan, &msgs).await,
         };
@@ -281,7 +329,7 @@ pub async fn work(
             if pinned {
                 lost = Some(e.to_string());
             }
-            fail(&msgs, table, e).await;
+            fail(&msgs, table, seq, e).await;
             // The connections may be in an unknown state: start afresh for the next job.
             sides = None;
         }
@@ -292,7 +340,7 @@ pub async fn work(
     }
 }
 
-async fn fail(msgs: &mpsc::Sender<WorkerMsg>, table: usize, e: Error) {
+async fn fail(msgs: &mpsc::Sender<WorkerMsg>, table: usize, seq: u64, e: Error) {
     let _ = msgs
         .send(WorkerMsg::TableError {
             table,
@@ -302,6 +350,7 @@ async fn fail(msgs: &mpsc::Sender<WorkerMsg>, table: usize, e: Error) {
     let _ = msgs
         .send(WorkerMsg::ChunkDone {
             table,
+            seq,
             up_count: 0,
             down_count: 0,
             different: true,
@@ -345,6 +394,7 @@ async fn checksum_both(
 async fn check_range(
     ctx: &mut Sides,
     table: usize,
+    seq: u64,
     plan: &TablePlan,
     range: KeyRange,
     msgs: &mpsc::Sender<WorkerMsg>,
@@ -356,7 +406,7 @@ async fn check_range(
         while let Some((r, cu, cd)) = stack.pop() {
             if cu.count.max(cd.count) <= LEAF_ROWS {
                 let changes = retry!(ctx, |uc, dc| diff_rows(uc, dc, plan, &r))?;
-                send_changes(msgs, table, &r, changes).await;
+                send_changes(msgs, table, seq, &r, changes).await;
                 continue;
             }
             let (side, n) = if cu.count > 0 {
@@ -373,7 +423,7 @@ async fn check_range(
             })?;
             let Some(mid) = mid.filter(|m| Some(m) != r.upper.as_ref()) else {
                 let changes = retry!(ctx, |uc, dc| diff_rows(uc, dc, plan, &r))?;
-                send_changes(msgs, table, &r, changes).await;
+                send_changes(msgs, table, seq, &r, changes).await;
                 continue;
             };
             let (left, right) = r.split_at(mid);
@@ -393,6 +443,7 @@ async fn check_range(
     let _ = msgs
         .send(WorkerMsg::ChunkDone {
             table,
+            seq,
             up_count: cu.count,
             down_count: cd.count,
             different,
@@ -470,6 +521,7 @@ async fn diff_rows(
 async fn send_changes(
     msgs: &mpsc::Sender<WorkerMsg>,
     table: usize,
+    seq: u64,
     range: &KeyRange,
     changes: Vec<RowChange>,
 ) {
@@ -477,6 +529,7 @@ async fn send_changes(
         let _ = msgs
             .send(WorkerMsg::Changes {
                 table,
+                seq,
                 range: range.clone(),
                 changes: batch.to_vec(),
             })
@@ -557,11 +610,12 @@ async fn check_keyless(
             drop(s);
             Ok::<_, Error>(m.finish())
         })?;
-        send_changes(msgs, table, &KeyRange::full(), changes).await;
+        send_changes(msgs, table, 0, &KeyRange::full(), changes).await;
     }
     let _ = msgs
         .send(WorkerMsg::ChunkDone {
             table,
+            seq: 0,
             up_count,
             down_count,
             different: !differing.is_empty(),

@@ -44,7 +44,7 @@ pub enum TableResult {
 }
 
 /// What was learned about one table.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TableReport {
     /// Downstream (target) schema and table name.
     pub schema: String,
