@@ -13,6 +13,7 @@ mod check_e2e;
 mod cli_errors;
 mod harness_smoke;
 mod prop_check;
+mod resume;
 mod replica_fence;
 mod snapshot_mysql;
 mod tidb_contract;

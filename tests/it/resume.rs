@@ -1,0 +1,278 @@
+//! Checkpoint and resume: a run killed with SIGKILL and resumed with `--resume` ends with the
+//! result of an uninterrupted run; a changed configuration is refused.
+
+use crate::scenario::{describe, syncgate, Scenario};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const KEYED: [&str; 3] = ["a", "b", "c"];
+
+/// Three keyed tables of 40,000 rows (even ids) and a keyless one, identical on both sides;
+/// then drift spread over the whole key space downstream: deleted, changed and added rows.
+async fn load(s: &Scenario) {
+    let seed = |t: &str| {
+        format!(
+            "CREATE TABLE {t} (id INT PRIMARY KEY, k INT NOT NULL, v VARCHAR(40)); \
+             SET SESSION max_recursive_iterations = 1000000; \
+             INSERT INTO {t} WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r \
+             WHERE n < 40000) SELECT n * 2, n % 97, CONCAT('{t}-', n) FROM r"
+        )
+    };
+    let keyless = "CREATE TABLE d (k INT, v VARCHAR(20)); \
+                   SET SESSION max_recursive_iterations = 1000000; \
+                   INSERT INTO d WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 \
+                   FROM r WHERE n < 3000) SELECT n % 500, CONCAT('d-', n % 700) FROM r";
+    for db in [&s.up, &s.down] {
+        for t in KEYED {
+            db.exec(&seed(t)).await;
+        }
+        db.exec(keyless).await;
+    }
+    for (i, t) in KEYED.iter().enumerate() {
+        let m = 601 + 100 * i;
+        s.down
+            .exec(&format!(
+                "DELETE FROM {t} WHERE id % {m} = 0; \
+                 UPDATE {t} SET v = CONCAT(v, '~') WHERE id % {} = 4; \
+                 INSERT INTO {t} SELECT id + 1, 0, 'extra' FROM {t} WHERE id % {} = 2",
+                m + 306,
+                m + 600
+            ))
+            .await;
+    }
+    s.down
+        .exec("DELETE FROM d WHERE k = 7 LIMIT 3; INSERT INTO d VALUES (9999, 'extra')")
+        .await;
+}
+
+fn config(s: &Scenario) -> PathBuf {
+    s.config(&format!(
+        "target-configs = [\"small\"]\n\n[table-configs.small]\ntarget-tables = [\"{}.*\"]\n\
+         chunk-size = 100\n",
+        s.up.name()
+    ))
+}
+
+fn checkpoint_file(out: &Path) -> PathBuf {
+    out.join("checkpoint").join("checkpoint.json")
+}
+
+fn read_json(path: &Path) -> Option<Value> {
+    serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
+}
+
+/// `(finished tables, largest prefix of a table in progress)` of a checkpoint.
+fn progress_of(ck: &Value) -> (usize, u64) {
+    let tables = ck["tables"].as_array().cloned().unwrap_or_default();
+    let finished = tables.iter().filter(|t| t["state"] == "finished").count();
+    let prefix = tables
+        .iter()
+        .filter(|t| t["state"] == "in_progress")
+        .filter_map(|t| t["prefix"]["chunks"].as_u64())
+        .max()
+        .unwrap_or(0);
+    (finished, prefix)
+}
+
+/// The summary fields that must not depend on an interruption, per table.
+fn results(summary: &Value) -> Vec<Value> {
+    summary["tables"]
+        .as_array()
+        .expect("tables")
+        .iter()
+        .map(|t| {
+            serde_json::json!({
+                "table": t["table"], "result": t["result"], "error": t["error"],
+                "rows_missing": t["rows_missing"], "rows_extra": t["rows_extra"],
+                "rows_changed": t["rows_changed"], "rows_upstream": t["rows_upstream"],
+                "rows_downstream": t["rows_downstream"], "chunks": t["chunks"],
+                "chunks_different": t["chunks_different"], "fix_sql": t["fix_sql"],
+            })
+        })
+        .collect()
+}
+
+/// The fix SQL files' lines without the header comments (time, read points), per file.
+fn fix_sql(out: &Path) -> Vec<(String, Vec<String>)> {
+    let dir = out.join("fix-on-down");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("fix dir")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|f| {
+            let text = std::fs::read_to_string(f).unwrap();
+            let lines = text
+                .lines()
+                .filter(|l| !l.starts_with("-- ") || l.starts_with("-- range:"))
+                .map(str::to_string)
+                .collect();
+            (f.file_name().unwrap().to_string_lossy().into_owned(), lines)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_run_resumes_to_the_uninterrupted_result() {
+    let s = Scenario::empty().await;
+    load(&s).await;
+    let cfg = config(&s);
+    let cfg = cfg.to_str().unwrap().to_string();
+
+    // The reference: one uninterrupted run into another output directory (not part of the
+    // fingerprint), with other parallelism (not part of it either).
+    let reference = s.dir.path().join("reference");
+    let t0 = Instant::now();
+    let out = syncgate(&[
+        "check",
+        "-C",
+        &cfg,
+        "--output-dir",
+        reference.to_str().unwrap(),
+        "--check-thread-count",
+        "4",
+    ]);
+    let uninterrupted = t0.elapsed();
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        !checkpoint_file(&reference).exists(),
+        "a completed run removes its checkpoint"
+    );
+
+    // The same check, killed with SIGKILL once one table is finished and another has a
+    // finished prefix.
+    let out_dir = s.output_dir();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_syncgate"))
+        .args(["check", "-C", &cfg, "--check-thread-count", "2"])
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start syncgate");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let saved = loop {
+        if let Some(ck) = read_json(&checkpoint_file(&out_dir)) {
+            let (finished, prefix) = progress_of(&ck);
+            if finished >= 1 && prefix > 0 {
+                child.kill().expect("kill -9");
+                break ck;
+            }
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!(
+                "the run ended ({status}) before the checkpoint showed a finished table and a \
+                 partly checked one (an uninterrupted run takes {uninterrupted:?})"
+            );
+        }
+        assert!(Instant::now() < deadline, "no checkpoint progress");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    child.wait().unwrap();
+    // The file on disk after the kill is complete and at least as far as the one seen.
+    let on_disk = read_json(&checkpoint_file(&out_dir)).expect("checkpoint after kill -9");
+    let (finished, prefix) = progress_of(&on_disk);
+    assert!(finished >= 1 && prefix > 0, "{on_disk:#}");
+
+    let out = syncgate(&["check", "-C", &cfg, "--resume"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let resumed = s.summary();
+    assert_eq!(
+        results(&resumed),
+        results(&crate::scenario::summary(&reference)),
+        "resumed run differs from the uninterrupted one\n{}",
+        describe(&out)
+    );
+    assert_eq!(fix_sql(&out_dir), fix_sql(&reference));
+    assert!(!fix_sql(&out_dir).is_empty());
+
+    // What the checkpoint held was not checked again.
+    let entries = on_disk["tables"].as_array().unwrap();
+    for t in resumed["tables"].as_array().unwrap() {
+        let entry = entries.iter().find(|e| e["table"] == t["table"]);
+        let want = match entry {
+            Some(e) if e["state"] == "finished" => t["chunks"].as_u64().unwrap(),
+            Some(e) => e["prefix"]["chunks"].as_u64().unwrap(),
+            None => 0,
+        };
+        assert_eq!(t["resumed_chunks"].as_u64(), Some(want), "{t:#}");
+    }
+    assert!(
+        resumed["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["resumed_chunks"].as_u64() > Some(0)
+                && t["resumed_chunks"] != t["chunks"]),
+        "one table continued from a prefix: {resumed:#}"
+    );
+    // Live sides read at the same point: no warning about mixed points.
+    let warnings = resumed["warnings"].to_string();
+    assert!(!warnings.contains("resumed from a checkpoint"), "{warnings}");
+    // A completed run leaves neither the checkpoint nor part files behind.
+    assert!(!checkpoint_file(&out_dir).exists());
+    assert!(!out_dir.join("fix-on-down").join(".parts").exists());
+    let _ = saved;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_under_a_changed_config_is_refused() {
+    let s = Scenario::empty().await;
+    s.up.exec("CREATE TABLE t (id INT PRIMARY KEY, v INT); INSERT INTO t VALUES (1, 1)")
+        .await;
+    s.down
+        .exec("CREATE TABLE t (id INT PRIMARY KEY, v INT); INSERT INTO t VALUES (1, 2)")
+        .await;
+    let cfg = config(&s);
+    let cfg = cfg.to_str().unwrap().to_string();
+    // A checkpoint as an interrupted run of this config leaves it (a run that completes
+    // removes its own, so write one for the same fingerprint by hand).
+    let config = syncgate::config::Config::from_file(Path::new(&cfg)).unwrap();
+    let job = syncgate::job::job_from_config(&config, &Default::default()).unwrap();
+    let ck = syncgate::checkpoint::Checkpoint {
+        version: syncgate::checkpoint::FORMAT_VERSION,
+        fingerprint: job.fingerprint.hash.clone(),
+        config: job.fingerprint.config.clone(),
+        written_at: "2025-01-01T00:00:00Z".into(),
+        tidb_auto: None,
+        tables: vec![],
+    };
+    syncgate::checkpoint::save(&s.output_dir(), &ck).unwrap();
+
+    // Another chunk size changes results: refused, one line, nothing else done.
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("chunk-size = 100", "chunk-size = 50");
+    std::fs::write(&cfg, text).unwrap();
+    let out = syncgate(&["check", "-C", &cfg, "--resume"]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{}", describe(&out));
+    assert!(stderr.contains("different configuration"), "{stderr}");
+    assert!(stderr.contains("chunk-size"), "{stderr}");
+    assert!(stderr.contains("remove it or use another output-dir"), "{stderr}");
+    assert!(checkpoint_file(&s.output_dir()).exists(), "the checkpoint is kept");
+    assert!(!s.output_dir().join("summary.json").exists());
+
+    // Parallelism is not part of the fingerprint: with the original chunk size, a resume
+    // with another thread count is accepted.
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("chunk-size = 50", "chunk-size = 100");
+    std::fs::write(&cfg, text).unwrap();
+    let out = syncgate(&["check", "-C", &cfg, "--resume", "--check-thread-count", "1"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(!checkpoint_file(&s.output_dir()).exists());
+
+    // Without --resume a checkpoint is discarded with a notice, and the run starts afresh.
+    syncgate::checkpoint::save(&s.output_dir(), &ck).unwrap();
+    let out = syncgate(&["check", "-C", &cfg]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("discarding the checkpoint"), "{stderr}");
+    assert_eq!(s.summary()["tables"][0]["resumed_chunks"], 0);
+}
