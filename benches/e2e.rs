@@ -697,16 +697,20 @@ async fn run_syncgate(work: &Path, config: &str, opts: &Opts) -> Res<SyncgateRun
         let start = Instant::now();
         let mut child = cmd.spawn()?;
         let mut peak = None;
-        let status = loop {
-            if let Some(st) = child.try_wait()? {
-                break st;
-            }
-            if method == RssMethod::Poll {
+        let status = match method {
+            // GNU time reports the peak itself (from wait4).
+            RssMethod::Time => child.wait()?,
+            // VmHWM only grows, but it is gone once the process has exited: keep the last
+            // value read while it ran (a peak in the last 2 ms can be missed).
+            RssMethod::Poll => loop {
+                if let Some(st) = child.try_wait()? {
+                    break st;
+                }
                 if let Some(v) = vm_hwm_kib(child.id()) {
                     peak = Some(peak.map_or(v, |p: u64| p.max(v)));
                 }
-            }
-            std::thread::sleep(Duration::from_millis(2));
+                std::thread::sleep(Duration::from_millis(2));
+            },
         };
         Ok((start.elapsed(), status, peak))
     })
@@ -1171,6 +1175,29 @@ fn load_average() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
+/// The commit measured, `+dirty` when tracked files differ from it (read-only git calls:
+/// `GIT_OPTIONAL_LOCKS=0` keeps `git status` from rewriting the index).
+fn source_version() -> String {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .env("GIT_OPTIONAL_LOCKS", "0")
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stderr(Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    match git(&["rev-parse", "--short", "HEAD"]) {
+        Some(head) => match git(&["status", "--porcelain", "--untracked-files=no"]) {
+            Some(s) if !s.is_empty() => format!("{head}+dirty"),
+            _ => head,
+        },
+        None => "unknown".into(),
+    }
+}
+
 fn mariadbd_version() -> String {
     ["mariadbd", "mysqld"]
         .iter()
@@ -1280,7 +1307,10 @@ async fn real_main(args: &[String]) -> Res<i32> {
     let mut header = String::new();
     let _ = writeln!(
         header,
-        "syncgate e2e bench — {} CPUs, {}, load average at start {load_before}",
+        "syncgate e2e bench — syncgate {} ({}), {} CPUs, {}, load average at start \
+         {load_before}",
+        env!("CARGO_PKG_VERSION"),
+        source_version(),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         mariadbd_version(),
     );

@@ -236,7 +236,9 @@ pub struct Prefix {
     pub key: Vec<String>,
     /// Chunks `0..chunks` are finished.
     pub chunks: u64,
-    /// Upper bound of chunk `chunks - 1`: the index walk resumes after it.
+    /// Upper bound of chunk `chunks - 1`: the index walk resumes after it. Each value is
+    /// its text when that is UTF-8, else `{"hex": "…"}`.
+    #[serde(with = "key_json")]
     pub upper: Option<Row>,
     /// Chunk `chunks - 1` was the table's last (no upper bound): nothing is left.
     pub last: bool,
@@ -245,6 +247,43 @@ pub struct Prefix {
     /// Ranges with differences in the prefix (kept for `--apply-fix`'s re-check only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dirty: Vec<KeyRange>,
+}
+
+/// Key values as readable JSON: `null`, the text when it is UTF-8, else `{"hex": "…"}`.
+mod key_json {
+    use crate::row::{Row, Value as Cell};
+    use serde::{de::Error as _, Deserialize, Deserializer, Serialize, Serializer};
+    use serde_json::{json, Value};
+
+    pub fn serialize<S: Serializer>(row: &Option<Row>, s: S) -> Result<S::Ok, S::Error> {
+        let cell = |c: &Cell| match c {
+            None => Value::Null,
+            Some(b) => match std::str::from_utf8(b) {
+                Ok(text) => Value::String(text.to_string()),
+                Err(_) => json!({ "hex": hex::encode(b) }),
+            },
+        };
+        row.as_ref()
+            .map(|r| r.iter().map(cell).collect::<Vec<_>>())
+            .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Row>, D::Error> {
+        let cell = |v: Value| -> Result<Cell, D::Error> {
+            match v {
+                Value::Null => Ok(None),
+                Value::String(text) => Ok(Some(text.into_bytes())),
+                Value::Object(m) => match m.get("hex").and_then(Value::as_str) {
+                    Some(h) => hex::decode(h).map(Some).map_err(D::Error::custom),
+                    None => Err(D::Error::custom("a key value object needs \"hex\"")),
+                },
+                other => Err(D::Error::custom(format!("unexpected key value {other}"))),
+            }
+        };
+        Option::<Vec<Value>>::deserialize(d)?
+            .map(|vals| vals.into_iter().map(cell).collect())
+            .transpose()
+    }
 }
 
 /// A chunk after the prefix: known from the producer (`queued`) and/or finished (`done`).
@@ -787,7 +826,7 @@ target-check-tables = ["shop.*"]
                         prefix: Prefix {
                             key: vec!["id".into()],
                             chunks: 3,
-                            upper: Some(vec![Some(b"42".to_vec()), None]),
+                            upper: Some(vec![Some(b"42".to_vec()), None, Some(vec![0xff, 0])]),
                             last: false,
                             counts: ChunkCounts::default(),
                             dirty: vec![KeyRange {
@@ -809,6 +848,10 @@ target-check-tables = ["shop.*"]
         let ck = sample();
         save(dir.path(), &ck).unwrap();
         assert_eq!(load(dir.path()).unwrap(), Some(ck.clone()));
+        // Key values are readable: text, or hex when not UTF-8.
+        let text = fs::read_to_string(checkpoint_dir(dir.path()).join(CHECKPOINT_FILE)).unwrap();
+        assert!(text.contains("\"42\""), "{text}");
+        assert!(text.contains("\"hex\": \"ff00\""), "{text}");
         // Overwrite: the new content replaces the old, no temporary file is left behind.
         let mut ck2 = ck.clone();
         ck2.tables.truncate(1);

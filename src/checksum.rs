@@ -7,9 +7,13 @@
 //! ```
 //!
 //! - The encoding is unambiguous: numeric and temporal columns are their text form (which
-//!   never contains `,` or `N`); free-text columns (strings, binaries, JSON, ENUM, SET) are
-//!   preceded by `LENGTH(c)`, except the last NOT NULL one, whose extent follows from the
-//!   comma-free fields after it; a nullable column yields `'N'` when it is NULL, so NULL
+//!   never contains `,` or `N`; FLOAT as `CAST(c AS DOUBLE)`, whose 17 significant digits
+//!   identify the stored value, BIT as `CAST(c AS UNSIGNED)`); free-text columns (strings,
+//!   binaries, JSON, ENUM, SET) are preceded by `LENGTH(c)`, except the last NOT NULL one,
+//!   whose extent follows from the comma-free fields after it; large columns (MEDIUM/LONG
+//!   TEXT and BLOB, JSON) are their `MD5` (fixed length, comma-free), so a row never
+//!   exceeds `max_allowed_packet` inside `CONCAT_WS` (which would make it NULL and drop the
+//!   row from the checksum); a nullable column yields `'N'` when it is NULL, so NULL
 //!   differs from `''` and from `0`.
 //! - The inner CRC32 is affine over GF(2); the outer CRC32 of its *decimal text* is not, so
 //!   rows changed the same way do not cancel (the CRC32/BIT_XOR failure of earlier tools).
@@ -24,7 +28,7 @@ use crate::sql::quote_ident;
 
 /// Version tag of the checksum definition, recorded in reports: two runs compare only if
 /// they use the same version.
-pub const CHECKSUM_VERSION: &str = "sg1";
+pub const CHECKSUM_VERSION: &str = "sg2";
 
 /// How per-row values are combined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,11 +66,14 @@ fn is_utf8_compatible(charset: Option<&str>) -> bool {
     }
 }
 
-/// The expression that yields a column's value in canonical text form (strings converted
-/// to utf8mb4 so that two sides with different charsets hash the same characters alike).
+/// The expression that yields a column's value in canonical text form: FLOAT widened to
+/// DOUBLE (the server prints FLOAT with only ~6 significant digits, DOUBLE with all 17 that
+/// identify the value), BIT as an unsigned integer, and strings converted to utf8mb4 so that
+/// two sides with different charsets hash the same characters alike.
 pub fn value_expr(column: &Column) -> String {
     let name = quote_ident(&column.name);
     match column.class {
+        TypeClass::Float => format!("CAST({name} AS DOUBLE)"),
         TypeClass::Bit => format!("CAST({name} AS UNSIGNED)"),
         TypeClass::Text | TypeClass::Enum | TypeClass::Set | TypeClass::Json
             if !is_utf8_compatible(column.charset.as_deref()) =>
@@ -77,15 +84,42 @@ pub fn value_expr(column: &Column) -> String {
     }
 }
 
+/// Whether a column can hold values so large that a row's concatenation could exceed
+/// `max_allowed_packet` (`CONCAT_WS` then returns NULL, and the row would vanish from the
+/// checksum): MEDIUM/LONG TEXT and BLOB, and JSON. Such columns enter the checksum as the
+/// `MD5` of their value.
+pub fn is_large(column: &Column) -> bool {
+    matches!(
+        column.data_type.to_ascii_lowercase().as_str(),
+        "mediumtext" | "longtext" | "mediumblob" | "longblob" | "json"
+    )
+}
+
 /// Per-row hash expression over `columns` (a 32-bit unsigned integer).
 pub fn row_hash_expr(columns: &[&Column]) -> String {
+    let items: Vec<(&Column, String)> = columns.iter().map(|c| (*c, value_expr(c))).collect();
+    row_hash_expr_of(&items)
+}
+
+/// [`row_hash_expr`] with the value expression of each column given by the caller (a plan
+/// that normalises both sides of a heterogeneous column to one type, say). Each expression
+/// must yield the text [`value_expr`] describes for its column's class.
+pub fn row_hash_expr_of(items: &[(&Column, String)]) -> String {
+    // Large columns are replaced by their MD5: comma-free, fixed length, no prefix needed.
+    let free = |c: &Column| c.class.is_free_text() && !is_large(c);
     // The last free-text column needs no length prefix when it is NOT NULL: every field
     // after it is comma-free, so its end is found by counting fields from the end.
-    let last_free = columns.iter().rposition(|c| c.class.is_free_text());
+    let last_free = items.iter().rposition(|(c, _)| free(c));
     let mut args = vec!["','".to_string()];
-    for (i, c) in columns.iter().enumerate() {
-        let value = value_expr(c);
-        if c.class.is_free_text() {
+    for (i, (c, value)) in items.iter().enumerate() {
+        if is_large(c) {
+            let digest = format!("MD5({value})");
+            args.push(if c.nullable {
+                format!("IFNULL({digest},'N')")
+            } else {
+                digest
+            });
+        } else if free(c) {
             if Some(i) != last_free || c.nullable {
                 let len = format!("LENGTH({value})");
                 args.push(if c.nullable {
@@ -94,11 +128,11 @@ pub fn row_hash_expr(columns: &[&Column]) -> String {
                     len
                 });
             }
-            args.push(value);
+            args.push(value.clone());
         } else if c.nullable {
             args.push(format!("IFNULL({value},'N')"));
         } else {
-            args.push(value);
+            args.push(value.clone());
         }
     }
     format!("CRC32(CRC32(CONCAT_WS({})))", args.join(", "))
@@ -111,12 +145,20 @@ pub fn checksum_sql(
     where_clause: &str,
     aggregate: Aggregate,
 ) -> String {
+    checksum_sql_of(table, &row_hash_expr(columns), where_clause, aggregate)
+}
+
+/// The checksum statement over a per-row hash expression (from [`row_hash_expr_of`]).
+pub fn checksum_sql_of(
+    table: &TableRef,
+    row_hash: &str,
+    where_clause: &str,
+    aggregate: Aggregate,
+) -> String {
     format!(
-        "SELECT COUNT(*), {}({}) FROM {} WHERE {}",
+        "SELECT COUNT(*), {}({row_hash}) FROM {} WHERE {where_clause}",
         aggregate.function(),
-        row_hash_expr(columns),
         table.quoted(),
-        where_clause
     )
 }
 
@@ -168,6 +210,29 @@ mod tests {
         assert_eq!(
             row_hash_expr(&[&id, &s]),
             "CRC32(CRC32(CONCAT_WS(',', `id`, IFNULL(LENGTH(`s`),'N'), `s`)))"
+        );
+    }
+
+    #[test]
+    fn float_bit_and_large_columns_have_exact_fixed_forms() {
+        let id = col("id", TypeClass::Int, false, None);
+        let f = col("f", TypeClass::Float, true, None);
+        let b = col("b", TypeClass::Bit, false, None);
+        let mut blob = col("lob", TypeClass::Binary, true, Some("binary"));
+        blob.data_type = "longblob".into();
+        let mut doc = col("doc", TypeClass::Text, false, Some("latin1"));
+        doc.data_type = "mediumtext".into();
+        let s = col("s", TypeClass::Text, false, Some("utf8mb4"));
+        assert_eq!(
+            row_hash_expr(&[&id, &f, &b, &blob, &doc, &s]),
+            "CRC32(CRC32(CONCAT_WS(',', `id`, IFNULL(CAST(`f` AS DOUBLE),'N'), \
+             CAST(`b` AS UNSIGNED), IFNULL(MD5(`lob`),'N'), MD5(CONVERT(`doc` USING utf8mb4)), \
+             `s`)))"
+        );
+        // Only comma-free fields (the MD5) follow `s`, so `s` needs no length prefix.
+        assert_eq!(
+            row_hash_expr(&[&s, &blob]),
+            "CRC32(CRC32(CONCAT_WS(',', `s`, IFNULL(MD5(`lob`),'N'))))"
         );
     }
 

@@ -27,13 +27,14 @@
 //!   introducer makes the literal independent of the connection charset.
 //! - Native JSON (MySQL, TiDB): the same on `CAST(`c` AS CHAR CHARACTER SET utf8mb4)`, the
 //!   text the server sent; JSON `=` would equate `1` and `1.0`.
-//! - FLOAT: `` (`c` = CAST(v AS FLOAT) OR CAST(`c` AS CHAR) = 'v') ``. Comparing a FLOAT
-//!   column with a literal happens in double precision (`f = 0.1` is false for a stored
-//!   0.1), hence the cast; and servers print FLOAT with only ~6 significant digits
-//!   (MariaDB 10.11 prints 1.0000001 as `1`), so the text comparison matches the row the
-//!   check actually saw.
-//! - Everything else (numbers, DOUBLE, temporal, ENUM/SET, binary, BIT): `` `c` = v ``; the
-//!   literal re-creates the value exactly (DOUBLE text round-trips; binary compares bytes).
+//! - FLOAT: `` CAST(`c` AS DOUBLE) = v ``. FLOAT values are read as `CAST(c AS DOUBLE)`
+//!   (the plan does so: the server prints FLOAT itself with only ~6 significant digits), and
+//!   those 17 digits parse back to exactly the stored float widened to double. (Comparing
+//!   the FLOAT column itself with a short literal would not do: `f = 0.1` is false for a
+//!   stored 0.1.) Writing the same text into a FLOAT column restores the float exactly.
+//! - Everything else (numbers, DOUBLE, temporal, ENUM/SET, binary, BIT read as an unsigned
+//!   integer): `` `c` = v ``; the literal re-creates the value exactly (DOUBLE text
+//!   round-trips; binary compares bytes).
 //!
 //! A keyed `DELETE` matches the key columns with plain `=` under their own collation (that is
 //! what the key's uniqueness is defined by, and it can use the index); FLOAT keys use the
@@ -239,13 +240,9 @@ fn exact_predicate(col: &Column, value: Option<&[u8]>) -> String {
     }
 }
 
-/// FLOAT: single-precision comparison, or the server's own (lossy) text form.
+/// FLOAT: the value widened to double, as it was read, compared exactly.
 fn float_predicate(col: &Column, q: &str, v: &[u8]) -> String {
-    format!(
-        "({q} = CAST({} AS FLOAT) OR CAST({q} AS CHAR) = {})",
-        literal(col, Some(v)),
-        text_literal(v)
-    )
+    format!("CAST({q} AS DOUBLE) = {}", literal(col, Some(v)))
 }
 
 /// Byte-exact string equality: binary collation plus a length check against PAD SPACE.
@@ -630,12 +627,17 @@ mod tests {
             columns: &cols,
             key: Some(vec![2, 0, 3]),
         };
-        let down = vec![v("ABC"), v("1"), v("2024-01-02 03:04:05.5"), v("0.1")];
+        let down = vec![
+            v("ABC"),
+            v("1"),
+            v("2024-01-02 03:04:05.5"),
+            v("0.10000000149011612"),
+        ];
         assert_eq!(
             statements_for_apply(&table, &[RowChange::Extra { down }]),
             vec![
                 "DELETE FROM `s`.`t` WHERE `d` = '2024-01-02 03:04:05.5' AND `a` = 'ABC' \
-                 AND (`f` = CAST(0.1 AS FLOAT) OR CAST(`f` AS CHAR) = '0.1') LIMIT 1"
+                 AND CAST(`f` AS DOUBLE) = 0.10000000149011612 LIMIT 1"
             ]
         );
     }
@@ -664,7 +666,7 @@ mod tests {
         let row = vec![
             v("1"),
             v("a b "),
-            v("1e-7"),
+            v("1.0000000116860974e-7"),
             v("0.1"),
             v(r#"{"a": "x"}"#),
             v("[1]"),
@@ -684,14 +686,14 @@ mod tests {
             vec![
                 "DELETE FROM `s`.`t` WHERE `i` = 1 \
                  AND (`s` = _utf8mb4'a b ' COLLATE utf8mb4_bin AND CHAR_LENGTH(`s`) = 4) \
-                 AND (`f` = CAST(1e-7 AS FLOAT) OR CAST(`f` AS CHAR) = '1e-7') \
+                 AND CAST(`f` AS DOUBLE) = 1.0000000116860974e-7 \
                  AND `d` = 0.1 \
                  AND (CAST(`j` AS CHAR CHARACTER SET utf8mb4) = _utf8mb4'{\"a\": \"x\"}' \
                  COLLATE utf8mb4_bin AND CHAR_LENGTH(CAST(`j` AS CHAR CHARACTER SET utf8mb4)) = 10) \
                  AND (`mj` = _utf8mb4'[1]' COLLATE utf8mb4_bin AND CHAR_LENGTH(`mj`) = 3) \
                  AND `n` IS NULL AND `e` = 'x' LIMIT 1",
                 "INSERT INTO `s`.`t` (`i`, `s`, `f`, `d`, `j`, `mj`, `n`, `e`) \
-                 VALUES (1, 'a b ', 1e-7, 0.1, '{\"a\": \"x\"}', '[1]', NULL, 'x')",
+                 VALUES (1, 'a b ', 1.0000000116860974e-7, 0.1, '{\"a\": \"x\"}', '[1]', NULL, 'x')",
             ]
         );
     }
@@ -712,7 +714,7 @@ mod tests {
         assert_eq!(exact_predicate(&b, Some(b"")), "`b` = X''");
         let bit = col("b", TypeClass::Bit);
         assert_eq!(
-            exact_predicate(&bit, Some(&[0xff; 8])),
+            exact_predicate(&bit, Some(b"18446744073709551615")),
             "`b` = 18446744073709551615"
         );
     }

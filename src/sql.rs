@@ -87,8 +87,11 @@ pub fn literal(column: &Column, value: Option<&[u8]>) -> String {
     };
     match column.class {
         TypeClass::Int | TypeClass::Decimal | TypeClass::Year => numeric_literal(bytes),
+        // FLOAT arrives as `CAST(c AS DOUBLE)` text: 17 digits that re-create the float.
         TypeClass::Float | TypeClass::Double => numeric_literal(bytes),
-        TypeClass::Bit => bit_literal(bytes),
+        // BIT arrives as `CAST(c AS UNSIGNED)` text (the plan selects it so), not as the
+        // protocol's big-endian bytes: comparable across BIT widths and readable.
+        TypeClass::Bit => numeric_literal(bytes),
         TypeClass::Binary => hex_literal(bytes),
         TypeClass::Date
         | TypeClass::Time
@@ -150,19 +153,6 @@ pub fn is_plain_number(bytes: &[u8]) -> bool {
     i == bytes.len()
 }
 
-/// The text protocol sends BIT(n) as big-endian bytes; write it as an unsigned integer.
-fn bit_literal(bytes: &[u8]) -> String {
-    if bytes.len() <= 8 {
-        let mut v: u64 = 0;
-        for b in bytes {
-            v = (v << 8) | u64::from(*b);
-        }
-        v.to_string()
-    } else {
-        hex_literal(bytes)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,12 +170,6 @@ mod tests {
         assert_eq!(text_literal(b"a\\b"), "_utf8mb4 X'615C62'");
         assert_eq!(text_literal(b"a\0b"), "_utf8mb4 X'610062'");
         assert_eq!(text_literal(&[0xff, 0x00]), "_binary X'FF00'");
-    }
-
-    #[test]
-    fn bit_values_become_integers() {
-        assert_eq!(bit_literal(&[0x01, 0x02]), "258");
-        assert_eq!(bit_literal(&[]), "0");
     }
 
     #[test]
@@ -339,9 +323,14 @@ mod tests {
     }
 
     #[test]
-    fn bit_max_is_unsigned() {
-        assert_eq!(lit(TypeClass::Bit, &[0xff; 8]), "18446744073709551615");
-        assert_eq!(lit(TypeClass::Bit, &[0x01]), "1");
+    fn bit_values_are_unsigned_integers() {
+        assert_eq!(
+            lit(TypeClass::Bit, b"18446744073709551615"),
+            "18446744073709551615"
+        );
+        assert_eq!(lit(TypeClass::Bit, b"0"), "0");
+        // Raw protocol bytes are never pasted into SQL.
+        assert_eq!(lit(TypeClass::Bit, &[0x01, 0x27]), "_utf8mb4 X'0127'");
     }
 
     /// Decode what [`text_literal`] produced, as a server would: a `'…'` string whose only

@@ -457,7 +457,7 @@ fn resume_warnings(states: &[TableState], now: &ReadAt, apply_fix: bool) -> Vec<
             names.push(format!("and {} more", count - 10));
         }
         out.push(format!(
-            "resumed from a checkpoint: {} {} {} compared at {}, the rest at {}",
+            "resumed from a checkpoint: {} {} {} compared at {}; the rest at {}",
             if count == 1 { "table" } else { "tables" },
             names.join(", "),
             if count == 1 { "was" } else { "were" },

@@ -1,18 +1,81 @@
 //! A table's comparison plan: which columns are compared, which key orders and splits it,
 //! and the SQL each side runs. Pure.
+//!
+//! # How values are read
+//!
+//! Each compared column is read by one expression per side, the same in the row stream as
+//! in the checksum (so the merge compares what the checksum hashed, and fix SQL writes it):
+//!
+//! - FLOAT as `CAST(c AS DOUBLE)`: the server prints FLOAT with about 6 significant digits,
+//!   which would hide differences and could not restore the value; the 17 digits of the
+//!   widened value identify the float exactly and write it back exactly.
+//! - BIT as `CAST(c AS UNSIGNED)` (the protocol's big-endian bytes depend on the width).
+//! - A column whose two sides differ only in how a value is written — DECIMAL or integer of
+//!   different scales, DATETIME/TIMESTAMP or TIME of different fractional precision — is
+//!   cast on both sides to one common type (`DECIMAL(M,S)`, `DATETIME(f)`, `TIME(f)`), so
+//!   `1.50` and `1.500` compare equal. Without a common type that holds every value of both
+//!   sides (more than 65 digits) the text is compared as is.
+//!
+//! # How keys are ordered
+//!
+//! The merge needs both row streams in one order and a client-side sort value per key column
+//! that orders exactly like the server's `ORDER BY` ([`KeyKind`]):
+//!
+//! - numbers by value (FLOAT and BIT keys read as above), temporal values by their text,
+//!   ENUM/SET by their index (`c+0`), binary strings by their bytes;
+//! - character strings by `WEIGHT_STRING(c AS CHAR(n))`, `n` the column's length: PAD SPACE
+//!   collations (MariaDB's default ones, `utf8mb4_bin` included) compare as if the shorter
+//!   string were padded with spaces, and plain `WEIGHT_STRING(c)` does not pad, so `'a\t'`
+//!   would sort after `'a'` on the client and before it on the server. NO PAD collations
+//!   (`…nopad…`, MySQL `…_0900_…`) and TEXT columns use `WEIGHT_STRING(c)`.
+//!
+//! When the two sides would order a key column differently — another collation (or charset),
+//! ENUM/SET members defined differently, string types of different kinds, or types that are
+//! not ordered by a server collation at all (UUID, INET6, spatial) — the key column is
+//! ordered on both sides by its utf8mb4 bytes, `CAST(CONVERT(c USING utf8mb4) AS BINARY)`
+//! (binary strings by their bytes). Both servers compute that identically, so keys are
+//! matched on a binary basis: `'abc'` and `'ABC'` are two keys. No index serves that order,
+//! so such a table is not split into key-range chunks: it is checksummed as one range, and
+//! a difference is bisected with byte-order bounds (each step scans and sorts the range).
+//! Types that cannot be ordered alike at all (a number on one side, a string on the other)
+//! are refused for the data check.
 
-use crate::checksum::{checksum_sql, Aggregate};
+use crate::checksum::{checksum_sql_of, row_hash_expr_of, value_expr, Aggregate};
 use crate::chunk::{range_predicate, with_filter, KeyRange};
 use crate::diff::RowLayout;
-use crate::row::KeyKind;
+use crate::row::{KeyKind, Row};
 use crate::schema::{Column, TableRef, TableSchema, TypeClass};
-use crate::sql::{ident_list, quote_ident};
+use crate::sql::{hex_literal, literal, quote_ident};
 
 /// Which side a statement is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
     Up,
     Down,
+}
+
+impl Side {
+    fn index(self) -> usize {
+        match self {
+            Side::Up => 0,
+            Side::Down => 1,
+        }
+    }
+}
+
+/// How one key column is ordered and bounded on both sides.
+#[derive(Debug, Clone)]
+struct KeyPart {
+    /// Position in the compared columns.
+    pos: usize,
+    /// `ORDER BY` expression (upstream, downstream).
+    order: [String; 2],
+    /// Sort value streamed with each row (upstream, downstream).
+    sort: [String; 2],
+    kind: KeyKind,
+    /// Ordered by bytes (`order` is a binary string): bounds are compared with `order` and
+    /// hex literals.
+    binary: bool,
 }
 
 /// Everything needed to compare one table.
@@ -30,8 +93,16 @@ pub struct TablePlan {
     pub key: Option<Vec<usize>>,
     /// The user's `range` filter, applied on both sides.
     pub filter: Option<String>,
-    /// Target rows per chunk.
+    /// Target rows per chunk (`u64::MAX` when the table is not split).
     pub chunk_size: u64,
+    /// Keys are compared on a binary basis (see the module docs): no index serves that
+    /// order, so the table is one range, bisected only where it differs.
+    pub unsplit: bool,
+    /// Per compared column: the type both sides are cast to, when they differ only in how
+    /// a value is written.
+    casts: Vec<Option<String>>,
+    /// Per key column, in key order.
+    key_parts: Vec<KeyPart>,
 }
 
 impl TablePlan {
@@ -93,6 +164,11 @@ impl TablePlan {
                 }
             }
         };
+        let casts: Vec<Option<String>> = up_cols
+            .iter()
+            .zip(&down_cols)
+            .map(|(u, d)| common_cast(u, d))
+            .collect();
         let key = match key_index {
             None => None,
             Some(cols) => {
@@ -110,22 +186,10 @@ impl TablePlan {
                         }
                     }
                 }
-                for &p in &pos {
-                    let (u, d) = (&up_cols[p], &down_cols[p]);
-                    if u.class.is_collated() && u.collation != d.collation {
-                        return Err(format!(
-                            "key column `{}` has collation {} upstream and {} downstream; \
-                             the two sides would order keys differently",
-                            u.name,
-                            u.collation.as_deref().unwrap_or("?"),
-                            d.collation.as_deref().unwrap_or("?")
-                        ));
-                    }
-                }
                 Some(pos)
             }
         };
-        Ok(TablePlan {
+        let mut plan = TablePlan {
             upstream: up.table.clone(),
             target,
             up_cols,
@@ -133,7 +197,21 @@ impl TablePlan {
             key,
             filter,
             chunk_size: chunk_size.max(1),
-        })
+            unsplit: false,
+            casts,
+            key_parts: Vec::new(),
+        };
+        let mut parts = Vec::new();
+        for &p in plan.key.as_deref().unwrap_or(&[]) {
+            let select = [plan.select_expr(Side::Up, p), plan.select_expr(Side::Down, p)];
+            parts.push(key_part(p, &plan.up_cols[p], &plan.down_cols[p], select)?);
+        }
+        plan.unsplit = parts.iter().any(|k| k.binary);
+        if plan.unsplit {
+            plan.chunk_size = u64::MAX;
+        }
+        plan.key_parts = parts;
+        Ok(plan)
     }
 
     pub fn table(&self, side: Side) -> &TableRef {
@@ -160,90 +238,163 @@ impl TablePlan {
             .collect()
     }
 
-    fn key_names(&self) -> Vec<&str> {
-        self.key_cols().iter().map(|c| c.name.as_str()).collect()
+    /// The expression that reads compared column `i` on `side` (module docs, "How values
+    /// are read"): what the row stream and key bounds carry.
+    fn select_expr(&self, side: Side, i: usize) -> String {
+        let c = &self.cols(side)[i];
+        let q = quote_ident(&c.name);
+        match (&self.casts[i], c.class) {
+            (Some(t), _) => format!("CAST({q} AS {t})"),
+            (None, TypeClass::Float) => format!("CAST({q} AS DOUBLE)"),
+            (None, TypeClass::Bit) => format!("CAST({q} AS UNSIGNED)"),
+            _ => q,
+        }
     }
 
-    /// WHERE clause of a range, with the user's filter.
+    /// The per-row hash expression of `side` over the compared columns.
+    fn row_hash(&self, side: Side) -> String {
+        let items: Vec<(&Column, String)> = self
+            .cols(side)
+            .iter()
+            .zip(&self.casts)
+            .map(|(c, cast)| {
+                let value = match cast {
+                    Some(t) => format!("CAST({} AS {t})", quote_ident(&c.name)),
+                    None => value_expr(c),
+                };
+                (c, value)
+            })
+            .collect();
+        row_hash_expr_of(&items)
+    }
+
+    /// WHERE clause of a range, with the user's filter (upstream form; the two sides differ
+    /// only for keys compared on a binary basis).
     pub fn where_clause(&self, range: &KeyRange) -> String {
-        let pred = if self.key.is_some() {
-            range_predicate(&self.key_cols(), range)
-        } else {
+        self.where_for(Side::Up, range)
+    }
+
+    fn where_for(&self, side: Side, range: &KeyRange) -> String {
+        let pred = if self.key.is_none() {
             "TRUE".to_string()
+        } else if self.unsplit {
+            self.binary_range_predicate(side, range)
+        } else {
+            range_predicate(&self.key_cols(), range)
         };
         with_filter(pred, self.filter.as_deref())
     }
 
+    /// `range` over the key when some key column is ordered by bytes: those columns are
+    /// compared through their binary expression with hex literals, the others as usual.
+    fn binary_range_predicate(&self, side: Side, range: &KeyRange) -> String {
+        let s = side.index();
+        let term = |k: &KeyPart, v: Option<&[u8]>| -> (String, String) {
+            if k.binary {
+                let lit = v.map(hex_literal).unwrap_or_else(|| "NULL".into());
+                (k.order[s].clone(), lit)
+            } else {
+                let c = &self.up_cols[k.pos];
+                (quote_ident(&self.cols(side)[k.pos].name), literal(c, v))
+            }
+        };
+        let bound = |row: &Row, op: &str, last_op: &str| -> String {
+            let mut terms = Vec::new();
+            for i in 0..self.key_parts.len() {
+                let mut parts = Vec::new();
+                for (j, k) in self.key_parts.iter().enumerate().take(i + 1) {
+                    let (expr, lit) = term(k, row.get(j).and_then(|v| v.as_deref()));
+                    let op = if j < i {
+                        "="
+                    } else if i + 1 == self.key_parts.len() {
+                        last_op
+                    } else {
+                        op
+                    };
+                    parts.push(format!("{expr} {op} {lit}"));
+                }
+                terms.push(parts.join(" AND "));
+            }
+            if terms.len() == 1 {
+                terms.pop().unwrap_or_default()
+            } else {
+                let t: Vec<String> = terms.iter().map(|t| format!("({t})")).collect();
+                format!("({})", t.join(" OR "))
+            }
+        };
+        let mut parts = Vec::new();
+        if let Some(lower) = &range.lower {
+            parts.push(bound(lower, ">", ">"));
+        }
+        if let Some(upper) = &range.upper {
+            parts.push(bound(upper, "<", "<="));
+        }
+        if parts.is_empty() {
+            "TRUE".to_string()
+        } else {
+            parts.join(" AND ")
+        }
+    }
+
     /// The checksum statement of a range on one side.
     pub fn checksum_sql(&self, side: Side, range: &KeyRange) -> String {
-        let cols: Vec<&Column> = self.cols(side).iter().collect();
-        checksum_sql(
+        checksum_sql_of(
             self.table(side),
-            &cols,
-            &self.where_clause(range),
+            &self.row_hash(side),
+            &self.where_for(side, range),
             Aggregate::Xor,
         )
     }
 
-    /// Key tuple at `offset` (0-based) within `range`, in key order.
-    pub fn key_at_sql(&self, side: Side, range: &KeyRange, offset: u64) -> String {
-        let keys = ident_list(self.key_names());
-        format!(
-            "SELECT {keys} FROM {} WHERE {} ORDER BY {keys} LIMIT 1 OFFSET {offset}",
-            self.table(side).quoted(),
-            self.where_clause(range)
-        )
+    /// The key columns as read, and the key order, of `side`.
+    fn key_select_and_order(&self, side: Side) -> (String, String) {
+        let s = side.index();
+        let select: Vec<String> = self
+            .key_parts
+            .iter()
+            .map(|k| self.select_expr(side, k.pos))
+            .collect();
+        let order: Vec<&str> = self.key_parts.iter().map(|k| k.order[s].as_str()).collect();
+        (select.join(", "), order.join(", "))
     }
 
-    /// Server expression and comparison rule of each key column's sort value.
-    fn sort_values(&self, side: Side) -> Vec<(String, KeyKind)> {
-        self.key
-            .as_deref()
-            .unwrap_or(&[])
-            .iter()
-            .map(|&p| {
-                let c = &self.cols(side)[p];
-                let name = quote_ident(&c.name);
-                match c.class {
-                    TypeClass::Int | TypeClass::Year => (name, KeyKind::Int),
-                    TypeClass::Decimal => (name, KeyKind::Decimal),
-                    TypeClass::Float | TypeClass::Double => (name, KeyKind::Float),
-                    TypeClass::Date | TypeClass::DateTime | TypeClass::Timestamp => {
-                        (name, KeyKind::Lexical)
-                    }
-                    TypeClass::Time => (name, KeyKind::Time),
-                    TypeClass::Enum | TypeClass::Set => (format!("{name}+0"), KeyKind::Int),
-                    TypeClass::Text | TypeClass::Json => {
-                        (format!("WEIGHT_STRING({name})"), KeyKind::Bytes)
-                    }
-                    TypeClass::Binary | TypeClass::Bit | TypeClass::Other => (name, KeyKind::Bytes),
-                }
-            })
-            .collect()
+    /// Key tuple at `offset` (0-based) within `range`, in key order.
+    pub fn key_at_sql(&self, side: Side, range: &KeyRange, offset: u64) -> String {
+        if self.unsplit && offset >= self.chunk_size - 1 {
+            // The producer asking where the first chunk ends: an unsplit table is one
+            // chunk. (Answering the query would sort the whole table for nothing.)
+            return "SELECT 1 FROM DUAL WHERE FALSE".to_string();
+        }
+        let (select, order) = self.key_select_and_order(side);
+        format!(
+            "SELECT {select} FROM {} WHERE {} ORDER BY {order} LIMIT 1 OFFSET {offset}",
+            self.table(side).quoted(),
+            self.where_for(side, range)
+        )
     }
 
     /// The row layout of [`Self::rows_sql`] results.
     pub fn layout(&self) -> RowLayout {
         RowLayout {
             columns: self.up_cols.len(),
-            sort_kinds: self
-                .sort_values(Side::Up)
-                .into_iter()
-                .map(|s| s.1)
-                .collect(),
+            sort_kinds: self.key_parts.iter().map(|k| k.kind).collect(),
         }
+    }
+
+    /// The compared columns as read on `side`.
+    fn select_list(&self, side: Side) -> Vec<String> {
+        (0..self.up_cols.len())
+            .map(|i| self.select_expr(side, i))
+            .collect()
     }
 
     /// Stream the compared columns (plus sort values) of a range in key order.
     pub fn rows_sql(&self, side: Side, range: &KeyRange) -> String {
-        let mut select: Vec<String> = self
-            .cols(side)
-            .iter()
-            .map(|c| quote_ident(&c.name))
-            .collect();
-        select.extend(self.sort_values(side).into_iter().map(|s| s.0));
+        let s = side.index();
+        let mut select = self.select_list(side);
+        select.extend(self.key_parts.iter().map(|k| k.sort[s].clone()));
         let order = if self.key.is_some() {
-            format!(" ORDER BY {}", ident_list(self.key_names()))
+            format!(" ORDER BY {}", self.key_select_and_order(side).1)
         } else {
             String::new()
         };
@@ -251,23 +402,21 @@ impl TablePlan {
             "SELECT {} FROM {} WHERE {}{order}",
             select.join(", "),
             self.table(side).quoted(),
-            self.where_clause(range)
+            self.where_for(side, range)
         )
     }
 
     /// Keyless tables: the per-row hash expression used to assign rows to buckets.
     pub fn bucket_expr(&self, side: Side, buckets: u64) -> String {
-        let cols: Vec<&Column> = self.cols(side).iter().collect();
-        format!("MOD({}, {buckets})", crate::checksum::row_hash_expr(&cols))
+        format!("MOD({}, {buckets})", self.row_hash(side))
     }
 
     /// Keyless tables: count and checksum of every bucket in one scan.
     pub fn bucket_checksums_sql(&self, side: Side, buckets: u64) -> String {
-        let cols: Vec<&Column> = self.cols(side).iter().collect();
         format!(
             "SELECT {} AS sg_bucket, COUNT(*), SUM({}) FROM {} WHERE {} GROUP BY 1",
             self.bucket_expr(side, buckets),
-            crate::checksum::row_hash_expr(&cols),
+            self.row_hash(side),
             self.table(side).quoted(),
             with_filter("TRUE".into(), self.filter.as_deref())
         )
@@ -282,10 +431,382 @@ impl TablePlan {
             .join(", ");
         format!(
             "SELECT {} FROM {} WHERE {} AND {} IN ({list})",
-            ident_list(self.cols(side).iter().map(|c| c.name.as_str())),
+            self.select_list(side).join(", "),
             self.table(side).quoted(),
             with_filter("TRUE".into(), self.filter.as_deref()),
             self.bucket_expr(side, buckets)
         )
+    }
+}
+
+/// The digits inside the first parentheses of a column type: `decimal(10,2)` → `[10, 2]`.
+fn type_args(column_type: &str) -> Vec<u32> {
+    let Some(open) = column_type.find('(') else {
+        return Vec::new();
+    };
+    let rest = &column_type[open + 1..];
+    let inner = &rest[..rest.find(')').unwrap_or(rest.len())];
+    inner
+        .split(',')
+        .filter_map(|p| p.trim().parse().ok())
+        .collect()
+}
+
+/// (digits before the point, scale) of an exact numeric column.
+fn exact_shape(c: &Column) -> Option<(u32, u32)> {
+    match c.class {
+        // BIGINT UNSIGNED has 20 digits; every integer fits.
+        TypeClass::Int => Some((20, 0)),
+        TypeClass::Decimal => match type_args(&c.column_type)[..] {
+            [p, s] if s <= p => Some((p - s, s)),
+            [p] => Some((p, 0)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Fractional-second digits of a temporal column (`datetime(6)` → 6).
+fn fsp(c: &Column) -> u32 {
+    type_args(&c.column_type).first().copied().unwrap_or(0)
+}
+
+/// The type both sides of a compared column are cast to, when they differ only in how a
+/// value is written (module docs, "How values are read").
+fn common_cast(u: &Column, d: &Column) -> Option<String> {
+    use TypeClass::*;
+    match (u.class, d.class) {
+        (Int | Decimal, Int | Decimal) if u.class == Decimal || d.class == Decimal => {
+            let (ui, us) = exact_shape(u)?;
+            let (di, ds) = exact_shape(d)?;
+            if us == ds {
+                return None;
+            }
+            let scale = us.max(ds);
+            let digits = ui.max(di) + scale;
+            (digits <= 65).then(|| format!("DECIMAL({digits},{scale})"))
+        }
+        (DateTime | Timestamp, DateTime | Timestamp) if fsp(u) != fsp(d) => {
+            Some(format!("DATETIME({})", fsp(u).max(fsp(d))))
+        }
+        (Time, Time) if fsp(u) != fsp(d) => Some(format!("TIME({})", fsp(u).max(fsp(d)))),
+        _ => None,
+    }
+}
+
+/// Whether a collation compares as if the shorter string were padded with spaces. MariaDB's
+/// and MySQL's collations do, except MariaDB's `…nopad…` ones and MySQL 8's `…_0900_…` ones.
+fn pads_space(collation: Option<&str>) -> bool {
+    let c = collation.unwrap_or("").to_ascii_lowercase();
+    !(c.contains("nopad") || c.contains("_0900_"))
+}
+
+/// The declared length in characters of a CHAR/VARCHAR column (TINYTEXT: 255); `None` for
+/// longer text types.
+fn char_length(c: &Column) -> Option<u32> {
+    match c.data_type.as_str() {
+        "char" | "varchar" => type_args(&c.column_type).first().copied(),
+        "tinytext" => Some(255),
+        _ => None,
+    }
+}
+
+/// The order of one key column on both sides (module docs, "How keys are ordered").
+/// `select` holds the columns' read expressions (FLOAT and BIT cast, casts to a common
+/// type applied).
+fn key_part(pos: usize, u: &Column, d: &Column, select: [String; 2]) -> Result<KeyPart, String> {
+    use TypeClass::*;
+    let family = |c: TypeClass| match c {
+        Int | Year | Bit | Decimal | Float | Double => 0,
+        Date => 1,
+        DateTime | Timestamp => 2,
+        Time => 3,
+        Text | Json | Binary | Enum | Set | Other => 4,
+    };
+    let names = [quote_ident(&u.name), quote_ident(&d.name)];
+    let native = |sort: [String; 2], kind: KeyKind| KeyPart {
+        pos,
+        order: names.clone(),
+        sort,
+        kind,
+        binary: false,
+    };
+    let classes = [u.class, d.class];
+    match (family(u.class), family(d.class)) {
+        (0, 0) => {
+            let kind = if classes.iter().any(|c| matches!(c, Float | Double)) {
+                KeyKind::Float
+            } else if classes.contains(&Decimal) {
+                KeyKind::Decimal
+            } else {
+                KeyKind::Int
+            };
+            Ok(native(select, kind))
+        }
+        (1, 1) | (2, 2) => Ok(native(select, KeyKind::Lexical)),
+        (3, 3) => Ok(native(select, KeyKind::Time)),
+        (4, 4) => {
+            let same_collation = u.collation.as_deref().map(str::to_ascii_lowercase)
+                == d.collation.as_deref().map(str::to_ascii_lowercase);
+            let same_type = u.column_type == d.column_type;
+            match (u.class, d.class) {
+                (Text | Json, Text | Json) if same_collation => {
+                    let n = char_length(u).zip(char_length(d)).map(|(a, b)| a.max(b));
+                    let sort = |q: &String| match n {
+                        Some(n) if pads_space(u.collation.as_deref()) => {
+                            format!("WEIGHT_STRING({q} AS CHAR({n}))")
+                        }
+                        _ => format!("WEIGHT_STRING({q})"),
+                    };
+                    Ok(native([sort(&names[0]), sort(&names[1])], KeyKind::Bytes))
+                }
+                (Binary, Binary) => Ok(native(names.clone(), KeyKind::Bytes)),
+                (Enum, Enum) | (Set, Set) if same_type => Ok(native(
+                    [format!("{}+0", names[0]), format!("{}+0", names[1])],
+                    KeyKind::Int,
+                )),
+                _ => {
+                    let bytes = |c: &Column, q: &String| match c.class {
+                        Binary => q.clone(),
+                        _ => format!("CAST(CONVERT({q} USING utf8mb4) AS BINARY)"),
+                    };
+                    let order = [bytes(u, &names[0]), bytes(d, &names[1])];
+                    Ok(KeyPart {
+                        pos,
+                        sort: order.clone(),
+                        order,
+                        kind: KeyKind::Bytes,
+                        binary: true,
+                    })
+                }
+            }
+        }
+        _ => Err(format!(
+            "key column `{}` is {} upstream and {} downstream; keys of these types cannot be \
+             ordered alike on both sides",
+            u.name, u.column_type, d.column_type
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::Index;
+
+    fn col(name: &str, class: TypeClass, column_type: &str, collation: Option<&str>) -> Column {
+        Column {
+            name: name.into(),
+            ordinal: 1,
+            data_type: column_type
+                .split(['(', ' '])
+                .next()
+                .unwrap_or_default()
+                .into(),
+            column_type: column_type.into(),
+            class,
+            nullable: false,
+            unsigned: false,
+            charset: collation.map(|c| c.split('_').next().unwrap_or_default().into()),
+            collation: collation.map(Into::into),
+            default: None,
+            generated: None,
+            invisible: false,
+        }
+    }
+
+    fn schema(columns: Vec<Column>, key: &[&str]) -> TableSchema {
+        TableSchema {
+            table: TableRef::new("d", "t"),
+            columns,
+            indexes: vec![Index {
+                name: "PRIMARY".into(),
+                columns: key.iter().map(|k| k.to_string()).collect(),
+                unique: true,
+                primary: true,
+            }],
+            foreign_keys: Vec::new(),
+            collation: None,
+            engine: None,
+        }
+    }
+
+    fn plan(up: Vec<Column>, down: Vec<Column>, key: &[&str]) -> TablePlan {
+        TablePlan::new(
+            TableRef::new("d", "t"),
+            &schema(up, key),
+            &schema(down, key),
+            &[],
+            &[],
+            None,
+            1000,
+        )
+        .unwrap()
+    }
+
+    fn range(lower: &str, upper: &str) -> KeyRange {
+        KeyRange {
+            lower: Some(vec![Some(lower.as_bytes().to_vec())]),
+            upper: Some(vec![Some(upper.as_bytes().to_vec())]),
+        }
+    }
+
+    #[test]
+    fn float_and_bit_are_read_exactly() {
+        let cols = vec![
+            col("id", TypeClass::Int, "int(11)", None),
+            col("f", TypeClass::Float, "float", None),
+            col("b", TypeClass::Bit, "bit(64)", None),
+        ];
+        let p = plan(cols.clone(), cols, &["id"]);
+        let sql = p.rows_sql(Side::Up, &KeyRange::full());
+        assert_eq!(
+            sql,
+            "SELECT `id`, CAST(`f` AS DOUBLE), CAST(`b` AS UNSIGNED), `id` FROM `d`.`t` \
+             WHERE TRUE ORDER BY `id`"
+        );
+        assert!(p
+            .checksum_sql(Side::Down, &KeyRange::full())
+            .contains("`id`, CAST(`f` AS DOUBLE), CAST(`b` AS UNSIGNED)"));
+        assert!(!p.unsplit);
+    }
+
+    #[test]
+    fn pad_space_keys_sort_by_padded_weights() {
+        let up = vec![col(
+            "k",
+            TypeClass::Text,
+            "varchar(10)",
+            Some("utf8mb4_general_ci"),
+        )];
+        let mut down = up.clone();
+        down[0].column_type = "varchar(20)".into();
+        let p = plan(up, down, &["k"]);
+        assert!(!p.unsplit);
+        assert!(p
+            .rows_sql(Side::Up, &KeyRange::full())
+            .starts_with("SELECT `k`, WEIGHT_STRING(`k` AS CHAR(20)) FROM"));
+        let nopad = vec![col(
+            "k",
+            TypeClass::Text,
+            "varchar(10)",
+            Some("utf8mb4_nopad_bin"),
+        )];
+        let p = plan(nopad.clone(), nopad, &["k"]);
+        assert!(p
+            .rows_sql(Side::Up, &KeyRange::full())
+            .starts_with("SELECT `k`, WEIGHT_STRING(`k`) FROM"));
+    }
+
+    #[test]
+    fn differing_key_collations_compare_bytes_in_one_range() {
+        let up = vec![col(
+            "k",
+            TypeClass::Text,
+            "varchar(10)",
+            Some("utf8mb4_bin"),
+        )];
+        let down = vec![col(
+            "k",
+            TypeClass::Text,
+            "varchar(10)",
+            Some("utf8mb4_general_ci"),
+        )];
+        let p = plan(up, down, &["k"]);
+        assert!(p.unsplit);
+        assert_eq!(p.chunk_size, u64::MAX);
+        let bin = "CAST(CONVERT(`k` USING utf8mb4) AS BINARY)";
+        assert_eq!(
+            p.rows_sql(Side::Down, &range("a", "b")),
+            format!(
+                "SELECT `k`, {bin} FROM `d`.`t` WHERE {bin} > X'61' AND {bin} <= X'62' \
+                 ORDER BY {bin}"
+            )
+        );
+        // The producer's boundary question has no answer: one chunk.
+        assert_eq!(
+            p.key_at_sql(Side::Up, &KeyRange::full(), p.chunk_size - 1),
+            "SELECT 1 FROM DUAL WHERE FALSE"
+        );
+        assert!(p
+            .key_at_sql(Side::Up, &KeyRange::full(), 999)
+            .ends_with(&format!("ORDER BY {bin} LIMIT 1 OFFSET 999")));
+    }
+
+    #[test]
+    fn composite_binary_bounds_keep_native_columns() {
+        let up = vec![
+            col("a", TypeClass::Int, "int(11)", None),
+            col("k", TypeClass::Text, "varchar(10)", Some("latin1_swedish_ci")),
+        ];
+        let mut down = up.clone();
+        down[1].collation = Some("utf8mb4_general_ci".into());
+        let p = plan(up, down, &["a", "k"]);
+        let r = KeyRange {
+            lower: Some(vec![Some(b"1".to_vec()), Some(b"x".to_vec())]),
+            upper: None,
+        };
+        let bin = "CAST(CONVERT(`k` USING utf8mb4) AS BINARY)";
+        assert_eq!(
+            p.where_clause(&r),
+            format!("((`a` > 1) OR (`a` = 1 AND {bin} > X'78'))")
+        );
+    }
+
+    #[test]
+    fn decimals_of_different_scales_are_cast_to_one_type() {
+        let up = vec![
+            col("id", TypeClass::Int, "int(11)", None),
+            col("d", TypeClass::Decimal, "decimal(10,2)", None),
+            col("t", TypeClass::DateTime, "datetime", None),
+        ];
+        let down = vec![
+            col("id", TypeClass::Int, "bigint(20)", None),
+            col("d", TypeClass::Decimal, "decimal(12,3) unsigned", None),
+            col("t", TypeClass::Timestamp, "timestamp(6)", None),
+        ];
+        let p = plan(up, down, &["id"]);
+        assert_eq!(
+            p.rows_sql(Side::Down, &KeyRange::full()),
+            "SELECT `id`, CAST(`d` AS DECIMAL(12,3)), CAST(`t` AS DATETIME(6)), `id` \
+             FROM `d`.`t` WHERE TRUE ORDER BY `id`"
+        );
+        // Too wide for one DECIMAL: compared as written.
+        assert_eq!(
+            common_cast(
+                &col("d", TypeClass::Decimal, "decimal(65,0)", None),
+                &col("d", TypeClass::Decimal, "decimal(65,30)", None)
+            ),
+            None
+        );
+        assert_eq!(
+            common_cast(
+                &col("d", TypeClass::Int, "int(11)", None),
+                &col("d", TypeClass::Decimal, "decimal(10,2)", None)
+            ),
+            Some("DECIMAL(22,2)".into())
+        );
+    }
+
+    #[test]
+    fn keys_of_unrelated_types_are_refused() {
+        let up = vec![col("k", TypeClass::Int, "int(11)", None)];
+        let down = vec![col(
+            "k",
+            TypeClass::Text,
+            "varchar(10)",
+            Some("utf8mb4_bin"),
+        )];
+        let err = TablePlan::new(
+            TableRef::new("d", "t"),
+            &schema(up, &["k"]),
+            &schema(down, &["k"]),
+            &[],
+            &[],
+            None,
+            10,
+        )
+        .unwrap_err();
+        assert!(err.contains("cannot be ordered alike"), "{err}");
     }
 }

@@ -55,6 +55,17 @@ fn config(s: &Scenario) -> PathBuf {
     ))
 }
 
+/// The same with both sides read at a consistent snapshot (pinned again on resume).
+fn consistent_config(s: &Scenario) -> PathBuf {
+    let path = config(s);
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "password = \"\"\n",
+        "password = \"\"\nsnapshot = \"consistent\"\n",
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 fn checkpoint_file(out: &Path) -> PathBuf {
     out.join("checkpoint").join("checkpoint.json")
 }
@@ -121,7 +132,7 @@ fn fix_sql(out: &Path) -> Vec<(String, Vec<String>)> {
 async fn killed_run_resumes_to_the_uninterrupted_result() {
     let s = Scenario::empty().await;
     load(&s).await;
-    let cfg = config(&s);
+    let cfg = consistent_config(&s);
     let cfg = cfg.to_str().unwrap().to_string();
 
     // The reference: one uninterrupted run into another output directory (not part of the
@@ -148,7 +159,7 @@ async fn killed_run_resumes_to_the_uninterrupted_result() {
     // finished prefix.
     let out_dir = s.output_dir();
     let mut child = Command::new(env!("CARGO_BIN_EXE_syncgate"))
-        .args(["check", "-C", &cfg, "--check-thread-count", "2"])
+        .args(["check", "-C", &cfg, "--check-thread-count", "1"])
         .env_remove("RUST_LOG")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -177,6 +188,10 @@ async fn killed_run_resumes_to_the_uninterrupted_result() {
     let on_disk = read_json(&checkpoint_file(&out_dir)).expect("checkpoint after kill -9");
     let (finished, prefix) = progress_of(&on_disk);
     assert!(finished >= 1 && prefix > 0, "{on_disk:#}");
+    eprintln!(
+        "uninterrupted run {uninterrupted:?}; killed with {finished} tables finished and a \
+         prefix of {prefix} chunks"
+    );
 
     let out = syncgate(&["check", "-C", &cfg, "--resume"]);
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
@@ -206,17 +221,39 @@ async fn killed_run_resumes_to_the_uninterrupted_result() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|t| t["resumed_chunks"].as_u64() > Some(0)
-                && t["resumed_chunks"] != t["chunks"]),
+            .any(|t| t["resumed_chunks"].as_u64() > Some(0) && t["resumed_chunks"] != t["chunks"]),
         "one table continued from a prefix: {resumed:#}"
     );
-    // Live sides read at the same point: no warning about mixed points.
-    let warnings = resumed["warnings"].to_string();
-    assert!(!warnings.contains("resumed from a checkpoint"), "{warnings}");
+    // The consistent snapshots were pinned again: the report says which tables were read
+    // at the old points.
+    let warnings: Vec<&str> = resumed["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|w| w.as_str())
+        .filter(|w| w.starts_with("resumed from a checkpoint"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{resumed:#}");
+    eprintln!("{}", warnings[0]);
+    let old_point = on_disk["tables"][0]["read_at"][0]["upstream"]
+        .as_str()
+        .unwrap();
+    let new_point = resumed["upstream"][0]["snapshot"].as_str().unwrap();
+    assert!(old_point.starts_with("consistent snapshot"), "{old_point}");
+    assert_ne!(old_point, new_point);
+    assert!(warnings[0].contains(old_point), "{}", warnings[0]);
+    assert!(
+        warnings[0].contains(&format!("the rest at upstream {new_point}")),
+        "{}",
+        warnings[0]
+    );
+    assert!(warnings[0].contains("chunks)"), "{}", warnings[0]);
+    let txt = std::fs::read_to_string(out_dir.join("summary.txt")).unwrap();
+    assert!(txt.contains("resumed from a checkpoint"), "{txt}");
     // A completed run leaves neither the checkpoint nor part files behind.
     assert!(!checkpoint_file(&out_dir).exists());
     assert!(!out_dir.join("fix-on-down").join(".parts").exists());
-    let _ = saved;
+    assert!(progress_of(&saved).0 >= 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -254,8 +291,14 @@ async fn resume_under_a_changed_config_is_refused() {
     assert_eq!(stderr.trim_end().lines().count(), 1, "{}", describe(&out));
     assert!(stderr.contains("different configuration"), "{stderr}");
     assert!(stderr.contains("chunk-size"), "{stderr}");
-    assert!(stderr.contains("remove it or use another output-dir"), "{stderr}");
-    assert!(checkpoint_file(&s.output_dir()).exists(), "the checkpoint is kept");
+    assert!(
+        stderr.contains("remove it or use another output-dir"),
+        "{stderr}"
+    );
+    assert!(
+        checkpoint_file(&s.output_dir()).exists(),
+        "the checkpoint is kept"
+    );
     assert!(!s.output_dir().join("summary.json").exists());
 
     // Parallelism is not part of the fingerprint: with the original chunk size, a resume
