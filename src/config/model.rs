@@ -255,20 +255,7 @@ impl SessionValue {
     /// The value as SQL literal text for `SET SESSION name = <literal>`.
     pub fn to_sql_literal(&self) -> String {
         match self {
-            SessionValue::String(s) => {
-                let mut out = String::with_capacity(s.len() + 2);
-                out.push('\'');
-                for c in s.chars() {
-                    match c {
-                        '\'' => out.push_str("''"),
-                        '\\' => out.push_str("\\\\"),
-                        '\0' => out.push_str("\\0"),
-                        c => out.push(c),
-                    }
-                }
-                out.push('\'');
-                out
-            }
+            SessionValue::String(s) => crate::sql::quote_str(s),
             SessionValue::Integer(i) => i.to_string(),
             SessionValue::Float(f) => {
                 let text = f.to_string();

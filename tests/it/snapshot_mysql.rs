@@ -21,6 +21,12 @@ fn spec(db: &TestDb) -> SourceSpec {
     }
 }
 
+/// A 40,000-row table `t`, loaded identically on both sides of the kill tests.
+const FORTY_K_ROWS: &str = "CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(20)); \
+    SET SESSION max_recursive_iterations = 1000000; \
+    INSERT INTO t WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r \
+    WHERE n < 40000) SELECT n, CONCAT('v', n) FROM r";
+
 /// Insert rows one transaction at a time until `stop` is set.
 fn start_writer(db: &TestDb, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<u64> {
     let opts = mysql_async::OptsBuilder::from_opts(db.server().opts()).db_name(Some(db.name()));
@@ -109,12 +115,8 @@ async fn commit_lock_that_cannot_be_taken_is_a_clear_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_pinned_connection_is_an_error_not_a_live_read() {
     let s = Scenario::empty().await;
-    let ddl = "CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(20)); \
-               SET SESSION max_recursive_iterations = 1000000; \
-               INSERT INTO t WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r \
-               WHERE n < 40000) SELECT n, CONCAT('v', n) FROM r";
-    s.up.exec(ddl).await;
-    s.down.exec(ddl).await;
+    s.up.exec(FORTY_K_ROWS).await;
+    s.down.exec(FORTY_K_ROWS).await;
     let cfg = s.config(&format!(
         "target-configs = [\"tiny\"]\n[table-configs.tiny]\ntarget-tables = [\"{}.t\"]\nchunk-size = 50\n",
         s.up.name()
@@ -174,12 +176,8 @@ async fn killed_pinned_connection_is_an_error_not_a_live_read() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_unpinned_connections_are_retried() {
     let s = Scenario::empty().await;
-    let ddl = "CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(20)); \
-               SET SESSION max_recursive_iterations = 1000000; \
-               INSERT INTO t WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r \
-               WHERE n < 40000) SELECT n, CONCAT('v', n) FROM r";
-    s.up.exec(ddl).await;
-    s.down.exec(ddl).await;
+    s.up.exec(FORTY_K_ROWS).await;
+    s.down.exec(FORTY_K_ROWS).await;
     s.down
         .exec("DELETE FROM t WHERE id IN (7, 20000); UPDATE t SET v = 'x' WHERE id = 39999")
         .await;
