@@ -1255,8 +1255,13 @@ fn targets(results: &[(String, Scenario, Vec<Measurement>)], quick: bool) -> Str
                     any = true;
                     let _ = writeln!(
                         s,
-                        "- linear 1M→10M within ±20 % — per-row time ×{g:.2}: {}",
-                        verdict((0.8..=1.2).contains(&g))
+                        "- linear 1M→10M within ±20 % — per-row time ×{g:.2}: {}{}",
+                        verdict((0.8..=1.2).contains(&g)),
+                        if g < 0.8 {
+                            " (sub-linear: a fixed cost weighs more at 1M)"
+                        } else {
+                            ""
+                        }
                     );
                 }
             }

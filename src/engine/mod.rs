@@ -150,7 +150,9 @@ pub async fn run_check(job: CheckJob, progress: Progress) -> Result<RunReport> {
             ));
         }
     }
-    let plans = prepare_tables(&job, &up, &down).await?;
+    // Hold GC behind the TiDB snapshots (PD service safepoints) until the last read.
+    let mut gc = start_gc_keepers(&up, &down, &mut warnings).await?;
+    let plans = gc.check(prepare_tables(&job, &up, &down).await).await?;
     for w in &warnings {
         tracing::warn!("{w}");
     }
@@ -158,10 +160,11 @@ pub async fn run_check(job: CheckJob, progress: Progress) -> Result<RunReport> {
         .output_dir
         .join(format!("fix-on-{}", job.downstream.name));
     if job.export_fix_sql {
-        std::fs::create_dir_all(&fix_dir).map_err(|source| Error::Output {
+        let created = std::fs::create_dir_all(&fix_dir).map_err(|source| Error::Output {
             path: fix_dir.clone(),
             source,
-        })?;
+        });
+        gc.check(created).await?;
     }
 
     let mut states: Vec<TableState> = Vec::new();
@@ -205,7 +208,8 @@ pub async fn run_check(job: CheckJob, progress: Progress) -> Result<RunReport> {
         None => BTreeMap::new(),
     };
     // Parts after a saved prefix (or of any earlier run, when not resuming) are redone.
-    checkpoint::prune_parts(&fix_dir, &keep_parts)?;
+    gc.check(checkpoint::prune_parts(&fix_dir, &keep_parts))
+        .await?;
     for st in states.iter().filter(|s| s.finished) {
         progress
             .table_started(
@@ -235,7 +239,7 @@ pub async fn run_check(job: CheckJob, progress: Progress) -> Result<RunReport> {
     }
     if !pending.is_empty() {
         let threads = job.threads.max(1);
-        let (up_side, down_side) = open_sides(&up, &down, threads).await?;
+        let (up_side, down_side) = gc.check(open_sides(&up, &down, threads).await).await?;
         points = (up_side.point.clone(), down_side.point.clone());
         let mut ck = Checkpointer {
             output_dir: job.output_dir.clone(),
@@ -251,7 +255,7 @@ pub async fn run_check(job: CheckJob, progress: Progress) -> Result<RunReport> {
             cleanup: Vec::new(),
             failed: false,
         };
-        run_data_phase(
+        let done = run_data_phase(
             &job,
             (&up, up_side),
             (&down, down_side),
@@ -261,11 +265,14 @@ pub async fn run_check(job: CheckJob, progress: Progress) -> Result<RunReport> {
             &fix_dir,
             &mut ck,
         )
-        .await?;
+        .await;
+        gc.check(done).await?;
     }
     if job.apply_fix {
-        recheck_fixed(&up, &down, &data_plans, &mut states).await?;
+        let rechecked = recheck_fixed(&up, &down, &data_plans, &mut states).await;
+        gc.check(rechecked).await?;
     }
+    let gc_notes = gc.stop(&mut warnings).await;
     progress.finish();
     if saved.is_some() {
         warnings.extend(resume_warnings(
@@ -288,12 +295,15 @@ pub async fn run_check(job: CheckJob, progress: Progress) -> Result<RunReport> {
             );
         }
     }
-    let source_report = |s: &Source, point: &str| SourceReport {
+    let source_report = |s: &Source, point: &str, gc_note: &Option<String>| SourceReport {
         name: s.name().to_string(),
         address: s.spec().address(),
         flavour: s.flavour().to_string(),
         version: s.version().to_string(),
-        snapshot: point.to_string(),
+        snapshot: match gc_note {
+            Some(note) => format!("{point}; {note}"),
+            None => point.to_string(),
+        },
     };
     let mut report = RunReport {
         result: RunResult::Equal,
@@ -301,8 +311,8 @@ pub async fn run_check(job: CheckJob, progress: Progress) -> Result<RunReport> {
         checksum: crate::checksum::CHECKSUM_VERSION.to_string(),
         started_at,
         duration_ms: started.elapsed().as_millis() as u64,
-        upstream: vec![source_report(&up, &points.0)],
-        downstream: source_report(&down, &points.1),
+        upstream: vec![source_report(&up, &points.0, &gc_notes[0])],
+        downstream: source_report(&down, &points.1, &gc_notes[1]),
         output_dir: job.output_dir.clone(),
         tables,
         error: None,
@@ -673,6 +683,120 @@ async fn resolve_tidb_auto(
         up.with_snapshot(point.upstream.0.to_string()),
         down.with_snapshot(point.downstream.0.to_string()),
     ))
+}
+
+/// PD service GC safepoints held for the TiDB sides read at a snapshot (index 0 upstream,
+/// 1 downstream), from before the first read at the snapshot to after the last.
+#[derive(Default)]
+struct GcGuards {
+    keepers: [Option<crate::snapshot::tidb::GcKeeper>; 2],
+}
+
+impl GcGuards {
+    /// Remove the service safepoints; returns, per side, the report's note on its GC
+    /// protection. Problems during the run or at removal become report warnings.
+    async fn stop(&mut self, warnings: &mut Vec<String>) -> [Option<String>; 2] {
+        let mut notes = [None, None];
+        for (slot, note) in self.keepers.iter_mut().zip(notes.iter_mut()) {
+            let Some(keeper) = slot.take() else { continue };
+            *note = Some(keeper.describe());
+            warnings.extend(keeper.warnings());
+            if let Err(e) = keeper.stop().await {
+                tracing::warn!("{e}");
+                warnings.push(e.to_string());
+            }
+        }
+        notes
+    }
+
+    /// Pass `r` on; on an error the run ends, so remove the service safepoints first.
+    async fn check<T>(&mut self, r: Result<T>) -> Result<T> {
+        if r.is_err() {
+            self.stop(&mut Vec::new()).await;
+        }
+        r
+    }
+}
+
+/// For each TiDB side read at a TSO or datetime, find PD through the side's
+/// `information_schema.cluster_info` and hold a PD service GC safepoint at its TSO
+/// (sync-diff-inspector.md §2.1 "GC keeper"). No PD found, or none reachable: a report
+/// warning, the run goes on (it then relies on `tidb_gc_life_time`). A snapshot GC has
+/// already passed ends the run with a clear error.
+async fn start_gc_keepers(
+    up: &Source,
+    down: &Source,
+    warnings: &mut Vec<String>,
+) -> Result<GcGuards> {
+    let mut guards = GcGuards::default();
+    let base = crate::snapshot::tidb::default_service_id();
+    for (i, (s, role)) in [(up, "upstream"), (down, "downstream")]
+        .into_iter()
+        .enumerate()
+    {
+        if !s.pins_tidb_snapshot() {
+            continue;
+        }
+        let service_id = format!("{base}_{role}");
+        match protect_snapshot(s, &service_id, warnings).await {
+            Ok(keeper) => guards.keepers[i] = keeper,
+            Err(e) => {
+                guards.stop(&mut Vec::new()).await;
+                return Err(e);
+            }
+        }
+    }
+    Ok(guards)
+}
+
+/// [`start_gc_keepers`] for one side.
+async fn protect_snapshot(
+    s: &Source,
+    service_id: &str,
+    warnings: &mut Vec<String>,
+) -> Result<Option<crate::snapshot::tidb::GcKeeper>> {
+    use crate::snapshot::tidb::{self as tidb, SnapshotError, SnapshotSetting};
+    let unprotected = |why: String| {
+        format!(
+            "{}: {why}: the snapshot is not protected from GC; make sure tidb_gc_life_time \
+             covers the check",
+            s.name()
+        )
+    };
+    // Connecting sets tidb_snapshot: a snapshot below the GC safe point fails here with
+    // TiDB's error 8055, explained (source.rs).
+    let mut conn = s.connect().await?;
+    conn.exec(tidb::clear_snapshot_sql()).await?;
+    let tso = match tidb::parse_snapshot(&s.spec().snapshot)? {
+        SnapshotSetting::Tso(t) => t,
+        SnapshotSetting::Datetime(d) => tidb::resolve_datetime(&mut conn, &d).await?,
+        SnapshotSetting::Live | SnapshotSetting::Auto => return Ok(None),
+    };
+    let found = tidb::discover_pd(&mut conn).await;
+    conn.close().await;
+    let addrs = match found {
+        Ok(addrs) if addrs.is_empty() => {
+            warnings.push(unprotected(format!(
+                "no PD address found ({} returned none)",
+                tidb::pd_discovery_sql()
+            )));
+            return Ok(None);
+        }
+        Ok(addrs) => addrs,
+        Err(e) => {
+            warnings.push(unprotected(format!("no PD address found ({e})")));
+            return Ok(None);
+        }
+    };
+    match tidb::GcKeeper::start(&addrs.join(","), service_id, tso, tidb::DEFAULT_GC_TTL_SECS).await
+    {
+        Ok(keeper) => Ok(Some(keeper)),
+        Err(e @ SnapshotError::AlreadyCollected { .. }) => Err(e.into()),
+        Err(e) => {
+            warnings.push(unprotected(e.to_string()));
+            Ok(None)
+        }
+    }
 }
 
 /// Worker connections for both sides. `auto` on two MySQL/MariaDB sources fences the

@@ -3,10 +3,14 @@
 //! - [`tidb`]: TiDB snapshots. TSO arithmetic, the `snapshot` config value (TSO, datetime or
 //!   `"auto"` from TiCDC syncpoints), the session statement that pins a connection
 //!   (`tidb_snapshot`), classification of the GC errors a pinned read can hit (8055, 9006),
-//!   and a watcher of PD's GC safe points over PD's HTTP API. Built against TiDB's
-//!   documented contracts; its tests are contract tests (no live TiDB).
+//!   PD discovery through `information_schema.cluster_info`, and a keeper of a PD service GC
+//!   safepoint at the snapshot. Built against TiDB's documented contracts; its tests are
+//!   contract tests (no live TiDB).
+//! - [`pd`]: the minimal PD gRPC client the keeper uses (`GetMembers`,
+//!   `UpdateServiceGCSafePoint`), with hand-written prost messages from `pdpb.proto`.
 //! - [`mysql`]: one consistent snapshot shared by every worker connection of a MySQL or
 //!   MariaDB source.
 
 pub mod mysql;
+pub mod pd;
 pub mod tidb;

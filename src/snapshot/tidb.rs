@@ -1,11 +1,12 @@
-//! TiDB snapshots: TSOs, the `snapshot` config value, pinning a session, GC errors, and a
-//! watcher of PD's GC safe points.
+//! TiDB snapshots: TSOs, the `snapshot` config value, pinning a session, GC errors, PD
+//! discovery, and a keeper of a PD service GC safepoint at the snapshot.
 //!
-//! **Built against TiDB's documented contracts.** TiDB cannot run where syncgate is
+//! **Built against TiDB's and PD's documented contracts.** TiDB cannot run where syncgate is
 //! developed, so everything here follows the documented interfaces (cited per item from
-//! `shared/reference/dr-interfaces.md` and `sync-diff-inspector.md`) and is tested by
-//! *contract tests* (`tests/it/tidb_contract.rs`): pure functions for SQL text and parsing,
-//! and a local mock HTTP server standing in for PD. No test runs against a live TiDB or PD.
+//! `shared/reference/dr-interfaces.md`, `sync-diff-inspector.md`, TiDB's docs and PD's
+//! `pdpb.proto`) and is tested by *contract tests* (`tests/it/tidb_contract.rs`): pure
+//! functions for SQL text and parsing, and a mock PD gRPC server on 127.0.0.1 that records
+//! every request. No test runs against a live TiDB or PD.
 //!
 //! # Pieces
 //!
@@ -25,47 +26,26 @@
 //! - [`classify_tidb_error`]: error 8055 (snapshot older than the GC safe point, raised when
 //!   `tidb_snapshot` is set) and 9006 (GC life time shorter than the transaction, raised by a
 //!   read below the safe point), dr-interfaces A4.3, turned into messages that say what to do.
+//! - [`pd_discovery_sql`] / [`discover_pd`]: the PD addresses of a TiDB cluster from
+//!   `information_schema.cluster_info`, as sync-diff-inspector finds them (§2.1).
 //! - [`GcKeeper`]: GC protection through PD, see below.
 //!
-//! # GC protection: what is and is not covered
+//! # GC protection
 //!
 //! sync-diff-inspector registers a PD *service GC safepoint* `Sync_diff_<ns>` (TTL 300 s,
-//! refreshed every 150 s) through PD's gRPC client (`UpdateServiceGCSafePoint`,
-//! sync-diff-inspector.md §2.1 "GC keeper", §8.3). The reference documents **no HTTP call
-//! that registers or refreshes a service safepoint**: the only documented PD HTTP interface
-//! for them is the read-only
-//!
-//! ```text
-//! GET http://<pd>:2379/pd/api/v1/gc/safepoint
-//! → {"service_gc_safe_points": [{"service_id", "expired_at", "safe_point"}], "gc_safe_point"}
-//! ```
-//!
-//! (dr-interfaces.md §A5 "Service GC safepoints"). PD's gRPC API is not implemented here.
-//! So [`GcKeeper`] **does not hold GC back itself**. What it does, over that documented
-//! endpoint only:
-//!
-//! - at start, reads PD's safe points and fails with a clear error when PD cannot be
-//!   reached or answers badly, or when the snapshot is already below the GC safe point (its
-//!   data is gone): the check never starts unguarded without saying so;
-//! - reports whether the snapshot is *protected*: another service (the TiCDC owner's
-//!   changefeed safepoint, BR, …; dr-interfaces §A5 "Holders") holds an unexpired service
-//!   safepoint at or below the snapshot, so GC cannot pass it. Without such a holder it logs
-//!   a warning at start: the run then relies on `tidb_gc_life_time` being long enough;
-//! - re-reads every `ttl / 2` and logs a warning when protection is lost, an error when the
-//!   GC safe point passes the snapshot, and a warning (then keeps trying) when PD cannot be
-//!   reached;
-//! - sends nothing that changes PD's state: `stop()` and `Drop` only end the watcher.
-//!
-//! In a DR flow the snapshot is normally protected: TiCDC keeps its service safepoint at or
-//! below the changefeed checkpoint, which is at or below the syncpoint's `primary_ts`
-//! (dr-interfaces §A10 step on verification). For a hand-picked old TSO without such a
-//! holder, raise `tidb_gc_life_time` for the duration of the check.
+//! refreshed every 150 s) through PD's gRPC API (`UpdateServiceGCSafePoint`,
+//! sync-diff-inspector.md §2.1 "GC keeper", §8.3; dr-interfaces A5 "Holders"). [`GcKeeper`]
+//! does the same with `syncgate_<unix ms>` over the small gRPC client in [`super::pd`]:
+//! register at start (refusing a snapshot GC has already passed), refresh every TTL/2,
+//! remove at stop (TTL 0). While it is registered, GC cannot pass the snapshot. The engine
+//! starts one per TiDB side read at a TSO or datetime when `cluster_info` names a PD it can
+//! reach (`engine::run_check`); otherwise the report warns that the run relies on
+//! `tidb_gc_life_time`.
 
 use crate::error::{Error, Result};
 use crate::row::Row;
 use crate::source::Conn;
 use std::fmt;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
@@ -216,8 +196,9 @@ pub enum SnapshotError {
     /// PD could not be reached or answered badly.
     #[error("PD {addr}: {message}")]
     Pd { addr: String, message: String },
-    /// PD reports a GC safe point above the snapshot: its data is already gone.
-    #[error("snapshot {snapshot} is already older than the GC safe point {gc_safe_point} reported by PD {addr}; choose a newer snapshot")]
+    /// PD's minimum service safepoint (GC's bound) is above the snapshot: GC may already
+    /// have collected its data, and PD refused to hold GC there.
+    #[error("snapshot {snapshot} is older than the cluster's GC safe point {gc_safe_point} (PD {addr} refused a service GC safepoint there): its data may already be collected; choose a newer snapshot (TiDB reports this as error 8055/9006)")]
     AlreadyCollected {
         addr: String,
         snapshot: Tso,
@@ -597,21 +578,55 @@ pub async fn query_syncpoint(conn: &mut Conn, changefeed: Option<&str>) -> Resul
 }
 
 // ---------------------------------------------------------------------------------------
-// PD: service GC safe points (read-only HTTP API, dr-interfaces A5)
+// PD discovery (information_schema.cluster_info)
 // ---------------------------------------------------------------------------------------
 
-/// Default TTL, as sync-diff-inspector's `Sync_diff_<ns>` (dr-interfaces A5): 300 s,
-/// re-checked every 150 s.
+/// The query listing the PD instances of the cluster a TiDB server belongs to, as
+/// sync-diff-inspector finds PD (sync-diff-inspector.md §2.1 "GC keeper": "It finds PD
+/// addresses in `information_schema.cluster_info`"). Table and columns from TiDB's docs
+/// (`information-schema-cluster-info.md`): `TYPE` is `tidb`, `pd` or `tikv`; `INSTANCE` is the
+/// instance address `IP:PORT` (for PD its client address, where gRPC is served). Read the
+/// answer with [`pd_addrs_from_rows`].
+pub fn pd_discovery_sql() -> &'static str {
+    "SELECT INSTANCE FROM information_schema.cluster_info WHERE TYPE = 'pd'"
+}
+
+/// PD addresses (`http://host:port`, in the order given, without duplicates) from the rows
+/// of [`pd_discovery_sql`], and a description of each value that is not a usable address
+/// (NULL, TLS, garbage).
+pub fn pd_addrs_from_rows(rows: &[Row]) -> (Vec<String>, Vec<String>) {
+    let (mut addrs, mut rejected) = (Vec::new(), Vec::new());
+    for row in rows {
+        match row.first() {
+            Some(Some(bytes)) => match super::pd::parse_pd_addr(&String::from_utf8_lossy(bytes)) {
+                Ok(a) if !addrs.contains(&a) => addrs.push(a),
+                Ok(_) => {}
+                Err(e) => rejected.push(e),
+            },
+            _ => rejected.push("INSTANCE is NULL".to_string()),
+        }
+    }
+    (addrs, rejected)
+}
+
+/// Run [`pd_discovery_sql`] on `conn` and return the usable PD addresses (possibly none).
+/// Unusable values are logged.
+pub async fn discover_pd(conn: &mut Conn) -> Result<Vec<String>> {
+    let rows = conn.rows(pd_discovery_sql()).await?;
+    let (addrs, rejected) = pd_addrs_from_rows(&rows);
+    for r in rejected {
+        tracing::warn!("{}: ignoring a PD instance: {r}", conn.source_name());
+    }
+    Ok(addrs)
+}
+
+// ---------------------------------------------------------------------------------------
+// GC keeper: a PD service GC safepoint held at the snapshot
+// ---------------------------------------------------------------------------------------
+
+/// Default TTL of the service safepoint, as sync-diff-inspector's `Sync_diff_<ns>`
+/// (dr-interfaces A5, sync-diff-inspector.md §2.1): 300 s, refreshed every 150 s.
 pub const DEFAULT_GC_TTL_SECS: u64 = 300;
-
-/// The documented PD HTTP path listing service GC safe points (dr-interfaces A5).
-pub const PD_SAFEPOINT_PATH: &str = "/pd/api/v1/gc/safepoint";
-
-/// The service ID PD uses for TiDB's own GC worker; it never protects a snapshot.
-pub const GC_WORKER_SERVICE_ID: &str = "gc_worker";
-
-/// How long one PD request may take.
-const PD_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A service ID for this run: `syncgate_<unix ms>` (after sync-diff-inspector's
 /// `Sync_diff_<timestamp>`).
@@ -626,190 +641,172 @@ fn unix_ms_now() -> u64 {
         .unwrap_or(0)
 }
 
-/// One entry of PD's `service_gc_safe_points`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
-pub struct ServiceSafePoint {
-    pub service_id: String,
-    /// Unix seconds; `i64::MAX` for entries that never expire.
-    #[serde(default)]
-    pub expired_at: i64,
-    pub safe_point: u64,
-}
-
-/// PD's answer to `GET /pd/api/v1/gc/safepoint` (dr-interfaces A5).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
-pub struct PdSafePoints {
-    #[serde(default)]
-    pub service_gc_safe_points: Vec<ServiceSafePoint>,
-    pub gc_safe_point: u64,
-}
-
-/// Parse PD's safe-point listing.
-pub fn parse_pd_safepoints(json: &str) -> std::result::Result<PdSafePoints, String> {
-    serde_json::from_str(json).map_err(|e| format!("unexpected answer ({e})"))
-}
-
-/// Whether a snapshot's data is safe from GC, as PD's safe points show it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum GcProtection {
-    /// Unexpired service safepoints at or below the snapshot hold GC back; their IDs.
-    Held { by: Vec<String> },
-    /// Readable now, but nothing holds GC back: it is safe only while
-    /// `tidb_gc_life_time` covers the snapshot's age plus the check.
-    Unprotected { gc_safe_point: Tso },
-    /// The GC safe point (or the GC worker's safe point, with no holder) is above the
-    /// snapshot: its data is gone or about to be.
-    Collected { gc_safe_point: Tso },
-}
-
-/// Judge `snapshot` against PD's safe points at `now_unix_secs`.
-///
-/// - `gc_safe_point > snapshot`: collected (TiDB refuses reads below it, A4.3).
-/// - else, any unexpired service safepoint other than `gc_worker` at or below the snapshot:
-///   held (GC cannot pass the minimum service safepoint).
-/// - else, `gc_worker`'s safe point above the snapshot: collected (GC is moving there).
-/// - else unprotected.
-pub fn assess_protection(points: &PdSafePoints, snapshot: Tso, now_unix_secs: i64) -> GcProtection {
-    if points.gc_safe_point > snapshot.0 {
-        return GcProtection::Collected {
-            gc_safe_point: Tso(points.gc_safe_point),
-        };
-    }
-    let by: Vec<String> = points
-        .service_gc_safe_points
-        .iter()
-        .filter(|s| {
-            s.service_id != GC_WORKER_SERVICE_ID
-                && s.expired_at > now_unix_secs
-                && s.safe_point <= snapshot.0
-        })
-        .map(|s| s.service_id.clone())
-        .collect();
-    if !by.is_empty() {
-        return GcProtection::Held { by };
-    }
-    let worker = points
-        .service_gc_safe_points
-        .iter()
-        .filter(|s| s.service_id == GC_WORKER_SERVICE_ID)
-        .map(|s| s.safe_point)
-        .max();
-    match worker {
-        Some(w) if w > snapshot.0 => GcProtection::Collected {
-            gc_safe_point: Tso(w),
-        },
-        _ => GcProtection::Unprotected {
-            gc_safe_point: Tso(points.gc_safe_point),
-        },
-    }
-}
-
-/// The watcher's latest view.
+/// What the keeper has seen so far.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GcStatus {
-    /// Protection at the last successful read of PD.
-    pub protection: GcProtection,
-    /// The error of the last read, when it failed (the protection above is then older).
+    /// Successful registrations (the one at start included).
+    pub refreshes: u64,
+    /// The minimum service safepoint PD reported with the last successful registration.
+    pub min_safe_point: Tso,
+    /// Failed refreshes (PD unreachable, errors in the answer).
+    pub failures: u64,
+    /// The error of the last refresh, while refreshes fail (`None` after a success).
     pub last_error: Option<String>,
+    /// At some point no refresh had succeeded for a whole TTL: PD may have dropped the
+    /// service safepoint, and GC may have passed the snapshot meanwhile.
+    pub lapsed: bool,
+    /// PD reported a minimum safepoint above the snapshot during the run: GC has passed it
+    /// (reads fail with TiDB error 9006).
+    pub passed_by: Option<Tso>,
 }
 
-/// Watches PD's GC safe points for one snapshot over PD's documented HTTP API. It does
-/// **not** register a service safepoint (no documented HTTP call does; see the module docs).
+/// Holds a PD *service GC safepoint* at a snapshot for as long as it runs, so TiKV's GC
+/// keeps the snapshot's versions (sync-diff-inspector.md §2.1 "GC keeper", §8.3):
+///
+/// - [`GcKeeper::start`] finds the PD leader (`GetMembers`) and registers
+///   `UpdateServiceGCSafePoint(service_id, TTL, safe_point = snapshot)`; PD answering a
+///   minimum safepoint above the snapshot means GC has already passed it: start fails with
+///   [`SnapshotError::AlreadyCollected`];
+/// - a tokio task registers it again every `TTL / 2` (on failure it warns, retries every
+///   `TTL / 8`, and finds the leader again — PD leaders change);
+/// - [`GcKeeper::stop`] removes it (`TTL = 0`, PD's documented removal: see
+///   [`super::pd`]). Dropping the keeper without `stop` asks the task to remove it in the
+///   background; if the process ends first, PD drops it when its TTL expires.
+///
+/// The safe point is the snapshot TSO itself (sync-diff-inspector uses min(snapshot, current
+/// TSO), which is the snapshot for any snapshot in the past).
 pub struct GcKeeper {
     service_id: String,
     addr: String,
+    cluster_id: u64,
     snapshot: Tso,
+    ttl_secs: u64,
     status: watch::Receiver<GcStatus>,
     stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
+    task: Option<JoinHandle<std::result::Result<(), String>>>,
+}
+
+impl std::fmt::Debug for GcKeeper {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GcKeeper")
+            .field("service_id", &self.service_id)
+            .field("addr", &self.addr)
+            .field("cluster_id", &self.cluster_id)
+            .field("snapshot", &self.snapshot)
+            .field("ttl_secs", &self.ttl_secs)
+            .finish()
+    }
 }
 
 impl GcKeeper {
-    /// Read PD's safe points now and start re-reading them every `ttl_secs / 2` in a tokio
-    /// task. `pd_addr` is `host:port` or `http://host:port`, or several separated by
-    /// commas (tried in order). `service_id` names this run in logs ([`default_service_id`]).
+    /// Register `service_id` at `safepoint` on PD and keep it registered (see the type's
+    /// docs). `pd_addr` is `host:port` or `http://host:port`, or several separated by commas:
+    /// the first that answers `GetMembers` names the leader. `ttl_secs` ≥ 1.
     ///
-    /// Errors when PD cannot be reached or answers badly, or when `safepoint` is already
-    /// below the GC safe point. When nothing holds GC at or below `safepoint`, it starts and
-    /// logs a warning (see [`GcProtection::Unprotected`]).
+    /// Errors: [`SnapshotError::Pd`] when the addresses are unusable or no PD answers (or
+    /// answers with an error), [`SnapshotError::AlreadyCollected`] when PD's minimum
+    /// safepoint is above `safepoint`.
     pub async fn start(
         pd_addr: &str,
         service_id: &str,
         safepoint: Tso,
         ttl_secs: u64,
-    ) -> Result<GcKeeper> {
-        if ttl_secs == 0 {
-            return Err(Error::Config("GC keeper TTL must be at least 1 s".into()));
+    ) -> std::result::Result<GcKeeper, SnapshotError> {
+        let pd_error = |addr: &str, message: String| SnapshotError::Pd {
+            addr: addr.to_string(),
+            message,
+        };
+        if ttl_secs == 0 || ttl_secs > i64::MAX as u64 {
+            return Err(pd_error(
+                pd_addr.trim(),
+                "the service safepoint TTL must be at least 1 s".into(),
+            ));
         }
-        let pd = PdClient::new(pd_addr)?;
-        let points = pd.safepoints().await.map_err(|(addr, message)| {
-            Error::from(SnapshotError::Pd {
-                addr,
-                message: format!(
-                    "{message}; the GC safe point cannot be checked, so the snapshot would \
-                     not be guarded"
-                ),
-            })
-        })?;
-        let protection = assess_protection(&points.1, safepoint, unix_secs_now());
-        match &protection {
-            GcProtection::Collected { gc_safe_point } => {
-                return Err(SnapshotError::AlreadyCollected {
-                    addr: points.0,
-                    snapshot: safepoint,
-                    gc_safe_point: *gc_safe_point,
-                }
-                .into())
-            }
-            GcProtection::Held { by } => tracing::info!(
-                "{service_id}: {safepoint} is protected from GC by service safepoint(s) {} on PD {}",
-                by.join(", "),
-                points.0
-            ),
-            GcProtection::Unprotected { gc_safe_point } => tracing::warn!(
-                "{service_id}: nothing holds GC at or below {safepoint} (PD {}, GC safe point \
-                 {gc_safe_point}); the check relies on tidb_gc_life_time covering the \
-                 snapshot's age and the check's duration",
-                points.0
-            ),
+        if service_id.is_empty() {
+            return Err(pd_error(pd_addr.trim(), "the service ID is empty".into()));
         }
+        let addrs = super::pd::parse_pd_addrs(pd_addr).map_err(|e| pd_error(pd_addr.trim(), e))?;
+        let cannot_register = |e: String| {
+            pd_error(
+                &addrs.join(","),
+                format!("cannot register service GC safepoint {service_id} at {safepoint}: {e}"),
+            )
+        };
+        let mut leader = super::pd::PdLeader::connect(&addrs)
+            .await
+            .map_err(cannot_register)?;
+        let answer = leader
+            .update_service_gc_safe_point(service_id, ttl_secs as i64, safepoint.0)
+            .await
+            .map_err(cannot_register)?;
+        if answer.min_safe_point > safepoint.0 {
+            return Err(SnapshotError::AlreadyCollected {
+                addr: leader.addr.clone(),
+                snapshot: safepoint,
+                gc_safe_point: Tso(answer.min_safe_point),
+            });
+        }
+        tracing::info!(
+            "{service_id}: service GC safepoint registered at {safepoint} on PD {} (cluster {}, \
+             TTL {ttl_secs} s; minimum safepoint {} held by {})",
+            leader.addr,
+            leader.cluster_id,
+            answer.min_safe_point,
+            answer.min_service_id
+        );
         let (status_tx, status_rx) = watch::channel(GcStatus {
-            protection,
+            refreshes: 1,
+            min_safe_point: Tso(answer.min_safe_point),
+            failures: 0,
             last_error: None,
+            lapsed: false,
+            passed_by: None,
         });
         let (stop_tx, stop_rx) = oneshot::channel();
-        let interval = Duration::from_millis(ttl_secs.saturating_mul(500));
-        let task = tokio::spawn(watch_loop(
-            pd,
-            service_id.to_string(),
-            safepoint,
-            interval,
-            status_tx,
-            stop_rx,
-        ));
+        let keeper = KeepLoop {
+            addrs,
+            leader: Some(leader.clone()),
+            cluster_id: leader.cluster_id,
+            service_id: service_id.to_string(),
+            snapshot: safepoint,
+            ttl_secs,
+        };
+        let task = tokio::spawn(keeper.run(status_tx, stop_rx));
         Ok(GcKeeper {
             service_id: service_id.to_string(),
-            addr: points.0,
+            addr: leader.addr,
+            cluster_id: leader.cluster_id,
             snapshot: safepoint,
+            ttl_secs,
             status: status_rx,
             stop: Some(stop_tx),
             task: Some(task),
         })
     }
 
-    /// The service ID this keeper was started with.
+    /// The service ID registered on PD.
     pub fn service_id(&self) -> &str {
         &self.service_id
     }
 
-    /// The PD address that answered at start.
+    /// The PD leader that accepted the registration at start.
     pub fn pd_addr(&self) -> &str {
         &self.addr
     }
 
-    /// The snapshot being watched.
+    /// The PD cluster ID.
+    pub fn cluster_id(&self) -> u64 {
+        self.cluster_id
+    }
+
+    /// The snapshot being held.
     pub fn snapshot(&self) -> Tso {
         self.snapshot
+    }
+
+    /// The TTL of the service safepoint.
+    pub fn ttl_secs(&self) -> u64 {
+        self.ttl_secs
     }
 
     /// The latest status.
@@ -817,173 +814,220 @@ impl GcKeeper {
         self.status.borrow().clone()
     }
 
-    /// The latest protection.
-    pub fn protection(&self) -> GcProtection {
-        self.status.borrow().protection.clone()
+    /// One line for reports: `protected from GC by PD service safepoint <id> (PD <addr>,
+    /// TTL <n> s)`.
+    pub fn describe(&self) -> String {
+        format!(
+            "protected from GC by PD service safepoint {} (PD {}, TTL {} s)",
+            self.service_id, self.addr, self.ttl_secs
+        )
     }
 
-    /// End the watcher and wait for it. Nothing is sent to PD.
-    pub async fn stop(mut self) {
+    /// Report warnings from the run so far: failed refreshes, a possible lapse, GC passing
+    /// the snapshot. Empty when every refresh succeeded.
+    pub fn warnings(&self) -> Vec<String> {
+        let s = self.status();
+        let mut out = Vec::new();
+        if let Some(gc) = s.passed_by {
+            out.push(format!(
+                "PD service safepoint {}: PD reported the minimum safepoint {gc} above the \
+                 snapshot {} during the check: GC may have collected data the check read",
+                self.service_id, self.snapshot
+            ));
+        }
+        if s.failures > 0 {
+            let last = s
+                .last_error
+                .as_deref()
+                .map(|e| format!("; last error: {e}"))
+                .unwrap_or_default();
+            out.push(if s.lapsed {
+                format!(
+                    "PD service safepoint {}: {} refreshes failed and none succeeded for \
+                     longer than its TTL ({} s): GC protection may have lapsed{last}",
+                    self.service_id, s.failures, self.ttl_secs
+                )
+            } else {
+                format!(
+                    "PD service safepoint {}: {} refreshes failed, but it was renewed within \
+                     its TTL ({} s){last}",
+                    self.service_id, s.failures, self.ttl_secs
+                )
+            });
+        }
+        out
+    }
+
+    /// Stop refreshing and remove the service safepoint from PD (`TTL = 0`). An error means
+    /// it could not be removed; PD then drops it when its TTL expires.
+    pub async fn stop(mut self) -> std::result::Result<(), SnapshotError> {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
+        let Some(task) = self.task.take() else {
+            return Ok(());
+        };
+        let outcome = match task.await {
+            Ok(r) => r,
+            Err(e) => Err(format!("the GC keeper task failed: {e}")),
+        };
+        outcome.map_err(|e| SnapshotError::Pd {
+            addr: self.addr.clone(),
+            message: format!(
+                "cannot remove service GC safepoint {} ({e}); PD drops it when its TTL of \
+                 {} s expires",
+                self.service_id, self.ttl_secs
+            ),
+        })
     }
 }
 
 impl Drop for GcKeeper {
     fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
+        // Ends the refresh loop, which then removes the service safepoint in the background
+        // (as long as the runtime lives).
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
         }
     }
 }
 
-fn unix_secs_now() -> i64 {
-    (unix_ms_now() / 1000) as i64
-}
+/// How long removing the service safepoint at stop may take (finding the leader again
+/// included).
+const REMOVAL_TIMEOUT: Duration = Duration::from_secs(20);
 
-async fn watch_loop(
-    pd: PdClient,
+/// The refresh task's state.
+struct KeepLoop {
+    addrs: Vec<String>,
+    leader: Option<super::pd::PdLeader>,
+    cluster_id: u64,
     service_id: String,
     snapshot: Tso,
-    interval: Duration,
-    status: watch::Sender<GcStatus>,
-    mut stop: oneshot::Receiver<()>,
-) {
-    loop {
-        tokio::select! {
-            _ = &mut stop => return,
-            _ = tokio::time::sleep(interval) => {}
-        }
-        match pd.safepoints().await {
-            Ok((addr, points)) => {
-                let now = assess_protection(&points, snapshot, unix_secs_now());
-                let before = status.borrow().protection.clone();
-                if now != before {
-                    match &now {
-                        GcProtection::Collected { gc_safe_point } => tracing::error!(
-                            "{service_id}: the GC safe point {gc_safe_point} on PD {addr} \
-                             has passed {snapshot}; reads at it will fail (TiDB error 9006)"
-                        ),
-                        GcProtection::Unprotected { gc_safe_point } => tracing::warn!(
-                            "{service_id}: {snapshot} is no longer protected from GC \
-                             (PD {addr}, GC safe point {gc_safe_point})"
-                        ),
-                        GcProtection::Held { by } => tracing::info!(
-                            "{service_id}: {snapshot} is protected from GC by {}",
-                            by.join(", ")
-                        ),
-                    }
-                }
-                status.send_replace(GcStatus {
-                    protection: now,
-                    last_error: None,
-                });
-            }
-            Err((addr, message)) => {
-                tracing::warn!(
-                    "{service_id}: cannot read GC safe points from PD {addr} (will retry): \
-                     {message}"
-                );
-                status.send_modify(|s| s.last_error = Some(format!("PD {addr}: {message}")));
-            }
-        }
-    }
+    ttl_secs: u64,
 }
 
-/// A minimal client for PD's HTTP API (plain HTTP; TLS is not supported).
-struct PdClient {
-    /// Base URLs, e.g. `http://127.0.0.1:2379`, tried in order.
-    bases: Arc<[String]>,
-    http: reqwest::Client,
-}
-
-impl PdClient {
-    fn new(pd_addr: &str) -> Result<PdClient> {
-        let mut bases = Vec::new();
-        for raw in pd_addr.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let base = raw.trim_end_matches('/');
-            if base.starts_with("https://") {
-                return Err(Error::Config(format!(
-                    "PD address {raw}: https is not supported; use the plain http address"
-                )));
+impl KeepLoop {
+    /// Refresh every `ttl / 2` (after a failure every `ttl / 8`) until stopped, then remove
+    /// the service safepoint.
+    async fn run(
+        mut self,
+        status: watch::Sender<GcStatus>,
+        mut stop: oneshot::Receiver<()>,
+    ) -> std::result::Result<(), String> {
+        let ttl = Duration::from_secs(self.ttl_secs);
+        let interval = ttl / 2;
+        let retry = (ttl / 8).max(Duration::from_millis(50));
+        let mut last_ok = tokio::time::Instant::now();
+        let mut wait = interval;
+        loop {
+            tokio::select! {
+                _ = &mut stop => break,
+                _ = tokio::time::sleep(wait) => {}
             }
-            let base = if base.starts_with("http://") {
-                base.to_string()
-            } else if base.contains("://") {
-                return Err(Error::Config(format!(
-                    "PD address {raw}: expected host:port or http://host:port"
-                )));
-            } else {
-                format!("http://{base}")
+            let refreshed = tokio::select! {
+                _ = &mut stop => break,
+                r = self.update(self.ttl_secs as i64) => r,
             };
-            bases.push(base);
-        }
-        if bases.is_empty() {
-            return Err(Error::Config("no PD address given".into()));
-        }
-        let http = reqwest::Client::builder()
-            .timeout(PD_REQUEST_TIMEOUT)
-            .connect_timeout(PD_REQUEST_TIMEOUT)
-            .build()
-            .map_err(|e| Error::Config(format!("cannot set up an HTTP client for PD: {e}")))?;
-        Ok(PdClient {
-            bases: bases.into(),
-            http,
-        })
-    }
-
-    /// `GET /pd/api/v1/gc/safepoint` on the first address that answers. On failure, the
-    /// addresses tried and the last error.
-    async fn safepoints(&self) -> std::result::Result<(String, PdSafePoints), (String, String)> {
-        let mut last = String::new();
-        for base in self.bases.iter() {
-            match self.get_safepoints(base).await {
-                Ok(points) => return Ok((base.clone(), points)),
-                Err(e) => last = e,
+            match refreshed {
+                Ok(answer) => {
+                    last_ok = tokio::time::Instant::now();
+                    wait = interval;
+                    let passed = (answer.min_safe_point > self.snapshot.0)
+                        .then_some(Tso(answer.min_safe_point));
+                    if let Some(gc) = passed {
+                        tracing::error!(
+                            "{}: PD's minimum safepoint {gc} is above the snapshot {}: GC has \
+                             passed it; reads at it fail (TiDB error 9006)",
+                            self.service_id,
+                            self.snapshot
+                        );
+                    }
+                    status.send_modify(|s| {
+                        s.refreshes += 1;
+                        s.min_safe_point = Tso(answer.min_safe_point);
+                        s.last_error = None;
+                        if s.passed_by.is_none() {
+                            s.passed_by = passed;
+                        }
+                    });
+                }
+                Err(e) => {
+                    wait = retry;
+                    let lapsed = last_ok.elapsed() >= ttl;
+                    tracing::warn!(
+                        "{}: cannot refresh the PD service GC safepoint (retrying in {:?}){}: {e}",
+                        self.service_id,
+                        retry,
+                        if lapsed {
+                            "; it has not been renewed for a whole TTL, GC protection may have \
+                             lapsed"
+                        } else {
+                            ""
+                        }
+                    );
+                    status.send_modify(|s| {
+                        s.failures += 1;
+                        s.last_error = Some(e);
+                        s.lapsed |= lapsed;
+                    });
+                }
             }
         }
-        Err((self.bases.join(","), last))
-    }
-
-    async fn get_safepoints(&self, base: &str) -> std::result::Result<PdSafePoints, String> {
-        let url = format!("{base}{PD_SAFEPOINT_PATH}");
-        let resp = self
-            .http
-            .get(&url)
-            .send()
+        let removal = tokio::time::timeout(REMOVAL_TIMEOUT, self.update(0))
             .await
-            .map_err(|e| format!("GET {url} failed: {}", describe_reqwest_error(&e)))?;
-        let status = resp.status();
-        let body = resp
-            .text()
-            .await
-            .map_err(|e| format!("GET {url}: cannot read the answer: {e}"))?;
-        if !status.is_success() {
-            let body = body.trim();
-            let body: String = body.chars().take(200).collect();
-            return Err(format!("GET {url} answered HTTP {status}: {body}"));
+            .unwrap_or_else(|_| Err(format!("no answer within {}s", REMOVAL_TIMEOUT.as_secs())));
+        match removal {
+            Ok(_) => {
+                tracing::info!("{}: service GC safepoint removed", self.service_id);
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "{}: cannot remove the PD service GC safepoint (it expires within {} s): {e}",
+                    self.service_id,
+                    self.ttl_secs
+                );
+                Err(e)
+            }
         }
-        parse_pd_safepoints(&body).map_err(|e| format!("GET {url}: {e}"))
     }
-}
 
-fn describe_reqwest_error(e: &reqwest::Error) -> String {
-    let mut s = if e.is_connect() {
-        "cannot connect".to_string()
-    } else if e.is_timeout() {
-        format!("no answer within {}s", PD_REQUEST_TIMEOUT.as_secs())
-    } else {
-        e.to_string()
-    };
-    let mut source = std::error::Error::source(e);
-    while let Some(inner) = source {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        source = inner.source();
+    /// One `UpdateServiceGCSafePoint` at the snapshot. A failure on the current leader
+    /// connection is retried once through a fresh `GetMembers` (the leader may have
+    /// changed); the cluster ID must stay the same.
+    async fn update(
+        &mut self,
+        ttl: i64,
+    ) -> std::result::Result<super::pd::SafePointAnswer, String> {
+        let mut first_error = None;
+        if let Some(leader) = self.leader.as_mut() {
+            match leader
+                .update_service_gc_safe_point(&self.service_id, ttl, self.snapshot.0)
+                .await
+            {
+                Ok(a) => return Ok(a),
+                Err(e) => {
+                    self.leader = None;
+                    first_error = Some(e);
+                }
+            }
+        }
+        let mut leader = super::pd::PdLeader::connect(&self.addrs)
+            .await
+            .map_err(|e| match &first_error {
+                Some(first) => format!("{first}; then {e}"),
+                None => e,
+            })?;
+        if leader.cluster_id != self.cluster_id {
+            return Err(format!(
+                "PD {} now serves cluster {}, not cluster {}",
+                leader.addr, leader.cluster_id, self.cluster_id
+            ));
+        }
+        let answer = leader
+            .update_service_gc_safe_point(&self.service_id, ttl, self.snapshot.0)
+            .await?;
+        self.leader = Some(leader);
+        Ok(answer)
     }
-    s
 }

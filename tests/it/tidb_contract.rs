@@ -1,22 +1,32 @@
-//! Contract tests for `syncgate::snapshot::tidb`: TiDB cannot run here, so these check the
-//! pieces against TiDB's and PD's documented interfaces (shared/reference/dr-interfaces.md
-//! A4, A5, A7; sync-diff-inspector.md §8): pure functions for SQL text and parsing, and a
-//! hand-written mock of PD's HTTP API on 127.0.0.1 that records every request. No live
-//! TiDB or PD is involved.
+//! Contract tests for `syncgate::snapshot::tidb` and `syncgate::snapshot::pd`: TiDB and PD
+//! cannot run here, so these check the pieces against TiDB's and PD's documented interfaces
+//! (shared/reference/dr-interfaces.md A4, A5, A7; sync-diff-inspector.md §2.1, §8; TiDB's
+//! `information_schema.cluster_info` docs; kvproto `pdpb.proto`): pure functions for SQL text
+//! and parsing, and a hand-written mock of PD's gRPC service `pdpb.PD` (`GetMembers`,
+//! `UpdateServiceGCSafePoint`, with PD's leader and cluster-ID checks) on 127.0.0.1 that
+//! records every request. No live TiDB or PD is involved.
 
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use syncgate::snapshot::pd::{
+    parse_pd_addr, parse_pd_addrs, GetMembersRequest, GetMembersResponse, Member, PdError,
+    ResponseHeader, UpdateServiceGcSafePointRequest, UpdateServiceGcSafePointResponse,
+    GET_MEMBERS_PATH, UPDATE_SERVICE_GC_SAFE_POINT_PATH,
+};
 use syncgate::snapshot::tidb::{
-    assess_protection, classify_query_error, classify_tidb_error, clear_snapshot_sql,
-    datetime_to_tso_sql, default_service_id, parse_pd_safepoints, parse_snapshot,
-    parse_syncpoint_row, set_snapshot_sql, syncpoint_sql, tso_from_unix_timestamp_result, GcKeeper,
-    GcProtection, PdSafePoints, ServiceSafePoint, SnapshotError, SnapshotSetting, Syncpoint, Tso,
-    DEFAULT_GC_TTL_SECS, PD_SAFEPOINT_PATH,
+    classify_query_error, classify_tidb_error, clear_snapshot_sql, datetime_to_tso_sql,
+    default_service_id, parse_snapshot, parse_syncpoint_row, pd_addrs_from_rows, pd_discovery_sql,
+    set_snapshot_sql, syncpoint_sql, tso_from_unix_timestamp_result, GcKeeper, SnapshotError,
+    SnapshotSetting, Syncpoint, Tso, DEFAULT_GC_TTL_SECS,
 };
 use syncgate::Error;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 /// 2022-02-25 11:57:59.990 UTC, logical 1.
@@ -394,112 +404,78 @@ fn gc_errors_are_found_in_query_errors() {
 }
 
 // --------------------------------------------------------------------------------------
-// PD safe points: parsing and judgement
+// PD discovery and addresses
 // --------------------------------------------------------------------------------------
 
-const NOW: i64 = 1_700_000_000;
-
-fn ssp(id: &str, expired_at: i64, safe_point: u64) -> ServiceSafePoint {
-    ServiceSafePoint {
-        service_id: id.into(),
-        expired_at,
-        safe_point,
-    }
-}
-
 #[test]
-fn pd_listing_parses_the_documented_shape() {
-    // Shape from dr-interfaces.md A5, plus the field newer PDs add.
-    let json = r#"{"service_gc_safe_points":[
-        {"service_id":"gc_worker","expired_at":9223372036854775807,"safe_point":431434000000000000},
-        {"service_id":"ticdc-default-1","expired_at":1700086400,"safe_point":431434040000000000}],
-        "min_service_gc_safe_point":431434000000000000,
-        "gc_safe_point":431433990000000000}"#;
-    let p = parse_pd_safepoints(json).unwrap();
-    assert_eq!(p.gc_safe_point, 431_433_990_000_000_000);
+fn pd_discovery_reads_cluster_info() {
+    // sync-diff-inspector.md §2.1: PD addresses come from information_schema.cluster_info;
+    // TiDB docs: TYPE is tidb/pd/tikv, INSTANCE is IP:PORT.
     assert_eq!(
-        p.service_gc_safe_points,
-        vec![
-            ssp("gc_worker", i64::MAX, 431_434_000_000_000_000),
-            ssp("ticdc-default-1", 1_700_086_400, 431_434_040_000_000_000),
+        pd_discovery_sql(),
+        "SELECT INSTANCE FROM information_schema.cluster_info WHERE TYPE = 'pd'"
+    );
+    let rows = vec![
+        row(&[Some("10.0.1.1:2379")]),
+        row(&[Some("10.0.1.2:2379")]),
+        row(&[None]),
+        row(&[Some("10.0.1.1:2379")]),
+        row(&[Some("https://10.0.1.3:2379")]),
+        row(&[Some("pd-without-port")]),
+        row(&[Some("[fd00::4]:2379")]),
+    ];
+    let (addrs, rejected) = pd_addrs_from_rows(&rows);
+    assert_eq!(
+        addrs,
+        [
+            "http://10.0.1.1:2379",
+            "http://10.0.1.2:2379",
+            "http://[fd00::4]:2379"
         ]
     );
-    assert!(parse_pd_safepoints("not json").is_err());
-    assert!(parse_pd_safepoints(r#"{"service_gc_safe_points":[]}"#).is_err());
+    assert_eq!(rejected.len(), 3, "{rejected:?}");
+    assert_eq!(rejected[0], "INSTANCE is NULL");
+    assert!(rejected[1].contains("https (PD with TLS) is not supported"));
+    assert!(rejected[2].contains("the port is missing"));
+    assert_eq!(pd_addrs_from_rows(&[]), (vec![], vec![]));
 }
 
 #[test]
-fn protection_is_judged_from_holders_and_safe_points() {
-    let snap = Tso(SAMPLE);
-    let points = |gc: u64, list: Vec<ServiceSafePoint>| PdSafePoints {
-        service_gc_safe_points: list,
-        gc_safe_point: gc,
-    };
-    // A live holder at or below the snapshot protects it; gc_worker never does.
-    assert_eq!(
-        assess_protection(
-            &points(
-                SAMPLE - 100,
-                vec![
-                    ssp("gc_worker", i64::MAX, SAMPLE - 100),
-                    ssp("ticdc", NOW + 60, SAMPLE),
-                    ssp("br", NOW + 60, SAMPLE + 1),
-                ]
-            ),
-            snap,
-            NOW
+fn pd_addresses_are_normalised_to_plain_http() {
+    for (raw, want) in [
+        ("127.0.0.1:2379", "http://127.0.0.1:2379"),
+        (
+            " http://pd-0.pd-peer.tidb.svc:2379/ ",
+            "http://pd-0.pd-peer.tidb.svc:2379",
         ),
-        GcProtection::Held {
-            by: vec!["ticdc".into()]
-        }
-    );
-    // Expired holders and holders above the snapshot do not count.
+        ("HTTP://pd:2379", "http://pd:2379"),
+        ("[::1]:2379", "http://[::1]:2379"),
+        ("http://[fd00::1]:12379", "http://[fd00::1]:12379"),
+    ] {
+        assert_eq!(parse_pd_addr(raw).as_deref(), Ok(want), "{raw:?}");
+    }
+    for (raw, why) in [
+        ("https://pd:2379", "https (PD with TLS) is not supported"),
+        ("grpc://pd:2379", "expected host:port or http://host:port"),
+        ("pd", "the port is missing"),
+        ("pd:", "is not a port"),
+        ("pd:0", "is not a port"),
+        ("pd:65536", "is not a port"),
+        ("pd:http", "is not a port"),
+        ("::1:2379", "write IPv6 hosts as [addr]:port"),
+        ("[::1]2379", "expected [ipv6]:port"),
+        (":2379", "not a host name"),
+        ("http://user@pd:2379", "not a host name"),
+        ("http://pd:2379/pd/api/v1", "is not a port"),
+    ] {
+        let err = parse_pd_addr(raw).expect_err(raw);
+        assert!(err.contains(why), "{raw:?}: {err}");
+    }
     assert_eq!(
-        assess_protection(
-            &points(
-                SAMPLE - 100,
-                vec![
-                    ssp("gc_worker", i64::MAX, SAMPLE - 100),
-                    ssp("old", NOW, SAMPLE - 1),
-                    ssp("above", NOW + 60, SAMPLE + 1),
-                ]
-            ),
-            snap,
-            NOW
-        ),
-        GcProtection::Unprotected {
-            gc_safe_point: Tso(SAMPLE - 100)
-        }
+        parse_pd_addrs("pd1:2379, http://pd2:2379 ,,pd1:2379").unwrap(),
+        ["http://pd1:2379", "http://pd2:2379"]
     );
-    // The GC safe point above the snapshot: gone, whatever the holders say.
-    assert_eq!(
-        assess_protection(
-            &points(SAMPLE + 1, vec![ssp("ticdc", NOW + 60, SAMPLE)]),
-            snap,
-            NOW
-        ),
-        GcProtection::Collected {
-            gc_safe_point: Tso(SAMPLE + 1)
-        }
-    );
-    // The GC worker moving past an unheld snapshot: gone too.
-    assert_eq!(
-        assess_protection(
-            &points(SAMPLE - 100, vec![ssp("gc_worker", i64::MAX, SAMPLE + 5)]),
-            snap,
-            NOW
-        ),
-        GcProtection::Collected {
-            gc_safe_point: Tso(SAMPLE + 5)
-        }
-    );
-    // Exactly at the GC safe point is still readable.
-    assert_eq!(
-        assess_protection(&points(SAMPLE, vec![]), snap, NOW),
-        GcProtection::Unprotected {
-            gc_safe_point: Tso(SAMPLE)
-        }
-    );
+    assert_eq!(parse_pd_addrs(" , ").unwrap_err(), "no PD address given");
 }
 
 #[test]
@@ -516,85 +492,290 @@ fn service_id_and_defaults() {
         .as_millis() as u64;
     assert!(now_ms.abs_diff(ms) < 60_000, "{id}");
     assert_eq!(DEFAULT_GC_TTL_SECS, 300);
-    assert_eq!(PD_SAFEPOINT_PATH, "/pd/api/v1/gc/safepoint");
+    assert_eq!(GET_MEMBERS_PATH, "/pdpb.PD/GetMembers");
+    assert_eq!(
+        UPDATE_SERVICE_GC_SAFE_POINT_PATH,
+        "/pdpb.PD/UpdateServiceGCSafePoint"
+    );
 }
 
 // --------------------------------------------------------------------------------------
-// GcKeeper against a mock PD
+// A mock PD gRPC server
 // --------------------------------------------------------------------------------------
 
+/// One request the mock received.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Recorded {
-    method: String,
-    path: String,
-    body: String,
+enum Call {
+    GetMembers {
+        cluster_id: u64,
+    },
+    Update {
+        cluster_id: u64,
+        service_id: String,
+        ttl: i64,
+        safe_point: u64,
+    },
 }
 
-/// A PD stand-in: answers every request with the current (status, body) and records it.
-struct MockPd {
-    addr: SocketAddr,
-    requests: Arc<Mutex<Vec<Recorded>>>,
-    answer: Arc<Mutex<(u16, String)>>,
-    task: tokio::task::JoinHandle<()>,
+/// The mock's behaviour and memory. Like PD (tikv/pd `server/grpc_service.go`,
+/// `pkg/gc/safepoint.go`): `GetMembers` needs no cluster ID; `UpdateServiceGCSafePoint` is
+/// refused by a follower ("not leader") and for another cluster ID ("mismatch cluster id");
+/// TTL ≤ 0 removes the service safepoint; a safe point below the current minimum is not
+/// stored; the answer carries the minimum over all services (`gc_worker` holds the GC
+/// bound).
+struct PdState {
+    cluster_id: u64,
+    /// The leader's client URL to advertise; `None`: this mock is the leader.
+    leader_url: Option<String>,
+    /// `gc_worker`'s safe point: the GC bound.
+    gc_floor: u64,
+    /// Answer updates with this gRPC error.
+    fail_updates: Option<tonic::Code>,
+    /// Answer updates with this error in the response header.
+    header_error: Option<(i32, String)>,
+    /// Report this minimum safe point whatever is stored.
+    force_min: Option<u64>,
+    /// Service safepoints stored: ID → (safe point, TTL).
+    services: BTreeMap<String, (u64, i64)>,
+    calls: Vec<(Instant, Call)>,
 }
 
-impl MockPd {
-    async fn start(status: u16, body: &str) -> MockPd {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let answer = Arc::new(Mutex::new((status, body.to_string())));
-        let (reqs, ans) = (requests.clone(), answer.clone());
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((mut sock, _)) = listener.accept().await else {
-                    return;
-                };
-                let (reqs, ans) = (reqs.clone(), ans.clone());
-                tokio::spawn(async move {
-                    let Some(req) = read_request(&mut sock).await else {
-                        return;
-                    };
-                    reqs.lock().unwrap().push(req);
-                    let (status, body) = ans.lock().unwrap().clone();
-                    let resp = format!(
-                        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n\
-                         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                        body.len()
-                    );
-                    let _ = sock.write_all(resp.as_bytes()).await;
-                    let _ = sock.shutdown().await;
-                });
-            }
-        });
-        MockPd {
-            addr,
-            requests,
-            answer,
-            task,
+impl PdState {
+    fn members(&mut self, req: GetMembersRequest) -> GetMembersResponse {
+        self.calls.push((
+            Instant::now(),
+            Call::GetMembers {
+                cluster_id: req.header.map_or(0, |h| h.cluster_id),
+            },
+        ));
+        let leader = Member {
+            name: "pd-leader".into(),
+            member_id: 1,
+            peer_urls: vec![],
+            client_urls: self.leader_url.iter().cloned().collect(),
+        };
+        GetMembersResponse {
+            header: Some(ResponseHeader {
+                cluster_id: self.cluster_id,
+                error: None,
+            }),
+            members: vec![leader.clone()],
+            leader: Some(leader),
+            etcd_leader: None,
         }
     }
 
-    fn set_answer(&self, status: u16, body: &str) {
-        *self.answer.lock().unwrap() = (status, body.to_string());
+    fn update(
+        &mut self,
+        req: UpdateServiceGcSafePointRequest,
+    ) -> Result<UpdateServiceGcSafePointResponse, tonic::Status> {
+        let cluster_id = req.header.as_ref().map_or(0, |h| h.cluster_id);
+        let service_id = String::from_utf8(req.service_id.clone()).unwrap();
+        self.calls.push((
+            Instant::now(),
+            Call::Update {
+                cluster_id,
+                service_id: service_id.clone(),
+                ttl: req.ttl,
+                safe_point: req.safe_point,
+            },
+        ));
+        if let Some(code) = self.fail_updates {
+            return Err(tonic::Status::new(code, "mock PD is unavailable"));
+        }
+        if self.leader_url.is_some() {
+            return Err(tonic::Status::unknown("not leader"));
+        }
+        if cluster_id != self.cluster_id {
+            return Err(tonic::Status::failed_precondition(format!(
+                "mismatch cluster id, need {} but got {cluster_id}",
+                self.cluster_id
+            )));
+        }
+        let header = |error: Option<PdError>| {
+            Some(ResponseHeader {
+                cluster_id: self.cluster_id,
+                error,
+            })
+        };
+        if let Some((t, m)) = &self.header_error {
+            return Ok(UpdateServiceGcSafePointResponse {
+                header: header(Some(PdError {
+                    r#type: *t,
+                    message: m.clone(),
+                })),
+                ..Default::default()
+            });
+        }
+        let current_min = self
+            .services
+            .values()
+            .map(|(sp, _)| *sp)
+            .chain([self.gc_floor])
+            .min()
+            .unwrap();
+        if req.ttl <= 0 {
+            self.services.remove(&service_id);
+        } else if req.safe_point >= current_min {
+            self.services.insert(service_id, (req.safe_point, req.ttl));
+        }
+        let (min_id, min) = self
+            .services
+            .iter()
+            .map(|(id, (sp, _))| (id.clone(), *sp))
+            .chain([("gc_worker".to_string(), self.gc_floor)])
+            .min_by_key(|(_, sp)| *sp)
+            .unwrap();
+        Ok(UpdateServiceGcSafePointResponse {
+            header: header(None),
+            service_id: min_id.into_bytes(),
+            ttl: 100,
+            min_safe_point: self.force_min.unwrap_or(min),
+        })
+    }
+}
+
+type Shared = Arc<Mutex<PdState>>;
+type BoxFut<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+struct GetMembersHandler(Shared);
+
+impl tonic::server::UnaryService<GetMembersRequest> for GetMembersHandler {
+    type Response = GetMembersResponse;
+    type Future = std::future::Ready<Result<tonic::Response<GetMembersResponse>, tonic::Status>>;
+
+    fn call(&mut self, req: tonic::Request<GetMembersRequest>) -> Self::Future {
+        let resp = self.0.lock().unwrap().members(req.into_inner());
+        std::future::ready(Ok(tonic::Response::new(resp)))
+    }
+}
+
+struct UpdateHandler(Shared);
+
+impl tonic::server::UnaryService<UpdateServiceGcSafePointRequest> for UpdateHandler {
+    type Response = UpdateServiceGcSafePointResponse;
+    type Future = std::future::Ready<
+        Result<tonic::Response<UpdateServiceGcSafePointResponse>, tonic::Status>,
+    >;
+
+    fn call(&mut self, req: tonic::Request<UpdateServiceGcSafePointRequest>) -> Self::Future {
+        let resp = self.0.lock().unwrap().update(req.into_inner());
+        std::future::ready(resp.map(tonic::Response::new))
+    }
+}
+
+/// The `pdpb.PD` service, routed by gRPC path (what tonic's codegen would generate).
+#[derive(Clone)]
+struct PdService(Shared);
+
+impl tonic::codegen::Service<http::Request<tonic::body::Body>> for PdService {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFut<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
     }
 
-    fn requests(&self) -> Vec<Recorded> {
-        self.requests.lock().unwrap().clone()
+    fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
+        let state = self.0.clone();
+        match req.uri().path() {
+            p if p == GET_MEMBERS_PATH => Box::pin(async move {
+                let codec =
+                    tonic_prost::ProstCodec::<GetMembersResponse, GetMembersRequest>::default();
+                let mut grpc = tonic::server::Grpc::new(codec);
+                Ok(grpc.unary(GetMembersHandler(state), req).await)
+            }),
+            p if p == UPDATE_SERVICE_GC_SAFE_POINT_PATH => Box::pin(async move {
+                let codec = tonic_prost::ProstCodec::<
+                    UpdateServiceGcSafePointResponse,
+                    UpdateServiceGcSafePointRequest,
+                >::default();
+                let mut grpc = tonic::server::Grpc::new(codec);
+                Ok(grpc.unary(UpdateHandler(state), req).await)
+            }),
+            other => {
+                let status = tonic::Status::unimplemented(format!("mock PD: no {other}"));
+                Box::pin(async move { Ok(status.into_http()) })
+            }
+        }
+    }
+}
+
+/// A running mock PD on 127.0.0.1.
+struct MockPd {
+    addr: SocketAddr,
+    state: Shared,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl MockPd {
+    async fn start(cluster_id: u64, gc_floor: u64) -> MockPd {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(Mutex::new(PdState {
+            cluster_id,
+            leader_url: None,
+            gc_floor,
+            fail_updates: None,
+            header_error: None,
+            force_min: None,
+            services: BTreeMap::new(),
+            calls: Vec::new(),
+        }));
+        let svc = PdService(state.clone());
+        let server = tokio::spawn(async move {
+            let incoming = tonic::transport::server::TcpIncoming::from(listener);
+            let _ = tonic::transport::Server::builder()
+                .serve_with_incoming(svc, incoming)
+                .await;
+        });
+        MockPd {
+            addr,
+            state,
+            server,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut PdState) -> R) -> R {
+        f(&mut self.state.lock().unwrap())
+    }
+
+    fn calls(&self) -> Vec<Call> {
+        self.with(|s| s.calls.iter().map(|(_, c)| c.clone()).collect())
+    }
+
+    fn updates(&self) -> Vec<(Instant, i64)> {
+        self.with(|s| {
+            s.calls
+                .iter()
+                .filter_map(|(t, c)| match c {
+                    Call::Update { ttl, .. } => Some((*t, *ttl)),
+                    _ => None,
+                })
+                .collect()
+        })
     }
 
     fn count(&self) -> usize {
-        self.requests.lock().unwrap().len()
+        self.with(|s| s.calls.len())
     }
 
-    /// Wait (bounded) until at least `n` requests have arrived.
-    async fn wait_for(&self, n: usize, limit: Duration) {
+    /// Wait until `pred` holds on the calls, at most `limit`.
+    async fn wait_until(&self, limit: Duration, pred: impl Fn(&[Call]) -> bool) {
         let deadline = Instant::now() + limit;
-        while self.count() < n {
+        loop {
+            if pred(&self.calls()) {
+                return;
+            }
             assert!(
                 Instant::now() < deadline,
-                "expected {n} requests within {limit:?}, got {:?}",
-                self.requests()
+                "mock PD: condition not met within {limit:?}; calls: {:?}",
+                self.calls()
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -603,232 +784,20 @@ impl MockPd {
 
 impl Drop for MockPd {
     fn drop(&mut self) {
-        self.task.abort();
+        self.server.abort();
     }
 }
 
-async fn read_request(sock: &mut tokio::net::TcpStream) -> Option<Recorded> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let head_end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        let n = sock.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let mut lines = head.split("\r\n");
-    let mut first = lines.next()?.split(' ');
-    let method = first.next()?.to_string();
-    let path = first.next()?.to_string();
-    let len = lines
-        .filter_map(|l| l.split_once(':'))
-        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.trim().parse::<usize>().ok())
-        .unwrap_or(0);
-    while buf.len() < head_end + len {
-        let n = sock.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    let body = String::from_utf8_lossy(&buf[head_end..]).into_owned();
-    Some(Recorded { method, path, body })
-}
-
-fn listing(gc_safe_point: u64, holders: &[(&str, i64, u64)]) -> String {
-    let list: Vec<serde_json::Value> = holders
-        .iter()
-        .map(|(id, exp, sp)| serde_json::json!({"service_id": id, "expired_at": exp, "safe_point": sp}))
-        .collect();
-    serde_json::json!({"service_gc_safe_points": list, "gc_safe_point": gc_safe_point}).to_string()
-}
-
-fn far_future() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-        + 86_400
-}
-
-fn assert_only_reads(reqs: &[Recorded]) {
-    for r in reqs {
-        assert_eq!(
-            (r.method.as_str(), r.path.as_str(), r.body.as_str()),
-            ("GET", "/pd/api/v1/gc/safepoint", ""),
-            "the keeper must only read PD's documented safe-point listing"
-        );
+fn update(cluster_id: u64, service_id: &str, ttl: i64, safe_point: u64) -> Call {
+    Call::Update {
+        cluster_id,
+        service_id: service_id.into(),
+        ttl,
+        safe_point,
     }
 }
 
-#[tokio::test]
-async fn gc_keeper_reads_at_start_rereads_every_half_ttl_and_stops_quietly() {
-    let pd = MockPd::start(
-        200,
-        &listing(
-            SAMPLE - 1000,
-            &[
-                ("gc_worker", i64::MAX, SAMPLE - 1000),
-                ("ticdc-default-dr", far_future(), SAMPLE - 10),
-            ],
-        ),
-    )
-    .await;
-    let service = default_service_id();
-    let started = Instant::now();
-    let keeper = GcKeeper::start(&pd.addr.to_string(), &service, Tso(SAMPLE), 2)
-        .await
-        .expect("PD answers");
-    // Start: exactly one read, before start returned.
-    assert_eq!(
-        pd.requests(),
-        vec![Recorded {
-            method: "GET".into(),
-            path: "/pd/api/v1/gc/safepoint".into(),
-            body: String::new(),
-        }]
-    );
-    assert_eq!(keeper.service_id(), service);
-    assert_eq!(keeper.snapshot(), Tso(SAMPLE));
-    assert_eq!(keeper.pd_addr(), format!("http://{}", pd.addr));
-    assert_eq!(
-        keeper.protection(),
-        GcProtection::Held {
-            by: vec!["ticdc-default-dr".into()]
-        }
-    );
-
-    // Refresh after ttl/2 = 1 s, and not much sooner.
-    pd.wait_for(2, Duration::from_secs(5)).await;
-    assert!(
-        started.elapsed() >= Duration::from_millis(900),
-        "{:?}",
-        started.elapsed()
-    );
-    // The holder goes away: the next refresh sees it.
-    pd.set_answer(
-        200,
-        &listing(SAMPLE - 1000, &[("gc_worker", i64::MAX, SAMPLE - 1000)]),
-    );
-    let n = pd.count();
-    pd.wait_for(n + 1, Duration::from_secs(5)).await;
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while keeper.protection()
-        == (GcProtection::Held {
-            by: vec!["ticdc-default-dr".into()],
-        })
-    {
-        assert!(Instant::now() < deadline, "status not updated");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(
-        keeper.protection(),
-        GcProtection::Unprotected {
-            gc_safe_point: Tso(SAMPLE - 1000)
-        }
-    );
-
-    // Stop: no request is sent, and the re-reads end.
-    keeper.stop().await;
-    let after_stop = pd.count();
-    tokio::time::sleep(Duration::from_millis(1600)).await;
-    assert_eq!(pd.count(), after_stop, "{:?}", pd.requests());
-    assert!(after_stop >= 3);
-    assert_only_reads(&pd.requests());
-}
-
-#[tokio::test]
-async fn gc_keeper_keeps_trying_when_pd_fails_during_the_run() {
-    let pd = MockPd::start(200, &listing(SAMPLE - 1000, &[])).await;
-    let keeper = GcKeeper::start(&pd.addr.to_string(), "syncgate_test", Tso(SAMPLE), 2)
-        .await
-        .unwrap();
-    assert_eq!(
-        keeper.protection(),
-        GcProtection::Unprotected {
-            gc_safe_point: Tso(SAMPLE - 1000)
-        }
-    );
-    pd.set_answer(500, "\"etcd is sad\"");
-    pd.wait_for(3, Duration::from_secs(6)).await;
-    let status = keeper.status();
-    let err = status.last_error.expect("the failure is recorded");
-    assert!(err.contains("HTTP 500"), "{err}");
-    assert!(err.contains("etcd is sad"), "{err}");
-    // The last good view is kept.
-    assert_eq!(
-        status.protection,
-        GcProtection::Unprotected {
-            gc_safe_point: Tso(SAMPLE - 1000)
-        }
-    );
-    // PD comes back and the GC safe point has passed the snapshot.
-    pd.set_answer(200, &listing(SAMPLE + 1, &[]));
-    let n = pd.count();
-    pd.wait_for(n + 1, Duration::from_secs(5)).await;
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while keeper.status().last_error.is_some() {
-        assert!(Instant::now() < deadline, "status not updated");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(
-        keeper.protection(),
-        GcProtection::Collected {
-            gc_safe_point: Tso(SAMPLE + 1)
-        }
-    );
-    drop(keeper);
-    let after_drop = pd.count();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(pd.count(), after_drop, "dropping the keeper ends it");
-    assert_only_reads(&pd.requests());
-}
-
-#[tokio::test]
-async fn gc_keeper_refuses_a_snapshot_already_below_the_gc_safe_point() {
-    let pd = MockPd::start(200, &listing(SAMPLE + 1, &[])).await;
-    let err = match GcKeeper::start(&pd.addr.to_string(), "syncgate_test", Tso(SAMPLE), 300).await {
-        Ok(_) => panic!("a collected snapshot must not be accepted"),
-        Err(e) => e.to_string(),
-    };
-    assert_eq!(
-        err,
-        format!(
-            "snapshot TSO 431434047157698561 (2022-02-25 11:57:59.990 UTC) is already older \
-             than the GC safe point TSO 431434047157698562 (2022-02-25 11:57:59.990 UTC) \
-             reported by PD http://{}; choose a newer snapshot",
-            pd.addr
-        )
-    );
-    assert_eq!(pd.count(), 1);
-}
-
-#[tokio::test]
-async fn gc_keeper_start_fails_when_pd_answers_badly() {
-    let pd = MockPd::start(500, "\"no leader\"").await;
-    let err = match GcKeeper::start(&pd.addr.to_string(), "syncgate_test", Tso(SAMPLE), 300).await {
-        Ok(_) => panic!("an HTTP 500 must fail the start"),
-        Err(e) => e.to_string(),
-    };
-    assert!(err.contains("HTTP 500"), "{err}");
-    assert!(err.contains("no leader"), "{err}");
-    assert!(err.contains("would not be guarded"), "{err}");
-
-    pd.set_answer(200, "<html>not PD</html>");
-    let err = match GcKeeper::start(&pd.addr.to_string(), "syncgate_test", Tso(SAMPLE), 300).await {
-        Ok(_) => panic!("a non-JSON answer must fail the start"),
-        Err(e) => e.to_string(),
-    };
-    assert!(err.contains("unexpected answer"), "{err}");
-}
-
-/// A port on 127.0.0.1 with nothing listening.
+/// An address nothing listens on.
 async fn dead_addr() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
@@ -836,51 +805,351 @@ async fn dead_addr() -> SocketAddr {
     addr
 }
 
+async fn start_err(addr: &str, snapshot: Tso, ttl: u64) -> SnapshotError {
+    match GcKeeper::start(addr, "syncgate_test", snapshot, ttl).await {
+        Ok(k) => panic!("start must fail, got {k:?}"),
+        Err(e) => e,
+    }
+}
+
+// --------------------------------------------------------------------------------------
+// GcKeeper against the mock PD
+// --------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn gc_keeper_registers_at_start_refreshes_within_half_ttl_and_removes_at_stop() {
+    const CLUSTER: u64 = 6_998_041_512_348_237_823;
+    let pd = MockPd::start(CLUSTER, SAMPLE - 1_000_000).await;
+    let service = format!("{}_upstream", default_service_id());
+    let started = Instant::now();
+    let keeper = GcKeeper::start(&pd.addr.to_string(), &service, Tso(SAMPLE), 2)
+        .await
+        .expect("PD accepts the service safepoint");
+    // GetMembers first (no cluster ID needed), then the registration with PD's cluster ID,
+    // the TTL and the snapshot TSO as the safe point.
+    assert_eq!(
+        pd.calls(),
+        [
+            Call::GetMembers { cluster_id: 0 },
+            update(CLUSTER, &service, 2, SAMPLE)
+        ]
+    );
+    assert!(service.starts_with("syncgate_"));
+    assert_eq!(keeper.pd_addr(), pd.url());
+    assert_eq!(keeper.cluster_id(), CLUSTER);
+    assert_eq!(keeper.snapshot(), Tso(SAMPLE));
+    assert_eq!(keeper.ttl_secs(), 2);
+    assert_eq!(
+        keeper.describe(),
+        format!(
+            "protected from GC by PD service safepoint {service} (PD {}, TTL 2 s)",
+            pd.url()
+        )
+    );
+    assert_eq!(
+        pd.with(|s| s.services.get(&service).copied()),
+        Some((SAMPLE, 2))
+    );
+    let status = keeper.status();
+    assert_eq!(status.refreshes, 1);
+    assert_eq!(status.min_safe_point, Tso(SAMPLE - 1_000_000));
+
+    // Refreshes: every TTL/2 = 1 s, on the leader connection (no new GetMembers).
+    pd.wait_until(Duration::from_secs(5), |c| c.len() >= 4)
+        .await;
+    let updates = pd.updates();
+    for pair in updates.windows(2) {
+        let gap = pair[1].0 - pair[0].0;
+        assert!(
+            gap >= Duration::from_millis(900) && gap < Duration::from_millis(1900),
+            "refresh gap {gap:?} must be about TTL/2 and below the TTL"
+        );
+    }
+    assert_eq!(
+        pd.calls()[2..4],
+        [
+            update(CLUSTER, &service, 2, SAMPLE),
+            update(CLUSTER, &service, 2, SAMPLE)
+        ]
+    );
+    assert!(keeper.status().refreshes >= 3, "{:?}", keeper.status());
+    assert!(keeper.warnings().is_empty(), "{:?}", keeper.warnings());
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    // Stop removes it: TTL 0, PD's removal.
+    let n = pd.count();
+    keeper.stop().await.expect("removed");
+    let calls = pd.calls();
+    assert_eq!(calls.len(), n + 1, "{calls:?}");
+    assert_eq!(calls[n], update(CLUSTER, &service, 0, SAMPLE));
+    assert!(pd.with(|s| s.services.is_empty()));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(pd.count(), n + 1, "nothing is sent after stop");
+}
+
+#[tokio::test]
+async fn gc_keeper_uses_the_given_ttl_of_300_s() {
+    let pd = MockPd::start(42, 1).await;
+    let keeper = GcKeeper::start(
+        &pd.url(),
+        "syncgate_1700000000000",
+        Tso(SAMPLE),
+        DEFAULT_GC_TTL_SECS,
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    keeper.stop().await.unwrap();
+    assert_eq!(
+        pd.calls(),
+        [
+            Call::GetMembers { cluster_id: 0 },
+            update(42, "syncgate_1700000000000", 300, SAMPLE),
+            update(42, "syncgate_1700000000000", 0, SAMPLE),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn gc_keeper_refuses_a_snapshot_gc_has_already_passed() {
+    // PD's minimum safe point (gc_worker) is above the snapshot: PD does not store ours
+    // and answers the minimum.
+    let pd = MockPd::start(42, SAMPLE + 1).await;
+    let err = start_err(&pd.addr.to_string(), Tso(SAMPLE), 300).await;
+    assert!(
+        matches!(err, SnapshotError::AlreadyCollected { gc_safe_point, .. } if gc_safe_point == Tso(SAMPLE + 1)),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "snapshot TSO 431434047157698561 (2022-02-25 11:57:59.990 UTC) is older than the \
+             cluster's GC safe point TSO 431434047157698562 (2022-02-25 11:57:59.990 UTC) \
+             (PD {} refused a service GC safepoint there): its data may already be \
+             collected; choose a newer snapshot (TiDB reports this as error 8055/9006)",
+            pd.url()
+        )
+    );
+    assert_eq!(
+        pd.calls(),
+        [
+            Call::GetMembers { cluster_id: 0 },
+            update(42, "syncgate_test", 300, SAMPLE)
+        ]
+    );
+    assert!(pd.with(|s| s.services.is_empty()));
+    // As a crate error it keeps the message.
+    let crate_err: Error = err.into();
+    assert!(crate_err
+        .to_string()
+        .starts_with("snapshot TSO 431434047157698561"));
+}
+
 #[tokio::test]
 async fn gc_keeper_start_fails_when_pd_is_unreachable() {
     let addr = dead_addr().await;
-    let started = Instant::now();
-    let err = match GcKeeper::start(&addr.to_string(), "syncgate_test", Tso(SAMPLE), 300).await {
-        Ok(_) => panic!("an unreachable PD must fail the start"),
-        Err(e) => e,
-    };
-    assert!(started.elapsed() < Duration::from_secs(15));
-    assert!(matches!(err, Error::Config(_)), "{err:?}");
+    let t = Instant::now();
+    let err = start_err(&addr.to_string(), Tso(SAMPLE), 300).await;
     let msg = err.to_string();
+    assert!(matches!(err, SnapshotError::Pd { .. }), "{err:?}");
     assert!(
         msg.starts_with(&format!(
-            "PD http://{addr}: GET http://{addr}/pd/api/v1/gc/safepoint failed: cannot connect"
+            "PD http://{addr}: cannot register service GC safepoint syncgate_test at TSO \
+             431434047157698561 (2022-02-25 11:57:59.990 UTC): http://{addr}: cannot connect"
         )),
         "{msg}"
     );
-    assert!(msg.contains("would not be guarded"), "{msg}");
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "fails fast on refusal"
+    );
+}
+
+#[tokio::test]
+async fn gc_keeper_start_fails_when_pd_answers_with_an_error() {
+    let pd = MockPd::start(42, 1).await;
+    pd.with(|s| s.header_error = Some((2, "cluster is not bootstrapped".into())));
+    let msg = start_err(&pd.url(), Tso(SAMPLE), 300).await.to_string();
+    assert!(
+        msg.ends_with(&format!(
+            "{}: UpdateServiceGCSafePoint answered NOT_BOOTSTRAPPED: cluster is not \
+             bootstrapped",
+            pd.url()
+        )),
+        "{msg}"
+    );
+    pd.with(|s| {
+        s.header_error = None;
+        s.fail_updates = Some(tonic::Code::Unavailable);
+    });
+    let msg = start_err(&pd.url(), Tso(SAMPLE), 300).await.to_string();
+    assert!(
+        msg.contains("UpdateServiceGCSafePoint failed: Unavailable: mock PD is unavailable"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn gc_keeper_sends_updates_to_the_leader_named_by_get_members() {
+    let leader = MockPd::start(42, 1).await;
+    let follower = MockPd::start(42, 1).await;
+    follower.with(|s| s.leader_url = Some(format!("{}/", leader.url())));
+    let keeper = GcKeeper::start(
+        &follower.addr.to_string(),
+        "syncgate_test",
+        Tso(SAMPLE),
+        300,
+    )
+    .await
+    .expect("registered on the leader");
+    assert_eq!(keeper.pd_addr(), leader.url());
+    assert_eq!(follower.calls(), [Call::GetMembers { cluster_id: 0 }]);
+    assert_eq!(leader.calls(), [update(42, "syncgate_test", 300, SAMPLE)]);
+    keeper.stop().await.unwrap();
+    assert_eq!(leader.calls()[1], update(42, "syncgate_test", 0, SAMPLE));
+    assert_eq!(follower.count(), 1);
 }
 
 #[tokio::test]
 async fn gc_keeper_tries_each_pd_address_in_turn() {
     let dead = dead_addr().await;
-    let pd = MockPd::start(200, &listing(SAMPLE - 1, &[])).await;
+    let pd = MockPd::start(42, 1).await;
     let addrs = format!("{dead}, http://{}/", pd.addr);
     let keeper = GcKeeper::start(&addrs, "syncgate_test", Tso(SAMPLE), 300)
         .await
         .expect("the second address answers");
-    assert_eq!(keeper.pd_addr(), format!("http://{}", pd.addr));
-    assert_eq!(pd.count(), 1);
-    keeper.stop().await;
+    assert_eq!(keeper.pd_addr(), pd.url());
+    assert_eq!(pd.count(), 2);
+    drop(keeper);
+}
+
+#[tokio::test]
+async fn gc_keeper_keeps_trying_when_pd_fails_during_the_run() {
+    let pd = MockPd::start(42, 1).await;
+    let keeper = GcKeeper::start(&pd.url(), "syncgate_test", Tso(SAMPLE), 2)
+        .await
+        .unwrap();
+    // PD goes bad after the registration: refreshes fail, the keeper warns and retries every
+    // TTL/8, finding the leader again each time.
+    pd.with(|s| s.fail_updates = Some(tonic::Code::Unavailable));
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while !keeper.status().lapsed {
+        assert!(Instant::now() < deadline, "{:?}", keeper.status());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let status = keeper.status();
+    assert!(status.failures >= 2, "{status:?}");
+    assert!(
+        status
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("Unavailable: mock PD is unavailable"),
+        "{status:?}"
+    );
+    assert!(
+        pd.calls()
+            .iter()
+            .skip(2)
+            .any(|c| matches!(c, Call::GetMembers { .. })),
+        "a failed refresh looks for the leader again: {:?}",
+        pd.calls()
+    );
+    let warnings = keeper.warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with("PD service safepoint syncgate_test: ")
+            && warnings[0].contains("refreshes failed and none succeeded for longer than its TTL (2 s): GC protection may have lapsed"),
+        "{warnings:?}"
+    );
+    // PD comes back: the next retry succeeds.
+    let before = keeper.status().refreshes;
+    pd.with(|s| s.fail_updates = None);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while keeper.status().refreshes == before {
+        assert!(Instant::now() < deadline, "{:?}", keeper.status());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(keeper.status().last_error, None);
+    assert!(keeper.status().lapsed, "the lapse stays on record");
+    keeper.stop().await.unwrap();
+    assert!(matches!(
+        pd.calls().last(),
+        Some(Call::Update { ttl: 0, .. })
+    ));
+}
+
+#[tokio::test]
+async fn gc_keeper_reports_gc_passing_the_snapshot_during_the_run() {
+    let pd = MockPd::start(42, 1).await;
+    let keeper = GcKeeper::start(&pd.url(), "syncgate_test", Tso(SAMPLE), 1)
+        .await
+        .unwrap();
+    pd.with(|s| s.force_min = Some(SAMPLE + 5));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while keeper.status().passed_by.is_none() {
+        assert!(Instant::now() < deadline, "{:?}", keeper.status());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(keeper.status().passed_by, Some(Tso(SAMPLE + 5)));
+    let warnings = keeper.warnings();
+    assert!(
+        warnings[0].contains("PD reported the minimum safepoint TSO 431434047157698566")
+            && warnings[0].contains("GC may have collected data the check read"),
+        "{warnings:?}"
+    );
+    keeper.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn stop_reports_a_failed_removal() {
+    let pd = MockPd::start(42, 1).await;
+    let keeper = GcKeeper::start(&pd.url(), "syncgate_test", Tso(SAMPLE), 300)
+        .await
+        .unwrap();
+    pd.with(|s| s.fail_updates = Some(tonic::Code::Unavailable));
+    let err = keeper.stop().await.expect_err("removal fails");
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with(&format!(
+            "PD {}: cannot remove service GC safepoint syncgate_test (",
+            pd.url()
+        )) && msg.ends_with("PD drops it when its TTL of 300 s expires"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn dropping_the_keeper_removes_the_safepoint_in_the_background() {
+    let pd = MockPd::start(42, 1).await;
+    let keeper = GcKeeper::start(&pd.url(), "syncgate_test", Tso(SAMPLE), 300)
+        .await
+        .unwrap();
+    drop(keeper);
+    pd.wait_until(Duration::from_secs(5), |c| {
+        c.last() == Some(&update(42, "syncgate_test", 0, SAMPLE))
+    })
+    .await;
+    assert!(pd.with(|s| s.services.is_empty()));
 }
 
 #[tokio::test]
 async fn gc_keeper_rejects_bad_settings() {
-    for (addr, ttl, expect) in [
-        ("https://pd:2379", 300, "https is not supported"),
-        ("grpc://pd:2379", 300, "expected host:port"),
-        (" , ", 300, "no PD address"),
-        ("127.0.0.1:2379", 0, "TTL must be at least 1 s"),
+    for (addr, ttl, want) in [
+        (
+            "https://pd:2379",
+            300,
+            "https (PD with TLS) is not supported",
+        ),
+        (
+            "grpc://pd:2379",
+            300,
+            "expected host:port or http://host:port",
+        ),
+        (" , ", 300, "no PD address given"),
+        ("127.0.0.1:1", 0, "TTL must be at least 1 s"),
     ] {
-        let err = match GcKeeper::start(addr, "syncgate_test", Tso(SAMPLE), ttl).await {
-            Ok(_) => panic!("{addr} / {ttl} must be rejected"),
-            Err(e) => e.to_string(),
-        };
-        assert!(err.contains(expect), "{addr}: {err}");
+        let msg = start_err(addr, Tso(SAMPLE), ttl).await.to_string();
+        assert!(msg.contains(want), "{addr:?}: {msg}");
     }
 }
