@@ -37,8 +37,14 @@
 //!   round-trips; binary compares bytes).
 //!
 //! A keyed `DELETE` matches the key columns with plain `=` under their own collation (that is
-//! what the key's uniqueness is defined by, and it can use the index); FLOAT keys use the
-//! FLOAT form above.
+//! what the key's uniqueness is defined by, and it can use the index) and, for character
+//! strings, also byte-exactly with the string form above: it deletes exactly the row the
+//! check saw as extra, never a row that only equals it under the collation. (When keys are
+//! compared as bytes because the two sides' collations differ, an extra `'ABC'` and a
+//! missing `'abc'` can fall into different ranges, and the `REPLACE` of `'abc'` may run
+//! first, replacing `'ABC'` under a case-insensitive downstream key; a collation-only
+//! `DELETE … 'ABC'` would then delete the upstream's row.) FLOAT keys use the FLOAT form
+//! above.
 //!
 //! # Order
 //!
@@ -210,7 +216,8 @@ fn delete_row(table: &FixTable, row: &[Value]) -> String {
     format!("DELETE FROM {} WHERE {cond} LIMIT 1", table.target.quoted())
 }
 
-/// Equality on a key column, under the column's own collation (the one uniqueness uses).
+/// Equality on a key column, under the column's own collation (the one uniqueness uses, and
+/// the index serves), and byte-exact for character strings (module docs).
 fn key_predicate(col: &Column, value: Option<&[u8]>) -> String {
     let q = quote_ident(&col.name);
     match value {
@@ -218,6 +225,11 @@ fn key_predicate(col: &Column, value: Option<&[u8]>) -> String {
         Some(v) => match col.class {
             TypeClass::Float => float_predicate(col, &q, v),
             TypeClass::Json => exact_predicate(col, value),
+            TypeClass::Text => format!(
+                "{q} = {} AND {}",
+                literal(col, Some(v)),
+                exact_predicate(col, value)
+            ),
             _ => format!("{q} = {}", literal(col, Some(v))),
         },
     }
@@ -637,6 +649,7 @@ mod tests {
             statements_for_apply(&table, &[RowChange::Extra { down }]),
             vec![
                 "DELETE FROM `s`.`t` WHERE `d` = '2024-01-02 03:04:05.5' AND `a` = 'ABC' \
+                 AND (`a` = _utf8mb4'ABC' COLLATE utf8mb4_bin AND CHAR_LENGTH(`a`) = 3) \
                  AND CAST(`f` AS DOUBLE) = 0.10000000149011612 LIMIT 1"
             ]
         );

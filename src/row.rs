@@ -45,8 +45,9 @@ pub enum KeyKind {
     Lexical,
     /// TIME (`[-]H+:MM:SS[.f]`).
     Time,
-    /// Raw bytes compared with memcmp: binary strings, and `WEIGHT_STRING()` sort keys of
-    /// collated strings.
+    /// Raw bytes compared with memcmp: binary strings, `WEIGHT_STRING()` sort keys of
+    /// collated strings (padded like PAD SPACE collations compare), and the utf8mb4 bytes of
+    /// keys compared on a binary basis (the plan's docs say when).
     Bytes,
 }
 

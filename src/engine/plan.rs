@@ -203,12 +203,40 @@ impl TablePlan {
         };
         let mut parts = Vec::new();
         for &p in plan.key.as_deref().unwrap_or(&[]) {
-            let select = [plan.select_expr(Side::Up, p), plan.select_expr(Side::Down, p)];
+            let select = [
+                plan.select_expr(Side::Up, p),
+                plan.select_expr(Side::Down, p),
+            ];
             parts.push(key_part(p, &plan.up_cols[p], &plan.down_cols[p], select)?);
         }
         plan.unsplit = parts.iter().any(|k| k.binary);
         if plan.unsplit {
             plan.chunk_size = u64::MAX;
+            let why: Vec<String> = parts
+                .iter()
+                .filter(|k| k.binary)
+                .map(|k| {
+                    let (u, d) = (&plan.up_cols[k.pos], &plan.down_cols[k.pos]);
+                    let show = |c: &Column| {
+                        format!("{} {}", c.column_type, c.collation.as_deref().unwrap_or(""))
+                            .trim_end()
+                            .to_string()
+                    };
+                    format!(
+                        "`{}` ({} upstream, {} downstream)",
+                        u.name,
+                        show(u),
+                        show(d)
+                    )
+                })
+                .collect();
+            tracing::warn!(
+                "{}: key column {} ordered differently on the two sides: keys are compared \
+                 as bytes and the table is checked as one range, not split into chunks \
+                 (see docs/comparison-rules.md)",
+                plan.target,
+                why.join(", ")
+            );
         }
         plan.key_parts = parts;
         Ok(plan)
@@ -671,6 +699,37 @@ mod tests {
         assert!(!p.unsplit);
     }
 
+    /// The checksum cost is measured on sysbench's shape (INT key, INT, CHARs): the plan must
+    /// render exactly the plain checksum over those columns, no casts or digests added.
+    #[test]
+    fn sysbench_shape_checksum_is_the_plain_one() {
+        let cols = vec![
+            col("id", TypeClass::Int, "int(11)", None),
+            col("k", TypeClass::Int, "int(11)", None),
+            col(
+                "c",
+                TypeClass::Text,
+                "char(120)",
+                Some("utf8mb4_general_ci"),
+            ),
+            col(
+                "pad",
+                TypeClass::Text,
+                "char(60)",
+                Some("utf8mb4_general_ci"),
+            ),
+        ];
+        let p = plan(cols.clone(), cols.clone(), &["id"]);
+        let refs: Vec<&Column> = cols.iter().collect();
+        assert_eq!(
+            p.checksum_sql(Side::Up, &KeyRange::full()),
+            crate::checksum::checksum_sql(&TableRef::new("d", "t"), &refs, "TRUE", Aggregate::Xor)
+        );
+        assert!(p
+            .checksum_sql(Side::Up, &KeyRange::full())
+            .contains("CONCAT_WS(',', `id`, `k`, LENGTH(`c`), `c`, `pad`)"));
+    }
+
     #[test]
     fn pad_space_keys_sort_by_padded_weights() {
         let up = vec![col(
@@ -737,7 +796,12 @@ mod tests {
     fn composite_binary_bounds_keep_native_columns() {
         let up = vec![
             col("a", TypeClass::Int, "int(11)", None),
-            col("k", TypeClass::Text, "varchar(10)", Some("latin1_swedish_ci")),
+            col(
+                "k",
+                TypeClass::Text,
+                "varchar(10)",
+                Some("latin1_swedish_ci"),
+            ),
         ];
         let mut down = up.clone();
         down[1].collation = Some("utf8mb4_general_ci".into());

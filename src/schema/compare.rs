@@ -4,7 +4,7 @@
 //! (the data check needs the chunk key on both sides, and compares the columns present on
 //! both sides by name).
 
-use super::model::{Column, Index, TableSchema};
+use super::model::{Column, ForeignKey, Index, TableSchema};
 use std::fmt;
 
 /// One structure difference, rendered as a line for reports.
@@ -34,7 +34,14 @@ fn compare_columns(up: &Column, down: &Column, out: &mut Vec<StructureDiff>) {
         diff("name case", up.name.clone(), down.name.clone());
     }
     if up.column_type != down.column_type {
-        diff("type", up.column_type.clone(), down.column_type.clone());
+        let detail = type_detail(up, down)
+            .map(|d| format!("; {d}"))
+            .unwrap_or_default();
+        diff(
+            "type",
+            up.column_type.clone(),
+            format!("{}{detail}", down.column_type),
+        );
     }
     if up.nullable != down.nullable {
         let n = |c: &Column| if c.nullable { "NULL" } else { "NOT NULL" }.to_string();
@@ -67,6 +74,65 @@ fn compare_columns(up: &Column, down: &Column, out: &mut Vec<StructureDiff>) {
             down.invisible.to_string(),
         );
     }
+}
+
+/// The numbers in a type's parentheses (`decimal(10,2)` → 10, 2); ENUM/SET member lists give
+/// none.
+fn type_numbers(column_type: &str) -> Vec<u64> {
+    let Some(open) = column_type.find('(') else {
+        return Vec::new();
+    };
+    let rest = &column_type[open + 1..];
+    rest[..rest.find(')').unwrap_or(rest.len())]
+        .split(',')
+        .filter_map(|p| p.trim().parse().ok())
+        .collect()
+}
+
+/// What differs between two column types of the same base type, in words: signedness,
+/// length, precision, scale, fractional-second digits, display width or members.
+fn type_detail(up: &Column, down: &Column) -> Option<String> {
+    if !up.data_type.eq_ignore_ascii_case(&down.data_type) {
+        return None;
+    }
+    let mut parts = Vec::new();
+    if up.unsigned != down.unsigned {
+        let sign = |c: &Column| if c.unsigned { "unsigned" } else { "signed" };
+        parts.push(format!("{} vs {}", sign(up), sign(down)));
+    }
+    let (a, b) = (
+        type_numbers(&up.column_type),
+        type_numbers(&down.column_type),
+    );
+    let names: &[&str] = match up.data_type.as_str() {
+        "decimal" | "numeric" | "float" | "double" => &["precision", "scale"],
+        "char" | "varchar" | "binary" | "varbinary" | "bit" => &["length"],
+        "datetime" | "timestamp" | "time" => &["fractional-second digits"],
+        "tinyint" | "smallint" | "mediumint" | "int" | "integer" | "bigint" | "year" => {
+            &["display width"]
+        }
+        "enum" | "set" => {
+            parts.push("members".to_string());
+            &[]
+        }
+        _ => &[],
+    };
+    // A temporal type without digits has 0 of them; other missing numbers are shown as such.
+    let default = names
+        .first()
+        .is_some_and(|n| n.starts_with("fractional"))
+        .then_some(0);
+    for (i, name) in names.iter().enumerate() {
+        let (x, y) = (a.get(i).copied().or(default), b.get(i).copied().or(default));
+        if x != y {
+            let show = |v: Option<u64>| v.map_or("none".to_string(), |v| v.to_string());
+            parts.push(format!("{name} {} vs {}", show(x), show(y)));
+        }
+    }
+    if up.column_type.contains("zerofill") != down.column_type.contains("zerofill") {
+        parts.push("zerofill".to_string());
+    }
+    (!parts.is_empty()).then(|| parts.join(", "))
 }
 
 fn index_kind(i: &Index) -> &'static str {
@@ -120,20 +186,39 @@ pub fn compare_structure(up: &TableSchema, down: &TableSchema) -> Vec<StructureD
         out.push(StructureDiff("column order differs".into()));
     }
 
+    let describe_index = |i: &Index| format!("{} ({})", index_kind(i), i.columns.join(", "));
     for ui in &up.indexes {
         let sig = index_sig(ui);
-        if !down.indexes.iter().any(|di| index_sig(di) == sig) {
-            out.push(StructureDiff(format!(
+        if down.indexes.iter().any(|di| index_sig(di) == sig) {
+            continue;
+        }
+        match down
+            .indexes
+            .iter()
+            .find(|di| di.name.eq_ignore_ascii_case(&ui.name))
+        {
+            Some(di) => out.push(StructureDiff(format!(
+                "{} `{}` differs (upstream {}, downstream {})",
+                index_kind(ui),
+                ui.name,
+                describe_index(ui),
+                describe_index(di)
+            ))),
+            None => out.push(StructureDiff(format!(
                 "{} `{}` ({}) exists only upstream",
                 index_kind(ui),
                 ui.name,
                 ui.columns.join(", ")
-            )));
+            ))),
         }
     }
     for di in &down.indexes {
         let sig = index_sig(di);
-        if !up.indexes.iter().any(|ui| index_sig(ui) == sig) {
+        let named_upstream = up
+            .indexes
+            .iter()
+            .any(|ui| ui.name.eq_ignore_ascii_case(&di.name));
+        if !named_upstream && !up.indexes.iter().any(|ui| index_sig(ui) == sig) {
             out.push(StructureDiff(format!(
                 "{} `{}` ({}) exists only downstream",
                 index_kind(di),
@@ -143,13 +228,20 @@ pub fn compare_structure(up: &TableSchema, down: &TableSchema) -> Vec<StructureD
         }
     }
 
-    let fk_sig = |fk: &super::model::ForeignKey| {
+    // A reference into the table's own schema is compared as such: the two sides' schemas
+    // may have different names (routes).
+    let fk_sig = |fk: &ForeignKey, own_schema: &str| {
+        let ref_schema = if fk.ref_schema.eq_ignore_ascii_case(own_schema) {
+            String::new()
+        } else {
+            fk.ref_schema.to_ascii_lowercase()
+        };
         (
             fk.columns
                 .iter()
                 .map(|c| c.to_ascii_lowercase())
                 .collect::<Vec<_>>(),
-            fk.ref_schema.to_ascii_lowercase(),
+            ref_schema,
             fk.ref_table.to_ascii_lowercase(),
             fk.ref_columns
                 .iter()
@@ -159,25 +251,52 @@ pub fn compare_structure(up: &TableSchema, down: &TableSchema) -> Vec<StructureD
             fk.on_delete.clone(),
         )
     };
+    let describe_fk = |fk: &ForeignKey| {
+        format!(
+            "({}) -> {}.{} ({}) ON UPDATE {} ON DELETE {}",
+            fk.columns.join(", "),
+            fk.ref_schema,
+            fk.ref_table,
+            fk.ref_columns.join(", "),
+            fk.on_update,
+            fk.on_delete
+        )
+    };
+    let (us, ds) = (&up.table.schema, &down.table.schema);
     for fk in &up.foreign_keys {
-        if !down.foreign_keys.iter().any(|d| fk_sig(d) == fk_sig(fk)) {
-            out.push(StructureDiff(format!(
-                "foreign key `{}` ({}) -> {}.{} exists only upstream",
+        let sig = fk_sig(fk, us);
+        if down.foreign_keys.iter().any(|d| fk_sig(d, ds) == sig) {
+            continue;
+        }
+        match down
+            .foreign_keys
+            .iter()
+            .find(|d| d.name.eq_ignore_ascii_case(&fk.name))
+        {
+            Some(d) => out.push(StructureDiff(format!(
+                "foreign key `{}` differs (upstream {}, downstream {})",
                 fk.name,
-                fk.columns.join(", "),
-                fk.ref_schema,
-                fk.ref_table
-            )));
+                describe_fk(fk),
+                describe_fk(d)
+            ))),
+            None => out.push(StructureDiff(format!(
+                "foreign key `{}` {} exists only upstream",
+                fk.name,
+                describe_fk(fk)
+            ))),
         }
     }
     for fk in &down.foreign_keys {
-        if !up.foreign_keys.iter().any(|u| fk_sig(u) == fk_sig(fk)) {
+        let sig = fk_sig(fk, ds);
+        let named_upstream = up
+            .foreign_keys
+            .iter()
+            .any(|u| u.name.eq_ignore_ascii_case(&fk.name));
+        if !named_upstream && !up.foreign_keys.iter().any(|u| fk_sig(u, us) == sig) {
             out.push(StructureDiff(format!(
-                "foreign key `{}` ({}) -> {}.{} exists only downstream",
+                "foreign key `{}` {} exists only downstream",
                 fk.name,
-                fk.columns.join(", "),
-                fk.ref_schema,
-                fk.ref_table
+                describe_fk(fk)
             )));
         }
     }

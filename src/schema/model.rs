@@ -78,9 +78,10 @@ impl TypeClass {
             "timestamp" => TypeClass::Timestamp,
             "year" => TypeClass::Year,
             "char" | "varchar" | "tinytext" | "text" | "mediumtext" | "longtext" => {
-                // MariaDB reports JSON as LONGTEXT with a json_valid check; the JSON class is
-                // assigned by discovery when it sees that check. A `binary` collation on a
-                // text type (CHAR BINARY in old servers) is still text.
+                // MariaDB reports JSON as LONGTEXT (with a json_valid CHECK): it stays text
+                // and is compared byte for byte, which is what docs/comparison-rules.md
+                // promises for it. A `binary` collation on a text type (CHAR BINARY in old
+                // servers) is still text.
                 let _ = collation;
                 TypeClass::Text
             }

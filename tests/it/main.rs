@@ -11,10 +11,13 @@ mod support;
 // - harness_smoke: the test harness itself.
 mod check_e2e;
 mod cli_errors;
+mod collation;
 mod harness_smoke;
+mod names;
 mod prop_check;
 mod replica_fence;
 mod resume;
 mod snapshot_mysql;
+mod structure;
 mod tidb_contract;
 mod types;

@@ -1,0 +1,324 @@
+//! Keys and collations: the row merge must match keys exactly as the servers do, and never
+//! invent missing/extra rows because two sides order keys differently.
+//!
+//! - same collation on both sides: keys are matched under it (`'abc'` = `'ABC'` under
+//!   `utf8mb4_general_ci`, `'a'` = `'a '` under PAD SPACE), so such a pair is one changed row
+//!   and the fix writes the upstream's bytes;
+//! - different collations (or charsets): keys are matched on their utf8mb4 bytes, the table is
+//!   compared as one range and bisected with byte-order bounds, so `'abc'`/`'ABC'` are two
+//!   keys (one missing, one extra).
+//!
+//! docs/comparison-rules.md states these rules.
+
+use crate::scenario::{counts, Scenario};
+use crate::types::{check, dump};
+
+/// `INSERT` of `n` rows `(k0000, 0) … ` into `t (k, v)`.
+fn numbered_rows(n: usize) -> String {
+    let rows: Vec<String> = (0..n).map(|i| format!("('k{i:04}', {i})")).collect();
+    format!("INSERT INTO t (k, v) VALUES {}", rows.join(", "))
+}
+
+fn small_chunks(s: &Scenario, size: u32) -> String {
+    format!(
+        "target-configs = [\"small\"]\n\n[table-configs.small]\ntarget-tables = [\"{}.*\"]\n\
+         chunk-size = {size}\n",
+        s.up.name()
+    )
+}
+
+#[tokio::test]
+async fn composite_keys_of_mixed_types() {
+    let s = Scenario::empty().await;
+    let ddl = "CREATE TABLE t (a INT NOT NULL, s VARCHAR(20) NOT NULL, d DATE NOT NULL, \
+               n DECIMAL(6,2) NOT NULL, v VARCHAR(20), PRIMARY KEY (a, s, d, n)) \
+               COLLATE utf8mb4_general_ci";
+    let mut rows = Vec::new();
+    for a in 0..6 {
+        for (i, s) in ["", "a", "B", "c ", "é", "😀", "z\t"].iter().enumerate() {
+            for day in 1..=3 {
+                for n in ["-1.50", "0.00", "2.25"] {
+                    rows.push(format!(
+                        "({a}, '{s}', '2024-01-0{day}', {n}, 'v{a}{i}{day}')"
+                    ));
+                }
+            }
+        }
+    }
+    for db in [&s.up, &s.down] {
+        db.exec(&format!("{ddl}; INSERT INTO t VALUES {}", rows.join(", ")))
+            .await;
+    }
+    let cfg = s.config(&small_chunks(&s, 40));
+    let (code, out) = check(&cfg);
+    assert_eq!(code, Some(0), "{out}");
+
+    s.down
+        .exec(
+            "DELETE FROM t WHERE a = 1 AND s = 'B' AND d = '2024-01-02' AND n = 0; \
+             DELETE FROM t WHERE a = 5 AND s = '😀' AND n = -1.5 AND d = '2024-01-03'; \
+             INSERT INTO t VALUES (3, 'new', '2024-01-01', 1, 'x'), (9, '', '2024-01-01', 0, 'y'); \
+             UPDATE t SET v = 'changed' WHERE a = 2 AND s = 'z\t' AND d = '2024-01-01' AND n = 2.25; \
+             UPDATE t SET s = 'A' WHERE a = 4 AND s = 'a' AND d = '2024-01-02' AND n = 0; \
+             UPDATE t SET s = 'c' WHERE a = 0 AND s = 'c ' AND d = '2024-01-01' AND n = 0",
+        )
+        .await;
+    let (code, out) = check(&cfg);
+    assert_eq!(code, Some(1), "{out}");
+    // Under utf8mb4_general_ci 'a' = 'A' and 'c ' = 'c': the last two updates change a
+    // key's bytes, not the key.
+    assert_eq!(counts(&s.summary(), "t"), (2, 2, 3));
+    s.apply_fix_files().await;
+    let (code, out) = check(&cfg);
+    assert_eq!(code, Some(0), "{out}");
+    let q = "SELECT a, HEX(s), d, n, v FROM t ORDER BY a, HEX(s), d, n";
+    assert_eq!(dump(&s.up, q).await, dump(&s.down, q).await);
+}
+
+/// Rows 'abc' upstream and 'ABC' downstream under a case-insensitive collation are the same
+/// key: one changed row, and the fix leaves 'abc'. Across many chunks, so the boundaries
+/// (computed upstream, applied downstream under the same collation) are exercised.
+#[tokio::test]
+async fn case_insensitive_key_change_is_one_changed_row() {
+    let s = Scenario::empty().await;
+    for db in [&s.up, &s.down] {
+        db.exec(&format!(
+            "CREATE TABLE t (k VARCHAR(20) COLLATE utf8mb4_general_ci PRIMARY KEY, v INT); {}; \
+             INSERT INTO t VALUES ('abc', -1), ('Straße', -2)",
+            numbered_rows(3000)
+        ))
+        .await;
+    }
+    s.down
+        .exec(
+            "UPDATE t SET k = 'ABC' WHERE k = 'abc'; UPDATE t SET k = 'K1234' WHERE k = 'k1234'; \
+             UPDATE t SET k = 'straße' WHERE k = 'Straße'",
+        )
+        .await;
+    let cfg = s.config(&small_chunks(&s, 250));
+    let (code, out) = check(&cfg);
+    assert_eq!(code, Some(1), "{out}");
+    assert_eq!(counts(&s.summary(), "t"), (0, 0, 3));
+    s.apply_fix_files().await;
+    let (code, out) = check(&cfg);
+    assert_eq!(code, Some(0), "{out}");
+    let q = "SELECT HEX(k), v FROM t ORDER BY HEX(k)";
+    assert_eq!(dump(&s.up, q).await, dump(&s.down, q).await);
+    let abc: Vec<(String,)> = s.down.query("SELECT k FROM t WHERE v = -1").await;
+    assert_eq!(abc, vec![("abc".to_string(),)]);
+}
+
+/// PAD SPACE: 'a' and 'a ' are one key, and keys with characters below the space sort
+/// before the shorter string ('a\t' < 'a' on the server): the merge's sort values must agree
+/// with the server, or a missing 'a\t' would be reported as extra and missing rows.
+#[tokio::test]
+async fn pad_space_keys_with_trailing_spaces_and_control_characters() {
+    for collation in ["utf8mb4_general_ci", "utf8mb4_bin"] {
+        let s = Scenario::empty().await;
+        let keys = ["\\t", "", " x", "a\\0", "a\\t", "a", "a!", "ab", "b", "c "];
+        let values: Vec<String> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| format!("('{k}', {i})"))
+            .collect();
+        for db in [&s.up, &s.down] {
+            db.exec(&format!(
+                "CREATE TABLE t (k VARCHAR(10) COLLATE {collation} PRIMARY KEY, v INT); \
+                 INSERT INTO t VALUES {}",
+                values.join(", ")
+            ))
+            .await;
+        }
+        s.down
+            .exec(
+                "DELETE FROM t WHERE k = 'a\\t'; DELETE FROM t WHERE k = '\\t'; \
+                 UPDATE t SET k = 'b ' WHERE k = 'b'; UPDATE t SET k = 'c' WHERE k = 'c '; \
+                 INSERT INTO t VALUES ('a\\n', 99)",
+            )
+            .await;
+        let cfg = s.config("");
+        let (code, out) = check(&cfg);
+        assert_eq!(code, Some(1), "{collation}: {out}");
+        assert_eq!(counts(&s.summary(), "t"), (2, 1, 2), "{collation}");
+        s.apply_fix_files().await;
+        let (code, out) = check(&cfg);
+        assert_eq!(code, Some(0), "{collation}: {out}");
+        let q = "SELECT HEX(k), v FROM t ORDER BY HEX(k)";
+        assert_eq!(dump(&s.up, q).await, dump(&s.down, q).await, "{collation}");
+    }
+}
+
+/// The data of table `t` is equal (its structure is not: the key collations differ, and
+/// the report says so).
+fn assert_data_equal(s: &Scenario, code: Option<i32>, out: &str) {
+    assert_eq!(code, Some(1), "structure differs\n{out}");
+    let summary = s.summary();
+    let t = &summary["tables"][0];
+    assert_eq!(counts(&summary, "t"), (0, 0, 0), "{summary:#}");
+    assert_eq!(t["chunks_different"], 0, "{summary:#}");
+    assert_eq!(t["structure_equal"], false);
+    let diffs = t["structure_diffs"].to_string();
+    assert!(diffs.contains("column `k`: collation differs"), "{diffs}");
+}
+
+/// Load `t` with 3,000 numbered rows plus `extra` rows on each side, key collation given per
+/// side.
+async fn mixed_pair(up_coll: &str, down_coll: &str, up_extra: &str, down_extra: &str) -> Scenario {
+    let s = Scenario::empty().await;
+    for (db, coll, extra) in [(&s.up, up_coll, up_extra), (&s.down, down_coll, down_extra)] {
+        db.exec(&format!(
+            "CREATE TABLE t (k VARCHAR(20) COLLATE {coll} NOT NULL, v INT, PRIMARY KEY (k)); \
+             {}; INSERT INTO t VALUES {extra}",
+            numbered_rows(3000)
+        ))
+        .await;
+    }
+    s
+}
+
+/// Upstream `utf8mb4_bin`, downstream `utf8mb4_general_ci`: the servers order keys
+/// differently ('B' < 'a' in binary, 'a' < 'B' case-insensitively) and match them
+/// differently. Keys are compared on their bytes: rows that differ only in case or trailing
+/// spaces are one missing and one extra row each, never a pair invented by ordering, and
+/// the fix makes the downstream hold the upstream's bytes. 3,000 rows and a small chunk size
+/// exercise the byte-order bisection (the table is one range).
+#[tokio::test]
+async fn differing_key_collations_compare_keys_as_bytes() {
+    let s = mixed_pair(
+        "utf8mb4_bin",
+        "utf8mb4_general_ci",
+        "('abc', 1), ('Zed', 2), ('x', 3), ('B', 4), ('a', 5)",
+        "('ABC', 1), ('zed', 2), ('x ', 3), ('B', 4), ('a', 5)",
+    )
+    .await;
+    s.down
+        .exec("UPDATE t SET v = -1 WHERE k = 'k0100'; DELETE FROM t WHERE k = 'k2999'")
+        .await;
+    let cfg = s.config(&small_chunks(&s, 100));
+    let (code, out) = check(&cfg);
+    assert_eq!(code, Some(1), "{out}");
+    let summary = s.summary();
+    // abc/ABC, Zed/zed, x/'x ': one missing and one extra each; k2999 missing; k0100
+    // changed.
+    assert_eq!(counts(&summary, "t"), (4, 3, 1), "{summary:#}");
+    assert_eq!(summary["tables"][0]["chunks"], 1, "one range: {summary:#}");
+    s.apply_fix_files().await;
+    let (code, out) = check(&cfg);
+    assert_data_equal(&s, code, &out);
+    let q = "SELECT HEX(k), v FROM t ORDER BY HEX(k)";
+    assert_eq!(dump(&s.up, q).await, dump(&s.down, q).await);
+}
+
+/// The other way round: a case-insensitive upstream and a binary downstream, which can hold
+/// keys the upstream cannot ('abc' and 'ABC' both): the surplus one is extra, and the fix
+/// deletes exactly it.
+#[tokio::test]
+async fn binary_downstream_holding_case_variants() {
+    let s = mixed_pair(
+        "utf8mb4_general_ci",
+        "utf8mb4_bin",
+        "('abc', 1), ('q', 2)",
+        "('abc', 1), ('ABC', 1), ('q', 2), ('Q', 2)",
+    )
+    .await;
+    let cfg = s.config(&small_chunks(&s, 100));
+    let (code, out) = check(&cfg);
+    assert_eq!(code, Some(1), "{out}");
+    assert_eq!(counts(&s.summary(), "t"), (0, 2, 0));
+    s.apply_fix_files().await;
+    let (code, out) = check(&cfg);
+    assert_data_equal(&s, code, &out);
+    let q = "SELECT HEX(k), v FROM t ORDER BY HEX(k)";
+    assert_eq!(dump(&s.up, q).await, dump(&s.down, q).await);
+}
+
+/// A key in one charset upstream and another downstream holding the same characters: equal,
+/// and differences are found exactly (keys are compared as their utf8mb4 bytes), both ways
+/// round (the fix's byte-exact DELETE runs on a latin1 column in the second case).
+#[tokio::test]
+async fn key_charsets_differ_but_characters_are_the_same() {
+    for (up, down) in [
+        ("latin1_swedish_ci", "utf8mb4_general_ci"),
+        ("utf8mb4_general_ci", "latin1_swedish_ci"),
+    ] {
+        let s = mixed_pair(
+            up,
+            down,
+            "('café', 1), ('Ångström', 2), ('naïve', 3)",
+            "('café', 1), ('Ångström', 2), ('naïve', 3)",
+        )
+        .await;
+        let cfg = s.config("");
+        let (code, out) = check(&cfg);
+        assert_data_equal(&s, code, &out);
+        s.down
+            .exec(
+                "UPDATE t SET v = 0 WHERE k = 'café'; DELETE FROM t WHERE k = 'naïve'; \
+                 INSERT INTO t VALUES ('über', 4), ('Über', 5) ON DUPLICATE KEY UPDATE v = 5",
+            )
+            .await;
+        let (code, out) = check(&cfg);
+        assert_eq!(code, Some(1), "{up} -> {down}: {out}");
+        // ('über', 'Über') are one key under either case-insensitive collation.
+        assert_eq!(counts(&s.summary(), "t"), (1, 1, 1), "{up} -> {down}");
+        s.apply_fix_files().await;
+        let (code, out) = check(&cfg);
+        assert_data_equal(&s, code, &out);
+        let q = "SELECT HEX(CONVERT(k USING utf8mb4)), v FROM t ORDER BY 1";
+        assert_eq!(dump(&s.up, q).await, dump(&s.down, q).await);
+    }
+}
+
+/// FLOAT and BIT keys: read as `CAST(… AS DOUBLE)` / `CAST(… AS UNSIGNED)`, so chunk bounds
+/// and key matches are exact even where the server prints two floats alike (1.0000001 and
+/// 1.0000002 both print as `1`).
+#[tokio::test]
+async fn float_and_bit_keys_split_and_match_exactly() {
+    let s = Scenario::empty().await;
+    let mut rows = Vec::new();
+    for i in 0..300 {
+        // 1 + i ulps (2^-23 each): with six printed digits many of them look alike.
+        rows.push(format!("(1 + {i} * POW(2, -23), {i})"));
+    }
+    for db in [&s.up, &s.down] {
+        db.exec(&format!(
+            "CREATE TABLE f (k FLOAT NOT NULL PRIMARY KEY, v INT); \
+             INSERT INTO f (k, v) VALUES {}; \
+             CREATE TABLE b (k BIT(64) NOT NULL PRIMARY KEY, v INT); \
+             INSERT INTO b VALUES (0, 0), (1, 1), (9223372036854775808, 2), \
+             (18446744073709551615, 3), (255, 4), (256, 5)",
+            rows.join(", ")
+        ))
+        .await;
+    }
+    let distinct: Vec<(u64,)> =
+        s.up.query("SELECT COUNT(DISTINCT CAST(k AS CHAR)) FROM f")
+            .await;
+    assert!(
+        distinct[0].0 < 300,
+        "precondition: the server prints some keys alike"
+    );
+    let cfg = s.config(&small_chunks(&s, 7));
+    let (code, out) = check(&cfg);
+    assert_eq!(code, Some(0), "{out}");
+    s.down
+        .exec(
+            "DELETE FROM f WHERE v = 100; UPDATE f SET v = -1 WHERE v = 101; \
+             DELETE FROM b WHERE v = 3; UPDATE b SET v = -1 WHERE k = 256",
+        )
+        .await;
+    let (code, out) = check(&cfg);
+    assert_eq!(code, Some(1), "{out}");
+    let summary = s.summary();
+    assert_eq!(counts(&summary, "f"), (1, 0, 1), "{summary:#}");
+    assert_eq!(counts(&summary, "b"), (1, 0, 1), "{summary:#}");
+    s.apply_fix_files().await;
+    let (code, out) = check(&cfg);
+    assert_eq!(code, Some(0), "{out}");
+    for q in [
+        "SELECT CAST(k AS DOUBLE), v FROM f ORDER BY k",
+        "SELECT HEX(k), v FROM b ORDER BY k",
+    ] {
+        assert_eq!(dump(&s.up, q).await, dump(&s.down, q).await, "{q}");
+    }
+}
