@@ -26,7 +26,7 @@
 //! 5. runs `reladiff` and `pt-table-checksum` (upstream only) once on the same data when they
 //!    are installed.
 //!
-//! At the end it prints a markdown table, the targets and whether they are met.
+//! At the end it prints a markdown table, the performance targets and whether they are met.
 
 use futures_util::future::try_join_all;
 use mysql_async::prelude::Queryable;
@@ -1210,7 +1210,7 @@ fn mariadbd_version() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// The targets, for the full-size scenarios.
+/// The performance targets, for the full-size scenarios.
 fn targets(results: &[(String, Scenario, Vec<Measurement>)], quick: bool) -> String {
     let mut s = String::from("\nTargets (full-size scenarios only):\n\n");
     if quick {
