@@ -90,7 +90,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let pos = scalar(&primary, "SELECT @@gtid_binlog_pos").await;
     let caught_up = scalar(&replica, &format!("SELECT MASTER_GTID_WAIT('{pos}', 300)")).await;
     assert_eq!(caught_up, "0", "replica caught up");
-    eprintln!("seeded and replicated 2 x {rows} rows in {:.1}s", t.elapsed().as_secs_f64());
+    eprintln!(
+        "seeded and replicated 2 x {rows} rows in {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
 
     // Write load on the primary: updates and inserts in both tables, one small transaction at
     // a time, for the whole bench.
@@ -120,7 +123,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     println!("| mode | runs | runs reporting differences | rows reported (total) | lock held per side (ms, min–max) | wall time per run (s, median) |");
     println!("|---|---|---|---|---|---|");
-    for (mode, snapshot) in [("fenced (snapshot = \"auto\")", "auto"), ("live (no snapshot)", "")] {
+    for (mode, snapshot) in [
+        ("fenced (snapshot = \"auto\")", "auto"),
+        ("live (no snapshot)", ""),
+    ] {
         let mut different = 0;
         let mut reported = 0;
         let mut locks = Vec::new();

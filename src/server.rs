@@ -420,6 +420,33 @@ fn init_template(cache: &Path, name: &str) -> Result<PathBuf> {
     }
     fs::create_dir_all(cache)
         .map_err(|e| Error::Server(format!("create {}: {e}", cache.display())))?;
+    // One process builds the template while the others wait on this lock and reuse it: several
+    // bootstraps at once on a small machine made mariadb-install-db fail now and then.
+    let lock_path = cache.join(format!(".{name}.lock"));
+    let lock_file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| Error::Server(format!("open {}: {e}", lock_path.display())))?;
+    lock_file
+        .lock()
+        .map_err(|e| Error::Server(format!("lock {}: {e}", lock_path.display())))?;
+    if target.join(TEMPLATE_MARKER).is_file() {
+        return Ok(target);
+    }
+    match build_template(cache, name, &target) {
+        Ok(p) => Ok(p),
+        Err(first) => {
+            tracing::warn!("building the MariaDB template failed, retrying once: {first}");
+            build_template(cache, name, &target)
+        }
+    }
+}
+
+/// Run `mariadb-install-db` into a temporary dir and publish it at `target`.
+fn build_template(cache: &Path, name: &str, target: &Path) -> Result<PathBuf> {
+    let target = target.to_path_buf();
     sweep_stale_template_tmp(cache, name);
     let tmp = cache.join(format!(".{name}.tmp-{}-{}", std::process::id(), nanos()));
     let _ = fs::remove_dir_all(&tmp);

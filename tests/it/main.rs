@@ -15,6 +15,7 @@ mod collation;
 mod harness_smoke;
 mod names;
 mod prop_check;
+mod prop_schema;
 mod replica_fence;
 mod resume;
 mod snapshot_mysql;
