@@ -15,6 +15,11 @@ use tokio::sync::{mpsc, Mutex};
 /// A differing range at most this many rows (on either side) is diffed row by row instead
 /// of being bisected further.
 pub const LEAF_ROWS: u64 = 2_000;
+/// A differing range whose row counts alone differ by at least this many rows is streamed
+/// and merged whole instead of being bisected: it holds at least that many differing rows,
+/// and isolating k of them costs about log2(k) + 2 checksum scans of the range per side
+/// (plus an OFFSET midpoint query per split), more than one streamed pass.
+const DENSE_COUNT_DIFF: u64 = 8;
 /// Row changes are sent to the aggregator in batches of at most this many (bounded memory).
 const CHANGE_BATCH: usize = 1_000;
 /// Keyless tables: how many differing hash buckets are diffed per scan.
@@ -390,7 +395,11 @@ async fn checksum_both(
 }
 
 /// Check one chunk: checksum both sides; on a difference bisect until ranges are small,
-/// then diff their rows.
+/// then diff their rows. Dense differences are not bisected: a range whose counts differ by
+/// at least `DENSE_COUNT_DIFF` rows, or whose two halves both still differ after a split for
+/// the second level in a row, is streamed from both sides and merged whole (each further
+/// level would checksum the whole range again on both sides). One split with both halves
+/// differing is still bisected on, so two or three sparse rows in a chunk are isolated.
 async fn check_range(
     ctx: &mut Sides,
     table: usize,
@@ -402,11 +411,13 @@ async fn check_range(
     let (cu, cd) = retry!(ctx, |uc, dc| checksum_both(uc, dc, plan, &range))?;
     let different = cu != cd;
     if different {
-        let mut stack = vec![(range, cu, cd)];
-        while let Some((r, cu, cd)) = stack.pop() {
-            if cu.count.max(cd.count) <= LEAF_ROWS {
-                let changes = retry!(ctx, |uc, dc| diff_rows(uc, dc, plan, &r))?;
-                send_changes(msgs, table, seq, &r, changes).await;
+        // (range, its checksums, whether its parent's split left both halves differing)
+        let mut stack = vec![(range, cu, cd, false)];
+        while let Some((r, cu, cd, spread)) = stack.pop() {
+            if cu.count.max(cd.count) <= LEAF_ROWS
+                || cu.count.abs_diff(cd.count) >= DENSE_COUNT_DIFF
+            {
+                diff_range(ctx, table, seq, plan, &r, cu.count.max(cd.count), msgs).await?;
                 continue;
             }
             let (side, n) = if cu.count > 0 {
@@ -422,8 +433,7 @@ async fn check_range(
                 }
             })?;
             let Some(mid) = mid.filter(|m| Some(m) != r.upper.as_ref()) else {
-                let changes = retry!(ctx, |uc, dc| diff_rows(uc, dc, plan, &r))?;
-                send_changes(msgs, table, seq, &r, changes).await;
+                diff_range(ctx, table, seq, plan, &r, cu.count.max(cd.count), msgs).await?;
                 continue;
             };
             let (left, right) = r.split_at(mid);
@@ -432,11 +442,20 @@ async fn check_range(
                 let r = checksum_both(uc, dc, plan, &right).await?;
                 Ok::<_, Error>((l, r))
             })?;
-            if ru != rd {
-                stack.push((right, ru, rd));
-            }
-            if lu != ld {
-                stack.push((left, lu, ld));
+            match (lu != ld, ru != rd) {
+                // Both halves differ again, as did this range's sibling: the differences are
+                // spread out, and bisecting further would re-checksum the whole range per
+                // level. Merge it whole instead.
+                (true, true) if spread => {
+                    diff_range(ctx, table, seq, plan, &r, cu.count.max(cd.count), msgs).await?
+                }
+                (true, true) => {
+                    stack.push((right, ru, rd, true));
+                    stack.push((left, lu, ld, true));
+                }
+                (true, false) => stack.push((left, lu, ld, false)),
+                (false, true) => stack.push((right, ru, rd, false)),
+                (false, false) => {}
             }
         }
     }
@@ -452,15 +471,90 @@ async fn check_range(
     Ok(())
 }
 
-/// Stream the rows of `range` from both sides in key order and merge them. The range is a
-/// leaf (at most about `LEAF_ROWS` rows a side), so its changes are returned whole: a retry
-/// after a broken connection cannot publish part of them twice.
+/// Where a merge puts the changes it finds: into `buf`, and, when `stream` is set, on to the
+/// aggregator every `CHANGE_BATCH` changes (`sent` then records that some were published).
+struct ChangeSink<'a> {
+    msgs: &'a mpsc::Sender<WorkerMsg>,
+    table: usize,
+    seq: u64,
+    range: &'a KeyRange,
+    stream: bool,
+    buf: Vec<RowChange>,
+    sent: bool,
+}
+
+impl ChangeSink<'_> {
+    async fn push(&mut self, change: RowChange) {
+        self.buf.push(change);
+        if self.stream && self.buf.len() >= CHANGE_BATCH {
+            self.flush().await;
+        }
+    }
+
+    async fn flush(&mut self) {
+        if self.buf.is_empty() {
+            return;
+        }
+        self.sent = true;
+        let changes = std::mem::take(&mut self.buf);
+        send_changes(self.msgs, self.table, self.seq, self.range, changes).await;
+    }
+}
+
+/// Diff the rows of `range` (at most `rows` rows on either side, from its checksums) and
+/// publish its changes.
+///
+/// Retry semantics: a leaf (at most `LEAF_ROWS` rows a side) collects all its changes and
+/// publishes them only after the merge succeeded, so a step retried after a lost connection
+/// cannot publish anything twice. A larger range streams its changes to the aggregator in
+/// batches while merging (bounded memory); it is retried only while nothing has been sent
+/// yet. Once a batch went out, a lost connection fails the chunk with the error instead
+/// (re-merging would publish the sent changes a second time).
+async fn diff_range(
+    ctx: &mut Sides,
+    table: usize,
+    seq: u64,
+    plan: &TablePlan,
+    range: &KeyRange,
+    rows: u64,
+    msgs: &mpsc::Sender<WorkerMsg>,
+) -> Result<()> {
+    let mut attempt = 0u32;
+    loop {
+        let mut sink = ChangeSink {
+            msgs,
+            table,
+            seq,
+            range,
+            stream: rows > LEAF_ROWS,
+            buf: Vec::new(),
+            sent: false,
+        };
+        match diff_rows(&mut ctx.uc, &mut ctx.dc, plan, range, &mut sink).await {
+            Ok(()) => {
+                sink.flush().await;
+                return Ok(());
+            }
+            Err(e)
+                if e.is_connection_lost() && !sink.sent && !ctx.pinned && attempt < MAX_RETRIES =>
+            {
+                attempt += 1;
+                ctx.reconnect(attempt, &e).await?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Stream the rows of `range` from both sides in key order and merge them, handing every
+/// change to `sink` as it is found.
 async fn diff_rows(
     uc: &mut Conn,
     dc: &mut Conn,
     plan: &TablePlan,
     range: &KeyRange,
-) -> Result<Vec<RowChange>> {
+    sink: &mut ChangeSink<'_>,
+) -> Result<()> {
     let layout: RowLayout = plan.layout();
     let up_sql = plan.rows_sql(Side::Up, range);
     let down_sql = plan.rows_sql(Side::Down, range);
@@ -468,34 +562,37 @@ async fn diff_rows(
     let mut ds = dc.stream(&down_sql).await?;
     let mut u = us.next().await?;
     let mut d = ds.next().await?;
-    let mut changes = Vec::new();
     loop {
         match (u.take(), d.take()) {
             (None, None) => break,
             (Some(ur), None) => {
-                changes.push(RowChange::Missing {
+                sink.push(RowChange::Missing {
                     up: layout.strip(ur),
-                });
+                })
+                .await;
                 u = us.next().await?;
             }
             (None, Some(dr)) => {
-                changes.push(RowChange::Extra {
+                sink.push(RowChange::Extra {
                     down: layout.strip(dr),
-                });
+                })
+                .await;
                 d = ds.next().await?;
             }
             (Some(ur), Some(dr)) => match layout.step(&ur, &dr) {
                 Step::Missing => {
-                    changes.push(RowChange::Missing {
+                    sink.push(RowChange::Missing {
                         up: layout.strip(ur),
-                    });
+                    })
+                    .await;
                     d = Some(dr);
                     u = us.next().await?;
                 }
                 Step::Extra => {
-                    changes.push(RowChange::Extra {
+                    sink.push(RowChange::Extra {
                         down: layout.strip(dr),
-                    });
+                    })
+                    .await;
                     u = Some(ur);
                     d = ds.next().await?;
                 }
@@ -504,17 +601,18 @@ async fn diff_rows(
                     d = ds.next().await?;
                 }
                 Step::Changed => {
-                    changes.push(RowChange::Changed {
+                    sink.push(RowChange::Changed {
                         up: layout.strip(ur),
                         down: layout.strip(dr),
-                    });
+                    })
+                    .await;
                     u = us.next().await?;
                     d = ds.next().await?;
                 }
             },
         }
     }
-    Ok(changes)
+    Ok(())
 }
 
 /// Send changes to the aggregator in batches of at most `CHANGE_BATCH`.
