@@ -55,10 +55,7 @@ use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestError, 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use syncgate::config::Config;
-use syncgate::engine::run_check;
-use syncgate::job::{job_from_config, Overrides};
-use syncgate::report::{Progress, RunReport, TableReport, TableResult};
+use syncgate::report::{RunReport, TableReport, TableResult};
 
 // ---------------------------------------------------------------------------------------
 // Generated schema
@@ -615,33 +612,7 @@ fn texts(rows: &[ReadRow]) -> Vec<&Vec<Text>> {
 
 fn config_text(up: &TestDb, down: &TestDb, out: &Path, c: &Case) -> String {
     let db = up.name();
-    let mut text = format!(
-        r#"check-thread-count = {threads}
-export-fix-sql = true
-
-[data-sources.up]
-host = "127.0.0.1"
-port = {up_port}
-user = "root"
-password = ""
-
-[data-sources.down]
-host = "127.0.0.1"
-port = {down_port}
-user = "root"
-password = ""
-
-[task]
-output-dir = "{out}"
-source-instances = ["up"]
-target-instance = "down"
-target-check-tables = ["{db}.*"]
-"#,
-        threads = c.threads,
-        up_port = up.port(),
-        down_port = down.port(),
-        out = out.display(),
-    );
+    let mut text = crate::scenario::pair_config(up.port(), down.port(), db, out, c.threads, "");
     if let Some(n) = c.chunk_size {
         write!(
             text,
@@ -654,29 +625,12 @@ target-check-tables = ["{db}.*"]
 }
 
 async fn check(up: &TestDb, down: &TestDb, out: &Path, c: &Case) -> RunReport {
-    let text = config_text(up, down, out, c);
-    let config = Config::from_toml_str(&text, "prop_schema.toml")
-        .unwrap_or_else(|e| panic!("config: {e}\n{text}"));
-    let job = job_from_config(&config, &Overrides::default()).expect("job");
-    run_check(job, Progress::hidden())
-        .await
-        .unwrap_or_else(|e| panic!("run_check: {e}"))
+    crate::scenario::run_in_process(&config_text(up, down, out, c)).await
 }
 
 /// Execute every fix SQL file on the downstream, in name order; their paths and texts.
 async fn apply_fix_files(down: &TestDb, out: &Path) -> Vec<(PathBuf, String)> {
-    let dir = out.join("fix-on-down");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map(|it| it.filter_map(|e| e.ok()).map(|e| e.path()).collect())
-        .unwrap_or_default();
-    files.sort();
-    let mut applied = Vec::new();
-    for f in files {
-        let sql = std::fs::read_to_string(&f).expect("read fix sql");
-        down.exec(&sql).await;
-        applied.push((f, sql));
-    }
-    applied
+    crate::scenario::apply_fix_dir(down, out).await
 }
 
 fn show_rows(rows: &[ReadRow]) -> String {

@@ -5,6 +5,70 @@ use crate::support::TestDb;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+/// Config text comparing database `db` on two local servers, data sources `up` and `down`;
+/// `extra` (TOML) goes at the end of `[task]`, so it may set `target-configs` and add tables.
+pub fn pair_config(
+    up_port: u16,
+    down_port: u16,
+    db: &str,
+    out: &Path,
+    threads: usize,
+    extra: &str,
+) -> String {
+    format!(
+        r#"check-thread-count = {threads}
+export-fix-sql = true
+
+[data-sources.up]
+host = "127.0.0.1"
+port = {up_port}
+user = "root"
+password = ""
+
+[data-sources.down]
+host = "127.0.0.1"
+port = {down_port}
+user = "root"
+password = ""
+
+[task]
+output-dir = "{}"
+source-instances = ["up"]
+target-instance = "down"
+target-check-tables = ["{db}.*"]
+{extra}
+"#,
+        out.display(),
+    )
+}
+
+/// Run a check in process (no binary), panicking on configuration or run errors.
+pub async fn run_in_process(config_text: &str) -> syncgate::report::RunReport {
+    let config = syncgate::config::Config::from_toml_str(config_text, "test.toml")
+        .unwrap_or_else(|e| panic!("config: {e}\n{config_text}"));
+    let job =
+        syncgate::job::job_from_config(&config, &syncgate::job::Overrides::default()).expect("job");
+    syncgate::engine::run_check(job, syncgate::report::progress::Progress::hidden())
+        .await
+        .unwrap_or_else(|e| panic!("run_check: {e}"))
+}
+
+/// Execute every fix SQL file of `out/fix-on-down` on `down`, in name order, as a user piping
+/// them into the client would; their paths and texts.
+pub async fn apply_fix_dir(down: &TestDb, out: &Path) -> Vec<(PathBuf, String)> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(out.join("fix-on-down"))
+        .map(|it| it.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.sort();
+    let mut applied = Vec::new();
+    for f in files {
+        let sql = std::fs::read_to_string(&f).expect("read fix sql");
+        down.exec(&sql).await;
+        applied.push((f, sql));
+    }
+    applied
+}
+
 /// Text of `fixtures/<scenario>/<file>`.
 pub fn fixture(scenario: &str, file: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -55,33 +119,13 @@ impl Scenario {
 
     /// Write a config comparing the pair's databases; `extra` is appended (TOML).
     pub fn config(&self, extra: &str) -> PathBuf {
-        let text = format!(
-            r#"check-thread-count = 4
-export-fix-sql = true
-
-[data-sources.up]
-host = "127.0.0.1"
-port = {}
-user = "root"
-password = ""
-
-[data-sources.down]
-host = "127.0.0.1"
-port = {}
-user = "root"
-password = ""
-
-[task]
-output-dir = "{}"
-source-instances = ["up"]
-target-instance = "down"
-target-check-tables = ["{}.*"]
-{extra}
-"#,
+        let text = pair_config(
             self.up.port(),
             self.down.port(),
-            self.output_dir().display(),
             self.up.name(),
+            &self.output_dir(),
+            4,
+            extra,
         );
         let path = self.dir.path().join("config.toml");
         std::fs::write(&path, text).expect("write config");
@@ -95,16 +139,7 @@ target-check-tables = ["{}.*"]
 
     /// Execute every fix SQL file on the downstream, as a user piping it into the client would.
     pub async fn apply_fix_files(&self) -> usize {
-        let dir = self.output_dir().join("fix-on-down");
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .map(|it| it.filter_map(|e| e.ok()).map(|e| e.path()).collect())
-            .unwrap_or_default();
-        files.sort();
-        for f in &files {
-            let sql = std::fs::read_to_string(f).expect("read fix sql");
-            self.down.exec(&sql).await;
-        }
-        files.len()
+        apply_fix_dir(&self.down, &self.output_dir()).await.len()
     }
 }
 
