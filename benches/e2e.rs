@@ -72,6 +72,9 @@ Options (environment variable in brackets):
                        at least 512M) [SG_E2E_BUFFER_POOL]
   --in-process         run the check through the library in this process (no peak RSS)
                        [SG_E2E_IN_PROCESS=1]
+  --keep-data          keep each data set's two server dirs under target/e2e-bench/<data set>/
+                       and reuse them, already seeded and drifted, on the next invocation
+                       [SG_E2E_KEEP_DATA=1]
   --rss METHOD         auto | time | poll: how the child's peak RSS is read
                        (default auto: /usr/bin/time when it is GNU time) [SG_E2E_RSS]
   --reladiff PATH      reladiff executable, or `off` (default: found on PATH)
@@ -248,6 +251,7 @@ struct Opts {
     chunk_size: Option<u64>,
     buffer_pool: Option<String>,
     in_process: bool,
+    keep_data: bool,
     rss: RssMethod,
     reladiff: Option<PathBuf>,
     pt_table_checksum: Option<PathBuf>,
@@ -266,6 +270,7 @@ fn parse_opts(args: &[String]) -> Res<Option<Opts>> {
     let mut vals: HashMap<&str, String> = HashMap::new();
     let mut quick = env_flag("SG_E2E_QUICK");
     let mut in_process = env_flag("SG_E2E_IN_PROCESS");
+    let mut keep_data = env_flag("SG_E2E_KEEP_DATA");
     for (key, var) in [
         ("scenario", "SG_E2E_SCENARIOS"),
         ("tables", "SG_E2E_TABLES"),
@@ -299,6 +304,7 @@ fn parse_opts(args: &[String]) -> Res<Option<Opts>> {
             }
             "--quick" => quick = true,
             "--in-process" => in_process = true,
+            "--keep-data" => keep_data = true,
             _ => {
                 let key = name.trim_start_matches('-');
                 let known = [
@@ -397,6 +403,7 @@ fn parse_opts(args: &[String]) -> Res<Option<Opts>> {
         chunk_size: num("chunk-size")?,
         buffer_pool: vals.get("buffer-pool").cloned(),
         in_process,
+        keep_data,
         rss,
         reladiff: tool("reladiff", "reladiff"),
         pt_table_checksum: tool("pt-table-checksum", "pt-table-checksum"),
@@ -997,28 +1004,51 @@ fn work_dir(label: &str) -> PathBuf {
 async fn measure(spec: DataSpec, opts: &Opts) -> Res<Measurement> {
     let label = spec.label();
     let pool = buffer_pool_for(&spec, opts);
-    eprintln!("== {label}: starting two servers (buffer pool {pool} each)");
-    let server_opts = ServerOptions {
+    let work = work_dir(&label);
+    std::fs::create_dir_all(&work)?;
+    // With --keep-data the data set lives in persistent server dirs; the marker is written
+    // only after seeding and drift completed, so an interrupted seed is redone from scratch.
+    let marker = work.join("seeded");
+    let reuse = opts.keep_data && std::fs::read_to_string(&marker).is_ok_and(|m| m == label);
+    if opts.keep_data && !reuse {
+        for side in ["server-up", "server-down"] {
+            let dir = work.join(side);
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir)?;
+            }
+        }
+    }
+    eprintln!(
+        "== {label}: starting two servers (buffer pool {pool} each{})",
+        if reuse { ", kept data" } else { "" }
+    );
+    let server_opts = |side: &str| ServerOptions {
         extra_args: vec![
             format!("--innodb-buffer-pool-size={pool}"),
             "--innodb-log-file-size=512M".into(),
         ],
+        data_dir: opts.keep_data.then(|| work.join(side)),
         ..ServerOptions::default()
     };
     let (up, down) = tokio::try_join!(
-        LocalServer::start(server_opts.clone()),
-        LocalServer::start(server_opts)
+        LocalServer::start(server_opts("server-up")),
+        LocalServer::start(server_opts("server-down"))
     )?;
     let servers = [&up, &down];
-    let start = Instant::now();
-    seed(&servers, &spec).await?;
     let plan = spec.plan();
-    try_join_all(
-        plan.iter()
-            .enumerate()
-            .map(|(i, e)| drift_table(down.opts(), i as u32 + 1, spec.rows, *e)),
-    )
-    .await?;
+    let start = Instant::now();
+    if !reuse {
+        seed(&servers, &spec).await?;
+        try_join_all(
+            plan.iter()
+                .enumerate()
+                .map(|(i, e)| drift_table(down.opts(), i as u32 + 1, spec.rows, *e)),
+        )
+        .await?;
+        if opts.keep_data {
+            std::fs::write(&marker, &label)?;
+        }
+    }
     let seed_time = start.elapsed();
     let injected = plan.iter().fold(Expected::default(), |a, e| Expected {
         missing: a.missing + e.missing,
@@ -1026,7 +1056,8 @@ async fn measure(spec: DataSpec, opts: &Opts) -> Res<Measurement> {
         changed: a.changed + e.changed,
     });
     eprintln!(
-        "   seeded {} rows per side and drifted {} missing / {} extra / {} changed in {:.1}s",
+        "   {} {} rows per side and drifted {} missing / {} extra / {} changed in {:.1}s",
+        if reuse { "reused" } else { "seeded" },
         spec.total_rows(),
         injected.missing,
         injected.extra,
@@ -1053,8 +1084,6 @@ async fn measure(spec: DataSpec, opts: &Opts) -> Res<Measurement> {
             .into());
         }
     }
-    let work = work_dir(&label);
-    std::fs::create_dir_all(&work)?;
     let config = config_text(up.port(), down.port(), &work.join("out"), opts);
     let (mut raw_runs, mut sg_runs) = (Vec::new(), Vec::new());
     let mut peak: Option<u64> = None;
@@ -1102,8 +1131,15 @@ async fn measure(spec: DataSpec, opts: &Opts) -> Res<Measurement> {
             run_pt_table_checksum(exe, up.port(), spec.total_rows()).await
         }
     };
-    drop(up);
-    drop(down);
+    if opts.keep_data {
+        // A clean shutdown, so the next start needs no crash recovery.
+        let (a, b) = tokio::join!(up.shutdown(), down.shutdown());
+        a?;
+        b?;
+    } else {
+        drop(up);
+        drop(down);
+    }
     Ok(Measurement {
         spec,
         seed_time,

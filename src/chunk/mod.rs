@@ -1,5 +1,11 @@
-//! Key-range chunks: the pure range model and the splitter that walks the index.
+//! Key-range chunks: the pure range model, and arithmetic chunks and buckets over a single
+//! integer key.
 
+mod buckets;
 mod range;
 
+pub use buckets::{
+    coalesce, int_row, parse_int, row_int, Buckets, Grid, IntRange, BASE_LEVEL, GRID_LEVELS,
+    MAX_BUCKETED_SPAN,
+};
 pub use range::{range_predicate, with_filter, KeyRange};
