@@ -122,41 +122,37 @@ pub fn coalesce(ranges: &[IntRange]) -> Vec<IntRange> {
     out
 }
 
-/// Block sizes of the arithmetic split, as powers of two of [`Grid::unit`].
-pub const GRID_LEVELS: u32 = 12;
-/// The level whose blocks are about one chunk at the table's mean density.
-pub const BASE_LEVEL: u32 = 6;
+/// The widest block of the arithmetic split: `2^MAX_LEVEL` keys (wider than any integer
+/// type's range).
+pub const MAX_LEVEL: u32 = 100;
 
-/// The arithmetic split's grid: chunks are blocks of `unit << level` keys that start at a
+/// The arithmetic split's grid: chunks are blocks of `2^level` keys that start at a
 /// multiple of their own size from `origin` (the key below the smallest one). Which block
 /// is taken at a position depends only on that position and the data, never on where a run
 /// started, so a resumed run cuts the same chunks as an uninterrupted one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Grid {
     pub origin: i128,
-    pub unit: i128,
 }
 
 impl Grid {
-    /// A grid whose `BASE_LEVEL` blocks are about `base` keys wide.
-    pub fn new(origin: i128, base: i128) -> Grid {
-        Grid {
-            origin,
-            unit: (base >> BASE_LEVEL).max(1),
-        }
-    }
-
-    pub fn block(&self, level: u32) -> i128 {
-        self.unit << level
+    pub fn block(level: u32) -> i128 {
+        1i128 << level.min(MAX_LEVEL)
     }
 
     /// The largest level whose blocks may start at `cursor` (a grid position).
     pub fn top_level(&self, cursor: i128) -> u32 {
         let off = cursor - self.origin;
-        (0..=GRID_LEVELS)
-            .rev()
-            .find(|l| off % self.block(*l) == 0)
-            .unwrap_or(0)
+        if off <= 0 {
+            MAX_LEVEL
+        } else {
+            off.trailing_zeros().min(MAX_LEVEL)
+        }
+    }
+
+    /// The level whose blocks are closest to (at most) `keys` wide.
+    pub fn level_for(keys: i128) -> u32 {
+        (127 - keys.max(1).leading_zeros()).min(MAX_LEVEL)
     }
 }
 
@@ -215,13 +211,15 @@ mod tests {
 
     #[test]
     fn grid_blocks_align_to_their_size() {
-        let g = Grid::new(-1, 64 * 100);
-        assert_eq!(g.unit, 100);
-        assert_eq!(g.top_level(-1), GRID_LEVELS);
-        assert_eq!(g.top_level(-1 + 6400), BASE_LEVEL);
-        assert_eq!(g.top_level(-1 + 300), 0);
-        assert_eq!(g.top_level(-1 + 200), 1);
-        assert_eq!(Grid::new(0, 10).unit, 1);
+        let g = Grid { origin: -1 };
+        assert_eq!(g.top_level(-1), MAX_LEVEL);
+        assert_eq!(g.top_level(-1 + 6400), 8);
+        assert_eq!(g.top_level(-1 + 301), 0);
+        assert_eq!(g.top_level(-1 + 1024), 10);
+        assert_eq!(Grid::block(10), 1024);
+        assert_eq!(Grid::level_for(1), 0);
+        assert_eq!(Grid::level_for(1000), 9);
+        assert_eq!(Grid::level_for(1024), 10);
     }
 
     proptest! {

@@ -5,7 +5,6 @@ mod buckets;
 mod range;
 
 pub use buckets::{
-    coalesce, int_row, parse_int, row_int, Buckets, Grid, IntRange, BASE_LEVEL, GRID_LEVELS,
-    MAX_BUCKETED_SPAN,
+    coalesce, int_row, parse_int, row_int, Buckets, Grid, IntRange, MAX_BUCKETED_SPAN, MAX_LEVEL,
 };
 pub use range::{range_predicate, with_filter, KeyRange};

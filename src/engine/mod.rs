@@ -31,8 +31,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Mutex};
 use worker::{ChunkJob, ChunkStart, WorkerMsg};
 
-/// Rows per chunk when the table config does not say.
-pub const DEFAULT_CHUNK_SIZE: u64 = 50_000;
+/// Rows per chunk when the table config does not say. Smaller chunks cost a query round
+/// trip each; larger ones make a differing chunk costlier to narrow down (4 × 1 M rows with
+/// 15 differing rows: 20,000 measured best of 10k–50k, benches/README.md).
+pub const DEFAULT_CHUNK_SIZE: u64 = 20_000;
 
 /// Per-table settings from the configuration.
 #[derive(Debug, Clone, Default)]
@@ -993,11 +995,12 @@ async fn run_data_phase(
         downstream_point: down_side.point.clone(),
     };
     let mut workers = Vec::new();
+    let hints = Arc::new(worker::DenseHints::new(states.len()));
     for pair in up_side.conns.into_iter().zip(down_side.conns).take(threads) {
         let (up, down) = (up.clone(), down.clone());
-        let (job_rx, msg_tx) = (job_rx.clone(), msg_tx.clone());
+        let (job_rx, msg_tx, hints) = (job_rx.clone(), msg_tx.clone(), hints.clone());
         workers.push(tokio::spawn(async move {
-            worker::work(up, down, pair, pinned, job_rx, msg_tx).await
+            worker::work(up, down, pair, pinned, job_rx, hints, msg_tx).await
         }));
     }
     drop(msg_tx);

@@ -63,6 +63,9 @@ impl Side {
     }
 }
 
+/// [`TablePlan::rows_in_ranges_sql`] writes at most this many ranges as an `OR`.
+const MAX_OR_RANGES: usize = 8;
+
 /// How one key column is ordered and bounded on both sides.
 #[derive(Debug, Clone)]
 struct KeyPart {
@@ -518,13 +521,33 @@ impl TablePlan {
     }
 
     /// Stream the rows of several integer key ranges (sorted, disjoint) in key order.
+    ///
+    /// A few ranges are an `OR` of ranges, which the server reads as index ranges. Many are
+    /// one covering range filtered by `INTERVAL(key, l1+1, u1+1, l2+1, …)`, odd exactly
+    /// inside a range: the server binary-searches its constant list, where an `OR` of
+    /// hundreds of ranges is evaluated term by term for every row.
     pub fn rows_in_ranges_sql(&self, side: Side, ranges: &[IntRange]) -> String {
         let k = self.int_key_name(side);
-        let pred = ranges
-            .iter()
-            .map(|r| format!("({k} > {} AND {k} <= {})", r.lower, r.upper))
-            .collect::<Vec<_>>()
-            .join(" OR ");
+        let pred = match (ranges.first(), ranges.last()) {
+            (Some(first), Some(last)) if ranges.len() > MAX_OR_RANGES => {
+                let bounds: Vec<String> = ranges
+                    .iter()
+                    .flat_map(|r| [r.lower + 1, r.upper + 1])
+                    .map(|b| b.to_string())
+                    .collect();
+                format!(
+                    "{k} > {} AND {k} <= {} AND INTERVAL({k}, {}) % 2 = 1",
+                    first.lower,
+                    last.upper,
+                    bounds.join(", ")
+                )
+            }
+            _ => ranges
+                .iter()
+                .map(|r| format!("({k} > {} AND {k} <= {})", r.lower, r.upper))
+                .collect::<Vec<_>>()
+                .join(" OR "),
+        };
         let s = side.index();
         let mut select = self.select_list(side);
         select.extend(self.key_parts.iter().map(|k| k.sort[s].clone()));

@@ -2,14 +2,13 @@
 
 use super::plan::{Side, TablePlan};
 use crate::checksum::{parse_checksum, Checksum};
-use crate::chunk::{
-    coalesce, int_row, parse_int, row_int, Buckets, Grid, IntRange, KeyRange, BASE_LEVEL,
-};
+use crate::chunk::{coalesce, int_row, parse_int, row_int, Buckets, Grid, IntRange, KeyRange};
 use crate::diff::{MultisetDiff, RowChange, RowLayout, Step};
 use crate::error::{Error, Result};
 use crate::row::Row;
 use crate::source::{cell_u64, Conn, Source};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, Mutex};
@@ -293,22 +292,29 @@ async fn split_int(
         },
     )
     .await?;
-    let first = IntRange {
-        lower: origin,
-        upper: (origin + (span * target / whole.max(1)).max(1)).min(max),
+    // About one chunk from the start (halved while the estimate says far more: skewed keys),
+    // so the exact count stays cheap.
+    let mut width = (span * target / whole.max(1)).clamp(1, span);
+    let first = loop {
+        let r = IntRange {
+            lower: origin,
+            upper: origin + width,
+        };
+        if width == 1 || estimate(conn, &plan, r).await? <= 2 * target {
+            break r;
+        }
+        width /= 2;
     };
     let exact = count_rows(conn, &plan, first).await?;
     let scale = exact.max(1) as f64 / estimate(conn, &plan, first).await?.max(1) as f64;
     let base = (span as f64 * target as f64 / (whole as f64 * scale).max(1.0)) as i128;
-    let grid = Grid::new(origin, base.max(1));
+    let grid = Grid { origin };
     let fits = |est: i128| (est as f64 * scale) <= target as f64 * 1.5;
 
     let mut cursor = match &resume_from {
         Some(row) => match row_int(row) {
-            Some(v) if (v - origin) % grid.unit == 0 || v >= max => v,
-            // Not a boundary this split makes (another chunk size, or the data changed):
-            // walk the index from there instead.
-            _ => return walk(conn, out, resume_from).await,
+            Some(v) => v,
+            None => return walk(conn, out, resume_from).await,
         },
         None => {
             let below = KeyRange {
@@ -321,31 +327,64 @@ async fn split_int(
             origin
         }
     };
-    let mut level = BASE_LEVEL;
+    let mut level = Grid::level_for(base);
     while cursor < max {
         let top = grid.top_level(cursor);
         let block = |l: u32| IntRange {
             lower: cursor,
-            upper: (cursor + grid.block(l)).min(max),
+            upper: (cursor + Grid::block(l)).min(max),
         };
-        // The largest level in 0..=top whose block fits (estimates grow with the block, so
-        // searching from the previous level finds the same answer in about two dives).
-        level = level.min(top);
-        if fits(estimate(conn, &plan, block(level)).await?) {
-            while level < top && block(level).upper < max {
-                if !fits(estimate(conn, &plan, block(level + 1)).await?) {
+        // The largest level in 0..=top whose block fits. Estimates grow with the block, so
+        // any search finds the same level; galloping from the previous chunk's level takes
+        // about two dives on even data and a few more where the density changes.
+        let (mut lo, mut hi) = (None::<u32>, None::<u32>);
+        let guess = level.min(top);
+        if fits(estimate(conn, &plan, block(guess)).await?) {
+            lo = Some(guess);
+            let mut step = 1;
+            while let Some(l) = lo {
+                if l == top || block(l).upper == max {
                     break;
                 }
-                level += 1;
+                let next = (l + step).min(top);
+                if fits(estimate(conn, &plan, block(next)).await?) {
+                    lo = Some(next);
+                    step *= 2;
+                } else {
+                    hi = Some(next);
+                    break;
+                }
             }
         } else {
-            while level > 0 {
-                level -= 1;
-                if fits(estimate(conn, &plan, block(level)).await?) {
+            hi = Some(guess);
+            let mut step = 1;
+            while let Some(h) = hi {
+                if h == 0 {
                     break;
                 }
+                let next = h.saturating_sub(step);
+                if fits(estimate(conn, &plan, block(next)).await?) {
+                    lo = Some(next);
+                    break;
+                }
+                hi = Some(next);
+                step *= 2;
             }
         }
+        // Binary search between a level that fits and one that does not.
+        while let (Some(l), Some(h)) = (lo, hi) {
+            if h <= l + 1 {
+                break;
+            }
+            let mid = l + (h - l) / 2;
+            if fits(estimate(conn, &plan, block(mid)).await?) {
+                lo = Some(mid);
+            } else {
+                hi = Some(mid);
+            }
+        }
+        // Nothing fits: a single key's block (more rows than a chunk cannot share one key).
+        level = lo.unwrap_or(0);
         let chunk = block(level);
         if !out
             .emit(KeyRange {
@@ -389,6 +428,27 @@ async fn estimate(conn: &mut Conn, plan: &TablePlan, range: IntRange) -> Result<
         })
         .and_then(|v| v.trim().parse::<f64>().ok())
         .map_or(0, |v| v.max(0.0) as i128))
+}
+
+/// Per table: whether its most recently finished chunk had many differing rows (at least
+/// `DENSE_COUNT_DIFF`), so that the next chunk is merged row by row without checksums first.
+/// Shared by the workers; a hint only (chunks run in parallel), never a correctness input.
+pub struct DenseHints(Vec<AtomicBool>);
+
+impl DenseHints {
+    pub fn new(tables: usize) -> DenseHints {
+        DenseHints((0..tables).map(|_| AtomicBool::new(false)).collect())
+    }
+
+    fn get(&self, table: usize) -> bool {
+        self.0.get(table).is_some_and(|b| b.load(Ordering::Relaxed))
+    }
+
+    fn set(&self, table: usize, dense: bool) {
+        if let Some(b) = self.0.get(table) {
+            b.store(dense, Ordering::Relaxed);
+        }
+    }
 }
 
 /// How often an idempotent read is retried on a new connection after its connection broke.
@@ -452,6 +512,7 @@ pub async fn work(
     initial: (Conn, Conn),
     pinned: (bool, bool),
     jobs: Arc<Mutex<mpsc::Receiver<ChunkJob>>>,
+    hints: Arc<DenseHints>,
     msgs: mpsc::Sender<WorkerMsg>,
 ) {
     let pinned = pinned.0 || pinned.1;
@@ -503,7 +564,7 @@ pub async fn work(
         };
         let result = match &job {
             ChunkJob::Range { plan, range, .. } => {
-                check_range(ctx, table, seq, plan, range.clone(), &msgs).await
+                check_range(ctx, table, seq, plan, range.clone(), &hints, &msgs).await
             }
             ChunkJob::Keyless { plan, .. } => check_keyless(ctx, table, plan, &msgs).await,
         };
@@ -583,15 +644,38 @@ async fn check_range(
     seq: u64,
     plan: &TablePlan,
     range: KeyRange,
+    hints: &DenseHints,
     msgs: &mpsc::Sender<WorkerMsg>,
 ) -> Result<()> {
+    if hints.get(table) {
+        // The table's last chunk had many differing rows: this one likely has too. Merging
+        // its rows directly costs about one scan per side, where checksums first and then
+        // locating the differences would cost two to three.
+        let m = diff_range(ctx, table, seq, plan, &range, u64::MAX, msgs).await?;
+        hints.set(table, m.changes >= DENSE_COUNT_DIFF);
+        let _ = msgs
+            .send(WorkerMsg::ChunkDone {
+                table,
+                seq,
+                up_count: m.up_rows,
+                down_count: m.down_rows,
+                different: m.changes > 0,
+            })
+            .await;
+        return Ok(());
+    }
     let (cu, cd) = retry!(ctx, |uc, dc| checksum_both(uc, dc, plan, &range))?;
     let different = cu != cd;
-    let buckets = plan
-        .int_range(&range)
-        .and_then(|r| Buckets::over(r, CHUNK_BUCKETS));
+    let mut found = 0;
+    // Row counts that differ by many rows mean dense differences: start with buckets of a
+    // few rows each, so one bucketed scan already isolates most rows that differ.
+    let count_diff = cu.count.abs_diff(cd.count) as i128;
+    let buckets = plan.int_range(&range).and_then(|r| {
+        let dense = (count_diff * DENSE_BUCKETS_PER_ROW).min(r.span() / MIN_BUCKET_WIDTH);
+        Buckets::over(r, dense.max(CHUNK_BUCKETS))
+    });
     if let (true, Some(buckets)) = (different && cu.count.max(cd.count) > LEAF_ROWS, buckets) {
-        locate_in_buckets(ctx, table, seq, plan, buckets, msgs).await?;
+        found += locate_in_buckets(ctx, table, seq, plan, buckets, msgs).await?;
     } else if different {
         // (range, its checksums, whether its parent's split left both halves differing)
         let mut stack = vec![(range, cu, cd, false)];
@@ -599,7 +683,9 @@ async fn check_range(
             if cu.count.max(cd.count) <= LEAF_ROWS
                 || cu.count.abs_diff(cd.count) >= DENSE_COUNT_DIFF
             {
-                diff_range(ctx, table, seq, plan, &r, cu.count.max(cd.count), msgs).await?;
+                found += diff_range(ctx, table, seq, plan, &r, cu.count.max(cd.count), msgs)
+                    .await?
+                    .changes;
                 continue;
             }
             let (side, n) = if cu.count > 0 {
@@ -615,7 +701,9 @@ async fn check_range(
                 }
             })?;
             let Some(mid) = mid.filter(|m| Some(m) != r.upper.as_ref()) else {
-                diff_range(ctx, table, seq, plan, &r, cu.count.max(cd.count), msgs).await?;
+                found += diff_range(ctx, table, seq, plan, &r, cu.count.max(cd.count), msgs)
+                    .await?
+                    .changes;
                 continue;
             };
             let (left, right) = r.split_at(mid);
@@ -629,7 +717,9 @@ async fn check_range(
                 // spread out, and bisecting further would re-checksum the whole range per
                 // level. Merge it whole instead.
                 (true, true) if spread => {
-                    diff_range(ctx, table, seq, plan, &r, cu.count.max(cd.count), msgs).await?
+                    found += diff_range(ctx, table, seq, plan, &r, cu.count.max(cd.count), msgs)
+                        .await?
+                        .changes;
                 }
                 (true, true) => {
                     stack.push((right, ru, rd, true));
@@ -641,6 +731,7 @@ async fn check_range(
             }
         }
     }
+    hints.set(table, found >= DENSE_COUNT_DIFF);
     let _ = msgs
         .send(WorkerMsg::ChunkDone {
             table,
@@ -656,12 +747,16 @@ async fn check_range(
 /// Buckets per arithmetic chunk: a differing row is located to 1/64 of its chunk by the
 /// chunk's own checksum query.
 const CHUNK_BUCKETS: i128 = 64;
+/// Buckets per row of count difference when a chunk's counts differ a lot: the count
+/// difference is a lower bound of the differing rows, so this aims at about one differing
+/// row per 16 buckets.
+const DENSE_BUCKETS_PER_ROW: i128 = 16;
 /// A bucket level is refined with buckets this many times narrower.
 const REFINE: i128 = 64;
 /// Narrowest bucket (in key values) that dense differences are refined to.
 const MIN_BUCKET_WIDTH: i128 = 8;
-/// Most ranges in one row stream (`OR` of ranges, which the server turns into index ranges).
-const RANGES_PER_STREAM: usize = 256;
+/// Most ranges in one row stream (see [`TablePlan::rows_in_ranges_sql`]).
+const RANGES_PER_STREAM: usize = 2048;
 
 /// Per-bucket checksums of one side.
 type BucketSums = BTreeMap<i128, Checksum>;
@@ -722,8 +817,9 @@ async fn locate_in_buckets(
     plan: &TablePlan,
     buckets: Buckets,
     msgs: &mpsc::Sender<WorkerMsg>,
-) -> Result<()> {
+) -> Result<u64> {
     let (gu, gd) = bucket_sums_both(ctx, plan, &buckets).await?;
+    let mut found = 0;
     let mut stream: Vec<(IntRange, u64)> = Vec::new();
     let mut levels = vec![(buckets, gu, gd)];
     while let Some((b, gu, gd)) = levels.pop() {
@@ -780,9 +876,11 @@ async fn locate_in_buckets(
             plan.rows_in_ranges_sql(Side::Up, &ranges),
             plan.rows_in_ranges_sql(Side::Down, &ranges),
         );
-        diff_streams(ctx, table, seq, plan, &covering, sql, rows, msgs).await?;
+        found += diff_streams(ctx, table, seq, plan, &covering, sql, rows, msgs)
+            .await?
+            .changes;
     }
-    Ok(())
+    Ok(found)
 }
 
 /// Where a merge puts the changes it finds: into `buf`, and, when `stream` is set, on to the
@@ -795,10 +893,13 @@ struct ChangeSink<'a> {
     stream: bool,
     buf: Vec<RowChange>,
     sent: bool,
+    /// Changes pushed.
+    found: u64,
 }
 
 impl ChangeSink<'_> {
     async fn push(&mut self, change: RowChange) {
+        self.found += 1;
         self.buf.push(change);
         if self.stream && self.buf.len() >= CHANGE_BATCH {
             self.flush().await;
@@ -832,7 +933,7 @@ async fn diff_range(
     range: &KeyRange,
     rows: u64,
     msgs: &mpsc::Sender<WorkerMsg>,
-) -> Result<()> {
+) -> Result<Merged> {
     let sql = (
         plan.rows_sql(Side::Up, range),
         plan.rows_sql(Side::Down, range),
@@ -852,7 +953,7 @@ async fn diff_streams(
     sql: (String, String),
     rows: u64,
     msgs: &mpsc::Sender<WorkerMsg>,
-) -> Result<()> {
+) -> Result<Merged> {
     let mut attempt = 0u32;
     loop {
         let mut sink = ChangeSink {
@@ -863,11 +964,16 @@ async fn diff_streams(
             stream: rows > LEAF_ROWS,
             buf: Vec::new(),
             sent: false,
+            found: 0,
         };
         match diff_rows(&mut ctx.uc, &mut ctx.dc, plan, &sql, &mut sink).await {
-            Ok(()) => {
+            Ok((up_rows, down_rows)) => {
                 sink.flush().await;
-                return Ok(());
+                return Ok(Merged {
+                    up_rows,
+                    down_rows,
+                    changes: sink.found,
+                });
             }
             Err(e)
                 if e.is_connection_lost() && !sink.sent && !ctx.pinned && attempt < MAX_RETRIES =>
@@ -880,20 +986,32 @@ async fn diff_streams(
     }
 }
 
+/// What a merge saw.
+#[derive(Debug, Clone, Copy, Default)]
+struct Merged {
+    up_rows: u64,
+    down_rows: u64,
+    /// Row changes found.
+    changes: u64,
+}
+
 /// Stream the rows of `range` from both sides in key order and merge them, handing every
-/// change to `sink` as it is found.
+/// change to `sink` as it is found. Returns the rows read per side.
 async fn diff_rows(
     uc: &mut Conn,
     dc: &mut Conn,
     plan: &TablePlan,
     (up_sql, down_sql): &(String, String),
     sink: &mut ChangeSink<'_>,
-) -> Result<()> {
+) -> Result<(u64, u64)> {
     let layout: RowLayout = plan.layout();
     let mut us = uc.stream(up_sql).await?;
     let mut ds = dc.stream(down_sql).await?;
+    let (mut nu, mut nd) = (0u64, 0u64);
     let mut u = us.next().await?;
+    nu += u.is_some() as u64;
     let mut d = ds.next().await?;
+    nd += d.is_some() as u64;
     loop {
         match (u.take(), d.take()) {
             (None, None) => break,
@@ -903,6 +1021,7 @@ async fn diff_rows(
                 })
                 .await;
                 u = us.next().await?;
+                nu += u.is_some() as u64;
             }
             (None, Some(dr)) => {
                 sink.push(RowChange::Extra {
@@ -910,6 +1029,7 @@ async fn diff_rows(
                 })
                 .await;
                 d = ds.next().await?;
+                nd += d.is_some() as u64;
             }
             (Some(ur), Some(dr)) => match layout.step(&ur, &dr) {
                 Step::Missing => {
@@ -919,6 +1039,7 @@ async fn diff_rows(
                     .await;
                     d = Some(dr);
                     u = us.next().await?;
+                    nu += u.is_some() as u64;
                 }
                 Step::Extra => {
                     sink.push(RowChange::Extra {
@@ -927,10 +1048,13 @@ async fn diff_rows(
                     .await;
                     u = Some(ur);
                     d = ds.next().await?;
+                    nd += d.is_some() as u64;
                 }
                 Step::Same => {
                     u = us.next().await?;
+                    nu += u.is_some() as u64;
                     d = ds.next().await?;
+                    nd += d.is_some() as u64;
                 }
                 Step::Changed => {
                     sink.push(RowChange::Changed {
@@ -939,12 +1063,14 @@ async fn diff_rows(
                     })
                     .await;
                     u = us.next().await?;
+                    nu += u.is_some() as u64;
                     d = ds.next().await?;
+                    nd += d.is_some() as u64;
                 }
             },
         }
     }
-    Ok(())
+    Ok((nu, nd))
 }
 
 /// Send changes to the aggregator in batches of at most `CHANGE_BATCH`.
