@@ -292,6 +292,15 @@ async fn split_int(
         },
     )
     .await?;
+    if whole <= 0 {
+        // The server gives no row estimates (an unknown engine, or EXPLAIN without `rows`):
+        // walk the index instead of cutting blind.
+        tracing::debug!(
+            "{}: no row estimate from EXPLAIN; walking the key",
+            plan.target
+        );
+        return walk(conn, out, resume_from).await;
+    }
     // About one chunk from the start (halved while the estimate says far more: skewed keys),
     // so the exact count stays cheap.
     let mut width = (span * target / whole.max(1)).clamp(1, span);
