@@ -520,6 +520,37 @@ impl TablePlan {
         )
     }
 
+    /// Integer key and per-row hash of every row of a range, in key order: what a dense
+    /// chunk is merged on before any full row is read.
+    pub fn key_hashes_sql(&self, side: Side, range: &KeyRange) -> String {
+        let k = self.int_key_name(side);
+        format!(
+            "SELECT {k}, {} FROM {} WHERE {} ORDER BY {k}",
+            self.row_hash(side),
+            self.table(side).quoted(),
+            self.where_for(side, range)
+        )
+    }
+
+    /// The rows (as [`Self::rows_sql`]) with the given integer keys, in key order.
+    pub fn rows_with_keys_sql(&self, side: Side, keys: &[i128]) -> String {
+        let k = self.int_key_name(side);
+        let list = keys
+            .iter()
+            .map(|v| v.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let s = side.index();
+        let mut select = self.select_list(side);
+        select.extend(self.key_parts.iter().map(|k| k.sort[s].clone()));
+        format!(
+            "SELECT {} FROM {} WHERE {} ORDER BY {k}",
+            select.join(", "),
+            self.table(side).quoted(),
+            with_filter(format!("{k} IN ({list})"), self.filter.as_deref()),
+        )
+    }
+
     /// Stream the rows of several integer key ranges (sorted, disjoint) in key order.
     ///
     /// A few ranges are an `OR` of ranges, which the server reads as index ranges. Many are
