@@ -151,7 +151,22 @@ impl TablePlan {
                 cols == w
             });
             match found {
-                Some(i) if i.unique || i.primary => Some(i.columns.clone()),
+                Some(i) if i.unique || i.primary => {
+                    // A NULL key falls in no bounded key range: such rows would go unchecked.
+                    let nullable = i.columns.iter().find(|c| {
+                        up.column(c).is_some_and(|col| col.nullable)
+                            || down.column(c).is_some_and(|col| col.nullable)
+                    });
+                    if let Some(c) = nullable {
+                        return Err(format!(
+                            "index-fields ({}) name index `{}`, whose column `{c}` is nullable; \
+                             rows with a NULL key could not be placed in a chunk",
+                            index_fields.join(", "),
+                            i.name
+                        ));
+                    }
+                    Some(i.columns.clone())
+                }
                 Some(i) => {
                     return Err(format!(
                         "index-fields ({}) name index `{}`, which is not unique",
@@ -834,6 +849,25 @@ mod tests {
             lower: Some(vec![Some(lower.as_bytes().to_vec())]),
             upper: Some(vec![Some(upper.as_bytes().to_vec())]),
         }
+    }
+
+    #[test]
+    fn index_fields_on_a_nullable_unique_index_are_refused() {
+        let id = col("id", TypeClass::Int, "int(11)", None);
+        let mut u = col("u", TypeClass::Int, "int(11)", None);
+        u.nullable = true;
+        let mut sch = schema(vec![id, u], &["id"]);
+        sch.indexes.push(Index {
+            name: "uk".into(),
+            columns: vec!["u".into()],
+            unique: true,
+            primary: false,
+        });
+        let t = TableRef::new("d", "t");
+        let err = TablePlan::new(t.clone(), &sch, &sch, &[], &["u".into()], None, 1000)
+            .expect_err("nullable key refused");
+        assert!(err.contains("`u` is nullable"), "{err}");
+        assert!(TablePlan::new(t, &sch, &sch, &[], &["id".into()], None, 1000).is_ok());
     }
 
     #[test]
