@@ -434,11 +434,18 @@ impl TablePlan {
             .collect()
     }
 
-    /// Stream the compared columns (plus sort values) of a range in key order.
-    pub fn rows_sql(&self, side: Side, range: &KeyRange) -> String {
+    /// What a row stream selects: the compared columns, then one sort value per key column
+    /// (the layout of [`Self::layout`]).
+    fn streamed_columns(&self, side: Side) -> Vec<String> {
         let s = side.index();
         let mut select = self.select_list(side);
         select.extend(self.key_parts.iter().map(|k| k.sort[s].clone()));
+        select
+    }
+
+    /// Stream the compared columns (plus sort values) of a range in key order.
+    pub fn rows_sql(&self, side: Side, range: &KeyRange) -> String {
+        let select = self.streamed_columns(side);
         let order = if self.key.is_some() {
             format!(" ORDER BY {}", self.key_select_and_order(side).1)
         } else {
@@ -555,9 +562,7 @@ impl TablePlan {
             .map(|v| v.to_string())
             .collect::<Vec<_>>()
             .join(", ");
-        let s = side.index();
-        let mut select = self.select_list(side);
-        select.extend(self.key_parts.iter().map(|k| k.sort[s].clone()));
+        let select = self.streamed_columns(side);
         format!(
             "SELECT {} FROM {} WHERE {} ORDER BY {k}",
             select.join(", "),
@@ -594,9 +599,7 @@ impl TablePlan {
                 .collect::<Vec<_>>()
                 .join(" OR "),
         };
-        let s = side.index();
-        let mut select = self.select_list(side);
-        select.extend(self.key_parts.iter().map(|k| k.sort[s].clone()));
+        let select = self.streamed_columns(side);
         format!(
             "SELECT {} FROM {} WHERE {} ORDER BY {}",
             select.join(", "),
