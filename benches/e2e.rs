@@ -671,8 +671,7 @@ async fn run_syncgate(work: &Path, config: &str, opts: &Opts) -> Res<SyncgateRun
     if opts.in_process {
         let start = Instant::now();
         let report =
-            syncgate::engine::run_check(job, syncgate::report::progress::Progress::hidden())
-                .await?;
+            syncgate::check::run_check(job, syncgate::report::progress::Progress::hidden()).await?;
         syncgate::report::write_summary(&report, &out)?;
         return Ok(SyncgateRun {
             wall: start.elapsed(),

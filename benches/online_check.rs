@@ -137,7 +137,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let config = Config::from_toml_str(&text, "online.toml")?;
             let job = job_from_config(&config, &Overrides::default())?;
             let t = Instant::now();
-            let report = syncgate::engine::run_check(job, Progress::hidden()).await?;
+            let report = syncgate::check::run_check(job, Progress::hidden()).await?;
             times.push(t.elapsed().as_secs_f64());
             assert_ne!(report.result, RunResult::Error, "{:?}", report.error);
             if report.result == RunResult::Different {

@@ -64,63 +64,147 @@ impl RowLayout {
     }
 }
 
-/// Merge two key-ordered row sequences into their differences.
+/// The merge of two key-ordered row streams, as a pure state machine: the caller reads the
+/// rows [`Merger::wants`] from its streams (iterators, database cursors), hands them over
+/// with [`Merger::put_up`] / [`Merger::put_down`] (`None` at the end of a stream), and calls
+/// [`Merger::advance`] for the next difference. Every row merge of the checker runs through
+/// it: [`diff_sorted`] over iterators and the engine over server streams, so what the
+/// property tests exercise is what runs. Holds one row per side.
+#[derive(Debug)]
+pub struct Merger {
+    layout: RowLayout,
+    up: Head,
+    down: Head,
+    rows: (u64, u64),
+}
+
+/// A stream's current row, as far as the merge knows it.
+#[derive(Debug)]
+enum Head {
+    /// The next row has not been read yet.
+    Unread,
+    Row(Row),
+    Ended,
+}
+
+/// What one [`Merger::advance`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Advance {
+    /// A difference; the merge goes on.
+    Change(RowChange),
+    /// Two equal rows; the merge goes on.
+    Same,
+    /// Both streams ended.
+    Done,
+}
+
+impl Merger {
+    pub fn new(layout: RowLayout) -> Merger {
+        Merger {
+            layout,
+            up: Head::Unread,
+            down: Head::Unread,
+            rows: (0, 0),
+        }
+    }
+
+    /// Which streams the next [`Merger::advance`] needs a row (or the end) from:
+    /// `(upstream, downstream)`.
+    pub fn wants(&self) -> (bool, bool) {
+        (
+            matches!(self.up, Head::Unread),
+            matches!(self.down, Head::Unread),
+        )
+    }
+
+    /// The upstream's next row, `None` when it ended.
+    pub fn put_up(&mut self, row: Option<Row>) {
+        debug_assert!(matches!(self.up, Head::Unread), "upstream row not wanted");
+        self.rows.0 += row.is_some() as u64;
+        self.up = row.map_or(Head::Ended, Head::Row);
+    }
+
+    /// The downstream's next row, `None` when it ended.
+    pub fn put_down(&mut self, row: Option<Row>) {
+        debug_assert!(
+            matches!(self.down, Head::Unread),
+            "downstream row not wanted"
+        );
+        self.rows.1 += row.is_some() as u64;
+        self.down = row.map_or(Head::Ended, Head::Row);
+    }
+
+    /// Rows put so far: `(upstream, downstream)`.
+    pub fn rows(&self) -> (u64, u64) {
+        self.rows
+    }
+
+    /// Compare the heads and consume what they decide. Panics (in debug builds: asserts)
+    /// when a wanted row was not put first.
+    pub fn advance(&mut self) -> Advance {
+        let up = std::mem::replace(&mut self.up, Head::Unread);
+        let down = std::mem::replace(&mut self.down, Head::Unread);
+        let l = &self.layout;
+        match (up, down) {
+            (Head::Ended, Head::Ended) => {
+                (self.up, self.down) = (Head::Ended, Head::Ended);
+                Advance::Done
+            }
+            (Head::Row(u), Head::Ended) => {
+                self.down = Head::Ended;
+                Advance::Change(RowChange::Missing { up: l.strip(u) })
+            }
+            (Head::Ended, Head::Row(d)) => {
+                self.up = Head::Ended;
+                Advance::Change(RowChange::Extra { down: l.strip(d) })
+            }
+            (Head::Row(u), Head::Row(d)) => match l.step(&u, &d) {
+                Step::Missing => {
+                    self.down = Head::Row(d);
+                    Advance::Change(RowChange::Missing { up: l.strip(u) })
+                }
+                Step::Extra => {
+                    self.up = Head::Row(u);
+                    Advance::Change(RowChange::Extra { down: l.strip(d) })
+                }
+                Step::Same => Advance::Same,
+                Step::Changed => Advance::Change(RowChange::Changed {
+                    up: l.strip(u),
+                    down: l.strip(d),
+                }),
+            },
+            (up, down) => {
+                debug_assert!(false, "advance before the wanted rows were put");
+                (self.up, self.down) = (up, down);
+                Advance::Same
+            }
+        }
+    }
+}
+
+/// Merge two key-ordered row sequences into their differences (a [`Merger`] over iterators).
 pub fn diff_sorted(
     layout: &RowLayout,
     up: impl IntoIterator<Item = Row>,
     down: impl IntoIterator<Item = Row>,
 ) -> Vec<RowChange> {
-    let mut up = up.into_iter();
-    let mut down = down.into_iter();
+    let (mut up, mut down) = (up.into_iter(), down.into_iter());
+    let mut m = Merger::new(layout.clone());
     let mut out = Vec::new();
-    let mut u = up.next();
-    let mut d = down.next();
     loop {
-        match (u.take(), d.take()) {
-            (None, None) => break,
-            (Some(ur), None) => {
-                out.push(RowChange::Missing {
-                    up: layout.strip(ur),
-                });
-                u = up.next();
-            }
-            (None, Some(dr)) => {
-                out.push(RowChange::Extra {
-                    down: layout.strip(dr),
-                });
-                d = down.next();
-            }
-            (Some(ur), Some(dr)) => match layout.step(&ur, &dr) {
-                Step::Missing => {
-                    out.push(RowChange::Missing {
-                        up: layout.strip(ur),
-                    });
-                    u = up.next();
-                    d = Some(dr);
-                }
-                Step::Extra => {
-                    out.push(RowChange::Extra {
-                        down: layout.strip(dr),
-                    });
-                    u = Some(ur);
-                    d = down.next();
-                }
-                Step::Same => {
-                    u = up.next();
-                    d = down.next();
-                }
-                Step::Changed => {
-                    out.push(RowChange::Changed {
-                        up: layout.strip(ur),
-                        down: layout.strip(dr),
-                    });
-                    u = up.next();
-                    d = down.next();
-                }
-            },
+        let (wu, wd) = m.wants();
+        if wu {
+            m.put_up(up.next());
+        }
+        if wd {
+            m.put_down(down.next());
+        }
+        match m.advance() {
+            Advance::Change(c) => out.push(c),
+            Advance::Same => {}
+            Advance::Done => return out,
         }
     }
-    out
 }
 
 /// Multiset difference for tables without a key: rows are counted by their 128-bit hash,

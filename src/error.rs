@@ -8,12 +8,12 @@
 
 use std::path::PathBuf;
 
-/// All tables equal.
-pub const EXIT_EQUAL: i32 = 0;
+/// All tables equal ([`crate::exit`] maps every outcome to its code).
+pub const EXIT_EQUAL: i32 = crate::exit::EQUAL;
 /// Differences found.
-pub const EXIT_DIFFERENT: i32 = 1;
+pub const EXIT_DIFFERENT: i32 = crate::exit::DIFFERENT;
 /// The check could not be completed.
-pub const EXIT_ERROR: i32 = 2;
+pub const EXIT_ERROR: i32 = crate::exit::ERROR;
 
 /// Errors raised by the library. Messages are lowercase fragments that read well after
 /// "error: ".
@@ -67,6 +67,13 @@ pub enum Error {
     /// A local server (playground, tests) could not be managed.
     #[error("local server: {0}")]
     Server(String),
+    /// SIGINT or SIGTERM stopped the run at a safe point (checkpoint written, servers
+    /// released).
+    #[error("interrupted by {signal}")]
+    Interrupted { signal: crate::interrupt::Signal },
+    /// A bug or a panicked task: not the user's doing.
+    #[error("internal error: {0}")]
+    Internal(String),
     /// Any other I/O error.
     #[error(transparent)]
     Io(#[from] std::io::Error),

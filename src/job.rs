@@ -1,12 +1,12 @@
 //! Turning a validated [`Config`] into a [`CheckJob`]: resolves data sources, the table
 //! filter, routes and per-table settings.
 
+use crate::check::{CheckJob, TableSelector, TableSettings};
 use crate::checkpoint::{fingerprint, Effective};
 use crate::config::{Config, DataSource, RouteRules, TableFilter};
-use crate::engine::{CheckJob, TableSelector, TableSettings};
+use crate::db::SourceSpec;
 use crate::error::{Error, Result};
 use crate::schema::TableRef;
-use crate::source::SourceSpec;
 use std::path::PathBuf;
 
 /// Command-line overrides applied on top of the file (the command line wins).
@@ -91,6 +91,7 @@ pub fn job_from_config(config: &Config, o: &Overrides) -> Result<CheckJob> {
             .clone()
             .unwrap_or_else(|| config.task.output_dir.clone()),
         selector: Box::new(selector),
+        interrupt: crate::interrupt::Interrupt::never(),
     })
 }
 

@@ -20,14 +20,17 @@
 //! | orchestration | [`engine`] | async |
 //! | local MariaDB servers (playground, tests, benches) | [`server`], [`playground`] | async |
 
+pub mod check;
 pub mod checkpoint;
 pub mod checksum;
 pub mod chunk;
 pub mod config;
+pub mod db;
 pub mod diff;
-pub mod engine;
 pub mod error;
+pub mod exit;
 pub mod fixsql;
+pub mod interrupt;
 pub mod job;
 pub mod playground;
 pub mod report;
@@ -35,7 +38,6 @@ pub mod row;
 pub mod schema;
 pub mod server;
 pub mod snapshot;
-pub mod source;
 pub mod sql;
 
 pub use error::{Error, Result};

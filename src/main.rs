@@ -7,7 +7,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use syncgate::config::Config;
-use syncgate::error::{EXIT_DIFFERENT, EXIT_EQUAL, EXIT_ERROR};
+use syncgate::exit::{DIFFERENT as EXIT_DIFFERENT, EQUAL as EXIT_EQUAL, ERROR as EXIT_ERROR};
 use syncgate::job::{job_from_config, Overrides};
 use syncgate::playground::{self, PlaygroundOptions};
 use syncgate::report::progress::Progress;
@@ -18,7 +18,8 @@ use syncgate::report::{render_terminal, write_summary, RunReport};
     name = "syncgate",
     version,
     about = "Verify that two MySQL-protocol databases hold the same data, and repair the downstream",
-    after_help = "Exit codes: 0 all equal, 1 differences found, 2 error."
+    after_help = "Exit codes: 0 all equal, 1 differences found, 2 error, 130/143 stopped by \
+                  SIGINT/SIGTERM (checkpoint written; continue with --resume)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -141,7 +142,10 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            EXIT_ERROR
+            match e.downcast_ref::<syncgate::Error>() {
+                Some(e) => syncgate::exit::for_error(e),
+                None => EXIT_ERROR,
+            }
         }
     };
     ExitCode::from(code as u8)
@@ -204,7 +208,50 @@ async fn check(args: CheckArgs) -> anyhow::Result<i32> {
         apply_fix: args.apply_fix,
         resume: args.resume,
     };
-    run_config(&config, &overrides, &args.log_level).await
+    match run_config(&config, &overrides, &args.log_level).await {
+        Err(e) => match e.downcast_ref::<syncgate::Error>() {
+            // Not a failure: the user stopped the run, and it can go on.
+            Some(syncgate::Error::Interrupted { signal }) => {
+                eprintln!(
+                    "syncgate: stopped by {signal}; the checkpoint keeps the finished chunks \
+                     and nothing is held on the servers. Continue with:\n  {}",
+                    resume_command(&args)
+                );
+                Ok(signal.exit_code())
+            }
+            _ => Err(e),
+        },
+        ok => ok,
+    }
+}
+
+/// The command line that continues an interrupted check: this one with `--resume`.
+fn resume_command(args: &CheckArgs) -> String {
+    let mut words: Vec<String> = std::env::args().collect();
+    if words.is_empty() {
+        words = vec!["syncgate".into(), "check".into(), "-C".into()];
+        words.push(args.config.display().to_string());
+    }
+    if !words.iter().any(|w| w == "--resume") {
+        words.push("--resume".into());
+    }
+    words
+        .iter()
+        .map(|w| shell_quote(w))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Quote a word for a POSIX shell when it needs it.
+fn shell_quote(w: &str) -> String {
+    let plain = !w.is_empty()
+        && w.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@%+".contains(&b));
+    if plain {
+        w.to_string()
+    } else {
+        format!("'{}'", w.replace('\'', "'\\''"))
+    }
 }
 
 /// Run a check for `config` and print/write its results; returns the exit code.
@@ -222,9 +269,12 @@ async fn run_config(
         Some(&output_dir.join("syncgate.log")),
         overrides.resume,
     )?;
+    let mut job = job;
+    job.interrupt = syncgate::interrupt::Interrupt::on_signals()
+        .context("cannot install the SIGINT/SIGTERM handlers")?;
     tracing::info!(config = ?config, "starting check");
     let progress = Progress::new(0, std::io::stderr().is_terminal());
-    let report = syncgate::engine::run_check(job, progress).await?;
+    let report = syncgate::check::run_check(job, progress).await?;
     finish_report(&report, &output_dir)
 }
 

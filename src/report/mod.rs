@@ -15,7 +15,6 @@ pub use progress::{Progress, TableProgress};
 pub use summary::{render_summary_txt, write_summary, SUMMARY_JSON, SUMMARY_TXT};
 pub use terminal::render_terminal;
 
-use crate::error::{EXIT_DIFFERENT, EXIT_EQUAL, EXIT_ERROR};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::PathBuf;
@@ -225,11 +224,7 @@ impl RunReport {
     /// Process exit code for [`RunReport::result`]; call [`RunReport::compute_result`]
     /// first.
     pub fn exit_code(&self) -> i32 {
-        match self.result {
-            RunResult::Equal => EXIT_EQUAL,
-            RunResult::Different => EXIT_DIFFERENT,
-            RunResult::Error => EXIT_ERROR,
-        }
+        crate::exit::for_result(self.result)
     }
 
     /// How many tables ended in each result.

@@ -2,8 +2,8 @@
 //! dialect can break a run).
 
 use super::model::{Column, ForeignKey, Generated, Index, TableRef, TableSchema, TypeClass};
+use crate::db::{cell_str, cell_u64, Conn};
 use crate::error::Result;
-use crate::source::{cell_str, cell_u64, Conn};
 use crate::sql::quote_str;
 
 /// Every base table visible on the connection outside the system schemas, sorted by schema

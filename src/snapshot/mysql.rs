@@ -17,8 +17,9 @@
 //! MySQL (no such status) the workers read `SHOW MASTER STATUS` while the lock is still held;
 //! that proves no commit happened while they opened their snapshots.
 
+use crate::db::{cell_str, cell_u64, Conn, Flavour, Source};
 use crate::error::{Error, Result};
-use crate::source::{cell_str, cell_u64, Conn, Flavour, Source};
+use crate::interrupt::Interrupt;
 use std::time::{Duration, Instant};
 
 /// How long taking the commit lock may wait before the pin fails.
@@ -275,13 +276,14 @@ async fn verify_replica(primary: &Source, replica: &Source, rc: &mut Conn) -> Re
 /// Pin `primary` and its replica at one GTID position: stop the replica, pin the primary's
 /// snapshot at GTID G, let the replica apply exactly up to G, pin its snapshot there, and
 /// restart its replication. The replica is only held while it catches up to G; replication
-/// is restarted on every path, errors included.
+/// is restarted on every path, errors and interrupts included.
 pub async fn pin_replica_pair(
     primary: &Source,
     replica: &Source,
     n: usize,
     lock_wait_secs: u32,
     wait_secs: u32,
+    interrupt: &Interrupt,
 ) -> Result<FencedPair> {
     let mut rc = replica.connect().await?;
     verify_replica(primary, replica, &mut rc).await?;
@@ -292,7 +294,10 @@ pub async fn pin_replica_pair(
         ("STOP REPLICA", "START REPLICA")
     };
     rc.exec(stop).await?;
-    let fenced = fence_stopped(primary, replica, &mut rc, n, lock_wait_secs, wait_secs).await;
+    let fence = fence_stopped(primary, replica, &mut rc, n, lock_wait_secs, wait_secs);
+    // An interrupt drops the fence half-way (its connections close, releasing the
+    // primary's commit lock); the replica is restarted below all the same.
+    let fenced = interrupt.interruptible(fence).await.and_then(|r| r);
     // Replication resumes whatever happened; the replica snapshots are already open.
     let restarted = rc.exec(start).await;
     rc.close().await;

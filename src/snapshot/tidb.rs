@@ -42,9 +42,9 @@
 //! reach (`engine::run_check`); otherwise the report warns that the run relies on
 //! `tidb_gc_life_time`.
 
+use crate::db::Conn;
 use crate::error::{Error, Result};
 use crate::row::Row;
-use crate::source::Conn;
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{oneshot, watch};

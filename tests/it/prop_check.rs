@@ -18,7 +18,7 @@
 //!   deleted (matched byte-exactly), some rows inserted.
 //!
 //! Some cases use a small `chunk-size`, so chunking, bisection and several hash buckets are
-//! exercised. The check runs through the library ([`syncgate::engine::run_check`]), not the
+//! exercised. The check runs through the library ([`syncgate::check::run_check`]), not the
 //! binary.
 //!
 //! Case count: `SYNCGATE_PROPTEST_CASES` (default 24); shrink budget:

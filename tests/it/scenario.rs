@@ -48,7 +48,7 @@ pub async fn run_in_process(config_text: &str) -> syncgate::report::RunReport {
         .unwrap_or_else(|e| panic!("config: {e}\n{config_text}"));
     let job =
         syncgate::job::job_from_config(&config, &syncgate::job::Overrides::default()).expect("job");
-    syncgate::engine::run_check(job, syncgate::report::progress::Progress::hidden())
+    syncgate::check::run_check(job, syncgate::report::progress::Progress::hidden())
         .await
         .unwrap_or_else(|e| panic!("run_check: {e}"))
 }

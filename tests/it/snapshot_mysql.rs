@@ -6,8 +6,8 @@ use mysql_async::prelude::Queryable;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use syncgate::db::{Source, SourceSpec};
 use syncgate::snapshot::mysql::pin_consistent;
-use syncgate::source::{Source, SourceSpec};
 
 fn spec(db: &TestDb) -> SourceSpec {
     SourceSpec {
@@ -69,7 +69,7 @@ async fn pinned_workers_share_one_point_while_writes_go_on() {
     let count_sql = format!("SELECT COUNT(*) FROM `{}`.t", db.name());
     let mut first = Vec::new();
     for c in &mut conns {
-        first.push(syncgate::source::cell_u64(
+        first.push(syncgate::db::cell_u64(
             &c.first(&count_sql).await.unwrap().unwrap(),
             0,
         ));
@@ -77,7 +77,7 @@ async fn pinned_workers_share_one_point_while_writes_go_on() {
     assert!(first.windows(2).all(|w| w[0] == w[1]), "{first:?}");
     tokio::time::sleep(Duration::from_millis(300)).await;
     for c in &mut conns {
-        let again = syncgate::source::cell_u64(&c.first(&count_sql).await.unwrap().unwrap(), 0);
+        let again = syncgate::db::cell_u64(&c.first(&count_sql).await.unwrap().unwrap(), 0);
         assert_eq!(again, first[0], "a pinned worker saw newer rows");
     }
     stop.store(true, Ordering::Relaxed);

@@ -1,0 +1,297 @@
+//! Narrowing a differing chunk down to the rows that differ: bucketed checksums for
+//! integer keys (one scan tells which narrow key ranges differ), bisection for other keys,
+//! and a direct merge for dense differences (ARCHITECTURE.md, "Mismatch handling").
+
+use super::merge::{diff_range, diff_streams, merge_by_hashes};
+use super::plan::{Side, TablePlan};
+use super::worker::{retry, Chunk, DenseHints, Sides, DENSE_COUNT_DIFF, LEAF_ROWS};
+use crate::checksum::{parse_checksum, Checksum};
+use crate::chunk::{coalesce, int_row, parse_int, Buckets, IntRange, KeyRange};
+use crate::db::Conn;
+use crate::error::{Error, Result};
+use std::collections::{BTreeMap, BTreeSet};
+
+async fn checksum(
+    conn: &mut Conn,
+    plan: &TablePlan,
+    side: Side,
+    range: &KeyRange,
+) -> Result<Checksum> {
+    let sql = plan.checksum_sql(side, range);
+    let row = conn.first(&sql).await?.unwrap_or_default();
+    parse_checksum(
+        row.first().and_then(|v| v.as_deref()),
+        row.get(1).and_then(|v| v.as_deref()),
+    )
+    .ok_or_else(|| Error::Query {
+        source_name: conn.source_name().to_string(),
+        sql,
+        message: "unexpected checksum result".into(),
+    })
+}
+
+pub(super) async fn checksum_both(
+    uc: &mut Conn,
+    dc: &mut Conn,
+    plan: &TablePlan,
+    range: &KeyRange,
+) -> Result<(Checksum, Checksum)> {
+    tokio::try_join!(
+        checksum(uc, plan, Side::Up, range),
+        checksum(dc, plan, Side::Down, range)
+    )
+}
+
+/// Check one chunk: checksum both sides; on a difference locate the differing rows
+/// (bucketed checksums for integer keys, else bisection) and diff them. A table whose last
+/// chunk had dense differences is merged directly ([`merge_dense`]).
+pub(super) async fn check_range(
+    ctx: &mut Sides,
+    chunk: &Chunk<'_>,
+    range: KeyRange,
+    hints: &DenseHints,
+) -> Result<()> {
+    let plan = chunk.plan;
+    if hints.get(chunk.table) {
+        return merge_dense(ctx, chunk, range, hints).await;
+    }
+    let (cu, cd) = retry!(ctx, |uc, dc| checksum_both(uc, dc, plan, &range))?;
+    let different = cu != cd;
+    // Row counts that differ by many rows mean dense differences: start with buckets of a
+    // few rows each, so one bucketed scan already isolates most rows that differ.
+    let count_diff = cu.count.abs_diff(cd.count) as i128;
+    let buckets = plan.int_range(&range).and_then(|r| {
+        let dense = (count_diff * DENSE_BUCKETS_PER_ROW).min(r.span() / MIN_BUCKET_WIDTH);
+        Buckets::over(r, dense.max(CHUNK_BUCKETS))
+    });
+    let found = match (different, buckets) {
+        (false, _) => 0,
+        (true, Some(buckets)) if cu.count.max(cd.count) > LEAF_ROWS => {
+            locate_in_buckets(ctx, chunk, buckets).await?
+        }
+        (true, _) => bisect(ctx, chunk, range, cu, cd).await?,
+    };
+    hints.set(chunk.table, found >= DENSE_COUNT_DIFF);
+    chunk.done(cu.count, cd.count, different).await;
+    Ok(())
+}
+
+/// The table's last chunk had many differing rows: this one likely has too. Merging its
+/// rows directly costs about one scan per side, where checksums first and then locating
+/// the differences would cost two to three.
+async fn merge_dense(
+    ctx: &mut Sides,
+    chunk: &Chunk<'_>,
+    range: KeyRange,
+    hints: &DenseHints,
+) -> Result<()> {
+    let m = if chunk.plan.int_key() {
+        merge_by_hashes(ctx, chunk, &range).await?
+    } else {
+        diff_range(ctx, chunk, &range, u64::MAX).await?
+    };
+    hints.set(chunk.table, m.changes >= DENSE_COUNT_DIFF);
+    chunk.done(m.up_rows, m.down_rows, m.changes > 0).await;
+    Ok(())
+}
+
+/// Bisect a differing range until ranges are small, then diff their rows; returns the rows
+/// found differing. Dense differences are not bisected: a range whose counts differ by at
+/// least `DENSE_COUNT_DIFF` rows, or whose two halves both still differ after a split for
+/// the second level in a row, is streamed from both sides and merged whole (each further
+/// level would checksum the whole range again on both sides). One split with both halves
+/// differing is still bisected on, so two or three sparse rows in a chunk are isolated.
+async fn bisect(
+    ctx: &mut Sides,
+    chunk: &Chunk<'_>,
+    range: KeyRange,
+    cu: Checksum,
+    cd: Checksum,
+) -> Result<u64> {
+    let plan = chunk.plan;
+    let mut found = 0;
+    // (range, its checksums, whether its parent's split left both halves differing)
+    let mut stack = vec![(range, cu, cd, false)];
+    while let Some((r, cu, cd, spread)) = stack.pop() {
+        let rows = cu.count.max(cd.count);
+        if rows <= LEAF_ROWS || cu.count.abs_diff(cd.count) >= DENSE_COUNT_DIFF {
+            found += diff_range(ctx, chunk, &r, rows).await?.changes;
+            continue;
+        }
+        let (side, n) = if cu.count > 0 {
+            (Side::Up, cu.count)
+        } else {
+            (Side::Down, cd.count)
+        };
+        let sql = plan.key_at_sql(side, &r, n / 2 - 1);
+        let mid = retry!(ctx, |uc, dc| async {
+            match side {
+                Side::Up => uc.first(&sql).await,
+                Side::Down => dc.first(&sql).await,
+            }
+        })?;
+        let Some(mid) = mid.filter(|m| Some(m) != r.upper.as_ref()) else {
+            found += diff_range(ctx, chunk, &r, rows).await?.changes;
+            continue;
+        };
+        let (left, right) = r.split_at(mid);
+        let ((lu, ld), (ru, rd)) = retry!(ctx, |uc, dc| async {
+            let l = checksum_both(uc, dc, plan, &left).await?;
+            let r = checksum_both(uc, dc, plan, &right).await?;
+            Ok::<_, Error>((l, r))
+        })?;
+        match (lu != ld, ru != rd) {
+            // Both halves differ again, as did this range's sibling: the differences are
+            // spread out, and bisecting further would re-checksum the whole range per
+            // level. Merge it whole instead.
+            (true, true) if spread => {
+                found += diff_range(ctx, chunk, &r, rows).await?.changes;
+            }
+            (true, true) => {
+                stack.push((right, ru, rd, true));
+                stack.push((left, lu, ld, true));
+            }
+            (true, false) => stack.push((left, lu, ld, false)),
+            (false, true) => stack.push((right, ru, rd, false)),
+            (false, false) => {}
+        }
+    }
+    Ok(found)
+}
+
+/// Buckets per arithmetic chunk: a differing row is located to 1/64 of its chunk by the
+/// chunk's own checksum query.
+const CHUNK_BUCKETS: i128 = 64;
+
+/// Buckets per row of count difference when a chunk's counts differ a lot: the count
+/// difference is a lower bound of the differing rows, so this aims at about one differing
+/// row per 16 buckets.
+const DENSE_BUCKETS_PER_ROW: i128 = 16;
+
+/// A bucket level is refined with buckets this many times narrower.
+const REFINE: i128 = 64;
+
+/// Narrowest bucket (in key values) that dense differences are refined to.
+const MIN_BUCKET_WIDTH: i128 = 8;
+
+/// Most ranges in one row stream (see [`TablePlan::rows_in_ranges_sql`]).
+const RANGES_PER_STREAM: usize = 2048;
+
+/// Per-bucket checksums of one side.
+type BucketSums = BTreeMap<i128, Checksum>;
+
+async fn bucket_sums(
+    conn: &mut Conn,
+    plan: &TablePlan,
+    side: Side,
+    buckets: &Buckets,
+) -> Result<BucketSums> {
+    let sql = plan.bucket_checksum_sql(side, buckets);
+    let mut out = BTreeMap::new();
+    for r in conn.rows(&sql).await? {
+        let id = r.first().and_then(|v| v.as_deref()).and_then(parse_int);
+        let cs = parse_checksum(
+            r.get(1).and_then(|v| v.as_deref()),
+            r.get(2).and_then(|v| v.as_deref()),
+        );
+        match (id, cs) {
+            (Some(id), Some(cs)) => {
+                out.insert(id, cs);
+            }
+            _ => {
+                return Err(Error::Query {
+                    source_name: conn.source_name().to_string(),
+                    sql,
+                    message: "unexpected bucket checksum result".into(),
+                })
+            }
+        }
+    }
+    Ok(out)
+}
+
+async fn bucket_sums_both(
+    ctx: &mut Sides,
+    plan: &TablePlan,
+    buckets: &Buckets,
+) -> Result<(BucketSums, BucketSums)> {
+    retry!(ctx, |uc, dc| async {
+        tokio::try_join!(
+            bucket_sums(uc, plan, Side::Up, buckets),
+            bucket_sums(dc, plan, Side::Down, buckets)
+        )
+    })
+}
+
+/// Find the differing rows of a differing range of an integer-keyed table: one scan per
+/// side yields the checksum of each of `CHUNK_BUCKETS` buckets of keys. Differing buckets are
+/// narrowed without rescanning the range: buckets of at most `LEAF_ROWS` rows are streamed
+/// and merged (all of them in a few multi-range queries); larger ones are bucketed again.
+/// When most buckets of a level differ (dense differences), the level is re-checksummed with
+/// buckets `REFINE` times narrower first, so only the rows near a difference are streamed.
+async fn locate_in_buckets(ctx: &mut Sides, chunk: &Chunk<'_>, buckets: Buckets) -> Result<u64> {
+    let plan = chunk.plan;
+    let (gu, gd) = bucket_sums_both(ctx, plan, &buckets).await?;
+    let mut found = 0;
+    let mut stream: Vec<(IntRange, u64)> = Vec::new();
+    let mut levels = vec![(buckets, gu, gd)];
+    while let Some((b, gu, gd)) = levels.pop() {
+        let ids: BTreeSet<i128> = gu.keys().chain(gd.keys()).copied().collect();
+        let differing: Vec<(i128, u64)> = ids
+            .iter()
+            .filter_map(|id| {
+                let (u, d) = (
+                    gu.get(id).copied().unwrap_or_default(),
+                    gd.get(id).copied().unwrap_or_default(),
+                );
+                (u != d).then_some((*id, u.count.max(d.count)))
+            })
+            .collect();
+        let (Some(first), Some(last)) = (differing.first(), differing.last()) else {
+            continue;
+        };
+        if differing.len() * 2 > ids.len() && b.width > MIN_BUCKET_WIDTH {
+            let cover = IntRange {
+                lower: b.range_of(first.0).lower,
+                upper: b.range_of(last.0).upper,
+            };
+            if let Some(fine) = Buckets::with_width(cover, (b.width / REFINE).max(MIN_BUCKET_WIDTH))
+            {
+                let (fu, fd) = bucket_sums_both(ctx, plan, &fine).await?;
+                levels.push((fine, fu, fd));
+                continue;
+            }
+        }
+        for (id, rows) in differing {
+            let r = b.range_of(id);
+            match Buckets::over(r, REFINE) {
+                Some(sub) if rows > LEAF_ROWS && b.width > 1 => {
+                    let (su, sd) = bucket_sums_both(ctx, plan, &sub).await?;
+                    levels.push((sub, su, sd));
+                }
+                _ => stream.push((r, rows)),
+            }
+        }
+    }
+    stream.sort_by_key(|(r, _)| r.lower);
+    for batch in stream.chunks(RANGES_PER_STREAM) {
+        let ranges: Vec<IntRange> = batch.iter().map(|(r, _)| *r).collect();
+        let ranges = coalesce(&ranges);
+        let rows = batch.iter().map(|(_, n)| n).sum();
+        let (Some(first), Some(last)) = (ranges.first(), ranges.last()) else {
+            continue;
+        };
+        let covering = KeyRange {
+            lower: Some(int_row(first.lower)),
+            upper: Some(int_row(last.upper)),
+        };
+        let sql = (
+            plan.rows_in_ranges_sql(Side::Up, &ranges),
+            plan.rows_in_ranges_sql(Side::Down, &ranges),
+        );
+        found += diff_streams(ctx, chunk, &covering, sql, rows)
+            .await?
+            .changes;
+    }
+    Ok(found)
+}

@@ -1,0 +1,236 @@
+//! Row merges over server streams: both sides stream a range in key order and the one pure
+//! merge ([`crate::diff::Merger`]) turns the two streams into missing, extra and changed
+//! rows. This module only reads rows into it and sends what it finds on; the merge logic
+//! itself is what the property tests and benches run.
+
+use super::msg::WorkerMsg;
+use super::plan::{Side, TablePlan};
+use super::worker::{retry, Chunk, Sides, LEAF_ROWS, MAX_RETRIES};
+use crate::chunk::{parse_int, KeyRange};
+use crate::db::Conn;
+use crate::diff::{Advance, Merger, RowChange, RowLayout};
+use crate::error::{Error, Result};
+use tokio::sync::mpsc;
+
+/// Row changes are sent to the aggregator in batches of at most this many (bounded memory).
+const CHANGE_BATCH: usize = 1_000;
+/// Keys per statement when full rows are fetched by key.
+const KEYS_PER_FETCH: usize = 1_000;
+
+/// What a merge saw.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Merged {
+    pub up_rows: u64,
+    pub down_rows: u64,
+    /// Row changes found.
+    pub changes: u64,
+}
+
+/// Where a merge hands the differences it finds.
+trait OnChange {
+    async fn push(&mut self, change: RowChange) -> Result<()>;
+}
+
+/// Stream both statements (rows in key order, laid out as `layout` says) and merge them,
+/// handing every difference to `sink`. Returns the rows read per side.
+async fn merge_streams(
+    uc: &mut Conn,
+    dc: &mut Conn,
+    layout: &RowLayout,
+    (up_sql, down_sql): &(String, String),
+    sink: &mut impl OnChange,
+) -> Result<(u64, u64)> {
+    let mut us = uc.stream(up_sql).await?;
+    let mut ds = dc.stream(down_sql).await?;
+    let mut merger = Merger::new(layout.clone());
+    loop {
+        let (want_up, want_down) = merger.wants();
+        if want_up {
+            merger.put_up(us.next().await?);
+        }
+        if want_down {
+            merger.put_down(ds.next().await?);
+        }
+        match merger.advance() {
+            Advance::Change(c) => sink.push(c).await?,
+            Advance::Same => {}
+            Advance::Done => return Ok(merger.rows()),
+        }
+    }
+}
+
+/// Sends a chunk's changes to the aggregator: held back until the merge succeeded (so a
+/// retried step publishes nothing twice), or, when `stream` is set, sent every
+/// `CHANGE_BATCH` changes (`sent` then records that some were published).
+struct ChangeSink<'a> {
+    chunk: &'a Chunk<'a>,
+    range: &'a KeyRange,
+    stream: bool,
+    buf: Vec<RowChange>,
+    sent: bool,
+    /// Changes pushed.
+    found: u64,
+}
+
+impl OnChange for ChangeSink<'_> {
+    async fn push(&mut self, change: RowChange) -> Result<()> {
+        self.found += 1;
+        self.buf.push(change);
+        if self.stream && self.buf.len() >= CHANGE_BATCH {
+            self.flush().await;
+        }
+        Ok(())
+    }
+}
+
+impl ChangeSink<'_> {
+    async fn flush(&mut self) {
+        if self.buf.is_empty() {
+            return;
+        }
+        self.sent = true;
+        let changes = std::mem::take(&mut self.buf);
+        let c = self.chunk;
+        send_changes(c.msgs, c.table, c.seq, self.range, changes).await;
+    }
+}
+
+/// Collects the integer keys of the rows that differ in a `(key, hash, key)` merge.
+#[derive(Default)]
+struct KeyCollector(Vec<i128>);
+
+impl OnChange for KeyCollector {
+    async fn push(&mut self, change: RowChange) -> Result<()> {
+        let row = match &change {
+            RowChange::Missing { up } | RowChange::Changed { up, .. } => up,
+            RowChange::Extra { down } => down,
+        };
+        let key = row.first().and_then(|v| v.as_deref()).and_then(parse_int);
+        let key = key.ok_or_else(|| Error::Table {
+            table: String::new(),
+            message: "a (key, hash) row without an integer key".into(),
+        })?;
+        self.0.push(key);
+        Ok(())
+    }
+}
+
+/// Diff the rows of `range` (at most `rows` rows on either side, from its checksums) and
+/// publish its changes.
+///
+/// Retry semantics: a leaf (at most `LEAF_ROWS` rows a side) collects all its changes and
+/// publishes them only after the merge succeeded, so a step retried after a lost connection
+/// cannot publish anything twice. A larger range streams its changes to the aggregator in
+/// batches while merging (bounded memory); it is retried only while nothing has been sent
+/// yet. Once a batch went out, a lost connection fails the chunk with the error instead
+/// (re-merging would publish the sent changes a second time).
+pub(super) async fn diff_range(
+    ctx: &mut Sides,
+    chunk: &Chunk<'_>,
+    range: &KeyRange,
+    rows: u64,
+) -> Result<Merged> {
+    let plan = chunk.plan;
+    let sql = (
+        plan.rows_sql(Side::Up, range),
+        plan.rows_sql(Side::Down, range),
+    );
+    diff_streams(ctx, chunk, range, sql, rows).await
+}
+
+/// [`diff_range`] over given row statements (upstream, downstream), which must return the
+/// rows of `range` (or of parts of it) in key order as [`TablePlan::rows_sql`] does.
+pub(super) async fn diff_streams(
+    ctx: &mut Sides,
+    chunk: &Chunk<'_>,
+    range: &KeyRange,
+    sql: (String, String),
+    rows: u64,
+) -> Result<Merged> {
+    let layout = chunk.plan.layout();
+    let mut attempt = 0u32;
+    loop {
+        let mut sink = ChangeSink {
+            chunk,
+            range,
+            stream: rows > LEAF_ROWS,
+            buf: Vec::new(),
+            sent: false,
+            found: 0,
+        };
+        match merge_streams(&mut ctx.uc, &mut ctx.dc, &layout, &sql, &mut sink).await {
+            Ok((up_rows, down_rows)) => {
+                sink.flush().await;
+                return Ok(Merged {
+                    up_rows,
+                    down_rows,
+                    changes: sink.found,
+                });
+            }
+            Err(e)
+                if e.is_connection_lost() && !sink.sent && !ctx.pinned && attempt < MAX_RETRIES =>
+            {
+                attempt += 1;
+                ctx.reconnect(attempt, &e).await?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// A dense chunk of an integer-keyed table: stream `(key, row hash)` from both sides and
+/// merge them, then fetch and merge full rows only for the keys that are missing, extra or
+/// hashed differently. Each side's server hashes every row once (as a checksum would) but
+/// sends two short fields per row instead of the row. A changed row whose 32-bit hash does
+/// not change is missed, as it would be by the chunk checksum.
+pub(super) async fn merge_by_hashes(
+    ctx: &mut Sides,
+    chunk: &Chunk<'_>,
+    range: &KeyRange,
+) -> Result<Merged> {
+    let plan: &TablePlan = chunk.plan;
+    let sql = (
+        plan.key_hashes_sql(Side::Up, range),
+        plan.key_hashes_sql(Side::Down, range),
+    );
+    let layout = plan.key_hashes_layout();
+    let ((up_rows, down_rows), keys) = retry!(ctx, |uc, dc| async {
+        let mut keys = KeyCollector::default();
+        let rows = merge_streams(uc, dc, &layout, &sql, &mut keys).await?;
+        Ok::<_, Error>((rows, keys.0))
+    })?;
+    let mut merged = Merged {
+        up_rows,
+        down_rows,
+        changes: 0,
+    };
+    for batch in keys.chunks(KEYS_PER_FETCH) {
+        let sql = (
+            plan.rows_with_keys_sql(Side::Up, batch),
+            plan.rows_with_keys_sql(Side::Down, batch),
+        );
+        let rows = batch.len() as u64;
+        merged.changes += diff_streams(ctx, chunk, range, sql, rows).await?.changes;
+    }
+    Ok(merged)
+}
+
+/// Send changes to the aggregator in batches of at most `CHANGE_BATCH`.
+pub(super) async fn send_changes(
+    msgs: &mpsc::Sender<WorkerMsg>,
+    table: usize,
+    seq: u64,
+    range: &KeyRange,
+    changes: Vec<RowChange>,
+) {
+    for batch in changes.chunks(CHANGE_BATCH) {
+        let _ = msgs
+            .send(WorkerMsg::Changes {
+                table,
+                seq,
+                range: range.clone(),
+                changes: batch.to_vec(),
+            })
+            .await;
+    }
+}

@@ -1,0 +1,397 @@
+//! The check: open both sides, pick the tables, compare structures, then run the chunk
+//! pipeline and assemble the report. One module per stage:
+//!
+//! | stage | module |
+//! |---|---|
+//! | table pairs, structures, plans | [`prepare`], [`plan`] |
+//! | read points: snapshots, fences, GC safepoints | [`open`] |
+//! | splitting tables into chunks (producer) | [`split`] |
+//! | the worker loop, connection retry | [`worker`] |
+//! | narrowing a differing chunk (buckets, bisection) | [`locate`] |
+//! | row merges over server streams | [`merge`] |
+//! | tables without a key | [`keyless`] |
+//! | `--apply-fix` and the re-check | [`apply`] |
+//! | results, fix SQL parts, progress | [`aggregate`], [`state`] |
+//! | checkpoint and resume | [`resume`] |
+//! | messages between the stages | [`msg`] |
+//!
+//! Concurrency: one producer task splits tables into a bounded queue (so a huge table is
+//! never split up front); `threads` workers each own one connection per side and take
+//! chunks from the queue; the calling task aggregates results, writes fix SQL and drives
+//! progress. Pure work (hashing, merging, SQL rendering) happens inline in small pieces and
+//! never blocks a worker for long; fsync and file joins run on blocking threads.
+
+mod aggregate;
+mod apply;
+mod keyless;
+mod locate;
+mod merge;
+mod msg;
+mod open;
+mod plan;
+mod prepare;
+mod resume;
+mod split;
+mod state;
+mod worker;
+
+pub use plan::{Side, TablePlan};
+pub use worker::LEAF_ROWS;
+
+use crate::checkpoint::{self, Checkpoint, Fingerprint, ReadAt};
+use crate::db::{Flavour, Source, SourceSpec};
+use crate::error::{Error, Result};
+use crate::fixsql::FixHeader;
+use crate::interrupt::Interrupt;
+use crate::report::progress::Progress;
+use crate::report::{RunReport, RunResult, SourceReport, TableReport};
+use crate::schema::TableRef;
+use aggregate::{Aggregator, Pending};
+use msg::ChunkStart;
+use open::{open_sides, snapshot_point, wants_auto, wants_consistent};
+use resume::Checkpointer;
+use state::TableState;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Rows per chunk when the table config does not say. Smaller chunks cost a query round
+/// trip each; larger ones make a differing chunk costlier to narrow down (4 × 1 M rows with
+/// 15 differing rows: 20,000 measured best of 10k–50k, benches/README.md).
+pub const DEFAULT_CHUNK_SIZE: u64 = 20_000;
+
+/// Per-table settings from the configuration.
+#[derive(Debug, Clone, Default)]
+pub struct TableSettings {
+    pub ignore_columns: Vec<String>,
+    pub index_fields: Vec<String>,
+    pub range: Option<String>,
+    /// 0 = automatic.
+    pub chunk_size: u64,
+}
+
+/// Which tables to compare and how; implemented over the configuration.
+pub trait TableSelector: Send + Sync {
+    /// Whether the target (downstream) table is selected.
+    fn wants(&self, target: &TableRef) -> bool;
+    /// The target name of an upstream table (routes); `None` when the table must be left
+    /// out (it has the name of a route's target but matches no rule).
+    fn route(&self, upstream: &TableRef) -> Option<TableRef>;
+    /// Settings for a target table.
+    fn settings(&self, target: &TableRef) -> Result<TableSettings>;
+    /// Tables named without wildcards: they must exist on at least one side.
+    fn exact_names(&self) -> Vec<TableRef>;
+}
+
+/// A fully resolved check.
+pub struct CheckJob {
+    pub upstream: SourceSpec,
+    pub downstream: SourceSpec,
+    pub threads: usize,
+    pub export_fix_sql: bool,
+    pub struct_only: bool,
+    pub data_only: bool,
+    pub skip_missing: bool,
+    pub apply_fix: bool,
+    /// Continue from the checkpoint in `output_dir` (`--resume`).
+    pub resume: bool,
+    /// Identity of the configuration; a checkpoint is only resumed under the same one.
+    pub fingerprint: Fingerprint,
+    /// `[task] syncpoint-changefeed`: which changefeed's syncpoints TiDB `auto` uses.
+    pub syncpoint_changefeed: Option<String>,
+    pub output_dir: PathBuf,
+    pub selector: Box<dyn TableSelector>,
+    /// Ctrl-C / SIGTERM: the run stops at the next safe point with the checkpoint written
+    /// and everything held on the servers released ([`Error::Interrupted`]).
+    pub interrupt: Interrupt,
+}
+
+/// Run a check to completion and return its report. Errors that stop the whole run (bad
+/// connection, missing table) are returned as `Err`; errors confined to a table are recorded
+/// in its report and the run goes on.
+///
+/// Progress is checkpointed in `output_dir` as chunks finish; with `job.resume` the run
+/// continues from that checkpoint. A run that completes removes it. PD service safepoints
+/// are removed on every path, interrupts and errors included.
+pub async fn run_check(job: CheckJob, progress: Progress) -> Result<RunReport> {
+    let started = Instant::now();
+    let started_at = now_rfc3339();
+    let saved = open_checkpoint(&job)?;
+    let (up, down, tidb_auto) = open_sources(&job, saved.as_ref()).await?;
+    let mut warnings = live_warnings(&up, &down);
+    // Hold GC behind the TiDB snapshots (PD service safepoints) until the last read.
+    let mut gc = open::start_gc_keepers(&up, &down, &mut warnings).await?;
+    let run = Run {
+        job: &job,
+        up: &up,
+        down: &down,
+        progress: &progress,
+        fix_dir: job
+            .output_dir
+            .join(format!("fix-on-{}", job.downstream.name)),
+    };
+    let checked = run
+        .check_tables(saved.as_ref(), tidb_auto, &mut warnings)
+        .await;
+    let gc_notes = gc.stop(&mut warnings).await;
+    let (states, points) = checked?;
+    progress.finish();
+    if saved.is_some() {
+        warnings.extend(resume::resume_warnings(&states, &points, job.apply_fix));
+    }
+    let mut report = RunReport {
+        result: RunResult::Equal,
+        syncgate_version: env!("CARGO_PKG_VERSION").to_string(),
+        checksum: crate::checksum::CHECKSUM_VERSION.to_string(),
+        started_at,
+        duration_ms: started.elapsed().as_millis() as u64,
+        upstream: vec![source_report(&up, &points.upstream, &gc_notes[0])],
+        downstream: source_report(&down, &points.downstream, &gc_notes[1]),
+        output_dir: job.output_dir.clone(),
+        tables: relative_fix_paths(states, &job.output_dir),
+        error: None,
+        warnings,
+    };
+    report.compute_result();
+    // A run that completes (whatever its result) leaves no checkpoint, as sync-diff-inspector.
+    // The checkpoint goes first: parts without it are never read.
+    if let Err(e) = checkpoint::remove(&job.output_dir)
+        .and_then(|()| checkpoint::prune_parts(&run.fix_dir, &BTreeMap::new()))
+    {
+        tracing::warn!("cannot remove the checkpoint of the completed run: {e}");
+    }
+    Ok(report)
+}
+
+/// One run's fixed inputs.
+struct Run<'a> {
+    job: &'a CheckJob,
+    up: &'a Source,
+    down: &'a Source,
+    progress: &'a Progress,
+    fix_dir: PathBuf,
+}
+
+impl Run<'_> {
+    /// Prepare the tables, apply the checkpoint, run the data phase and the `--apply-fix`
+    /// re-check. Returns the tables' states and the points they were read at.
+    async fn check_tables(
+        &self,
+        saved: Option<&Checkpoint>,
+        tidb_auto: Option<ReadAt>,
+        warnings: &mut [String],
+    ) -> Result<(Vec<TableState>, ReadAt)> {
+        let job = self.job;
+        let plans = job
+            .interrupt
+            .interruptible(prepare::prepare_tables(job, self.up, self.down))
+            .await??;
+        for w in warnings.iter() {
+            tracing::warn!("{w}");
+        }
+        if job.export_fix_sql {
+            std::fs::create_dir_all(&self.fix_dir).map_err(|source| Error::Output {
+                path: self.fix_dir.clone(),
+                source,
+            })?;
+        }
+        let mut states = self.initial_states(plans);
+        let keep_parts = match saved {
+            Some(saved) => resume::resume_states(job, saved, &mut states),
+            None => BTreeMap::new(),
+        };
+        // Parts after a saved prefix (or of any earlier run, when not resuming) are redone.
+        checkpoint::prune_parts(&self.fix_dir, &keep_parts)?;
+        for st in states.iter().filter(|s| s.finished) {
+            self.progress
+                .table_started(&st.report.name(), Some(0))
+                .finish(st.report.result);
+        }
+        let mut points = ReadAt {
+            upstream: snapshot_point(self.up),
+            downstream: snapshot_point(self.down),
+        };
+        if let Some(at) = states.iter().find_map(|s| s.read_at.last()) {
+            // Nothing is read in this run unless a table is left: report where it was read.
+            points = at.clone();
+        }
+        let pending = pending_tables(&states);
+        if !pending.is_empty() {
+            points = self.data_phase(&pending, &mut states, tidb_auto).await?;
+        }
+        if job.apply_fix {
+            let recheck = apply::recheck_fixed(self.up, self.down, &mut states);
+            job.interrupt.interruptible(recheck).await??;
+        }
+        Ok((states, points))
+    }
+
+    /// The tables' states before the data phase: decided ones finished, the rest with
+    /// their plans (none in a structure-only run).
+    fn initial_states(&self, plans: Vec<prepare::Prepared>) -> Vec<TableState> {
+        self.progress.set_total(plans.len() as u64);
+        plans
+            .into_iter()
+            .map(|p| {
+                let plan = p.plan.filter(|_| !self.job.struct_only).map(Arc::new);
+                let parts = plan
+                    .as_ref()
+                    .filter(|_| self.job.export_fix_sql)
+                    .map(|plan| {
+                        let name = crate::fixsql::file_name(&plan.target);
+                        checkpoint::parts_dir(&self.fix_dir, &name)
+                    });
+                TableState::new(p.report, plan, parts)
+            })
+            .collect()
+    }
+
+    /// Open the worker connections at the read points and run the chunk pipeline; returns
+    /// the points read at.
+    async fn data_phase(
+        &self,
+        pending: &[Pending],
+        states: &mut [TableState],
+        tidb_auto: Option<ReadAt>,
+    ) -> Result<ReadAt> {
+        let job = self.job;
+        let threads = job.threads.max(1);
+        let (up_side, down_side) = open_sides(self.up, self.down, threads, &job.interrupt).await?;
+        let points = ReadAt {
+            upstream: up_side.point.clone(),
+            downstream: down_side.point.clone(),
+        };
+        let mut ck = Checkpointer::new(job, tidb_auto, points.clone());
+        let header = FixHeader {
+            upstream: format!("{} ({})", self.up.name(), self.up.spec().address()),
+            downstream: format!("{} ({})", self.down.name(), self.down.spec().address()),
+            upstream_point: points.upstream.clone(),
+            downstream_point: points.downstream.clone(),
+        };
+        let mut agg = Aggregator::new(states, self.progress, &self.fix_dir, &mut ck, header);
+        aggregate::run_data_phase(
+            job,
+            (self.up, up_side),
+            (self.down, down_side),
+            pending,
+            &mut agg,
+            &job.interrupt,
+        )
+        .await?;
+        Ok(points)
+    }
+}
+
+/// The tables the data phase still has to check, each with where its split starts.
+fn pending_tables(states: &[TableState]) -> Vec<Pending> {
+    states
+        .iter()
+        .enumerate()
+        .filter(|(_, st)| !st.finished)
+        .filter_map(|(idx, st)| {
+            let p = st.chunks.prefix();
+            let start = ChunkStart {
+                seq: p.chunks,
+                lower: p.upper.clone(),
+                done: p.last,
+            };
+            Some((idx, st.plan.clone()?, start))
+        })
+        .collect()
+}
+
+/// Open both sources; for TiDB `auto`, resolve the syncpoint (or take the checkpoint's,
+/// when resuming). Returns the sources and, for TiDB `auto`, the TSOs read at.
+async fn open_sources(
+    job: &CheckJob,
+    saved: Option<&Checkpoint>,
+) -> Result<(Source, Source, Option<ReadAt>)> {
+    let up = Source::open(job.upstream.clone()).await?;
+    let down = Source::open(job.downstream.clone()).await?;
+    let tidb_auto = wants_auto(&up) && wants_auto(&down) && down.flavour() == Flavour::TiDb;
+    let (up, down) = match saved.and_then(|c| c.tidb_auto.clone()) {
+        // A resume reads at the TSOs the interrupted run used, not at a newer syncpoint.
+        Some(at) if tidb_auto => {
+            tracing::info!(
+                upstream = %at.upstream,
+                downstream = %at.downstream,
+                "snapshot auto: resuming at the checkpoint's syncpoint"
+            );
+            (
+                up.with_snapshot(at.upstream),
+                down.with_snapshot(at.downstream),
+            )
+        }
+        _ => open::resolve_tidb_auto(up, down, job.syncpoint_changefeed.as_deref()).await?,
+    };
+    let tidb_auto = tidb_auto.then(|| ReadAt {
+        upstream: up.spec().snapshot.clone(),
+        downstream: down.spec().snapshot.clone(),
+    });
+    Ok((up, down, tidb_auto))
+}
+
+/// Warnings for sides read live: a snapshot setting their flavour cannot honour, and
+/// concurrent writes showing up as differences.
+fn live_warnings(up: &Source, down: &Source) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for s in [up, down] {
+        let configured = s.spec().snapshot.trim();
+        if !s.pins_tidb_snapshot() && !wants_consistent(s) && !wants_auto(s) {
+            if !configured.is_empty() {
+                warnings.push(format!(
+                    "{}: snapshot '{configured}' is not applied to a {} server",
+                    s.name(),
+                    s.flavour()
+                ));
+            }
+            warnings.push(format!(
+                "{} is read live, not pinned: concurrent writes can show up as differences",
+                s.name()
+            ));
+        }
+    }
+    warnings
+}
+
+/// The tables' reports, fix SQL paths relative to the output directory.
+fn relative_fix_paths(states: Vec<TableState>, output_dir: &Path) -> Vec<TableReport> {
+    let mut tables: Vec<TableReport> = states.into_iter().map(|s| s.report).collect();
+    for t in &mut tables {
+        if let Some(p) = &t.fix_sql {
+            t.fix_sql = Some(
+                p.strip_prefix(output_dir)
+                    .map(|p| p.to_path_buf())
+                    .unwrap_or_else(|_| p.clone()),
+            );
+        }
+    }
+    tables
+}
+
+/// A side as the report states it: where it was read and how GC was held behind it.
+fn source_report(s: &Source, point: &str, gc_note: &Option<String>) -> SourceReport {
+    SourceReport {
+        name: s.name().to_string(),
+        address: s.spec().address(),
+        flavour: s.flavour().to_string(),
+        version: s.version().to_string(),
+        snapshot: match gc_note {
+            Some(note) => format!("{point}; {note}"),
+            None => point.to_string(),
+        },
+    }
+}
+
+use resume::open_checkpoint;
+
+fn join_error(e: tokio::task::JoinError) -> Error {
+    Error::Internal(format!("a task of the check failed: {e}"))
+}
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}

@@ -1,0 +1,349 @@
+//! The SQL each side runs for a plan: checksums, key walks, row streams, estimates and
+//! bucketed checksums. Pure string building over [`TablePlan`].
+
+use super::{KeyPart, Side, TablePlan, MAX_OR_RANGES};
+use crate::checksum::{checksum_sql_of, Aggregate};
+use crate::chunk::{range_predicate, row_int, with_filter, Buckets, IntRange, KeyRange};
+use crate::diff::RowLayout;
+use crate::row::Row;
+use crate::schema::TypeClass;
+use crate::sql::{hex_literal, literal, quote_ident};
+
+impl TablePlan {
+    /// WHERE clause of a range, with the user's filter (upstream form; the two sides differ
+    /// only for keys compared on a binary basis).
+    pub fn where_clause(&self, range: &KeyRange) -> String {
+        self.where_for(Side::Up, range)
+    }
+
+    pub(super) fn where_for(&self, side: Side, range: &KeyRange) -> String {
+        let pred = if self.key.is_none() {
+            "TRUE".to_string()
+        } else if self.unsplit {
+            self.binary_range_predicate(side, range)
+        } else {
+            range_predicate(&self.key_cols(), range)
+        };
+        with_filter(pred, self.filter.as_deref())
+    }
+
+    /// `range` over the key when some key column is ordered by bytes: those columns are
+    /// compared through their binary expression with hex literals, the others as usual.
+    pub(super) fn binary_range_predicate(&self, side: Side, range: &KeyRange) -> String {
+        let s = side.index();
+        let term = |k: &KeyPart, v: Option<&[u8]>| -> (String, String) {
+            if k.binary {
+                let lit = v.map(hex_literal).unwrap_or_else(|| "NULL".into());
+                (k.order[s].clone(), lit)
+            } else {
+                let c = &self.up_cols[k.pos];
+                (quote_ident(&self.cols(side)[k.pos].name), literal(c, v))
+            }
+        };
+        let bound = |row: &Row, op: &str, last_op: &str| -> String {
+            let mut terms = Vec::new();
+            for i in 0..self.key_parts.len() {
+                let mut parts = Vec::new();
+                for (j, k) in self.key_parts.iter().enumerate().take(i + 1) {
+                    let (expr, lit) = term(k, row.get(j).and_then(|v| v.as_deref()));
+                    let op = if j < i {
+                        "="
+                    } else if i + 1 == self.key_parts.len() {
+                        last_op
+                    } else {
+                        op
+                    };
+                    parts.push(format!("{expr} {op} {lit}"));
+                }
+                terms.push(parts.join(" AND "));
+            }
+            if terms.len() == 1 {
+                terms.pop().unwrap_or_default()
+            } else {
+                let t: Vec<String> = terms.iter().map(|t| format!("({t})")).collect();
+                format!("({})", t.join(" OR "))
+            }
+        };
+        let mut parts = Vec::new();
+        if let Some(lower) = &range.lower {
+            parts.push(bound(lower, ">", ">"));
+        }
+        if let Some(upper) = &range.upper {
+            parts.push(bound(upper, "<", "<="));
+        }
+        if parts.is_empty() {
+            "TRUE".to_string()
+        } else {
+            parts.join(" AND ")
+        }
+    }
+
+    /// The checksum statement of a range on one side.
+    pub fn checksum_sql(&self, side: Side, range: &KeyRange) -> String {
+        checksum_sql_of(
+            self.table(side),
+            &self.row_hash(side),
+            &self.where_for(side, range),
+            Aggregate::Xor,
+        )
+    }
+
+    /// The key columns as read, and the key order, of `side`.
+    pub(super) fn key_select_and_order(&self, side: Side) -> (String, String) {
+        let s = side.index();
+        let select: Vec<String> = self
+            .key_parts
+            .iter()
+            .map(|k| self.select_expr(side, k.pos))
+            .collect();
+        let order: Vec<&str> = self.key_parts.iter().map(|k| k.order[s].as_str()).collect();
+        (select.join(", "), order.join(", "))
+    }
+
+    /// Key tuple at `offset` (0-based) within `range`, in key order.
+    pub fn key_at_sql(&self, side: Side, range: &KeyRange, offset: u64) -> String {
+        if self.unsplit && offset >= self.chunk_size - 1 {
+            // The producer asking where the first chunk ends: an unsplit table is one
+            // chunk. (Answering the query would sort the whole table for nothing.)
+            return "SELECT 1 FROM DUAL WHERE FALSE".to_string();
+        }
+        let (select, order) = self.key_select_and_order(side);
+        format!(
+            "SELECT {select} FROM {} WHERE {} ORDER BY {order} LIMIT 1 OFFSET {offset}",
+            self.table(side).quoted(),
+            self.where_for(side, range)
+        )
+    }
+
+    /// The row layout of [`Self::rows_sql`] results.
+    pub fn layout(&self) -> RowLayout {
+        RowLayout {
+            columns: self.up_cols.len(),
+            sort_kinds: self.key_parts.iter().map(|k| k.kind).collect(),
+        }
+    }
+
+    /// The compared columns as read on `side`.
+    /// The layout of [`Self::key_hashes_sql`]'s rows: key and hash compared, the key
+    /// ordered as an integer.
+    pub fn key_hashes_layout(&self) -> RowLayout {
+        RowLayout {
+            columns: 2,
+            sort_kinds: vec![crate::row::KeyKind::Int],
+        }
+    }
+
+    pub(super) fn select_list(&self, side: Side) -> Vec<String> {
+        (0..self.up_cols.len())
+            .map(|i| self.select_expr(side, i))
+            .collect()
+    }
+
+    /// What a row stream selects: the compared columns, then one sort value per key column
+    /// (the layout of [`Self::layout`]).
+    pub(super) fn streamed_columns(&self, side: Side) -> Vec<String> {
+        let s = side.index();
+        let mut select = self.select_list(side);
+        select.extend(self.key_parts.iter().map(|k| k.sort[s].clone()));
+        select
+    }
+
+    /// Stream the compared columns (plus sort values) of a range in key order.
+    pub fn rows_sql(&self, side: Side, range: &KeyRange) -> String {
+        let select = self.streamed_columns(side);
+        let order = if self.key.is_some() {
+            format!(" ORDER BY {}", self.key_select_and_order(side).1)
+        } else {
+            String::new()
+        };
+        format!(
+            "SELECT {} FROM {} WHERE {}{order}",
+            select.join(", "),
+            self.table(side).quoted(),
+            self.where_for(side, range)
+        )
+    }
+
+    /// Whether the table is keyed by one integer column read as is on both sides: it is
+    /// then split by key value and checksummed per bucket of keys
+    /// (see [`crate::chunk::Buckets`]).
+    pub fn int_key(&self) -> bool {
+        match self.key.as_deref() {
+            Some([p]) => {
+                !self.unsplit
+                    && !self.up_cols[*p].nullable
+                    && !self.down_cols[*p].nullable
+                    && self.up_cols[*p].class == TypeClass::Int
+                    && self.down_cols[*p].class == TypeClass::Int
+                    && self.casts[*p].is_none()
+            }
+            _ => false,
+        }
+    }
+
+    /// A range's bounds as integers, when the key is an integer key and both are present.
+    pub fn int_range(&self, range: &KeyRange) -> Option<IntRange> {
+        if !self.int_key() {
+            return None;
+        }
+        Some(IntRange {
+            lower: row_int(range.lower.as_ref()?)?,
+            upper: row_int(range.upper.as_ref()?)?,
+        })
+    }
+
+    pub(super) fn int_key_name(&self, side: Side) -> String {
+        let p = self
+            .key
+            .as_deref()
+            .and_then(|k| k.first())
+            .copied()
+            .unwrap_or(0);
+        quote_ident(&self.cols(side)[p].name)
+    }
+
+    /// Smallest and largest key (upstream, whole table: an index lookup at each end).
+    pub fn key_min_max_sql(&self) -> String {
+        let k = self.int_key_name(Side::Up);
+        format!("SELECT MIN({k}), MAX({k}) FROM {}", self.upstream.quoted())
+    }
+
+    /// The server's row estimate for a key range (upstream): `EXPLAIN` dives into the index
+    /// without reading the rows.
+    pub fn estimate_sql(&self, range: IntRange) -> String {
+        let k = self.int_key_name(Side::Up);
+        format!(
+            "EXPLAIN SELECT 1 FROM {} WHERE {k} > {} AND {k} <= {}",
+            self.upstream.quoted(),
+            range.lower,
+            range.upper
+        )
+    }
+
+    /// The exact number of rows in a key range (upstream, through the key index).
+    pub fn count_sql(&self, range: IntRange) -> String {
+        let k = self.int_key_name(Side::Up);
+        format!(
+            "SELECT COUNT(*) FROM {} WHERE {k} > {} AND {k} <= {}",
+            self.upstream.quoted(),
+            range.lower,
+            range.upper
+        )
+    }
+
+    /// Count and checksum of every bucket of `buckets` in one scan of its range.
+    pub fn bucket_checksum_sql(&self, side: Side, buckets: &Buckets) -> String {
+        let (lower, upper) = buckets.range.to_bounds();
+        let range = KeyRange {
+            lower: Some(lower),
+            upper: Some(upper),
+        };
+        format!(
+            "SELECT {} AS sg_bucket, COUNT(*), BIT_XOR({}) FROM {} WHERE {} GROUP BY sg_bucket",
+            buckets.sql(&self.int_key_name(side)),
+            self.row_hash(side),
+            self.table(side).quoted(),
+            self.where_for(side, &range)
+        )
+    }
+
+    /// Integer key and per-row hash of every row of a range, in key order: what a dense
+    /// chunk is merged on before any full row is read. Rows are `(key, hash, key)`, laid
+    /// out for [`Self::key_hashes_layout`]: both compared, the key again as the sort value.
+    pub fn key_hashes_sql(&self, side: Side, range: &KeyRange) -> String {
+        let k = self.int_key_name(side);
+        format!(
+            "SELECT {k}, {}, {k} FROM {} WHERE {} ORDER BY {k}",
+            self.row_hash(side),
+            self.table(side).quoted(),
+            self.where_for(side, range)
+        )
+    }
+
+    /// The rows (as [`Self::rows_sql`]) with the given integer keys, in key order.
+    pub fn rows_with_keys_sql(&self, side: Side, keys: &[i128]) -> String {
+        let k = self.int_key_name(side);
+        let list = keys
+            .iter()
+            .map(|v| v.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let select = self.streamed_columns(side);
+        format!(
+            "SELECT {} FROM {} WHERE {} ORDER BY {k}",
+            select.join(", "),
+            self.table(side).quoted(),
+            with_filter(format!("{k} IN ({list})"), self.filter.as_deref()),
+        )
+    }
+
+    /// Stream the rows of several integer key ranges (sorted, disjoint) in key order.
+    ///
+    /// A few ranges are an `OR` of ranges, which the server reads as index ranges. Many are
+    /// one covering range filtered by `INTERVAL(key, l1+1, u1+1, l2+1, …)`, odd exactly
+    /// inside a range: the server binary-searches its constant list, where an `OR` of
+    /// hundreds of ranges is evaluated term by term for every row.
+    pub fn rows_in_ranges_sql(&self, side: Side, ranges: &[IntRange]) -> String {
+        let k = self.int_key_name(side);
+        let pred = match (ranges.first(), ranges.last()) {
+            (Some(first), Some(last)) if ranges.len() > MAX_OR_RANGES => {
+                let bounds: Vec<String> = ranges
+                    .iter()
+                    .flat_map(|r| [r.lower + 1, r.upper + 1])
+                    .map(|b| b.to_string())
+                    .collect();
+                format!(
+                    "{k} > {} AND {k} <= {} AND INTERVAL({k}, {}) % 2 = 1",
+                    first.lower,
+                    last.upper,
+                    bounds.join(", ")
+                )
+            }
+            _ => ranges
+                .iter()
+                .map(|r| format!("({k} > {} AND {k} <= {})", r.lower, r.upper))
+                .collect::<Vec<_>>()
+                .join(" OR "),
+        };
+        let select = self.streamed_columns(side);
+        format!(
+            "SELECT {} FROM {} WHERE {} ORDER BY {}",
+            select.join(", "),
+            self.table(side).quoted(),
+            with_filter(format!("({pred})"), self.filter.as_deref()),
+            self.key_select_and_order(side).1
+        )
+    }
+
+    /// Keyless tables: the per-row hash expression used to assign rows to buckets.
+    pub fn bucket_expr(&self, side: Side, buckets: u64) -> String {
+        format!("MOD({}, {buckets})", self.row_hash(side))
+    }
+
+    /// Keyless tables: count and checksum of every bucket in one scan.
+    pub fn bucket_checksums_sql(&self, side: Side, buckets: u64) -> String {
+        format!(
+            "SELECT {} AS sg_bucket, COUNT(*), SUM({}) FROM {} WHERE {} GROUP BY 1",
+            self.bucket_expr(side, buckets),
+            self.row_hash(side),
+            self.table(side).quoted(),
+            with_filter("TRUE".into(), self.filter.as_deref())
+        )
+    }
+
+    /// Keyless tables: the rows of some buckets.
+    pub fn bucket_rows_sql(&self, side: Side, buckets: u64, which: &[u64]) -> String {
+        let list = which
+            .iter()
+            .map(|b| b.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "SELECT {} FROM {} WHERE {} AND {} IN ({list})",
+            self.select_list(side).join(", "),
+            self.table(side).quoted(),
+            with_filter("TRUE".into(), self.filter.as_deref()),
+            self.bucket_expr(side, buckets)
+        )
+    }
+}

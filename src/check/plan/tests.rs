@@ -1,0 +1,275 @@
+use super::*;
+use crate::checksum::Aggregate;
+use crate::chunk::KeyRange;
+use crate::schema::Index;
+
+fn col(name: &str, class: TypeClass, column_type: &str, collation: Option<&str>) -> Column {
+    Column {
+        name: name.into(),
+        ordinal: 1,
+        data_type: column_type
+            .split(['(', ' '])
+            .next()
+            .unwrap_or_default()
+            .into(),
+        column_type: column_type.into(),
+        class,
+        nullable: false,
+        unsigned: false,
+        charset: collation.map(|c| c.split('_').next().unwrap_or_default().into()),
+        collation: collation.map(Into::into),
+        default: None,
+        generated: None,
+        invisible: false,
+    }
+}
+
+fn schema(columns: Vec<Column>, key: &[&str]) -> TableSchema {
+    TableSchema {
+        table: TableRef::new("d", "t"),
+        columns,
+        indexes: vec![Index {
+            name: "PRIMARY".into(),
+            columns: key.iter().map(|k| k.to_string()).collect(),
+            unique: true,
+            primary: true,
+        }],
+        foreign_keys: Vec::new(),
+        collation: None,
+        engine: None,
+    }
+}
+
+fn plan(up: Vec<Column>, down: Vec<Column>, key: &[&str]) -> TablePlan {
+    TablePlan::new(
+        TableRef::new("d", "t"),
+        &schema(up, key),
+        &schema(down, key),
+        &[],
+        &[],
+        None,
+        1000,
+    )
+    .unwrap()
+}
+
+fn range(lower: &str, upper: &str) -> KeyRange {
+    KeyRange {
+        lower: Some(vec![Some(lower.as_bytes().to_vec())]),
+        upper: Some(vec![Some(upper.as_bytes().to_vec())]),
+    }
+}
+
+#[test]
+fn index_fields_on_a_nullable_unique_index_are_refused() {
+    let id = col("id", TypeClass::Int, "int(11)", None);
+    let mut u = col("u", TypeClass::Int, "int(11)", None);
+    u.nullable = true;
+    let mut sch = schema(vec![id, u], &["id"]);
+    sch.indexes.push(Index {
+        name: "uk".into(),
+        columns: vec!["u".into()],
+        unique: true,
+        primary: false,
+    });
+    let t = TableRef::new("d", "t");
+    let err = TablePlan::new(t.clone(), &sch, &sch, &[], &["u".into()], None, 1000)
+        .expect_err("nullable key refused");
+    assert!(err.contains("`u` is nullable"), "{err}");
+    assert!(TablePlan::new(t, &sch, &sch, &[], &["id".into()], None, 1000).is_ok());
+}
+
+#[test]
+fn float_and_bit_are_read_exactly() {
+    let cols = vec![
+        col("id", TypeClass::Int, "int(11)", None),
+        col("f", TypeClass::Float, "float", None),
+        col("b", TypeClass::Bit, "bit(64)", None),
+    ];
+    let p = plan(cols.clone(), cols, &["id"]);
+    let sql = p.rows_sql(Side::Up, &KeyRange::full());
+    assert_eq!(
+        sql,
+        "SELECT `id`, CAST(`f` AS DOUBLE), CAST(`b` AS UNSIGNED), `id` FROM `d`.`t` \
+         WHERE TRUE ORDER BY `id`"
+    );
+    assert!(p
+        .checksum_sql(Side::Down, &KeyRange::full())
+        .contains("`id`, CAST(`f` AS DOUBLE), CAST(`b` AS UNSIGNED)"));
+    assert!(!p.unsplit);
+}
+
+/// The checksum cost is measured on sysbench's shape (INT key, INT, CHARs): the plan must
+/// render exactly the plain checksum over those columns, no casts or digests added.
+#[test]
+fn sysbench_shape_checksum_is_the_plain_one() {
+    let cols = vec![
+        col("id", TypeClass::Int, "int(11)", None),
+        col("k", TypeClass::Int, "int(11)", None),
+        col(
+            "c",
+            TypeClass::Text,
+            "char(120)",
+            Some("utf8mb4_general_ci"),
+        ),
+        col(
+            "pad",
+            TypeClass::Text,
+            "char(60)",
+            Some("utf8mb4_general_ci"),
+        ),
+    ];
+    let p = plan(cols.clone(), cols.clone(), &["id"]);
+    let refs: Vec<&Column> = cols.iter().collect();
+    assert_eq!(
+        p.checksum_sql(Side::Up, &KeyRange::full()),
+        crate::checksum::checksum_sql(&TableRef::new("d", "t"), &refs, "TRUE", Aggregate::Xor)
+    );
+    assert!(p
+        .checksum_sql(Side::Up, &KeyRange::full())
+        .contains("CONCAT_WS(0x1F, `id`, `k`, `c`, `pad`)"));
+}
+
+#[test]
+fn pad_space_keys_sort_by_padded_weights() {
+    let up = vec![col(
+        "k",
+        TypeClass::Text,
+        "varchar(10)",
+        Some("utf8mb4_general_ci"),
+    )];
+    let mut down = up.clone();
+    down[0].column_type = "varchar(20)".into();
+    let p = plan(up, down, &["k"]);
+    assert!(!p.unsplit);
+    assert!(p
+        .rows_sql(Side::Up, &KeyRange::full())
+        .starts_with("SELECT `k`, WEIGHT_STRING(`k` AS CHAR(20)) FROM"));
+    let nopad = vec![col(
+        "k",
+        TypeClass::Text,
+        "varchar(10)",
+        Some("utf8mb4_nopad_bin"),
+    )];
+    let p = plan(nopad.clone(), nopad, &["k"]);
+    assert!(p
+        .rows_sql(Side::Up, &KeyRange::full())
+        .starts_with("SELECT `k`, WEIGHT_STRING(`k`) FROM"));
+}
+
+#[test]
+fn differing_key_collations_compare_bytes_in_one_range() {
+    let up = vec![col(
+        "k",
+        TypeClass::Text,
+        "varchar(10)",
+        Some("utf8mb4_bin"),
+    )];
+    let down = vec![col(
+        "k",
+        TypeClass::Text,
+        "varchar(10)",
+        Some("utf8mb4_general_ci"),
+    )];
+    let p = plan(up, down, &["k"]);
+    assert!(p.unsplit);
+    assert_eq!(p.chunk_size, u64::MAX);
+    let bin = "CAST(CONVERT(`k` USING utf8mb4) AS BINARY)";
+    assert_eq!(
+        p.rows_sql(Side::Down, &range("a", "b")),
+        format!(
+            "SELECT `k`, {bin} FROM `d`.`t` WHERE {bin} > X'61' AND {bin} <= X'62' \
+             ORDER BY {bin}"
+        )
+    );
+    // The producer's boundary question has no answer: one chunk.
+    assert_eq!(
+        p.key_at_sql(Side::Up, &KeyRange::full(), p.chunk_size - 1),
+        "SELECT 1 FROM DUAL WHERE FALSE"
+    );
+    assert!(p
+        .key_at_sql(Side::Up, &KeyRange::full(), 999)
+        .ends_with(&format!("ORDER BY {bin} LIMIT 1 OFFSET 999")));
+}
+
+#[test]
+fn composite_binary_bounds_keep_native_columns() {
+    let up = vec![
+        col("a", TypeClass::Int, "int(11)", None),
+        col(
+            "k",
+            TypeClass::Text,
+            "varchar(10)",
+            Some("latin1_swedish_ci"),
+        ),
+    ];
+    let mut down = up.clone();
+    down[1].collation = Some("utf8mb4_general_ci".into());
+    let p = plan(up, down, &["a", "k"]);
+    let r = KeyRange {
+        lower: Some(vec![Some(b"1".to_vec()), Some(b"x".to_vec())]),
+        upper: None,
+    };
+    let bin = "CAST(CONVERT(`k` USING utf8mb4) AS BINARY)";
+    assert_eq!(
+        p.where_clause(&r),
+        format!("((`a` > 1) OR (`a` = 1 AND {bin} > X'78'))")
+    );
+}
+
+#[test]
+fn decimals_of_different_scales_are_cast_to_one_type() {
+    let up = vec![
+        col("id", TypeClass::Int, "int(11)", None),
+        col("d", TypeClass::Decimal, "decimal(10,2)", None),
+        col("t", TypeClass::DateTime, "datetime", None),
+    ];
+    let down = vec![
+        col("id", TypeClass::Int, "bigint(20)", None),
+        col("d", TypeClass::Decimal, "decimal(12,3) unsigned", None),
+        col("t", TypeClass::Timestamp, "timestamp(6)", None),
+    ];
+    let p = plan(up, down, &["id"]);
+    assert_eq!(
+        p.rows_sql(Side::Down, &KeyRange::full()),
+        "SELECT `id`, CAST(`d` AS DECIMAL(12,3)), CAST(`t` AS DATETIME(6)), `id` \
+         FROM `d`.`t` WHERE TRUE ORDER BY `id`"
+    );
+    // Too wide for one DECIMAL: compared as written.
+    assert_eq!(
+        common_cast(
+            &col("d", TypeClass::Decimal, "decimal(65,0)", None),
+            &col("d", TypeClass::Decimal, "decimal(65,30)", None)
+        ),
+        None
+    );
+    assert_eq!(
+        common_cast(
+            &col("d", TypeClass::Int, "int(11)", None),
+            &col("d", TypeClass::Decimal, "decimal(10,2)", None)
+        ),
+        Some("DECIMAL(22,2)".into())
+    );
+}
+
+#[test]
+fn keys_of_unrelated_types_are_refused() {
+    let up = vec![col("k", TypeClass::Int, "int(11)", None)];
+    let down = vec![col(
+        "k",
+        TypeClass::Text,
+        "varchar(10)",
+        Some("utf8mb4_bin"),
+    )];
+    let err = TablePlan::new(
+        TableRef::new("d", "t"),
+        &schema(up, &["k"]),
+        &schema(down, &["k"]),
+        &[],
+        &[],
+        None,
+        10,
+    )
+    .unwrap_err();
+    assert!(err.contains("cannot be ordered alike"), "{err}");
+}

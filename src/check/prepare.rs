@@ -1,0 +1,177 @@
+//! Choosing what to compare: the table pairs (routes, filters, missing tables), their
+//! structures discovered and compared, and a [`TablePlan`] for each pair whose data can be
+//! compared.
+
+use super::plan::TablePlan;
+use super::state::empty_report;
+use super::{CheckJob, DEFAULT_CHUNK_SIZE};
+use crate::db::{Conn, Source};
+use crate::error::{Error, Result};
+use crate::report::{TableReport, TableResult};
+use crate::schema::{compare_structure, discover_table, list_tables, TableRef};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A table ready for the data phase (or already decided).
+pub(super) struct Prepared {
+    pub report: TableReport,
+    pub plan: Option<TablePlan>,
+}
+
+/// The selected tables: downstream targets, and upstream tables by their target name.
+struct Selection {
+    down: BTreeSet<TableRef>,
+    /// target name -> upstream name
+    up: BTreeMap<TableRef, TableRef>,
+}
+
+/// Select the table pairs, discover and compare their structures, and build plans.
+pub(super) async fn prepare_tables(
+    job: &CheckJob,
+    up: &Source,
+    down: &Source,
+) -> Result<Vec<Prepared>> {
+    let mut up_conn = up.connect().await?;
+    let mut down_conn = down.connect().await?;
+    let sel = select_tables(job, &mut up_conn, &mut down_conn).await?;
+    let targets: BTreeSet<TableRef> = sel
+        .down
+        .iter()
+        .cloned()
+        .chain(sel.up.keys().cloned())
+        .collect();
+    if targets.is_empty() {
+        return Err(Error::Config(
+            "no table matches task.target-check-tables on either side".into(),
+        ));
+    }
+    let mut out = Vec::new();
+    for target in targets {
+        let upstream = sel.up.get(&target).cloned();
+        let in_down = sel.down.contains(&target);
+        let mut report = empty_report(&target, upstream.as_ref().unwrap_or(&target));
+        let upstream = match (upstream, in_down) {
+            (Some(upstream), true) => upstream,
+            (upstream, _) => {
+                let side = if upstream.is_none() {
+                    "upstream"
+                } else {
+                    "downstream"
+                };
+                if !job.skip_missing {
+                    return Err(Error::MissingTable {
+                        table: target.to_string(),
+                        side: side.into(),
+                    });
+                }
+                report.result = TableResult::Skipped;
+                report.structure_equal = false;
+                report.skip_reason = Some(format!("table does not exist in {side}"));
+                out.push(Prepared { report, plan: None });
+                continue;
+            }
+        };
+        let conns = (&mut up_conn, &mut down_conn);
+        out.push(prepare_pair(job, conns, &upstream, &target, report).await?);
+    }
+    up_conn.close().await;
+    down_conn.close().await;
+    Ok(out)
+}
+
+/// List both sides' tables and keep the selected ones; tables named without wildcards must
+/// exist on at least one side.
+async fn select_tables(job: &CheckJob, up: &mut Conn, down: &mut Conn) -> Result<Selection> {
+    let is_system = |t: &TableRef| crate::config::is_system_schema(&t.schema);
+    let down_tables: BTreeSet<TableRef> = list_tables(down)
+        .await?
+        .into_iter()
+        .filter(|t| !is_system(t) && job.selector.wants(t))
+        .collect();
+    let mut up_tables: BTreeMap<TableRef, TableRef> = BTreeMap::new();
+    for t in list_tables(up).await? {
+        if is_system(&t) {
+            continue;
+        }
+        let Some(target) = job.selector.route(&t) else {
+            continue;
+        };
+        if job.selector.wants(&target) {
+            if let Some(prev) = up_tables.insert(target.clone(), t.clone()) {
+                return Err(Error::Table {
+                    table: target.to_string(),
+                    message: format!(
+                        "both {prev} and {t} upstream map to it; merging shards is not supported"
+                    ),
+                });
+            }
+        }
+    }
+    for name in job.selector.exact_names() {
+        let lower = |t: &TableRef| (t.schema.to_lowercase(), t.table.to_lowercase());
+        let key = lower(&name);
+        let found = down_tables.iter().any(|t| lower(t) == key)
+            || up_tables.keys().any(|t| lower(t) == key);
+        if !found {
+            return Err(Error::MissingTable {
+                table: name.to_string(),
+                side: "upstream or downstream".into(),
+            });
+        }
+    }
+    Ok(Selection {
+        down: down_tables,
+        up: up_tables,
+    })
+}
+
+/// Discover and compare one pair's structures and plan its data comparison.
+async fn prepare_pair(
+    job: &CheckJob,
+    (up_conn, down_conn): (&mut Conn, &mut Conn),
+    upstream: &TableRef,
+    target: &TableRef,
+    mut report: TableReport,
+) -> Result<Prepared> {
+    let up_schema = discover_table(up_conn, upstream).await?;
+    let down_schema = discover_table(down_conn, target).await?;
+    let (Some(up_schema), Some(down_schema)) = (up_schema, down_schema) else {
+        return Err(Error::MissingTable {
+            table: target.to_string(),
+            side: "upstream or downstream (dropped during the check)".into(),
+        });
+    };
+    if !job.data_only {
+        let diffs = compare_structure(&up_schema, &down_schema);
+        report.structure_equal = diffs.is_empty();
+        report.structure_diffs = diffs.into_iter().map(|d| d.0).collect();
+        if !report.structure_equal {
+            report.result = TableResult::Different;
+        }
+    }
+    let settings = job.selector.settings(target)?;
+    let chunk_size = if settings.chunk_size == 0 {
+        DEFAULT_CHUNK_SIZE
+    } else {
+        settings.chunk_size
+    };
+    let plan = TablePlan::new(
+        target.clone(),
+        &up_schema,
+        &down_schema,
+        &settings.ignore_columns,
+        &settings.index_fields,
+        settings.range.clone(),
+        chunk_size,
+    );
+    Ok(match plan {
+        Ok(plan) => Prepared {
+            report,
+            plan: Some(plan),
+        },
+        Err(message) => {
+            report.result = TableResult::Error;
+            report.error = Some(format!("data not compared: {message}"));
+            Prepared { report, plan: None }
+        }
+    })
+}
