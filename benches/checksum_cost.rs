@@ -44,7 +44,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         user: "root".into(),
         password: String::new(),
         session: vec![],
-        snapshot: String::new(),
+        snapshot: syncgate::snapshot::Snapshot::Live,
     })
     .await?;
     let mut conn = source.connect().await?;

@@ -35,13 +35,18 @@ pub enum Error {
         source_name: String,
         addr: String,
         message: String,
+        /// The server's own error, when it sent one (e.g. 1045 access denied).
+        server: Option<Box<ServerError>>,
     },
     /// A server returned an error for a statement.
     #[error("query failed on '{source_name}': {message} (sql: {sql})")]
     Query {
         source_name: String,
         sql: String,
+        /// What to tell the user (the server's message, or an explanation of its code).
         message: String,
+        /// The server's own error, when it sent one.
+        server: Option<Box<ServerError>>,
     },
     /// The connection broke (killed, server restarted, network): the statement may be
     /// retried on a new connection when it is an idempotent read.
@@ -50,7 +55,11 @@ pub enum Error {
         source_name: String,
         sql: String,
         message: String,
+        server: Option<Box<ServerError>>,
     },
+    /// A TiDB snapshot could not be resolved, pinned or protected from GC.
+    #[error(transparent)]
+    Snapshot(#[from] crate::snapshot::tidb::SnapshotError),
     /// A table that must exist was not found.
     #[error("table {table} does not exist in {side}")]
     MissingTable { table: String, side: String },
@@ -79,7 +88,46 @@ pub enum Error {
     Io(#[from] std::io::Error),
 }
 
+/// An error as the server sent it: its code (match it as a number), SQLSTATE and text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerError {
+    pub code: u16,
+    pub state: String,
+    pub message: String,
+}
+
+impl From<&mysql_async::ServerError> for ServerError {
+    fn from(e: &mysql_async::ServerError) -> Self {
+        ServerError {
+            code: e.code,
+            state: e.state.clone(),
+            message: e.message.clone(),
+        }
+    }
+}
+
+impl std::fmt::Display for ServerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (server error {})", self.message, self.code)
+    }
+}
+
 impl Error {
+    /// The server's error, for errors a server raised.
+    pub fn server_error(&self) -> Option<&ServerError> {
+        match self {
+            Error::Connect { server, .. }
+            | Error::Query { server, .. }
+            | Error::ConnectionLost { server, .. } => server.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The server's error code, for errors a server raised.
+    pub fn server_code(&self) -> Option<u16> {
+        self.server_error().map(|s| s.code)
+    }
+
     /// Whether this error means the connection itself is gone.
     pub fn is_connection_lost(&self) -> bool {
         matches!(self, Error::ConnectionLost { .. })

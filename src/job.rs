@@ -23,8 +23,8 @@ pub struct Overrides {
     pub resume: bool,
 }
 
-fn spec(name: &str, ds: &DataSource) -> SourceSpec {
-    SourceSpec {
+fn spec(name: &str, ds: &DataSource) -> Result<SourceSpec> {
+    Ok(SourceSpec {
         name: name.to_string(),
         host: ds.host.clone(),
         port: ds.port,
@@ -35,8 +35,9 @@ fn spec(name: &str, ds: &DataSource) -> SourceSpec {
             .iter()
             .map(|(k, v)| format!("{} = {}", k, v.to_sql_literal()))
             .collect(),
-        snapshot: ds.snapshot.clone(),
-    }
+        // Validated with the config; a value that still does not parse is refused here.
+        snapshot: crate::snapshot::Snapshot::parse(&ds.snapshot)?,
+    })
 }
 
 /// Build the job for `config`.
@@ -72,8 +73,8 @@ pub fn job_from_config(config: &Config, o: &Overrides) -> Result<CheckJob> {
         skip_missing: o.skip_non_existing_table || config.skip_non_existing_table,
     };
     Ok(CheckJob {
-        upstream: spec(up_name, up_ds),
-        downstream: spec(&config.task.target_instance, down_ds),
+        upstream: spec(up_name, up_ds)?,
+        downstream: spec(&config.task.target_instance, down_ds)?,
         threads: o
             .check_thread_count
             .unwrap_or(config.check_thread_count)

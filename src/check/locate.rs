@@ -27,6 +27,7 @@ async fn checksum(
         source_name: conn.source_name().to_string(),
         sql,
         message: "unexpected checksum result".into(),
+        server: None,
     })
 }
 
@@ -203,6 +204,7 @@ async fn bucket_sums(
                     source_name: conn.source_name().to_string(),
                     sql,
                     message: "unexpected bucket checksum result".into(),
+                    server: None,
                 })
             }
         }

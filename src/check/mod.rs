@@ -46,9 +46,10 @@ use crate::interrupt::Interrupt;
 use crate::report::progress::Progress;
 use crate::report::{RunReport, RunResult, SourceReport, TableReport};
 use crate::schema::TableRef;
+use crate::snapshot::{ReadPoint, Snapshot};
 use aggregate::{Aggregator, Pending};
 use msg::ChunkStart;
-use open::{open_sides, snapshot_point, wants_auto, wants_consistent};
+use open::{open_sides, snapshot_point, wants_auto};
 use resume::Checkpointer;
 use state::TableState;
 use std::collections::BTreeMap;
@@ -138,7 +139,11 @@ pub async fn run_check(job: CheckJob, progress: Progress) -> Result<RunReport> {
     let (states, points) = checked?;
     progress.finish();
     if saved.is_some() {
-        warnings.extend(resume::resume_warnings(&states, &points, job.apply_fix));
+        warnings.extend(resume::resume_warnings(
+            &states,
+            &read_at(&points),
+            job.apply_fix,
+        ));
     }
     let mut report = RunReport {
         result: RunResult::Equal,
@@ -146,8 +151,8 @@ pub async fn run_check(job: CheckJob, progress: Progress) -> Result<RunReport> {
         checksum: crate::checksum::CHECKSUM_VERSION.to_string(),
         started_at,
         duration_ms: started.elapsed().as_millis() as u64,
-        upstream: vec![source_report(&up, &points.upstream, &gc_notes[0])],
-        downstream: source_report(&down, &points.downstream, &gc_notes[1]),
+        upstream: vec![source_report(&up, &points[0], &gc_notes[0])],
+        downstream: source_report(&down, &points[1], &gc_notes[1]),
         output_dir: job.output_dir.clone(),
         tables: relative_fix_paths(states, &job.output_dir),
         error: None,
@@ -181,7 +186,7 @@ impl Run<'_> {
         saved: Option<&Checkpoint>,
         tidb_auto: Option<ReadAt>,
         warnings: &mut [String],
-    ) -> Result<(Vec<TableState>, ReadAt)> {
+    ) -> Result<(Vec<TableState>, [ReadPoint; 2])> {
         let job = self.job;
         let plans = job
             .interrupt
@@ -208,13 +213,19 @@ impl Run<'_> {
                 .table_started(&st.report.name(), Some(0))
                 .finish(st.report.result);
         }
-        let mut points = ReadAt {
-            upstream: snapshot_point(self.up),
-            downstream: snapshot_point(self.down),
-        };
+        let mut points = [snapshot_point(self.up), snapshot_point(self.down)];
         if let Some(at) = states.iter().find_map(|s| s.read_at.last()) {
             // Nothing is read in this run unless a table is left: report where it was read.
-            points = at.clone();
+            points = [
+                ReadPoint::Saved {
+                    text: at.upstream.clone(),
+                    pinned: open::configured_pinned(self.up),
+                },
+                ReadPoint::Saved {
+                    text: at.downstream.clone(),
+                    pinned: open::configured_pinned(self.down),
+                },
+            ];
         }
         let pending = pending_tables(&states);
         if !pending.is_empty() {
@@ -254,20 +265,18 @@ impl Run<'_> {
         pending: &[Pending],
         states: &mut [TableState],
         tidb_auto: Option<ReadAt>,
-    ) -> Result<ReadAt> {
+    ) -> Result<[ReadPoint; 2]> {
         let job = self.job;
         let threads = job.threads.max(1);
         let (up_side, down_side) = open_sides(self.up, self.down, threads, &job.interrupt).await?;
-        let points = ReadAt {
-            upstream: up_side.point.clone(),
-            downstream: down_side.point.clone(),
-        };
-        let mut ck = Checkpointer::new(job, tidb_auto, points.clone());
+        let points = [up_side.point.clone(), down_side.point.clone()];
+        let at = read_at(&points);
+        let mut ck = Checkpointer::new(job, tidb_auto, at.clone());
         let header = FixHeader {
             upstream: format!("{} ({})", self.up.name(), self.up.spec().address()),
             downstream: format!("{} ({})", self.down.name(), self.down.spec().address()),
-            upstream_point: points.upstream.clone(),
-            downstream_point: points.downstream.clone(),
+            upstream_point: at.upstream,
+            downstream_point: at.downstream,
         };
         let mut agg = Aggregator::new(states, self.progress, &self.fix_dir, &mut ck, header);
         aggregate::run_data_phase(
@@ -319,15 +328,15 @@ async fn open_sources(
                 "snapshot auto: resuming at the checkpoint's syncpoint"
             );
             (
-                up.with_snapshot(at.upstream),
-                down.with_snapshot(at.downstream),
+                up.with_snapshot(Snapshot::parse(&at.upstream)?),
+                down.with_snapshot(Snapshot::parse(&at.downstream)?),
             )
         }
         _ => open::resolve_tidb_auto(up, down, job.syncpoint_changefeed.as_deref()).await?,
     };
     let tidb_auto = tidb_auto.then(|| ReadAt {
-        upstream: up.spec().snapshot.clone(),
-        downstream: down.spec().snapshot.clone(),
+        upstream: up.spec().snapshot.to_string(),
+        downstream: down.spec().snapshot.to_string(),
     });
     Ok((up, down, tidb_auto))
 }
@@ -337,9 +346,9 @@ async fn open_sources(
 fn live_warnings(up: &Source, down: &Source) -> Vec<String> {
     let mut warnings = Vec::new();
     for s in [up, down] {
-        let configured = s.spec().snapshot.trim();
-        if !s.pins_tidb_snapshot() && !wants_consistent(s) && !wants_auto(s) {
-            if !configured.is_empty() {
+        let configured = &s.spec().snapshot;
+        if !open::configured_pinned(s) {
+            if *configured != Snapshot::Live {
                 warnings.push(format!(
                     "{}: snapshot '{configured}' is not applied to a {} server",
                     s.name(),
@@ -370,17 +379,27 @@ fn relative_fix_paths(states: Vec<TableState>, output_dir: &Path) -> Vec<TableRe
     tables
 }
 
+/// The points as the checkpoint and fix SQL headers state them.
+fn read_at(points: &[ReadPoint; 2]) -> ReadAt {
+    ReadAt {
+        upstream: points[0].describe(),
+        downstream: points[1].describe(),
+    }
+}
+
 /// A side as the report states it: where it was read and how GC was held behind it.
-fn source_report(s: &Source, point: &str, gc_note: &Option<String>) -> SourceReport {
+fn source_report(s: &Source, point: &ReadPoint, gc_note: &Option<String>) -> SourceReport {
+    let text = point.describe();
     SourceReport {
         name: s.name().to_string(),
         address: s.spec().address(),
         flavour: s.flavour().to_string(),
         version: s.version().to_string(),
         snapshot: match gc_note {
-            Some(note) => format!("{point}; {note}"),
-            None => point.to_string(),
+            Some(note) => format!("{text}; {note}"),
+            None => text,
         },
+        pinned: point.is_pinned(),
     }
 }
 

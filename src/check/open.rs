@@ -5,21 +5,22 @@
 use crate::db::{Conn, Flavour, Source};
 use crate::error::Result;
 use crate::interrupt::Interrupt;
+use crate::snapshot::{ReadPoint, Snapshot};
 
 /// The worker connections of one side, and the point they read at.
 pub(super) struct SideConns {
     pub conns: Vec<Conn>,
     /// Whether the connections hold a snapshot that a new connection could not rejoin.
     pub pinned: bool,
-    pub point: String,
+    pub point: ReadPoint,
 }
 
 pub(super) fn wants_consistent(s: &Source) -> bool {
-    s.spec().snapshot.trim().eq_ignore_ascii_case("consistent")
+    s.spec().snapshot == Snapshot::Consistent
 }
 
 pub(super) fn wants_auto(s: &Source) -> bool {
-    s.spec().snapshot.trim().eq_ignore_ascii_case("auto")
+    s.spec().snapshot == Snapshot::Auto
 }
 
 /// TiDB `snapshot = "auto"`: read the newest TiCDC syncpoint on the downstream and pin the
@@ -41,8 +42,8 @@ pub(super) async fn resolve_tidb_auto(
         "snapshot auto: using the newest syncpoint"
     );
     Ok((
-        up.with_snapshot(point.upstream.0.to_string()),
-        down.with_snapshot(point.downstream.0.to_string()),
+        up.with_snapshot(Snapshot::Tso(point.upstream)),
+        down.with_snapshot(Snapshot::Tso(point.downstream)),
     ))
 }
 
@@ -108,7 +109,7 @@ async fn protect_snapshot(
     service_id: &str,
     warnings: &mut Vec<String>,
 ) -> Result<Option<crate::snapshot::tidb::GcKeeper>> {
-    use crate::snapshot::tidb::{self as tidb, SnapshotError, SnapshotSetting};
+    use crate::snapshot::tidb::{self as tidb, SnapshotError};
     let unprotected = |why: String| {
         format!(
             "{}: {why}: the snapshot is not protected from GC; make sure tidb_gc_life_time \
@@ -120,10 +121,10 @@ async fn protect_snapshot(
     // TiDB's error 8055, explained (source.rs).
     let mut conn = s.connect().await?;
     conn.exec(tidb::clear_snapshot_sql()).await?;
-    let tso = match tidb::parse_snapshot(&s.spec().snapshot)? {
-        SnapshotSetting::Tso(t) => t,
-        SnapshotSetting::Datetime(d) => tidb::resolve_datetime(&mut conn, &d).await?,
-        SnapshotSetting::Live | SnapshotSetting::Auto => return Ok(None),
+    let tso = match &s.spec().snapshot {
+        Snapshot::Tso(t) => *t,
+        Snapshot::Datetime(d) => tidb::resolve_datetime(&mut conn, d).await?,
+        Snapshot::Live | Snapshot::Auto | Snapshot::Consistent => return Ok(None),
     };
     let found = tidb::discover_pd(&mut conn).await;
     conn.close().await;
@@ -172,14 +173,14 @@ pub(super) async fn open_sides(
             interrupt,
         )
         .await?;
-        let side = |conns, point: &crate::snapshot::mysql::PinnedPoint, role: &str| SideConns {
+        let side = |conns, point: &crate::snapshot::mysql::PinnedPoint, role| SideConns {
             conns,
             pinned: true,
-            point: format!(
-                "{} (pair fenced at GTID {}, {role})",
-                point.describe(),
-                pair.gtid
-            ),
+            point: ReadPoint::Fenced {
+                point: point.clone(),
+                gtid: pair.gtid.clone(),
+                role,
+            },
         };
         return Ok((
             side(pair.primary, &pair.primary_point, "primary"),
@@ -204,7 +205,7 @@ async fn open_side(s: &Source, n: usize) -> Result<SideConns> {
         return Ok(SideConns {
             conns,
             pinned: true,
-            point: point.describe(),
+            point: ReadPoint::Consistent(point),
         });
     }
     let mut conns = Vec::with_capacity(n);
@@ -218,15 +219,16 @@ async fn open_side(s: &Source, n: usize) -> Result<SideConns> {
     })
 }
 
-/// The point a side is read at, as stated in reports.
-pub(super) fn snapshot_point(s: &Source) -> String {
+/// The point a side is read at when nothing is pinned by the data phase itself.
+pub(super) fn snapshot_point(s: &Source) -> ReadPoint {
     if s.pins_tidb_snapshot() {
-        let value = s.spec().snapshot.trim();
-        match value.parse::<crate::snapshot::tidb::Tso>() {
-            Ok(tso) => format!("tidb_snapshot {tso}"),
-            Err(_) => format!("tidb_snapshot '{value}'"),
-        }
+        ReadPoint::Tidb(s.spec().snapshot.clone())
     } else {
-        "live, not pinned".to_string()
+        ReadPoint::Live
     }
+}
+
+/// Whether the configuration reads this side at a pinned point.
+pub(super) fn configured_pinned(s: &Source) -> bool {
+    s.pins_tidb_snapshot() || wants_consistent(s) || wants_auto(s)
 }

@@ -9,7 +9,7 @@
 //! Connections are handed out one by one (no pool): each worker owns its connection for the
 //! run, which is what a pinned snapshot per worker needs.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, ServerError};
 use crate::row::{Row, Value};
 use mysql_async::prelude::Queryable;
 use std::fmt;
@@ -66,8 +66,8 @@ pub struct SourceSpec {
     pub password: String,
     /// Extra `SET SESSION` assignments, already rendered (`name = value`).
     pub session: Vec<String>,
-    /// The configured `snapshot` (TiDB TSO or datetime; empty = live).
-    pub snapshot: String,
+    /// The configured `snapshot`.
+    pub snapshot: crate::snapshot::Snapshot,
 }
 
 impl fmt::Debug for SourceSpec {
@@ -103,14 +103,10 @@ impl Source {
     pub async fn open(spec: SourceSpec) -> Result<Source> {
         let spec = Arc::new(spec);
         let mut conn = raw_connect(&spec).await?;
-        let version: Option<String> =
-            conn.query_first("SELECT VERSION()")
-                .await
-                .map_err(|e| Error::Query {
-                    source_name: spec.name.clone(),
-                    sql: "SELECT VERSION()".into(),
-                    message: e.to_string(),
-                })?;
+        let version: Option<String> = conn
+            .query_first("SELECT VERSION()")
+            .await
+            .map_err(|e| query_error(&spec.name, "SELECT VERSION()", &e))?;
         let version = version.unwrap_or_default();
         let flavour = Flavour::from_version(&version);
         let _ = conn.disconnect().await;
@@ -138,7 +134,7 @@ impl Source {
     }
 
     /// The same source with another `snapshot` value (a resolved TiDB `auto` or datetime).
-    pub fn with_snapshot(&self, snapshot: String) -> Source {
+    pub fn with_snapshot(&self, snapshot: crate::snapshot::Snapshot) -> Source {
         let mut spec = (*self.spec).clone();
         spec.snapshot = snapshot;
         Source {
@@ -150,8 +146,7 @@ impl Source {
 
     /// Whether every connection reads at the configured TiDB snapshot.
     pub fn pins_tidb_snapshot(&self) -> bool {
-        let s = self.spec.snapshot.trim();
-        self.flavour == Flavour::TiDb && !s.is_empty() && !s.eq_ignore_ascii_case("auto")
+        self.flavour == Flavour::TiDb && self.spec.snapshot.is_tidb_point()
     }
 
     /// A new connection with the session set up.
@@ -176,7 +171,7 @@ impl Source {
         if self.flavour == Flavour::TiDb && self.pins_tidb_snapshot() {
             let sql = format!(
                 "SET SESSION tidb_snapshot = {}",
-                crate::sql::quote_str(&self.spec.snapshot)
+                crate::sql::quote_str(&self.spec.snapshot.to_string())
             );
             conn.exec(&sql).await?;
         }
@@ -195,17 +190,18 @@ async fn raw_connect(spec: &SourceSpec) -> Result<mysql_async::Conn> {
         .pass(Some(spec.password.clone()))
         .prefer_socket(false)
         .stmt_cache_size(0);
-    let connect_error = |message: String| Error::Connect {
+    let connect_error = |message: String, server: Option<Box<ServerError>>| Error::Connect {
         source_name: spec.name.clone(),
         addr: spec.address(),
         message,
+        server,
     };
     match tokio::time::timeout(CONNECT_TIMEOUT, mysql_async::Conn::new(opts)).await {
-        Err(_) => Err(connect_error(format!(
-            "no answer within {}s",
-            CONNECT_TIMEOUT.as_secs()
-        ))),
-        Ok(Err(e)) => Err(connect_error(describe_mysql_error(&e))),
+        Err(_) => Err(connect_error(
+            format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()),
+            None,
+        )),
+        Ok(Err(e)) => Err(connect_error(describe_mysql_error(&e), server_error(&e))),
         Ok(Ok(conn)) => Ok(conn),
     }
 }
@@ -362,7 +358,8 @@ fn query_error(source: &str, sql: &str, e: &mysql_async::Error) -> Error {
         sql.push('…');
     }
     let mut message = describe_mysql_error(e);
-    if let mysql_async::Error::Server(s) = e {
+    let server = server_error(e);
+    if let Some(s) = &server {
         if let Some(explained) = crate::snapshot::tidb::classify_tidb_error(s.code, &s.message) {
             message = explained.to_string();
         }
@@ -372,13 +369,23 @@ fn query_error(source: &str, sql: &str, e: &mysql_async::Error) -> Error {
             source_name: source.to_string(),
             sql,
             message,
+            server,
         }
     } else {
         Error::Query {
             source_name: source.to_string(),
             sql,
             message,
+            server,
         }
+    }
+}
+
+/// The server's error inside a driver error, if the server sent one.
+fn server_error(e: &mysql_async::Error) -> Option<Box<ServerError>> {
+    match e {
+        mysql_async::Error::Server(s) => Some(Box::new(s.into())),
+        _ => None,
     }
 }
 

@@ -96,6 +96,10 @@ pub struct SourceReport {
     pub version: String,
     /// The point the side was read at, e.g. `live, not pinned`.
     pub snapshot: String,
+    /// Whether the side was read at a pinned point (a snapshot, a fenced GTID); false means
+    /// live, where concurrent writes can look like differences.
+    #[serde(default)]
+    pub pinned: bool,
 }
 
 /// The whole run.
@@ -170,10 +174,9 @@ impl TableReport {
 
 impl SourceReport {
     /// True when the side was read live, so the summary must warn that concurrent writes
-    /// can look like differences. An empty snapshot means nothing was pinned either.
+    /// can look like differences.
     pub fn is_live(&self) -> bool {
-        let s = self.snapshot.trim();
-        s.is_empty() || s.to_ascii_lowercase().starts_with("live")
+        !self.pinned
     }
 }
 

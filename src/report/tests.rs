@@ -39,6 +39,7 @@ fn source(name: &str, flavour: &str, snapshot: &str) -> SourceReport {
         flavour: flavour.into(),
         version: "10.11.6".into(),
         snapshot: snapshot.into(),
+        pinned: !snapshot.is_empty() && !snapshot.starts_with("live"),
     }
 }
 
@@ -333,6 +334,7 @@ fn summary_txt_lines() {
     let mut r = with_results(&[TableResult::Equal]);
     r.error = Some("cannot connect".into());
     r.upstream[0].snapshot = "ts 2025-01-02 03:04:05".into();
+    r.upstream[0].pinned = true;
     r.compute_result();
     let txt = render_summary_txt(&r);
     assert!(txt.contains("Errors (1)\n  run: cannot connect\n"), "{txt}");

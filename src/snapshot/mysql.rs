@@ -64,6 +64,7 @@ fn snapshot_error(source: &Source, message: String) -> Error {
         source_name: source.name().to_string(),
         addr: source.spec().address(),
         message,
+        server: None,
     }
 }
 

@@ -269,11 +269,8 @@ impl SnapshotError {
     }
 }
 
-impl From<SnapshotError> for Error {
-    fn from(e: SnapshotError) -> Error {
-        Error::Config(e.to_string())
-    }
-}
+/// MySQL/TiDB error code: table does not exist.
+const ER_NO_SUCH_TABLE: u16 = 1146;
 
 /// TiDB error code: `snapshot is older than GC safe point` (`ErrSnapshotTooOld`).
 pub const ER_SNAPSHOT_TOO_OLD: u16 = 8055;
@@ -301,28 +298,19 @@ pub fn classify_tidb_error(code: u16, message: &str) -> Option<SnapshotError> {
     }
 }
 
-/// [`classify_tidb_error`] for an [`Error::Query`] raised by `source::Conn`, whose message
-/// ends with `(server error <code>)` (`source::describe_mysql_error`). The source name is
-/// filled in; add the snapshot with [`SnapshotError::with_context`].
+/// [`classify_tidb_error`] for an [`Error::Query`] raised by `db::Conn`, by the server's
+/// error code it carries. The source name is filled in; add the snapshot with
+/// [`SnapshotError::with_context`].
 pub fn classify_query_error(err: &Error) -> Option<SnapshotError> {
     let Error::Query {
         source_name,
-        message,
+        server: Some(server),
         ..
     } = err
     else {
         return None;
     };
-    let (text, code) = split_server_error(message)?;
-    classify_tidb_error(code, text).map(|e| e.with_context(source_name, None))
-}
-
-/// `"<text> (server error <code>)"` → `(text, code)`.
-fn split_server_error(message: &str) -> Option<(&str, u16)> {
-    let rest = message.trim_end().strip_suffix(')')?;
-    let at = rest.rfind(" (server error ")?;
-    let code = rest[at + " (server error ".len()..].trim().parse().ok()?;
-    Some((&rest[..at], code))
+    classify_tidb_error(server.code, &server.message).map(|e| e.with_context(source_name, None))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -564,9 +552,7 @@ pub async fn query_syncpoint(conn: &mut Conn, changefeed: Option<&str>) -> Resul
     let sql = syncpoint_sql(changefeed);
     let row = match conn.first(&sql).await {
         Ok(row) => row,
-        Err(Error::Query { message, .. })
-            if split_server_error(&message).map(|(_, c)| c) == Some(1146) =>
-        {
+        Err(e) if e.server_code() == Some(ER_NO_SUCH_TABLE) => {
             return Err(SnapshotError::NoSyncpointTable {
                 source_name: conn.source_name().to_string(),
             }

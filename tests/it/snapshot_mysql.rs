@@ -17,7 +17,7 @@ fn spec(db: &TestDb) -> SourceSpec {
         user: "root".into(),
         password: String::new(),
         session: vec![],
-        snapshot: "consistent".into(),
+        snapshot: syncgate::snapshot::Snapshot::Consistent,
     }
 }
 

@@ -266,12 +266,13 @@ fn missing_syncpoint_is_a_clear_error() {
     // A namespaced name gets a hint: TiCDC stores the bare changefeed ID.
     let err = parse_syncpoint_row(Some("default/dr-feed"), None).unwrap_err();
     assert!(err.to_string().contains("without its namespace"), "{err}");
-    // It converts into the crate error with the same message.
+    // It converts into the crate error with the same message, typed as a snapshot error
+    // (not a configuration error).
     let e: Error = parse_syncpoint_row(Some("dr-feed"), None)
         .unwrap_err()
         .into();
     assert!(
-        matches!(&e, Error::Config(m) if m.contains("changefeed dr-feed")),
+        matches!(&e, Error::Snapshot(_) if e.to_string().contains("changefeed dr-feed")),
         "{e:?}"
     );
 }
@@ -373,6 +374,11 @@ fn gc_errors_are_found_in_query_errors() {
         sql: "SET SESSION tidb_snapshot = '431434047157698561'".into(),
         message: "snapshot is older than GC safe point 2022-02-25 12:10:00 (server error 8055)"
             .into(),
+        server: Some(Box::new(syncgate::error::ServerError {
+            code: 8055,
+            state: "HY000".into(),
+            message: "snapshot is older than GC safe point 2022-02-25 12:10:00".into(),
+        })),
     };
     let err = classify_query_error(&e).expect("8055 inside a query error");
     match &err {
@@ -398,6 +404,11 @@ fn gc_errors_are_found_in_query_errors() {
         source_name: "upstream".into(),
         sql: "SELECT 1".into(),
         message: "Table 'x.y' doesn't exist (server error 1146)".into(),
+        server: Some(Box::new(syncgate::error::ServerError {
+            code: 1146,
+            state: "42S02".into(),
+            message: "Table 'x.y' doesn't exist".into(),
+        })),
     };
     assert!(classify_query_error(&other).is_none());
     assert!(classify_query_error(&Error::Config("8055".into())).is_none());
