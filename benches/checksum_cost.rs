@@ -45,6 +45,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         password: String::new(),
         session: vec![],
         snapshot: String::new(),
+        tls: None,
     })
     .await?;
     let mut conn = source.connect().await?;

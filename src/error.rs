@@ -36,6 +36,13 @@ pub enum Error {
         addr: String,
         message: String,
     },
+    /// The TLS settings of a data source (`[data-sources.NAME.security]`) cannot be used:
+    /// a file cannot be read, or holds no certificate or key.
+    #[error("data source '{source_name}': TLS settings: {message}")]
+    Tls {
+        source_name: String,
+        message: String,
+    },
     /// A server returned an error for a statement.
     #[error("query failed on '{source_name}': {message} (sql: {sql})")]
     Query {

@@ -23,8 +23,12 @@ pub struct Overrides {
     pub resume: bool,
 }
 
-fn spec(name: &str, ds: &DataSource) -> SourceSpec {
-    SourceSpec {
+fn spec(name: &str, ds: &DataSource) -> Result<SourceSpec> {
+    let tls = match &ds.security {
+        Some(sec) => crate::tls::ssl_opts(name, sec)?,
+        None => None,
+    };
+    Ok(SourceSpec {
         name: name.to_string(),
         host: ds.host.clone(),
         port: ds.port,
@@ -36,7 +40,8 @@ fn spec(name: &str, ds: &DataSource) -> SourceSpec {
             .map(|(k, v)| format!("{} = {}", k, v.to_sql_literal()))
             .collect(),
         snapshot: ds.snapshot.clone(),
-    }
+        tls,
+    })
 }
 
 /// Build the job for `config`.
@@ -72,8 +77,8 @@ pub fn job_from_config(config: &Config, o: &Overrides) -> Result<CheckJob> {
         skip_missing: o.skip_non_existing_table || config.skip_non_existing_table,
     };
     Ok(CheckJob {
-        upstream: spec(up_name, up_ds),
-        downstream: spec(&config.task.target_instance, down_ds),
+        upstream: spec(up_name, up_ds)?,
+        downstream: spec(&config.task.target_instance, down_ds)?,
         threads: o
             .check_thread_count
             .unwrap_or(config.check_thread_count)

@@ -129,7 +129,8 @@ pub struct DataSource {
     /// Session variables set on every connection (`[data-sources.NAME.session]`).
     #[serde(default)]
     pub session: BTreeMap<String, SessionValue>,
-    /// TLS settings (`[data-sources.NAME.security]`); absent means plain TCP.
+    /// TLS settings (`[data-sources.NAME.security]`, see [`crate::tls`]); absent (or all
+    /// keys empty) means plain TCP.
     #[serde(default)]
     pub security: Option<Security>,
 }

@@ -306,6 +306,8 @@ pub async fn run_check(job: CheckJob, progress: Progress) -> Result<RunReport> {
             Some(note) => format!("{point}; {note}"),
             None => point.to_string(),
         },
+        encrypted: s.encrypted(),
+        tls_cipher: s.tls_cipher().map(str::to_string),
     };
     let mut report = RunReport {
         result: RunResult::Equal,

@@ -18,6 +18,7 @@ fn spec(db: &TestDb) -> SourceSpec {
         password: String::new(),
         session: vec![],
         snapshot: "consistent".into(),
+        tls: None,
     }
 }
 
