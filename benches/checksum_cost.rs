@@ -46,6 +46,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         session: vec![],
         snapshot: String::new(),
         tls: None,
+        force_index: false,
     })
     .await?;
     let mut conn = source.connect().await?;

@@ -41,6 +41,10 @@ fn spec(name: &str, ds: &DataSource) -> Result<SourceSpec> {
             .collect(),
         snapshot: ds.snapshot.clone(),
         tls,
+        force_index: ds
+            .sql_hint_use_index
+            .as_deref()
+            .is_some_and(|h| h.eq_ignore_ascii_case("auto")),
     })
 }
 

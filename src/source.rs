@@ -71,6 +71,9 @@ pub struct SourceSpec {
     /// TLS options ([`crate::tls::ssl_opts`]); `None` is plain TCP. With `Some`, every
     /// connection is TLS or fails.
     pub tls: Option<mysql_async::SslOpts>,
+    /// `sql-hint-use-index = "auto"`: chunk queries name the chunk key's index with
+    /// `FORCE INDEX`.
+    pub force_index: bool,
 }
 
 impl fmt::Debug for SourceSpec {
@@ -85,6 +88,7 @@ impl fmt::Debug for SourceSpec {
             .field("snapshot", &self.snapshot)
             // The options hold the client key: say only whether TLS is on.
             .field("tls", &self.tls.is_some())
+            .field("force_index", &self.force_index)
             .finish()
     }
 }

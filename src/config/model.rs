@@ -120,7 +120,8 @@ pub struct DataSource {
     /// SQL mode to use on this server's sessions and when parsing its DDL.
     #[serde(default, deserialize_with = "empty_as_none")]
     pub sql_mode: Option<String>,
-    /// `"auto"` adds a `USE_INDEX` hint for the split index (TiDB only); unset otherwise.
+    /// `"auto"`: chunk queries name the chunk key's index with `FORCE INDEX` (any server);
+    /// unset otherwise.
     #[serde(default, deserialize_with = "empty_as_none")]
     pub sql_hint_use_index: Option<String>,
     /// Names of `[routes.*]` applied to this source's tables, first match wins.

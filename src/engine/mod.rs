@@ -633,10 +633,29 @@ async fn prepare_tables(job: &CheckJob, up: &Source, down: &Source) -> Result<Ve
             settings.range.clone(),
             chunk_size,
         ) {
-            Ok(plan) => out.push(Prepared {
-                report,
-                plan: Some(plan),
-            }),
+            Ok(mut plan) => {
+                // sql-hint-use-index = "auto": FORCE INDEX on the chunk key's index.
+                for (side, s, schema) in
+                    [(Side::Up, up, &up_schema), (Side::Down, down, &down_schema)]
+                {
+                    if s.spec().force_index
+                        && plan.key.is_some()
+                        && !plan.unsplit
+                        && !plan.force_key_index(side, schema)
+                    {
+                        tracing::warn!(
+                            "{}: sql-hint-use-index: {} has no index on exactly the chunk key \
+                             columns to force; its queries carry no hint",
+                            target,
+                            s.name()
+                        );
+                    }
+                }
+                out.push(Prepared {
+                    report,
+                    plan: Some(plan),
+                })
+            }
             Err(message) => {
                 report.result = TableResult::Error;
                 report.error = Some(format!("data not compared: {message}"));

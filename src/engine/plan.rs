@@ -40,7 +40,7 @@
 //! Types that cannot be ordered alike at all (a number on one side, a string on the other)
 //! are refused for the data check.
 
-use crate::checksum::{checksum_sql_of, row_hash_expr_of, value_expr, Aggregate};
+use crate::checksum::{checksum_sql_from, row_hash_expr_of, value_expr, Aggregate};
 use crate::chunk::{range_predicate, row_int, with_filter, Buckets, IntRange, KeyRange};
 use crate::diff::RowLayout;
 use crate::row::{KeyKind, Row};
@@ -106,6 +106,9 @@ pub struct TablePlan {
     casts: Vec<Option<String>>,
     /// Per key column, in key order.
     key_parts: Vec<KeyPart>,
+    /// Per side (up, down), the index that key-range queries name with `FORCE INDEX`
+    /// (`sql-hint-use-index = "auto"`, [`Self::force_key_index`]).
+    force_index: [Option<String>; 2],
 }
 
 impl TablePlan {
@@ -218,6 +221,7 @@ impl TablePlan {
             unsplit: false,
             casts,
             key_parts: Vec::new(),
+            force_index: [None, None],
         };
         let mut parts = Vec::new();
         for &p in plan.key.as_deref().unwrap_or(&[]) {
@@ -258,6 +262,40 @@ impl TablePlan {
         }
         plan.key_parts = parts;
         Ok(plan)
+    }
+
+    /// `sql-hint-use-index = "auto"` on `side`: key-range queries name the index of
+    /// `schema` (that side's structure) whose columns are the chunk key's, in key order, with
+    /// `FORCE INDEX`. Returns whether there is such an index; there is none to name for a
+    /// keyless table, a table keyed by byte order (no index serves that order), or a side
+    /// without an index on exactly the key columns. Keyless queries never carry a hint.
+    pub fn force_key_index(&mut self, side: Side, schema: &TableSchema) -> bool {
+        let cols = self.cols(side);
+        let want: Vec<&str> = match &self.key {
+            Some(key) if !self.unsplit => key.iter().map(|&p| cols[p].name.as_str()).collect(),
+            _ => return false,
+        };
+        let found = schema.indexes.iter().find(|i| {
+            i.columns.len() == want.len()
+                && i.columns
+                    .iter()
+                    .zip(&want)
+                    .all(|(a, b)| a.eq_ignore_ascii_case(b))
+        });
+        self.force_index[side.index()] = found.map(|i| i.name.clone());
+        found.is_some()
+    }
+
+    /// What key-range queries of `side` read `FROM`: the table, with its index hint if any.
+    fn from(&self, side: Side) -> String {
+        let table = self.table(side).quoted();
+        match &self.force_index[side.index()] {
+            None => table,
+            Some(i) if i.eq_ignore_ascii_case("PRIMARY") => {
+                format!("{table} FORCE INDEX (PRIMARY)")
+            }
+            Some(i) => format!("{table} FORCE INDEX ({})", quote_ident(i)),
+        }
     }
 
     pub fn table(&self, side: Side) -> &TableRef {
@@ -384,8 +422,8 @@ impl TablePlan {
 
     /// The checksum statement of a range on one side.
     pub fn checksum_sql(&self, side: Side, range: &KeyRange) -> String {
-        checksum_sql_of(
-            self.table(side),
+        checksum_sql_from(
+            &self.from(side),
             &self.row_hash(side),
             &self.where_for(side, range),
             Aggregate::Xor,
@@ -414,7 +452,7 @@ impl TablePlan {
         let (select, order) = self.key_select_and_order(side);
         format!(
             "SELECT {select} FROM {} WHERE {} ORDER BY {order} LIMIT 1 OFFSET {offset}",
-            self.table(side).quoted(),
+            self.from(side),
             self.where_for(side, range)
         )
     }
@@ -454,7 +492,7 @@ impl TablePlan {
         format!(
             "SELECT {} FROM {} WHERE {}{order}",
             select.join(", "),
-            self.table(side).quoted(),
+            self.from(side),
             self.where_for(side, range)
         )
     }
@@ -500,7 +538,7 @@ impl TablePlan {
     /// Smallest and largest key (upstream, whole table: an index lookup at each end).
     pub fn key_min_max_sql(&self) -> String {
         let k = self.int_key_name(Side::Up);
-        format!("SELECT MIN({k}), MAX({k}) FROM {}", self.upstream.quoted())
+        format!("SELECT MIN({k}), MAX({k}) FROM {}", self.from(Side::Up))
     }
 
     /// The server's row estimate for a key range (upstream): `EXPLAIN` dives into the index
@@ -509,7 +547,7 @@ impl TablePlan {
         let k = self.int_key_name(Side::Up);
         format!(
             "EXPLAIN SELECT 1 FROM {} WHERE {k} > {} AND {k} <= {}",
-            self.upstream.quoted(),
+            self.from(Side::Up),
             range.lower,
             range.upper
         )
@@ -520,7 +558,7 @@ impl TablePlan {
         let k = self.int_key_name(Side::Up);
         format!(
             "SELECT COUNT(*) FROM {} WHERE {k} > {} AND {k} <= {}",
-            self.upstream.quoted(),
+            self.from(Side::Up),
             range.lower,
             range.upper
         )
@@ -537,7 +575,7 @@ impl TablePlan {
             "SELECT {} AS sg_bucket, COUNT(*), BIT_XOR({}) FROM {} WHERE {} GROUP BY sg_bucket",
             buckets.sql(&self.int_key_name(side)),
             self.row_hash(side),
-            self.table(side).quoted(),
+            self.from(side),
             self.where_for(side, &range)
         )
     }
@@ -549,7 +587,7 @@ impl TablePlan {
         format!(
             "SELECT {k}, {} FROM {} WHERE {} ORDER BY {k}",
             self.row_hash(side),
-            self.table(side).quoted(),
+            self.from(side),
             self.where_for(side, range)
         )
     }
@@ -566,7 +604,7 @@ impl TablePlan {
         format!(
             "SELECT {} FROM {} WHERE {} ORDER BY {k}",
             select.join(", "),
-            self.table(side).quoted(),
+            self.from(side),
             with_filter(format!("{k} IN ({list})"), self.filter.as_deref()),
         )
     }
@@ -603,7 +641,7 @@ impl TablePlan {
         format!(
             "SELECT {} FROM {} WHERE {} ORDER BY {}",
             select.join(", "),
-            self.table(side).quoted(),
+            self.from(side),
             with_filter(format!("({pred})"), self.filter.as_deref()),
             self.key_select_and_order(side).1
         )
@@ -1066,5 +1104,87 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.contains("cannot be ordered alike"), "{err}");
+    }
+
+    #[test]
+    fn sql_hint_use_index_forces_the_chunk_key_index_per_side() {
+        let cols = || {
+            vec![
+                col("id", TypeClass::Int, "int(11)", None),
+                col("a", TypeClass::Int, "int(11)", None),
+                col("b", TypeClass::Int, "int(11)", None),
+            ]
+        };
+        let mut up = schema(cols(), &["id"]);
+        up.indexes.push(Index {
+            name: "uk_ab".into(),
+            columns: vec!["a".into(), "b".into()],
+            unique: true,
+            primary: false,
+        });
+        // Downstream the same columns are indexed under another name.
+        let mut down = schema(cols(), &["id"]);
+        down.indexes.push(Index {
+            name: "ab".into(),
+            columns: vec!["A".into(), "B".into()],
+            unique: true,
+            primary: false,
+        });
+        let t = TableRef::new("d", "t");
+        let fields = ["b".to_string(), "a".to_string()];
+        let mut p = TablePlan::new(t.clone(), &up, &down, &[], &fields, None, 10).unwrap();
+        let pair = |a: &str, b: &str| Some(vec![Some(a.into()), Some(b.into())]);
+        let r = KeyRange {
+            lower: pair("1", "1"),
+            upper: pair("2", "2"),
+        };
+        let before = p.rows_sql(Side::Up, &r);
+        assert!(before.contains("FROM `d`.`t` WHERE"), "{before}");
+
+        assert!(p.force_key_index(Side::Up, &up));
+        assert!(p.force_key_index(Side::Down, &down));
+        let (cs_up, cs_down) = (p.checksum_sql(Side::Up, &r), p.checksum_sql(Side::Down, &r));
+        assert!(
+            cs_up.contains("FROM `d`.`t` FORCE INDEX (`uk_ab`) WHERE"),
+            "{cs_up}"
+        );
+        assert!(
+            cs_down.contains("FROM `d`.`t` FORCE INDEX (`ab`) WHERE"),
+            "{cs_down}"
+        );
+        let rows = p.rows_sql(Side::Up, &r);
+        assert_eq!(
+            rows,
+            before.replace("FROM `d`.`t`", "FROM `d`.`t` FORCE INDEX (`uk_ab`)")
+        );
+        assert!(p
+            .key_at_sql(Side::Down, &r, 5)
+            .contains("FROM `d`.`t` FORCE INDEX (`ab`) WHERE"));
+
+        // The primary key is named PRIMARY (a keyword, not quoted); an integer key's
+        // split queries carry it too.
+        let mut p = TablePlan::new(t.clone(), &up, &down, &[], &[], None, 10).unwrap();
+        assert!(p.force_key_index(Side::Up, &up));
+        assert!(p.int_key());
+        let ir = IntRange { lower: 0, upper: 9 };
+        for sql in [p.key_min_max_sql(), p.estimate_sql(ir), p.count_sql(ir)] {
+            assert!(sql.contains("FROM `d`.`t` FORCE INDEX (PRIMARY)"), "{sql}");
+        }
+        // Only the side that asked for it.
+        assert!(!p
+            .checksum_sql(Side::Down, &range("1", "2"))
+            .contains("FORCE INDEX"));
+
+        // A side without an index on exactly the key columns gets no hint.
+        let mut p = TablePlan::new(t.clone(), &up, &down, &[], &fields, None, 10).unwrap();
+        let mut other = down.clone();
+        other.indexes[1].columns = vec!["a".into()];
+        assert!(!p.force_key_index(Side::Down, &other));
+        assert!(!p.checksum_sql(Side::Down, &r).contains("FORCE INDEX"));
+        // Keyless tables have nothing to force.
+        let mut keyless = schema(cols(), &[]);
+        keyless.indexes.clear();
+        let mut p = TablePlan::new(t, &keyless, &keyless, &[], &[], None, 10).unwrap();
+        assert!(!p.force_key_index(Side::Up, &keyless));
     }
 }

@@ -13,6 +13,7 @@ mod check_e2e;
 mod cli_errors;
 mod collation;
 mod harness_smoke;
+mod index_hint;
 mod int_split;
 mod names;
 mod prop_check;

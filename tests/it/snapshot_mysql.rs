@@ -19,6 +19,7 @@ fn spec(db: &TestDb) -> SourceSpec {
         session: vec![],
         snapshot: "consistent".into(),
         tls: None,
+        force_index: false,
     }
 }
 
