@@ -45,6 +45,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         password: String::new(),
         session: vec![],
         snapshot: syncgate::snapshot::Snapshot::Live,
+        tls: None,
+        force_index: false,
     })
     .await?;
     let mut conn = source.connect().await?;

@@ -176,10 +176,19 @@ pub fn checksum_sql_of(
     where_clause: &str,
     aggregate: Aggregate,
 ) -> String {
+    checksum_sql_from(&table.quoted(), row_hash, where_clause, aggregate)
+}
+
+/// [`checksum_sql_of`] over a `FROM` text (a quoted table name, possibly with an index hint).
+pub fn checksum_sql_from(
+    from: &str,
+    row_hash: &str,
+    where_clause: &str,
+    aggregate: Aggregate,
+) -> String {
     format!(
-        "SELECT COUNT(*), {}({row_hash}) FROM {} WHERE {where_clause}",
+        "SELECT COUNT(*), {}({row_hash}) FROM {from} WHERE {where_clause}",
         aggregate.function(),
-        table.quoted(),
     )
 }
 

@@ -38,6 +38,13 @@ pub enum Error {
         /// The server's own error, when it sent one (e.g. 1045 access denied).
         server: Option<Box<ServerError>>,
     },
+    /// The TLS settings of a data source (`[data-sources.NAME.security]`) cannot be used:
+    /// a file cannot be read, or holds no certificate or key.
+    #[error("data source '{source_name}': TLS settings: {message}")]
+    Tls {
+        source_name: String,
+        message: String,
+    },
     /// A server returned an error for a statement.
     #[error("query failed on '{source_name}': {message} (sql: {sql})")]
     Query {

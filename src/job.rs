@@ -24,6 +24,10 @@ pub struct Overrides {
 }
 
 fn spec(name: &str, ds: &DataSource) -> Result<SourceSpec> {
+    let tls = match &ds.security {
+        Some(sec) => crate::db::tls::ssl_opts(name, sec)?,
+        None => None,
+    };
     Ok(SourceSpec {
         name: name.to_string(),
         host: ds.host.clone(),
@@ -37,6 +41,11 @@ fn spec(name: &str, ds: &DataSource) -> Result<SourceSpec> {
             .collect(),
         // Validated with the config; a value that still does not parse is refused here.
         snapshot: crate::snapshot::Snapshot::parse(&ds.snapshot)?,
+        tls,
+        force_index: ds
+            .sql_hint_use_index
+            .as_deref()
+            .is_some_and(|h| h.eq_ignore_ascii_case("auto")),
     })
 }
 

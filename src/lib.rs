@@ -9,6 +9,7 @@
 //! |---|---|---|
 //! | configuration (sync-diff-inspector TOML) | [`config`] | sync |
 //! | connections, session setup, flavour | [`source`] | async |
+//! | TLS options from `[data-sources.NAME.security]` | [`tls`] | sync |
 //! | structure discovery and comparison | [`schema`] | async discovery, sync compare |
 //! | key ranges and their predicates; the index walker | [`chunk`] | sync ranges, async walker |
 //! | server-side chunk checksum SQL | [`checksum`] | sync |

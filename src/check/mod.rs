@@ -400,6 +400,8 @@ fn source_report(s: &Source, point: &ReadPoint, gc_note: &Option<String>) -> Sou
             None => text,
         },
         pinned: point.is_pinned(),
+        encrypted: s.encrypted(),
+        tls_cipher: s.tls_cipher().map(str::to_string),
     }
 }
 

@@ -2,13 +2,13 @@
 //! structures discovered and compared, and a [`TablePlan`] for each pair whose data can be
 //! compared.
 
-use super::plan::TablePlan;
+use super::plan::{Side, TablePlan};
 use super::state::empty_report;
 use super::{CheckJob, DEFAULT_CHUNK_SIZE};
 use crate::db::{Conn, Source};
 use crate::error::{Error, Result};
 use crate::report::{TableReport, TableResult};
-use crate::schema::{compare_structure, discover_table, list_tables, TableRef};
+use crate::schema::{compare_structure, discover_table, list_tables, TableRef, TableSchema};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// A table ready for the data phase (or already decided).
@@ -71,7 +71,8 @@ pub(super) async fn prepare_tables(
             }
         };
         let conns = (&mut up_conn, &mut down_conn);
-        out.push(prepare_pair(job, conns, &upstream, &target, report).await?);
+        let pair = prepare_pair((job, up, down), conns, &upstream, &target, report);
+        out.push(pair.await?);
     }
     up_conn.close().await;
     down_conn.close().await;
@@ -126,7 +127,7 @@ async fn select_tables(job: &CheckJob, up: &mut Conn, down: &mut Conn) -> Result
 
 /// Discover and compare one pair's structures and plan its data comparison.
 async fn prepare_pair(
-    job: &CheckJob,
+    (job, up, down): (&CheckJob, &Source, &Source),
     (up_conn, down_conn): (&mut Conn, &mut Conn),
     upstream: &TableRef,
     target: &TableRef,
@@ -164,14 +165,36 @@ async fn prepare_pair(
         chunk_size,
     );
     Ok(match plan {
-        Ok(plan) => Prepared {
-            report,
-            plan: Some(plan),
-        },
+        Ok(mut plan) => {
+            force_key_index(&mut plan, [up, down], [&up_schema, &down_schema]);
+            Prepared {
+                report,
+                plan: Some(plan),
+            }
+        }
         Err(message) => {
             report.result = TableResult::Error;
             report.error = Some(format!("data not compared: {message}"));
             Prepared { report, plan: None }
         }
     })
+}
+
+/// `sql-hint-use-index = "auto"`: name the chunk key's index with `FORCE INDEX` on each side
+/// that asks for it (the index may have another name downstream).
+fn force_key_index(plan: &mut TablePlan, sources: [&Source; 2], schemas: [&TableSchema; 2]) {
+    for ((side, s), schema) in [Side::Up, Side::Down].into_iter().zip(sources).zip(schemas) {
+        if s.spec().force_index
+            && plan.key.is_some()
+            && !plan.unsplit
+            && !plan.force_key_index(side, schema)
+        {
+            tracing::warn!(
+                "{}: sql-hint-use-index: {} has no index on exactly the chunk key columns to \
+                 force; its queries carry no hint",
+                plan.target,
+                s.name()
+            );
+        }
+    }
 }

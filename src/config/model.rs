@@ -120,7 +120,8 @@ pub struct DataSource {
     /// SQL mode to use on this server's sessions and when parsing its DDL.
     #[serde(default, deserialize_with = "empty_as_none")]
     pub sql_mode: Option<String>,
-    /// `"auto"` adds a `USE_INDEX` hint for the split index (TiDB only); unset otherwise.
+    /// `"auto"`: chunk queries name the chunk key's index with `FORCE INDEX` (any server);
+    /// unset otherwise.
     #[serde(default, deserialize_with = "empty_as_none")]
     pub sql_hint_use_index: Option<String>,
     /// Names of `[routes.*]` applied to this source's tables, first match wins.
@@ -129,7 +130,8 @@ pub struct DataSource {
     /// Session variables set on every connection (`[data-sources.NAME.session]`).
     #[serde(default)]
     pub session: BTreeMap<String, SessionValue>,
-    /// TLS settings (`[data-sources.NAME.security]`); absent means plain TCP.
+    /// TLS settings (`[data-sources.NAME.security]`, see [`crate::tls`]); absent (or all
+    /// keys empty) means plain TCP.
     #[serde(default)]
     pub security: Option<Security>,
 }

@@ -9,6 +9,8 @@
 //! Connections are handed out one by one (no pool): each worker owns its connection for the
 //! run, which is what a pinned snapshot per worker needs.
 
+pub mod tls;
+
 use crate::error::{Error, Result, ServerError};
 use crate::row::{Row, Value};
 use mysql_async::prelude::Queryable;
@@ -68,6 +70,12 @@ pub struct SourceSpec {
     pub session: Vec<String>,
     /// The configured `snapshot`.
     pub snapshot: crate::snapshot::Snapshot,
+    /// TLS options ([`crate::db::tls::ssl_opts`]); `None` is plain TCP. With `Some`, every
+    /// connection is TLS or fails.
+    pub tls: Option<mysql_async::SslOpts>,
+    /// `sql-hint-use-index = "auto"`: chunk queries name the chunk key's index with
+    /// `FORCE INDEX`.
+    pub force_index: bool,
 }
 
 impl fmt::Debug for SourceSpec {
@@ -80,6 +88,9 @@ impl fmt::Debug for SourceSpec {
             .field("password", &"******")
             .field("session", &self.session)
             .field("snapshot", &self.snapshot)
+            // The options hold the client key: say only whether TLS is on.
+            .field("tls", &self.tls.is_some())
+            .field("force_index", &self.force_index)
             .finish()
     }
 }
@@ -96,6 +107,9 @@ pub struct Source {
     spec: Arc<SourceSpec>,
     flavour: Flavour,
     version: String,
+    /// The TLS cipher of the first connection (`Ssl_cipher`), `None` when not encrypted or
+    /// the server does not say.
+    tls_cipher: Option<String>,
 }
 
 impl Source {
@@ -109,12 +123,34 @@ impl Source {
             .map_err(|e| query_error(&spec.name, "SELECT VERSION()", &e))?;
         let version = version.unwrap_or_default();
         let flavour = Flavour::from_version(&version);
+        let tls_cipher = match conn
+            .query_first::<(String, String), _>("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
+            .await
+        {
+            Ok(row) => row.map(|(_, cipher)| cipher).filter(|c| !c.is_empty()),
+            Err(e) => {
+                tracing::debug!("{}: cannot read Ssl_cipher: {e}", spec.name);
+                None
+            }
+        };
         let _ = conn.disconnect().await;
         Ok(Source {
             spec,
             flavour,
             version,
+            tls_cipher,
         })
+    }
+
+    /// The TLS cipher the server reports for this source's connections (`Ssl_cipher`).
+    pub fn tls_cipher(&self) -> Option<&str> {
+        self.tls_cipher.as_deref()
+    }
+
+    /// Whether connections to this source are encrypted: the server reports a cipher, or
+    /// TLS is configured (then a connection is TLS or fails).
+    pub fn encrypted(&self) -> bool {
+        self.tls_cipher.is_some() || self.spec.tls.is_some()
     }
 
     pub fn name(&self) -> &str {
@@ -141,6 +177,7 @@ impl Source {
             spec: Arc::new(spec),
             flavour: self.flavour,
             version: self.version.clone(),
+            tls_cipher: self.tls_cipher.clone(),
         }
     }
 
@@ -189,7 +226,8 @@ async fn raw_connect(spec: &SourceSpec) -> Result<mysql_async::Conn> {
         .user(Some(spec.user.clone()))
         .pass(Some(spec.password.clone()))
         .prefer_socket(false)
-        .stmt_cache_size(0);
+        .stmt_cache_size(0)
+        .ssl_opts(spec.tls.clone());
     let connect_error = |message: String, server: Option<Box<ServerError>>| Error::Connect {
         source_name: spec.name.clone(),
         addr: spec.address(),
@@ -201,7 +239,13 @@ async fn raw_connect(spec: &SourceSpec) -> Result<mysql_async::Conn> {
             format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()),
             None,
         )),
-        Ok(Err(e)) => Err(connect_error(describe_mysql_error(&e), server_error(&e))),
+        Ok(Err(e)) => Err(connect_error(
+            spec.tls
+                .as_ref()
+                .and_then(|_| crate::db::tls::describe_tls_failure(&e))
+                .unwrap_or_else(|| describe_mysql_error(&e)),
+            server_error(&e),
+        )),
         Ok(Ok(conn)) => Ok(conn),
     }
 }

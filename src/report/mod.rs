@@ -100,6 +100,13 @@ pub struct SourceReport {
     /// live, where concurrent writes can look like differences.
     #[serde(default)]
     pub pinned: bool,
+    /// Whether the connection to this side is encrypted (TLS).
+    #[serde(default)]
+    pub encrypted: bool,
+    /// The TLS cipher the server reports, e.g. `TLS_AES_256_GCM_SHA384`; `None` for a plain
+    /// connection (or a server that does not say).
+    #[serde(default)]
+    pub tls_cipher: Option<String>,
 }
 
 /// The whole run.

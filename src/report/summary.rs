@@ -219,6 +219,11 @@ fn source(out: &mut String, role: &str, s: &SourceReport) -> std::fmt::Result {
     writeln!(out, "{role} {}", s.name)?;
     writeln!(out, "  Address:  {}", s.address)?;
     writeln!(out, "  Server:   {} {}", s.flavour, s.version)?;
+    match (s.encrypted, &s.tls_cipher) {
+        (true, Some(cipher)) => writeln!(out, "  TLS:      encrypted, cipher {cipher}")?,
+        (true, None) => writeln!(out, "  TLS:      encrypted (the server names no cipher)")?,
+        (false, _) => writeln!(out, "  TLS:      none, the connection is not encrypted")?,
+    }
     let snapshot = if s.snapshot.trim().is_empty() {
         "none"
     } else {

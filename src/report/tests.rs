@@ -40,6 +40,8 @@ fn source(name: &str, flavour: &str, snapshot: &str) -> SourceReport {
         version: "10.11.6".into(),
         snapshot: snapshot.into(),
         pinned: !snapshot.is_empty() && !snapshot.starts_with("live"),
+        encrypted: false,
+        tls_cipher: None,
     }
 }
 
@@ -69,7 +71,11 @@ fn mixed() -> RunReport {
         started_at: "2025-01-02T03:04:05Z".into(),
         duration_ms: 75_300,
         upstream: vec![source("up", "mysql", "live, not pinned")],
-        downstream: source("down", "tidb", "tso 449833230912356353"),
+        downstream: SourceReport {
+            encrypted: true,
+            tls_cipher: Some("TLS_AES_256_GCM_SHA384".into()),
+            ..source("down", "tidb", "tso 449833230912356353")
+        },
         output_dir: "out".into(),
         tables: vec![equal, data, structure, skipped, failed],
         error: None,
@@ -170,7 +176,15 @@ fn write_summary_json_has_documented_keys() {
         assert!(v.get(key).is_some(), "missing top-level key {key}");
     }
     assert_eq!(v["result"], "error");
-    for key in ["name", "address", "flavour", "version", "snapshot"] {
+    for key in [
+        "name",
+        "address",
+        "flavour",
+        "version",
+        "snapshot",
+        "encrypted",
+        "tls_cipher",
+    ] {
         assert!(
             v["downstream"].get(key).is_some(),
             "missing source key {key}"
@@ -180,6 +194,10 @@ fn write_summary_json_has_documented_keys() {
             "missing source key {key}"
         );
     }
+    assert_eq!(v["upstream"][0]["encrypted"], false);
+    assert_eq!(v["upstream"][0]["tls_cipher"], Value::Null);
+    assert_eq!(v["downstream"]["encrypted"], true);
+    assert_eq!(v["downstream"]["tls_cipher"], "TLS_AES_256_GCM_SHA384");
     let tables = v["tables"].as_array().unwrap();
     assert_eq!(tables.len(), 5);
     for t in tables {
@@ -254,6 +272,9 @@ fn summary_txt_lines() {
     has("  Snapshot: live, not pinned\n  Warning:  read live");
     has("Downstream down\n");
     has("  Snapshot: tso 449833230912356353\n");
+    // Each side says whether its connection is encrypted.
+    has("  Server:   mysql 10.11.6\n  TLS:      none, the connection is not encrypted\n");
+    has("Downstream down\n  Address:  127.0.0.1:3306\n  Server:   tidb 10.11.6\n  TLS:      encrypted, cipher TLS_AES_256_GCM_SHA384\n");
     // Only the live side gets the warning.
     assert_eq!(txt.matches("Warning:  read live").count(), 1);
     has("Equal tables (1)");

@@ -9,10 +9,12 @@ mod support;
 // - check_e2e: the `check` command end to end on fixture scenarios.
 // - cli_errors: bad input -> one line on stderr, exit code 2.
 // - harness_smoke: the test harness itself.
+// - tls: `[data-sources.NAME.security]` against a mariadbd with TLS on.
 mod check_e2e;
 mod cli_errors;
 mod collation;
 mod harness_smoke;
+mod index_hint;
 mod int_split;
 mod names;
 mod prop_check;
@@ -22,4 +24,5 @@ mod resume;
 mod snapshot_mysql;
 mod structure;
 mod tidb_contract;
+mod tls;
 mod types;

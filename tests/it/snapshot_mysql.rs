@@ -18,6 +18,8 @@ fn spec(db: &TestDb) -> SourceSpec {
         password: String::new(),
         session: vec![],
         snapshot: syncgate::snapshot::Snapshot::Consistent,
+        tls: None,
+        force_index: false,
     }
 }
 

@@ -104,6 +104,9 @@ pub struct TablePlan {
     casts: Vec<Option<String>>,
     /// Per key column, in key order.
     key_parts: Vec<KeyPart>,
+    /// Per side (up, down), the index that key-range queries name with `FORCE INDEX`
+    /// (`sql-hint-use-index = "auto"`, [`Self::force_key_index`]).
+    force_index: [Option<String>; 2],
 }
 
 impl TablePlan {
@@ -216,6 +219,7 @@ impl TablePlan {
             unsplit: false,
             casts,
             key_parts: Vec::new(),
+            force_index: [None, None],
         };
         let mut parts = Vec::new();
         for &p in plan.key.as_deref().unwrap_or(&[]) {
@@ -256,6 +260,28 @@ impl TablePlan {
         }
         plan.key_parts = parts;
         Ok(plan)
+    }
+
+    /// `sql-hint-use-index = "auto"` on `side`: key-range queries name the index of
+    /// `schema` (that side's structure) whose columns are the chunk key's, in key order, with
+    /// `FORCE INDEX`. Returns whether there is such an index; there is none to name for a
+    /// keyless table, a table keyed by byte order (no index serves that order), or a side
+    /// without an index on exactly the key columns. Keyless queries never carry a hint.
+    pub fn force_key_index(&mut self, side: Side, schema: &TableSchema) -> bool {
+        let cols = self.cols(side);
+        let want: Vec<&str> = match &self.key {
+            Some(key) if !self.unsplit => key.iter().map(|&p| cols[p].name.as_str()).collect(),
+            _ => return false,
+        };
+        let found = schema.indexes.iter().find(|i| {
+            i.columns.len() == want.len()
+                && i.columns
+                    .iter()
+                    .zip(&want)
+                    .all(|(a, b)| a.eq_ignore_ascii_case(b))
+        });
+        self.force_index[side.index()] = found.map(|i| i.name.clone());
+        found.is_some()
     }
 
     pub fn table(&self, side: Side) -> &TableRef {

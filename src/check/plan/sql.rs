@@ -2,7 +2,7 @@
 //! bucketed checksums. Pure string building over [`TablePlan`].
 
 use super::{KeyPart, Side, TablePlan, MAX_OR_RANGES};
-use crate::checksum::{checksum_sql_of, Aggregate};
+use crate::checksum::{checksum_sql_from, Aggregate};
 use crate::chunk::{range_predicate, row_int, with_filter, Buckets, IntRange, KeyRange};
 use crate::diff::RowLayout;
 use crate::row::Row;
@@ -10,6 +10,18 @@ use crate::schema::TypeClass;
 use crate::sql::{hex_literal, literal, quote_ident};
 
 impl TablePlan {
+    /// What key-range queries of `side` read `FROM`: the table, with its index hint if any.
+    fn from(&self, side: Side) -> String {
+        let table = self.table(side).quoted();
+        match &self.force_index[side.index()] {
+            None => table,
+            Some(i) if i.eq_ignore_ascii_case("PRIMARY") => {
+                format!("{table} FORCE INDEX (PRIMARY)")
+            }
+            Some(i) => format!("{table} FORCE INDEX ({})", quote_ident(i)),
+        }
+    }
+
     /// WHERE clause of a range, with the user's filter (upstream form; the two sides differ
     /// only for keys compared on a binary basis).
     pub fn where_clause(&self, range: &KeyRange) -> String {
@@ -80,8 +92,8 @@ impl TablePlan {
 
     /// The checksum statement of a range on one side.
     pub fn checksum_sql(&self, side: Side, range: &KeyRange) -> String {
-        checksum_sql_of(
-            self.table(side),
+        checksum_sql_from(
+            &self.from(side),
             &self.row_hash(side),
             &self.where_for(side, range),
             Aggregate::Xor,
@@ -110,7 +122,7 @@ impl TablePlan {
         let (select, order) = self.key_select_and_order(side);
         format!(
             "SELECT {select} FROM {} WHERE {} ORDER BY {order} LIMIT 1 OFFSET {offset}",
-            self.table(side).quoted(),
+            self.from(side),
             self.where_for(side, range)
         )
     }
@@ -159,7 +171,7 @@ impl TablePlan {
         format!(
             "SELECT {} FROM {} WHERE {}{order}",
             select.join(", "),
-            self.table(side).quoted(),
+            self.from(side),
             self.where_for(side, range)
         )
     }
@@ -205,7 +217,7 @@ impl TablePlan {
     /// Smallest and largest key (upstream, whole table: an index lookup at each end).
     pub fn key_min_max_sql(&self) -> String {
         let k = self.int_key_name(Side::Up);
-        format!("SELECT MIN({k}), MAX({k}) FROM {}", self.upstream.quoted())
+        format!("SELECT MIN({k}), MAX({k}) FROM {}", self.from(Side::Up))
     }
 
     /// The server's row estimate for a key range (upstream): `EXPLAIN` dives into the index
@@ -214,7 +226,7 @@ impl TablePlan {
         let k = self.int_key_name(Side::Up);
         format!(
             "EXPLAIN SELECT 1 FROM {} WHERE {k} > {} AND {k} <= {}",
-            self.upstream.quoted(),
+            self.from(Side::Up),
             range.lower,
             range.upper
         )
@@ -225,7 +237,7 @@ impl TablePlan {
         let k = self.int_key_name(Side::Up);
         format!(
             "SELECT COUNT(*) FROM {} WHERE {k} > {} AND {k} <= {}",
-            self.upstream.quoted(),
+            self.from(Side::Up),
             range.lower,
             range.upper
         )
@@ -242,7 +254,7 @@ impl TablePlan {
             "SELECT {} AS sg_bucket, COUNT(*), BIT_XOR({}) FROM {} WHERE {} GROUP BY sg_bucket",
             buckets.sql(&self.int_key_name(side)),
             self.row_hash(side),
-            self.table(side).quoted(),
+            self.from(side),
             self.where_for(side, &range)
         )
     }
@@ -255,7 +267,7 @@ impl TablePlan {
         format!(
             "SELECT {k}, {}, {k} FROM {} WHERE {} ORDER BY {k}",
             self.row_hash(side),
-            self.table(side).quoted(),
+            self.from(side),
             self.where_for(side, range)
         )
     }
@@ -272,7 +284,7 @@ impl TablePlan {
         format!(
             "SELECT {} FROM {} WHERE {} ORDER BY {k}",
             select.join(", "),
-            self.table(side).quoted(),
+            self.from(side),
             with_filter(format!("{k} IN ({list})"), self.filter.as_deref()),
         )
     }
@@ -309,7 +321,7 @@ impl TablePlan {
         format!(
             "SELECT {} FROM {} WHERE {} ORDER BY {}",
             select.join(", "),
-            self.table(side).quoted(),
+            self.from(side),
             with_filter(format!("({pred})"), self.filter.as_deref()),
             self.key_select_and_order(side).1
         )

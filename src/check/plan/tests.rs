@@ -1,6 +1,6 @@
 use super::*;
 use crate::checksum::Aggregate;
-use crate::chunk::KeyRange;
+use crate::chunk::{IntRange, KeyRange};
 use crate::schema::Index;
 
 fn col(name: &str, class: TypeClass, column_type: &str, collation: Option<&str>) -> Column {
@@ -272,4 +272,86 @@ fn keys_of_unrelated_types_are_refused() {
     )
     .unwrap_err();
     assert!(err.contains("cannot be ordered alike"), "{err}");
+}
+
+#[test]
+fn sql_hint_use_index_forces_the_chunk_key_index_per_side() {
+    let cols = || {
+        vec![
+            col("id", TypeClass::Int, "int(11)", None),
+            col("a", TypeClass::Int, "int(11)", None),
+            col("b", TypeClass::Int, "int(11)", None),
+        ]
+    };
+    let mut up = schema(cols(), &["id"]);
+    up.indexes.push(Index {
+        name: "uk_ab".into(),
+        columns: vec!["a".into(), "b".into()],
+        unique: true,
+        primary: false,
+    });
+    // Downstream the same columns are indexed under another name.
+    let mut down = schema(cols(), &["id"]);
+    down.indexes.push(Index {
+        name: "ab".into(),
+        columns: vec!["A".into(), "B".into()],
+        unique: true,
+        primary: false,
+    });
+    let t = TableRef::new("d", "t");
+    let fields = ["b".to_string(), "a".to_string()];
+    let mut p = TablePlan::new(t.clone(), &up, &down, &[], &fields, None, 10).unwrap();
+    let pair = |a: &str, b: &str| Some(vec![Some(a.into()), Some(b.into())]);
+    let r = KeyRange {
+        lower: pair("1", "1"),
+        upper: pair("2", "2"),
+    };
+    let before = p.rows_sql(Side::Up, &r);
+    assert!(before.contains("FROM `d`.`t` WHERE"), "{before}");
+
+    assert!(p.force_key_index(Side::Up, &up));
+    assert!(p.force_key_index(Side::Down, &down));
+    let (cs_up, cs_down) = (p.checksum_sql(Side::Up, &r), p.checksum_sql(Side::Down, &r));
+    assert!(
+        cs_up.contains("FROM `d`.`t` FORCE INDEX (`uk_ab`) WHERE"),
+        "{cs_up}"
+    );
+    assert!(
+        cs_down.contains("FROM `d`.`t` FORCE INDEX (`ab`) WHERE"),
+        "{cs_down}"
+    );
+    let rows = p.rows_sql(Side::Up, &r);
+    assert_eq!(
+        rows,
+        before.replace("FROM `d`.`t`", "FROM `d`.`t` FORCE INDEX (`uk_ab`)")
+    );
+    assert!(p
+        .key_at_sql(Side::Down, &r, 5)
+        .contains("FROM `d`.`t` FORCE INDEX (`ab`) WHERE"));
+
+    // The primary key is named PRIMARY (a keyword, not quoted); an integer key's
+    // split queries carry it too.
+    let mut p = TablePlan::new(t.clone(), &up, &down, &[], &[], None, 10).unwrap();
+    assert!(p.force_key_index(Side::Up, &up));
+    assert!(p.int_key());
+    let ir = IntRange { lower: 0, upper: 9 };
+    for sql in [p.key_min_max_sql(), p.estimate_sql(ir), p.count_sql(ir)] {
+        assert!(sql.contains("FROM `d`.`t` FORCE INDEX (PRIMARY)"), "{sql}");
+    }
+    // Only the side that asked for it.
+    assert!(!p
+        .checksum_sql(Side::Down, &range("1", "2"))
+        .contains("FORCE INDEX"));
+
+    // A side without an index on exactly the key columns gets no hint.
+    let mut p = TablePlan::new(t.clone(), &up, &down, &[], &fields, None, 10).unwrap();
+    let mut other = down.clone();
+    other.indexes[1].columns = vec!["a".into()];
+    assert!(!p.force_key_index(Side::Down, &other));
+    assert!(!p.checksum_sql(Side::Down, &r).contains("FORCE INDEX"));
+    // Keyless tables have nothing to force.
+    let mut keyless = schema(cols(), &[]);
+    keyless.indexes.clear();
+    let mut p = TablePlan::new(t, &keyless, &keyless, &[], &[], None, 10).unwrap();
+    assert!(!p.force_key_index(Side::Up, &keyless));
 }
