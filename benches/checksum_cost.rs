@@ -8,8 +8,8 @@
 
 use std::time::{Duration, Instant};
 use syncgate::checksum::{checksum_sql, Aggregate};
+use syncgate::local::{LocalServer, ServerOptions};
 use syncgate::schema::{discover_table, TableRef};
-use syncgate::server::{LocalServer, ServerOptions};
 use syncgate::source::{Source, SourceSpec};
 
 fn env_u64(name: &str, default: u64) -> u64 {

@@ -20,7 +20,7 @@ use std::hint::black_box;
 use std::time::Duration;
 use syncgate::diff::{diff_sorted, MultisetDiff, RowChange, RowLayout};
 use syncgate::fixsql::{render_changes, FixTable};
-use syncgate::playground::sbtest_rows;
+use syncgate::local::playground::sbtest_rows;
 use syncgate::row::{row_hash, KeyKind, Row};
 use syncgate::schema::{Column, TableRef, TypeClass};
 

@@ -18,7 +18,7 @@
 //! | reports, progress | [`report`] | sync |
 //! | checkpoint and resume | [`checkpoint`] | sync |
 //! | orchestration | [`engine`] | async |
-//! | local MariaDB servers (playground, tests, benches) | [`server`], [`playground`] | async |
+//! | local MariaDB servers (playground, tests, benches) | [`local`] | async |
 
 pub mod checkpoint;
 pub mod checksum;
@@ -29,11 +29,10 @@ pub mod engine;
 pub mod error;
 pub mod fixsql;
 pub mod job;
-pub mod playground;
+pub mod local;
 pub mod report;
 pub mod row;
 pub mod schema;
-pub mod server;
 pub mod snapshot;
 pub mod source;
 pub mod sql;

@@ -11,7 +11,7 @@
 //!   returns the ground truth.
 //!
 //! The servers outlive the process that started them; they are found again through their
-//! pid files (see [`crate::server::DetachedServer`]). No command-line parsing happens here.
+//! pid files (see [`crate::local::DetachedServer`]). No command-line parsing happens here.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -22,7 +22,7 @@ use mysql_async::Conn;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::server::{self, DetachedServer, LocalServer, ServerOptions};
+use crate::local::server::{self, DetachedServer, LocalServer, ServerOptions};
 
 /// The database the playground creates on both servers.
 pub const DATABASE: &str = "sbtest";
