@@ -64,9 +64,12 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// A local server (playground, tests) could not be managed.
-    #[error("local server: {0}")]
-    Server(String),
+    /// A local server (playground, tests, benches) could not be managed.
+    #[error(transparent)]
+    Local(#[from] crate::local::LocalError),
+    /// A failure inside syncgate itself (a task panicked).
+    #[error("{0}")]
+    Internal(String),
     /// Any other I/O error.
     #[error(transparent)]
     Io(#[from] std::io::Error),

@@ -1276,7 +1276,7 @@ fn snapshot_point(s: &Source) -> String {
 }
 
 fn join_error(e: tokio::task::JoinError) -> Error {
-    Error::Server(format!("internal task failed: {e}"))
+    Error::Internal(format!("internal task failed: {e}"))
 }
 
 fn now_rfc3339() -> String {

@@ -21,8 +21,8 @@ use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
-use crate::local::server::{self, DetachedServer, LocalServer, ServerOptions};
+use super::error::{LocalError, Result};
+use super::server::{self, DetachedServer, LocalServer, ServerOptions};
 
 /// The database the playground creates on both servers.
 pub const DATABASE: &str = "sbtest";
@@ -146,17 +146,19 @@ pub fn read_state(dir: &Path) -> Result<Option<PlaygroundState>> {
     match std::fs::read_to_string(&path) {
         Ok(text) => serde_json::from_str(&text)
             .map(Some)
-            .map_err(|e| Error::Server(format!("invalid {}: {e}", path.display()))),
+            .map_err(|error| LocalError::State { path, error }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::Server(format!("read {}: {e}", path.display()))),
+        Err(e) => Err(LocalError::io("read", &path)(e)),
     }
 }
 
 fn write_state(dir: &Path, state: &PlaygroundState) -> Result<()> {
     let path = state_path(dir);
-    let text = serde_json::to_string_pretty(state)
-        .map_err(|e| Error::Server(format!("serialise state: {e}")))?;
-    std::fs::write(&path, text + "\n").map_err(|source| Error::Output { path, source })
+    let text = serde_json::to_string_pretty(state).map_err(|error| LocalError::State {
+        path: path.clone(),
+        error,
+    })?;
+    std::fs::write(&path, text + "\n").map_err(LocalError::io("write", &path))
 }
 
 /// The sync-diff-inspector style config for a playground on these ports.
@@ -192,7 +194,9 @@ fn absolute(p: &Path) -> Result<PathBuf> {
     Ok(if p.is_absolute() {
         p.to_path_buf()
     } else {
-        std::env::current_dir()?.join(p)
+        std::env::current_dir()
+            .map_err(LocalError::io("resolve", p))?
+            .join(p)
     })
 }
 
@@ -227,34 +231,28 @@ pub async fn up(opts: &PlaygroundOptions) -> Result<UpReport> {
         });
     }
     if opts.upstream_port == opts.downstream_port {
-        return Err(Error::Server(format!(
+        return Err(LocalError::Options(format!(
             "upstream and downstream need different ports (both are {})",
             opts.upstream_port
         )));
     }
     if opts.tables == 0 {
-        return Err(Error::Server(
+        return Err(LocalError::Options(
             "the playground needs at least one table".into(),
         ));
     }
     if !server::mariadbd_available() {
-        return Err(Error::Server(
-            "mariadbd not found: install MariaDB (Debian: apt-get install mariadb-server)".into(),
-        ));
+        return Err(LocalError::MissingBinaries);
     }
     let ports = [opts.upstream_port, opts.downstream_port];
     // Check every port we are about to use before starting anything.
-    for (i, role) in ROLES.iter().enumerate() {
+    for (i, role) in ROLES.into_iter().enumerate() {
         if running[i].is_none() && !server::port_is_free(ports[i]) {
-            return Err(Error::Server(format!(
-                "{role} port {} is already in use on 127.0.0.1; stop what uses it or choose \
-                 another port",
-                ports[i]
-            )));
+            let port = ports[i];
+            return Err(LocalError::role(role)(LocalError::PortInUse { port }));
         }
     }
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| Error::Server(format!("create {}: {e}", dir.display())))?;
+    std::fs::create_dir_all(&dir).map_err(LocalError::io("create", &dir))?;
 
     // Start what is not running (concurrently).
     let start_role = |i: usize| {
@@ -264,12 +262,12 @@ pub async fn up(opts: &PlaygroundOptions) -> Result<UpReport> {
         async move {
             if let Some(s) = already {
                 tracing::info!("{role} already running on port {} (pid {})", s.port, s.pid);
-                return Ok::<_, Error>((s.port, s.pid));
+                return Ok::<_, LocalError>((s.port, s.pid));
             }
             tracing::info!("starting {role} on port {}", ports[i]);
             let server = LocalServer::start_detached(opts)
                 .await
-                .map_err(|e| Error::Server(format!("{role}: {}", strip_prefix(&e))))?;
+                .map_err(LocalError::role(role))?;
             Ok((server.port(), server.pid()))
             // Dropping a detached handle leaves the server running.
         }
@@ -331,17 +329,10 @@ pub async fn up(opts: &PlaygroundOptions) -> Result<UpReport> {
     // Config and state.
     let config_path = opts.config_path.clone();
     if let Some(parent) = config_path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|source| Error::Output {
-            path: parent.to_path_buf(),
-            source,
-        })?;
+        std::fs::create_dir_all(parent).map_err(LocalError::io("create", parent))?;
     }
-    std::fs::write(&config_path, render_config(up_srv.0, down_srv.0)).map_err(|source| {
-        Error::Output {
-            path: config_path.clone(),
-            source,
-        }
-    })?;
+    std::fs::write(&config_path, render_config(up_srv.0, down_srv.0))
+        .map_err(LocalError::io("write", &config_path))?;
     let state = PlaygroundState {
         upstream: ServerState {
             port: up_srv.0,
@@ -409,11 +400,11 @@ pub async fn down(dir: &Path, purge: bool) -> Result<DownReport> {
         async move {
             let was = DetachedServer::stop(&d)
                 .await
-                .map_err(|e| Error::Server(format!("{role}: {}", strip_prefix(&e))))?;
+                .map_err(LocalError::role(role))?;
             if was {
                 tracing::info!("stopped {role}");
             }
-            Ok::<_, Error>(was.then(|| role.to_string()))
+            Ok::<_, LocalError>(was.then(|| role.to_string()))
         }
     };
     let (a, b) = tokio::join!(stop(ROLES[0]), stop(ROLES[1]));
@@ -422,8 +413,7 @@ pub async fn down(dir: &Path, purge: bool) -> Result<DownReport> {
         for role in ROLES {
             let d = dir.join(role);
             if d.exists() {
-                std::fs::remove_dir_all(&d)
-                    .map_err(|e| Error::Server(format!("remove {}: {e}", d.display())))?;
+                std::fs::remove_dir_all(&d).map_err(LocalError::io("remove", &d))?;
             }
         }
         let _ = std::fs::remove_file(state_path(&dir));
@@ -523,7 +513,7 @@ pub async fn status(dir: &Path) -> Result<PlaygroundStatus> {
                     st.gtid_binlog_pos = Some(gtid);
                     st.tables = tables;
                 }
-                Err(e) => st.error = Some(strip_prefix(&e)),
+                Err(e) => st.error = Some(e.to_string()),
             }
         }
         servers.push(st);
@@ -667,16 +657,14 @@ pub async fn seed_sbtest(
     seed: u64,
 ) -> Result<()> {
     for opts in targets {
-        let mut conn = Conn::new(opts.clone())
-            .await
-            .map_err(|e| Error::Server(format!("connect to {}: {e}", addr(opts))))?;
+        let mut conn = connect_to(opts).await?;
         let sql = format!(
             "CREATE DATABASE IF NOT EXISTS `{DATABASE}` \
              CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci"
         );
         conn.query_drop(&sql)
             .await
-            .map_err(|e| Error::Server(format!("{}: {sql}: {e}", addr(opts))))?;
+            .map_err(LocalError::query(&addr(opts), &sql))?;
         let _ = conn.disconnect().await;
     }
     let mut set = tokio::task::JoinSet::new();
@@ -687,9 +675,7 @@ pub async fn seed_sbtest(
     }
     let mut first_err = None;
     while let Some(res) = set.join_next().await {
-        let res = res
-            .map_err(|e| Error::Server(format!("load task: {e}")))
-            .and_then(|r| r);
+        let res = res.map_err(LocalError::task("load")).and_then(|r| r);
         if let Err(e) = res {
             if first_err.is_none() {
                 first_err = Some(e);
@@ -702,27 +688,18 @@ pub async fn seed_sbtest(
 
 async fn load_table(opts: mysql_async::Opts, table: u32, rows: u64, seed: u64) -> Result<()> {
     let where_ = addr(&opts);
-    let mut conn = Conn::new(opts)
-        .await
-        .map_err(|e| Error::Server(format!("connect to {where_}: {e}")))?;
+    let mut conn = connect_to(&opts).await?;
     let name = format!("sbtest{table}");
-    let run = |sql: String| {
-        let where_ = where_.clone();
-        move |e: mysql_async::Error| {
-            let mut shown = sql;
-            shown.truncate(200);
-            Error::Server(format!("{where_}: {shown}: {e}"))
-        }
-    };
+    let run = |sql: &str| LocalError::query(&where_, sql);
     let ddl = sbtest_ddl(table);
     let setup = format!(
         "SET SESSION unique_checks = 0, foreign_key_checks = 0; \
          USE `{DATABASE}`; DROP TABLE IF EXISTS `{name}`; {ddl}"
     );
-    conn.query_drop(&setup).await.map_err(run(setup.clone()))?;
+    conn.query_drop(&setup).await.map_err(run(&setup))?;
     conn.query_drop("START TRANSACTION")
         .await
-        .map_err(run("START TRANSACTION".into()))?;
+        .map_err(run("START TRANSACTION"))?;
     let mut gen = sbtest_rows(seed, table, rows);
     let prefix = format!("INSERT INTO `{name}` (id, k, c, pad) VALUES ");
     let mut loaded = 0u64;
@@ -736,14 +713,10 @@ async fn load_table(opts: mysql_async::Opts, table: u32, rows: u64, seed: u64) -
             }
             push_values(&mut sql, &gen.next().expect("generator yields `rows` rows"));
         }
-        if let Err(e) = conn.query_drop(&sql).await {
-            return Err(run(sql)(e));
-        }
+        conn.query_drop(&sql).await.map_err(run(&sql))?;
         loaded += n;
     }
-    conn.query_drop("COMMIT")
-        .await
-        .map_err(run("COMMIT".into()))?;
+    conn.query_drop("COMMIT").await.map_err(run("COMMIT"))?;
     let _ = conn.disconnect().await;
     tracing::debug!("{where_}: loaded {DATABASE}.{name} ({rows} rows)");
     Ok(())
@@ -763,21 +736,20 @@ fn conn_opts(port: u16) -> mysql_async::Opts {
 }
 
 async fn connect(port: u16) -> Result<Conn> {
-    Conn::new(conn_opts(port))
+    connect_to(&conn_opts(port)).await
+}
+
+async fn connect_to(opts: &mysql_async::Opts) -> Result<Conn> {
+    Conn::new(opts.clone())
         .await
-        .map_err(|e| Error::Server(format!("connect to 127.0.0.1:{port}: {e}")))
+        .map_err(|error| LocalError::Connect {
+            addr: addr(opts),
+            error,
+        })
 }
 
-fn query_err(port: u16, sql: &str, e: mysql_async::Error) -> Error {
-    Error::Server(format!("127.0.0.1:{port}: {sql}: {e}"))
-}
-
-/// `Error::Server`'s message without the "local server: " prefix (for re-wrapping).
-fn strip_prefix(e: &Error) -> String {
-    match e {
-        Error::Server(m) => m.clone(),
-        other => other.to_string(),
-    }
+fn query_err(port: u16, sql: &str, e: mysql_async::Error) -> LocalError {
+    LocalError::query(&format!("127.0.0.1:{port}"), sql)(e)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -888,12 +860,7 @@ pub async fn inject_drift(dir: &Path, spec: &DriftSpec) -> Result<DriftReport> {
     for role in ROLES {
         match DetachedServer::find(&dir.join(role))? {
             Some(s) => ports.push(s.port),
-            None => {
-                return Err(Error::Server(format!(
-                    "playground {role} in {} is not running (run `syncgate playground up`)",
-                    dir.display()
-                )))
-            }
+            None => return Err(LocalError::NotRunning { role, dir }),
         }
     }
     let mut up = connect(ports[0]).await?;

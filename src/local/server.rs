@@ -55,7 +55,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use mysql_async::prelude::Queryable;
 
-use crate::error::{Error, Result};
+use super::error::{LocalError, Result, StartFailure};
 
 /// How long a server may take to accept connections.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -114,9 +114,7 @@ impl LocalServer {
     /// [`DetachedServer::stop`].
     pub async fn start_detached(opts: ServerOptions) -> Result<LocalServer> {
         if opts.data_dir.is_none() {
-            return Err(Error::Server(
-                "a detached server needs a persistent data dir".into(),
-            ));
+            return Err(LocalError::DetachedWithoutDir);
         }
         start_impl(opts, true).await
     }
@@ -183,10 +181,10 @@ impl LocalServer {
         let exited = self.wait_exit(SHUTDOWN_TIMEOUT).await;
         if !exited {
             self.kill_child();
-            return Err(Error::Server(format!(
-                "mariadbd (pid {}) did not stop within {:?} after SHUTDOWN; killed it",
-                self.pid, SHUTDOWN_TIMEOUT
-            )));
+            return Err(LocalError::StopTimeout {
+                pid: self.pid,
+                timeout: SHUTDOWN_TIMEOUT,
+            });
         }
         Ok(())
         // Drop removes a temporary dir.
@@ -282,7 +280,7 @@ impl DetachedServer {
         let text = match fs::read_to_string(&pid_path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::Server(format!("read {}: {e}", pid_path.display()))),
+            Err(e) => return Err(LocalError::io("read", &pid_path)(e)),
         };
         let Ok(pid) = text.trim().parse::<u32>() else {
             return Ok(None);
@@ -298,10 +296,10 @@ impl DetachedServer {
                     .and_then(|p| p.trim().parse().ok())
             });
         let Some(port) = port else {
-            return Err(Error::Server(format!(
-                "mariadbd pid {pid} in {} runs but its port is unknown",
-                dir.display()
-            )));
+            return Err(LocalError::UnknownPort {
+                dir: dir.to_path_buf(),
+                pid,
+            });
         };
         Ok(Some(DetachedServer {
             dir: dir.to_path_buf(),
@@ -346,10 +344,10 @@ impl DetachedServer {
         while self.is_running() {
             if Instant::now() >= deadline {
                 signal(self.pid, "KILL");
-                return Err(Error::Server(format!(
-                    "mariadbd (pid {}) did not stop within {:?}; killed it",
-                    self.pid, SHUTDOWN_TIMEOUT
-                )));
+                return Err(LocalError::StopTimeout {
+                    pid: self.pid,
+                    timeout: SHUTDOWN_TIMEOUT,
+                });
             }
             tokio::time::sleep(POLL).await;
         }
@@ -402,7 +400,7 @@ pub fn ensure_template() -> Result<PathBuf> {
     if let Some(p) = cached.as_ref() {
         return Ok(p.clone());
     }
-    let server = find_server_binary().ok_or_else(missing_binaries)?;
+    let server = find_server_binary().ok_or(LocalError::MissingBinaries)?;
     let version = server_version(&server)?;
     let cache = template_cache_dir();
     let name = format!("syncgate-mariadb-template-{}", sanitize(&version));
@@ -418,8 +416,7 @@ fn init_template(cache: &Path, name: &str) -> Result<PathBuf> {
     if target.join(TEMPLATE_MARKER).is_file() {
         return Ok(target);
     }
-    fs::create_dir_all(cache)
-        .map_err(|e| Error::Server(format!("create {}: {e}", cache.display())))?;
+    fs::create_dir_all(cache).map_err(LocalError::io("create", cache))?;
     // One process builds the template while the others wait on this lock and reuse it: several
     // bootstraps at once on a small machine made mariadb-install-db fail now and then.
     let lock_path = cache.join(format!(".{name}.lock"));
@@ -428,10 +425,10 @@ fn init_template(cache: &Path, name: &str) -> Result<PathBuf> {
         .truncate(false)
         .write(true)
         .open(&lock_path)
-        .map_err(|e| Error::Server(format!("open {}: {e}", lock_path.display())))?;
+        .map_err(LocalError::io("open", &lock_path))?;
     lock_file
         .lock()
-        .map_err(|e| Error::Server(format!("lock {}: {e}", lock_path.display())))?;
+        .map_err(LocalError::io("lock", &lock_path))?;
     if target.join(TEMPLATE_MARKER).is_file() {
         return Ok(target);
     }
@@ -450,7 +447,7 @@ fn build_template(cache: &Path, name: &str, target: &Path) -> Result<PathBuf> {
     sweep_stale_template_tmp(cache, name);
     let tmp = cache.join(format!(".{name}.tmp-{}-{}", std::process::id(), nanos()));
     let _ = fs::remove_dir_all(&tmp);
-    let install = find_install_db().ok_or_else(missing_binaries)?;
+    let install = find_install_db().ok_or(LocalError::MissingBinaries)?;
     let started = Instant::now();
     let mut cmd = Command::new(&install);
     cmd.arg("--no-defaults")
@@ -467,22 +464,19 @@ fn build_template(cache: &Path, name: &str, target: &Path) -> Result<PathBuf> {
         .arg("--skip-test-db")
         .arg("--innodb-log-file-size=4M")
         .stdin(Stdio::null());
-    let out = cmd
-        .output()
-        .map_err(|e| Error::Server(format!("run {}: {e}", install.display())))?;
+    let out = cmd.output().map_err(LocalError::io("run", &install))?;
     if !out.status.success() {
         let _ = fs::remove_dir_all(&tmp);
         let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
         text.push_str(&String::from_utf8_lossy(&out.stderr));
-        return Err(Error::Server(format!(
-            "{} failed ({}):\n{}",
-            install.display(),
-            out.status,
-            tail_lines(&text, LOG_TAIL_LINES)
-        )));
+        return Err(LocalError::InstallDb {
+            program: install,
+            status: out.status,
+            output_tail: tail_lines(&text, LOG_TAIL_LINES),
+        });
     }
-    fs::write(tmp.join(TEMPLATE_MARKER), b"")
-        .map_err(|e| Error::Server(format!("write template marker: {e}")))?;
+    let marker = tmp.join(TEMPLATE_MARKER);
+    fs::write(&marker, b"").map_err(LocalError::io("write", &marker))?;
     match fs::rename(&tmp, &target) {
         Ok(()) => {
             tracing::info!(
@@ -498,10 +492,7 @@ fn build_template(cache: &Path, name: &str, target: &Path) -> Result<PathBuf> {
                 // Another process won the race.
                 Ok(target)
             } else {
-                Err(Error::Server(format!(
-                    "publish template {}: {e}",
-                    target.display()
-                )))
+                Err(LocalError::io("publish template", &target)(e))
             }
         }
     }
@@ -533,35 +524,26 @@ fn sweep_stale_template_tmp(cache: &Path, name: &str) {
     }
 }
 
-fn missing_binaries() -> Error {
-    Error::Server(
-        "mariadbd / mariadb-install-db not found on PATH or in /usr/sbin, /usr/bin \
-         (install the `mariadb-server` package)"
-            .into(),
-    )
-}
-
 async fn start_impl(opts: ServerOptions, detached: bool) -> Result<LocalServer> {
     if find_server_binary().is_none() || find_install_db().is_none() {
-        return Err(missing_binaries());
+        return Err(LocalError::MissingBinaries);
     }
     let template = tokio::task::spawn_blocking(|| {
         sweep_leftover_temp_dirs();
         ensure_template()
     })
     .await
-    .map_err(|e| Error::Server(format!("template task: {e}")))??;
+    .map_err(LocalError::task("template"))??;
 
     let (dir, owns_dir) = match &opts.data_dir {
         Some(d) => {
             let d = absolute(d)?;
             if let Some(running) = DetachedServer::find(&d)? {
-                return Err(Error::Server(format!(
-                    "a server already runs in {} (pid {}, port {})",
-                    d.display(),
-                    running.pid,
-                    running.port
-                )));
+                return Err(LocalError::AlreadyRunning {
+                    dir: d,
+                    pid: running.pid,
+                    port: running.port,
+                });
             }
             (d, false)
         }
@@ -576,24 +558,21 @@ async fn start_impl(opts: ServerOptions, detached: bool) -> Result<LocalServer> 
     if !data.join("mysql").is_dir() {
         let (data2, dir2) = (data.clone(), dir.clone());
         tokio::task::spawn_blocking(move || -> Result<()> {
-            fs::create_dir_all(&dir2)
-                .map_err(|e| Error::Server(format!("create {}: {e}", dir2.display())))?;
+            fs::create_dir_all(&dir2).map_err(LocalError::io("create", &dir2))?;
             let staging = dir2.join("data.copying");
             let _ = fs::remove_dir_all(&staging);
             let _ = fs::remove_dir_all(&data2);
             copy_dir_all(&template, &staging)
                 .and_then(|()| fs::remove_file(staging.join(TEMPLATE_MARKER)))
                 .and_then(|()| fs::rename(&staging, &data2))
-                .map_err(|e| {
-                    Error::Server(format!(
-                        "copy template {} to {}: {e}",
-                        template.display(),
-                        data2.display()
-                    ))
+                .map_err(|error| LocalError::CopyTemplate {
+                    template,
+                    to: data2,
+                    error,
                 })
         })
         .await
-        .map_err(|e| Error::Server(format!("copy task: {e}")))??;
+        .map_err(LocalError::task("copy"))??;
     }
 
     let (child, pid) = spawn_until_ready(&opts, &dir, detached, opts.port.is_some()).await?;
@@ -606,7 +585,10 @@ async fn start_impl(opts: ServerOptions, detached: bool) -> Result<LocalServer> 
                 .parse()
                 .ok()
         })
-        .ok_or_else(|| Error::Server("cannot determine the port of the started server".into()))?;
+        .ok_or_else(|| LocalError::UnknownPort {
+            dir: dir.clone(),
+            pid,
+        })?;
     let watchdog = if detached {
         None
     } else {
@@ -646,57 +628,46 @@ async fn spawn_until_ready(
     detached: bool,
     fixed_port: bool,
 ) -> Result<(Child, u32)> {
-    let server = find_server_binary().ok_or_else(missing_binaries)?;
+    let server = find_server_binary().ok_or(LocalError::MissingBinaries)?;
     let attempts = if fixed_port { 1 } else { PORT_ATTEMPTS };
-    let mut last_err = None;
-    for attempt in 0..attempts {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
         let port = match opts.port.filter(|_| fixed_port) {
-            Some(p) => {
-                if !port_is_free(p) {
-                    return Err(Error::Server(format!(
-                        "port {p} is already in use on 127.0.0.1"
-                    )));
-                }
-                p
-            }
+            Some(port) if !port_is_free(port) => return Err(LocalError::PortInUse { port }),
+            Some(port) => port,
             None => free_port()?,
         };
         let _ = fs::write(dir.join("port"), format!("{port}\n"));
         let args = server_args(opts, dir, port);
         match spawn_once(&server, &args, dir, port, detached).await {
-            Ok(x) => return Ok(x),
-            Err(SpawnError::PortTaken(msg)) if attempt + 1 < attempts => {
-                tracing::debug!("port {port} taken, retrying: {msg}");
-                last_err = Some(msg);
+            Err(e) if attempt < attempts && port_taken(&e) => {
+                tracing::debug!("port {port} taken, retrying: {e}");
             }
-            Err(SpawnError::PortTaken(msg)) => {
-                return Err(Error::Server(if fixed_port {
-                    format!("port {port} is already in use on 127.0.0.1:\n{msg}")
-                } else {
-                    msg
-                }))
-            }
-            Err(SpawnError::Other(e)) => return Err(e),
+            done => return done,
         }
     }
-    Err(Error::Server(
-        last_err.unwrap_or_else(|| "no free port".into()),
-    ))
 }
 
-enum SpawnError {
-    PortTaken(String),
-    Other(Error),
+/// Whether a start failed because another process holds the port.
+fn port_taken(e: &LocalError) -> bool {
+    matches!(
+        e,
+        LocalError::Start {
+            failure: StartFailure::PortTaken(_),
+            ..
+        }
+    )
 }
 
+/// Start `mariadbd` once and wait until it accepts connections (or exits, or times out).
 async fn spawn_once(
     server: &Path,
     args: &[String],
     dir: &Path,
     port: u16,
     detached: bool,
-) -> std::result::Result<(Child, u32), SpawnError> {
-    let other = |m: String| SpawnError::Other(Error::Server(m));
+) -> Result<(Child, u32)> {
     let err_log = dir.join("err.log");
     let out_log = dir.join("stderr.log");
     let offsets = (file_len(&err_log), file_len(&out_log));
@@ -704,10 +675,10 @@ async fn spawn_once(
         .create(true)
         .append(true)
         .open(&out_log)
-        .map_err(|e| other(format!("open {}: {e}", out_log.display())))?;
+        .map_err(LocalError::io("open", &out_log))?;
     let out2 = out
         .try_clone()
-        .map_err(|e| other(format!("dup log fd: {e}")))?;
+        .map_err(LocalError::io("duplicate the descriptor of", &out_log))?;
     let mut cmd = Command::new(server);
     cmd.args(args)
         .stdin(Stdio::null())
@@ -716,14 +687,19 @@ async fn spawn_once(
     if detached {
         cmd.process_group(0);
     }
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| other(format!("spawn {}: {e}", server.display())))?;
+    let mut child = cmd.spawn().map_err(LocalError::io("spawn", server))?;
     let pid = child.id();
+    // What this start wrote to the logs.
     let logs = || {
         let mut s = read_from(&err_log, offsets.0);
         s.push_str(&read_from(&out_log, offsets.1));
         s
+    };
+    let failed = |failure, log: &str| LocalError::Start {
+        port,
+        failure,
+        log: err_log.clone(),
+        log_tail: tail_lines(log, LOG_TAIL_LINES),
     };
 
     let expected_pid_file = dir.join("pid");
@@ -732,49 +708,44 @@ async fn spawn_once(
         match child.try_wait() {
             Ok(Some(status)) => {
                 let log = logs();
-                let msg = format!(
-                    "mariadbd exited during start-up ({status}) on port {port}; last lines of {}:\n{}",
-                    err_log.display(),
-                    tail_lines(&log, LOG_TAIL_LINES)
-                );
-                return Err(
-                    if log.contains("Address already in use") || log.contains("Bind on TCP/IP port")
-                    {
-                        SpawnError::PortTaken(msg)
-                    } else {
-                        SpawnError::Other(Error::Server(msg))
-                    },
-                );
+                let taken =
+                    log.contains("Address already in use") || log.contains("Bind on TCP/IP port");
+                let failure = if taken {
+                    StartFailure::PortTaken(status)
+                } else {
+                    StartFailure::Exited(status)
+                };
+                return Err(failed(failure, &log));
             }
             Ok(None) => {}
-            Err(e) => return Err(other(format!("wait for mariadbd: {e}"))),
+            Err(e) => return Err(LocalError::io("wait for", server)(e)),
         }
-        if let Ok(Ok(mut conn)) = tokio::time::timeout(
-            Duration::from_secs(2),
-            mysql_async::Conn::new(conn_opts(port)),
-        )
-        .await
-        {
-            let pid_file: Option<String> =
-                conn.query_first("SELECT @@pid_file").await.ok().flatten();
-            let _ = conn.disconnect().await;
-            if pid_file.as_deref().map(Path::new) == Some(expected_pid_file.as_path()) {
-                return Ok((child, pid));
-            }
-            // Another server answered on this port; ours will fail to bind.
+        if answers_with_pid_file(port, &expected_pid_file).await {
+            return Ok((child, pid));
         }
         if Instant::now() >= deadline {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(other(format!(
-                "mariadbd did not accept connections on port {port} within {READY_TIMEOUT:?}; \
-                 last lines of {}:\n{}",
-                err_log.display(),
-                tail_lines(&logs(), LOG_TAIL_LINES)
-            )));
+            return Err(failed(StartFailure::NotReady(READY_TIMEOUT), &logs()));
         }
         tokio::time::sleep(POLL).await;
     }
+}
+
+/// Whether the server on `port` accepts a connection and reports `pid_file` (not another
+/// server that answered on the port; ours will then fail to bind).
+async fn answers_with_pid_file(port: u16, pid_file: &Path) -> bool {
+    let Ok(Ok(mut conn)) = tokio::time::timeout(
+        Duration::from_secs(2),
+        mysql_async::Conn::new(conn_opts(port)),
+    )
+    .await
+    else {
+        return false;
+    };
+    let reported: Option<String> = conn.query_first("SELECT @@pid_file").await.ok().flatten();
+    let _ = conn.disconnect().await;
+    reported.as_deref().map(Path::new) == Some(pid_file)
 }
 
 /// The `mariadbd` command line (without the binary).
@@ -853,7 +824,7 @@ if [ -n "$2" ]; then sleep 0.3; rm -rf -- "$2"; fi"#;
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .map_err(|e| Error::Server(format!("spawn watchdog (sh): {e}")))
+        .map_err(LocalError::io("spawn the watchdog", Path::new("sh")))
 }
 
 /// Remove temporary server dirs left by processes that no longer exist (once per process).
@@ -899,8 +870,7 @@ fn new_temp_dir() -> Result<PathBuf> {
         std::process::id(),
         nanos() % 1_000_000_000
     ));
-    fs::create_dir_all(&dir)
-        .map_err(|e| Error::Server(format!("create {}: {e}", dir.display())))?;
+    fs::create_dir_all(&dir).map_err(LocalError::io("create", &dir))?;
     Ok(dir)
 }
 
@@ -908,7 +878,8 @@ fn absolute(p: &Path) -> Result<PathBuf> {
     if p.is_absolute() {
         Ok(p.to_path_buf())
     } else {
-        Ok(std::env::current_dir()?.join(p))
+        let cwd = std::env::current_dir().map_err(LocalError::io("resolve", p))?;
+        Ok(cwd.join(p))
     }
 }
 
@@ -924,7 +895,10 @@ fn conn_opts(port: u16) -> mysql_async::Opts {
 async fn connect(port: u16) -> Result<mysql_async::Conn> {
     mysql_async::Conn::new(conn_opts(port))
         .await
-        .map_err(|e| Error::Server(format!("connect to 127.0.0.1:{port}: {e}")))
+        .map_err(|error| LocalError::Connect {
+            addr: format!("127.0.0.1:{port}"),
+            error,
+        })
 }
 
 /// Send `SHUTDOWN`; returns whether the statement could be sent.
@@ -952,9 +926,10 @@ fn signal(pid: u32, sig: &str) {
 
 /// A free TCP port on 127.0.0.1 (bind to port 0, read it, release it).
 pub fn free_port() -> Result<u16> {
-    let l = TcpListener::bind("127.0.0.1:0")
-        .map_err(|e| Error::Server(format!("bind 127.0.0.1:0: {e}")))?;
-    Ok(l.local_addr()?.port())
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|error| LocalError::NoFreePort { error })
 }
 
 /// Whether `port` can be bound on 127.0.0.1 right now.
@@ -1075,13 +1050,11 @@ fn server_version(server: &Path) -> Result<String> {
         .arg("--version")
         .stdin(Stdio::null())
         .output()
-        .map_err(|e| Error::Server(format!("run {} --version: {e}", server.display())))?;
+        .map_err(LocalError::io("run", server))?;
     let text = String::from_utf8_lossy(&out.stdout);
-    parse_version(&text).ok_or_else(|| {
-        Error::Server(format!(
-            "cannot parse the version from `{} --version`: {text}",
-            server.display()
-        ))
+    parse_version(&text).ok_or_else(|| LocalError::Version {
+        program: server.to_path_buf(),
+        output: text.into_owned(),
     })
 }
 
