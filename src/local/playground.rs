@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{LocalError, Result};
 use super::server::{self, DetachedServer, LocalServer, ServerOptions};
+use super::{absolute, addr, conn_opts, connect, connect_to};
 
 /// The database the playground creates on both servers.
 pub const DATABASE: &str = "sbtest";
@@ -188,16 +189,6 @@ target-instance = "downstream"
 target-check-tables = ["{DATABASE}.*"]
 "#
     )
-}
-
-fn absolute(p: &Path) -> Result<PathBuf> {
-    Ok(if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        std::env::current_dir()
-            .map_err(LocalError::io("resolve", p))?
-            .join(p)
-    })
 }
 
 fn server_options(role: &str, dir: &Path, port: u16) -> ServerOptions {
@@ -720,32 +711,6 @@ async fn load_table(opts: mysql_async::Opts, table: u32, rows: u64, seed: u64) -
     let _ = conn.disconnect().await;
     tracing::debug!("{where_}: loaded {DATABASE}.{name} ({rows} rows)");
     Ok(())
-}
-
-fn addr(opts: &mysql_async::Opts) -> String {
-    format!("{}:{}", opts.ip_or_hostname(), opts.tcp_port())
-}
-
-fn conn_opts(port: u16) -> mysql_async::Opts {
-    mysql_async::OptsBuilder::default()
-        .ip_or_hostname("127.0.0.1")
-        .tcp_port(port)
-        .user(Some("root"))
-        .prefer_socket(false)
-        .into()
-}
-
-async fn connect(port: u16) -> Result<Conn> {
-    connect_to(&conn_opts(port)).await
-}
-
-async fn connect_to(opts: &mysql_async::Opts) -> Result<Conn> {
-    Conn::new(opts.clone())
-        .await
-        .map_err(|error| LocalError::Connect {
-            addr: addr(opts),
-            error,
-        })
 }
 
 fn query_err(port: u16, sql: &str, e: mysql_async::Error) -> LocalError {

@@ -56,6 +56,7 @@ use std::time::{Duration, Instant, SystemTime};
 use mysql_async::prelude::Queryable;
 
 use super::error::{LocalError, Result, StartFailure};
+use super::{absolute, conn_opts, connect};
 
 /// How long a server may take to accept connections.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -872,33 +873,6 @@ fn new_temp_dir() -> Result<PathBuf> {
     ));
     fs::create_dir_all(&dir).map_err(LocalError::io("create", &dir))?;
     Ok(dir)
-}
-
-fn absolute(p: &Path) -> Result<PathBuf> {
-    if p.is_absolute() {
-        Ok(p.to_path_buf())
-    } else {
-        let cwd = std::env::current_dir().map_err(LocalError::io("resolve", p))?;
-        Ok(cwd.join(p))
-    }
-}
-
-fn conn_opts(port: u16) -> mysql_async::Opts {
-    mysql_async::OptsBuilder::default()
-        .ip_or_hostname("127.0.0.1")
-        .tcp_port(port)
-        .user(Some("root"))
-        .prefer_socket(false)
-        .into()
-}
-
-async fn connect(port: u16) -> Result<mysql_async::Conn> {
-    mysql_async::Conn::new(conn_opts(port))
-        .await
-        .map_err(|error| LocalError::Connect {
-            addr: format!("127.0.0.1:{port}"),
-            error,
-        })
 }
 
 /// Send `SHUTDOWN`; returns whether the statement could be sent.
