@@ -86,7 +86,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     ))
     .await?;
     let t = Instant::now();
-    syncgate::local::playground::seed_sbtest(&[primary.opts()], 2, rows, 7).await?;
+    syncgate::testdata::seed_sbtest(&[primary.opts()], 2, rows, 7).await?;
     let pos = scalar(&primary, "SELECT @@gtid_binlog_pos").await;
     let caught_up = scalar(&replica, &format!("SELECT MASTER_GTID_WAIT('{pos}', 300)")).await;
     assert_eq!(caught_up, "0", "replica caught up");

@@ -19,6 +19,7 @@
 //! | checkpoint and resume | [`checkpoint`] | sync |
 //! | orchestration | [`engine`] | async |
 //! | local MariaDB servers (playground, tests, benches) | [`local`] | async |
+//! | generated sbtest data and drift (playground, tests, benches) | [`testdata`] | async |
 
 pub mod checkpoint;
 pub mod checksum;
@@ -36,5 +37,6 @@ pub mod schema;
 pub mod snapshot;
 pub mod source;
 pub mod sql;
+pub mod testdata;
 
 pub use error::{Error, Result};

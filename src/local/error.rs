@@ -4,13 +4,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::time::Duration;
 
-/// Result alias of [`crate::local`].
+/// Result alias of [`crate::local`] and [`crate::testdata`].
 pub type Result<T, E = LocalError> = std::result::Result<T, E>;
 
 /// SQL longer than this is cut in messages (multi-row INSERTs are megabytes).
 const MAX_SQL_SHOWN: usize = 200;
 
-/// Errors of [`crate::local`].
+/// Errors of [`crate::local`] and of [`crate::testdata`] (whose servers are usually local).
 /// Converts into the crate's [`crate::Error`] (`Error::Local`).
 ///
 /// Every message is complete on its own: it includes the text of the underlying error (the
