@@ -22,8 +22,8 @@ use mysql_async::prelude::Queryable;
 use serde::{Deserialize, Serialize};
 
 use super::error::{LocalError, Result};
-use super::server::{self, DetachedServer, LocalServer, ServerOptions};
-use super::{absolute, conn_opts, connect};
+use super::server::{DetachedServer, LocalServer, ServerOptions};
+use super::{absolute, conn_opts, connect, mariadbd_available, port_is_free};
 use crate::testdata::{self, sbtest_tables, seed_sbtest};
 // The database the playground creates on both servers, and the types of `inject_drift`.
 pub use crate::testdata::{DriftReport, DriftSpec, TableDrift, DATABASE};
@@ -231,13 +231,13 @@ pub async fn up(opts: &PlaygroundOptions) -> Result<UpReport> {
             "the playground needs at least one table".into(),
         ));
     }
-    if !server::mariadbd_available() {
+    if !mariadbd_available() {
         return Err(LocalError::MissingBinaries);
     }
     let ports = [opts.upstream_port, opts.downstream_port];
     // Check every port we are about to use before starting anything.
     for (i, role) in ROLES.into_iter().enumerate() {
-        if running[i].is_none() && !server::port_is_free(ports[i]) {
+        if running[i].is_none() && !port_is_free(ports[i]) {
             let port = ports[i];
             return Err(LocalError::role(role)(LocalError::PortInUse { port }));
         }

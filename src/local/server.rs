@@ -1,73 +1,26 @@
-//! Throwaway local MariaDB servers (`mariadbd`) for the playground, the integration tests and
-//! the benches.
-//!
-//! # How a server is made
-//!
-//! 1. A *template* data dir is initialised once with `mariadb-install-db` (falling back to
-//!    `mysql_install_db`) and cached under the cargo target dir as
-//!    `syncgate-mariadb-template-<version>` (see [`template_cache_dir`]). Parallel processes
-//!    initialise into private temporary dirs and publish with an atomic `rename`, so the first
-//!    finisher wins and the others discard their copy. The template is made with a 4 MiB redo
-//!    log, which keeps it at about 20 MB; every server resizes the log at start-up.
-//! 2. Each server gets a recursive copy of the template (about 15 ms) in its own dir:
-//!
-//!    ```text
-//!    DIR/data/            the MariaDB datadir
-//!    DIR/binlog.*         binary logs (with `log_bin`)
-//!    DIR/sock DIR/pid     unix socket, pid file
-//!    DIR/err.log          error log; DIR/stderr.log catches anything printed before it opens
-//!    ```
-//!
-//!    `DIR` is [`ServerOptions::data_dir`] (persistent, reused on the next start) or a fresh
-//!    temporary dir under `std::env::temp_dir()` removed when the [`LocalServer`] is dropped.
-//! 3. `mariadbd` starts on a free port (bind `127.0.0.1:0`, read, drop, retry with another
-//!    port when the server cannot bind) or a fixed one, and is ready when a real connection
-//!    succeeds and reports our pid file (so a port race with another server is detected).
-//!
-//! # Not leaking servers
-//!
-//! A [`LocalServer`] kills its process (SIGKILL) and removes its temporary dir on drop. Servers
-//! held in `static`s (the integration tests share one per test binary) are never dropped, so
-//! every attached server also gets a *watchdog*: a tiny `sh` process whose stdin is a pipe held
-//! only by the owning process. When the owner exits for any reason (including SIGKILL) the
-//! kernel closes the pipe, `read` returns, and the watchdog SIGKILLs the server and removes its
-//! temporary dir. The watchdog ignores SIGINT/SIGTERM/SIGHUP so a Ctrl-C that kills the owner
-//! still lets it clean up. (`prctl(PR_SET_PDEATHSIG)` would need `libc`, which is not a
-//! dependency.) As a second net, the first server start in a process sweeps temporary server
-//! dirs whose owning process is gone (killing a server still running there).
-//!
-//! # Detached servers
-//!
-//! [`LocalServer::start_detached`] starts a server in its own process group with null stdio,
-//! without a watchdog; dropping the handle leaves it running after the process exits (the
-//! playground). [`DetachedServer::find`] and [`DetachedServer::stop`] find and stop such a
-//! server by its dir, using the pid file and the process command line.
+//! [`LocalServer`]: start, stop, kill and restart one local `mariadbd`; [`DetachedServer`]:
+//! find and stop a server that outlived its starter. See [`crate::local`] for how a server
+//! is made and cleaned up.
 
 use std::fs;
-use std::io::{Read, Seek, SeekFrom};
-use std::net::TcpListener;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
 
-use super::error::{LocalError, Result, StartFailure};
-use super::{absolute, conn_opts, connect};
+use super::error::{LocalError, Result};
+use super::process::{
+    current_user, is_root, is_server_process, mariadbd_available, process_alive, server_port,
+    signal, spawn_until_ready, spawn_watchdog,
+};
+use super::template::{copy_template, ensure_template};
+use super::{absolute, conn_opts, connect, lock, nanos, POLL};
 
-/// How long a server may take to accept connections.
-const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a clean shutdown may take before the process is killed.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(60);
-/// Poll interval for readiness and exit.
-const POLL: Duration = Duration::from_millis(100);
-/// How many free ports are tried when the server cannot bind.
-const PORT_ATTEMPTS: usize = 5;
-/// Lines of the error log quoted in start-up errors.
-const LOG_TAIL_LINES: usize = 25;
 /// Prefix of temporary server dirs (followed by the owner pid).
 const TEMP_PREFIX: &str = "syncgate-srv-";
 /// Unix socket paths must fit in `sun_path` (108 bytes with the NUL).
@@ -289,14 +242,7 @@ impl DetachedServer {
         if !is_server_process(pid) {
             return Ok(None);
         }
-        let port = read_cmdline(pid)
-            .and_then(|args| port_from_args(&args))
-            .or_else(|| {
-                fs::read_to_string(dir.join("port"))
-                    .ok()
-                    .and_then(|p| p.trim().parse().ok())
-            });
-        let Some(port) = port else {
+        let Some(port) = server_port(pid, dir) else {
             return Err(LocalError::UnknownPort {
                 dir: dir.to_path_buf(),
                 pid,
@@ -367,166 +313,8 @@ pub async fn stop_detached(dir: &Path) -> Result<bool> {
     DetachedServer::stop(dir).await
 }
 
-/// Whether `mariadbd` (or `mysqld`) and an install-db script can be found.
-pub fn mariadbd_available() -> bool {
-    find_server_binary().is_some() && find_install_db().is_some()
-}
-
-/// Where the template data dir is cached: `$SYNCGATE_MARIADB_CACHE`, else `$CARGO_TARGET_DIR`,
-/// else the nearest ancestor of the running executable that holds cargo's `CACHEDIR.TAG`
-/// (`target/`), else the system temp dir.
-pub fn template_cache_dir() -> PathBuf {
-    for var in ["SYNCGATE_MARIADB_CACHE", "CARGO_TARGET_DIR"] {
-        if let Some(v) = std::env::var_os(var).filter(|v| !v.is_empty()) {
-            return PathBuf::from(v);
-        }
-    }
-    if let Ok(exe) = std::env::current_exe() {
-        if let Some(dir) = exe
-            .ancestors()
-            .skip(1)
-            .find(|d| d.join("CACHEDIR.TAG").is_file())
-        {
-            return dir.to_path_buf();
-        }
-    }
-    std::env::temp_dir()
-}
-
-/// The template data dir, initialising it if needed (blocking; call from a blocking
-/// context). Safe to call concurrently from threads and processes.
-pub fn ensure_template() -> Result<PathBuf> {
-    static TEMPLATE: Mutex<Option<PathBuf>> = Mutex::new(None);
-    let mut cached = lock(&TEMPLATE);
-    if let Some(p) = cached.as_ref() {
-        return Ok(p.clone());
-    }
-    let server = find_server_binary().ok_or(LocalError::MissingBinaries)?;
-    let version = server_version(&server)?;
-    let cache = template_cache_dir();
-    let name = format!("syncgate-mariadb-template-{}", sanitize(&version));
-    let path = init_template(&cache, &name)?;
-    *cached = Some(path.clone());
-    Ok(path)
-}
-
-const TEMPLATE_MARKER: &str = ".syncgate-template-complete";
-
-fn init_template(cache: &Path, name: &str) -> Result<PathBuf> {
-    let target = cache.join(name);
-    if target.join(TEMPLATE_MARKER).is_file() {
-        return Ok(target);
-    }
-    fs::create_dir_all(cache).map_err(LocalError::io("create", cache))?;
-    // One process builds the template while the others wait on this lock and reuse it: several
-    // bootstraps at once on a small machine made mariadb-install-db fail now and then.
-    let lock_path = cache.join(format!(".{name}.lock"));
-    let lock_file = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(LocalError::io("open", &lock_path))?;
-    lock_file
-        .lock()
-        .map_err(LocalError::io("lock", &lock_path))?;
-    if target.join(TEMPLATE_MARKER).is_file() {
-        return Ok(target);
-    }
-    match build_template(cache, name, &target) {
-        Ok(p) => Ok(p),
-        Err(first) => {
-            tracing::warn!("building the MariaDB template failed, retrying once: {first}");
-            build_template(cache, name, &target)
-        }
-    }
-}
-
-/// Run `mariadb-install-db` into a temporary dir and publish it at `target`.
-fn build_template(cache: &Path, name: &str, target: &Path) -> Result<PathBuf> {
-    let target = target.to_path_buf();
-    sweep_stale_template_tmp(cache, name);
-    let tmp = cache.join(format!(".{name}.tmp-{}-{}", std::process::id(), nanos()));
-    let _ = fs::remove_dir_all(&tmp);
-    let install = find_install_db().ok_or(LocalError::MissingBinaries)?;
-    let started = Instant::now();
-    let mut cmd = Command::new(&install);
-    cmd.arg("--no-defaults")
-        .arg(format!("--datadir={}", tmp.display()))
-        .arg("--auth-root-authentication-method=normal")
-        .arg(format!(
-            "--user={}",
-            if is_root() {
-                "root".to_string()
-            } else {
-                current_user()
-            }
-        ))
-        .arg("--skip-test-db")
-        .arg("--innodb-log-file-size=4M")
-        .stdin(Stdio::null());
-    let out = cmd.output().map_err(LocalError::io("run", &install))?;
-    if !out.status.success() {
-        let _ = fs::remove_dir_all(&tmp);
-        let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-        text.push_str(&String::from_utf8_lossy(&out.stderr));
-        return Err(LocalError::InstallDb {
-            program: install,
-            status: out.status,
-            output_tail: tail_lines(&text, LOG_TAIL_LINES),
-        });
-    }
-    let marker = tmp.join(TEMPLATE_MARKER);
-    fs::write(&marker, b"").map_err(LocalError::io("write", &marker))?;
-    match fs::rename(&tmp, &target) {
-        Ok(()) => {
-            tracing::info!(
-                "initialised MariaDB template {} in {:.2?}",
-                target.display(),
-                started.elapsed()
-            );
-            Ok(target)
-        }
-        Err(e) => {
-            let _ = fs::remove_dir_all(&tmp);
-            if target.join(TEMPLATE_MARKER).is_file() {
-                // Another process won the race.
-                Ok(target)
-            } else {
-                Err(LocalError::io("publish template", &target)(e))
-            }
-        }
-    }
-}
-
-/// Remove template build dirs of crashed processes (older than 10 minutes).
-fn sweep_stale_template_tmp(cache: &Path, name: &str) {
-    let prefix = format!(".{name}.tmp-");
-    let Ok(entries) = fs::read_dir(cache) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let fname = entry.file_name();
-        let Some(fname) = fname.to_str() else {
-            continue;
-        };
-        if !fname.starts_with(&prefix) {
-            continue;
-        }
-        let old = entry
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.elapsed().ok())
-            .is_some_and(|age| age > Duration::from_secs(600));
-        if old {
-            let _ = fs::remove_dir_all(entry.path());
-        }
-    }
-}
-
 async fn start_impl(opts: ServerOptions, detached: bool) -> Result<LocalServer> {
-    if find_server_binary().is_none() || find_install_db().is_none() {
+    if !mariadbd_available() {
         return Err(LocalError::MissingBinaries);
     }
     let template = tokio::task::spawn_blocking(|| {
@@ -536,60 +324,20 @@ async fn start_impl(opts: ServerOptions, detached: bool) -> Result<LocalServer> 
     .await
     .map_err(LocalError::task("template"))??;
 
-    let (dir, owns_dir) = match &opts.data_dir {
-        Some(d) => {
-            let d = absolute(d)?;
-            if let Some(running) = DetachedServer::find(&d)? {
-                return Err(LocalError::AlreadyRunning {
-                    dir: d,
-                    pid: running.pid,
-                    port: running.port,
-                });
-            }
-            (d, false)
-        }
-        None => (new_temp_dir()?, true),
-    };
+    let (dir, owns_dir) = server_dir(&opts)?;
     // From here on a failure must clean a temporary dir.
     let cleanup = DirGuard {
         dir: owns_dir.then(|| dir.clone()),
     };
-
-    let data = dir.join("data");
-    if !data.join("mysql").is_dir() {
-        let (data2, dir2) = (data.clone(), dir.clone());
-        tokio::task::spawn_blocking(move || -> Result<()> {
-            fs::create_dir_all(&dir2).map_err(LocalError::io("create", &dir2))?;
-            let staging = dir2.join("data.copying");
-            let _ = fs::remove_dir_all(&staging);
-            let _ = fs::remove_dir_all(&data2);
-            copy_dir_all(&template, &staging)
-                .and_then(|()| fs::remove_file(staging.join(TEMPLATE_MARKER)))
-                .and_then(|()| fs::rename(&staging, &data2))
-                .map_err(|error| LocalError::CopyTemplate {
-                    template,
-                    to: data2,
-                    error,
-                })
-        })
-        .await
-        .map_err(LocalError::task("copy"))??;
+    if !dir.join("data/mysql").is_dir() {
+        copy_template(template, &dir).await?;
     }
 
     let (child, pid) = spawn_until_ready(&opts, &dir, detached, opts.port.is_some()).await?;
-    let port = read_cmdline(pid)
-        .and_then(|a| port_from_args(&a))
-        .or_else(|| {
-            fs::read_to_string(dir.join("port"))
-                .ok()?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .ok_or_else(|| LocalError::UnknownPort {
-            dir: dir.clone(),
-            pid,
-        })?;
+    let port = server_port(pid, &dir).ok_or_else(|| LocalError::UnknownPort {
+        dir: dir.clone(),
+        pid,
+    })?;
     let watchdog = if detached {
         None
     } else {
@@ -609,6 +357,24 @@ async fn start_impl(opts: ServerOptions, detached: bool) -> Result<LocalServer> 
     })
 }
 
+/// The server dir for `opts` and whether it is a temporary one (ours to remove). A persistent
+/// dir must not hold a running server.
+fn server_dir(opts: &ServerOptions) -> Result<(PathBuf, bool)> {
+    let Some(d) = &opts.data_dir else {
+        return Ok((new_temp_dir()?, true));
+    };
+    let d = absolute(d)?;
+    if let Some(running) = DetachedServer::find(&d)? {
+        return Err(LocalError::AlreadyRunning {
+            dir: d,
+            pid: running.pid,
+            port: running.port,
+        });
+    }
+    Ok((d, false))
+}
+
+/// Removes a temporary server dir when a start fails.
 struct DirGuard {
     dir: Option<PathBuf>,
 }
@@ -621,136 +387,8 @@ impl Drop for DirGuard {
     }
 }
 
-/// Spawn `mariadbd` on `opts.port` (or free ports) until one becomes ready.
-/// `fixed_port`: do not retry with another port.
-async fn spawn_until_ready(
-    opts: &ServerOptions,
-    dir: &Path,
-    detached: bool,
-    fixed_port: bool,
-) -> Result<(Child, u32)> {
-    let server = find_server_binary().ok_or(LocalError::MissingBinaries)?;
-    let attempts = if fixed_port { 1 } else { PORT_ATTEMPTS };
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let port = match opts.port.filter(|_| fixed_port) {
-            Some(port) if !port_is_free(port) => return Err(LocalError::PortInUse { port }),
-            Some(port) => port,
-            None => free_port()?,
-        };
-        let _ = fs::write(dir.join("port"), format!("{port}\n"));
-        let args = server_args(opts, dir, port);
-        match spawn_once(&server, &args, dir, port, detached).await {
-            Err(e) if attempt < attempts && port_taken(&e) => {
-                tracing::debug!("port {port} taken, retrying: {e}");
-            }
-            done => return done,
-        }
-    }
-}
-
-/// Whether a start failed because another process holds the port.
-fn port_taken(e: &LocalError) -> bool {
-    matches!(
-        e,
-        LocalError::Start {
-            failure: StartFailure::PortTaken(_),
-            ..
-        }
-    )
-}
-
-/// Start `mariadbd` once and wait until it accepts connections (or exits, or times out).
-async fn spawn_once(
-    server: &Path,
-    args: &[String],
-    dir: &Path,
-    port: u16,
-    detached: bool,
-) -> Result<(Child, u32)> {
-    let err_log = dir.join("err.log");
-    let out_log = dir.join("stderr.log");
-    let offsets = (file_len(&err_log), file_len(&out_log));
-    let out = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&out_log)
-        .map_err(LocalError::io("open", &out_log))?;
-    let out2 = out
-        .try_clone()
-        .map_err(LocalError::io("duplicate the descriptor of", &out_log))?;
-    let mut cmd = Command::new(server);
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(out))
-        .stderr(Stdio::from(out2));
-    if detached {
-        cmd.process_group(0);
-    }
-    let mut child = cmd.spawn().map_err(LocalError::io("spawn", server))?;
-    let pid = child.id();
-    // What this start wrote to the logs.
-    let logs = || {
-        let mut s = read_from(&err_log, offsets.0);
-        s.push_str(&read_from(&out_log, offsets.1));
-        s
-    };
-    let failed = |failure, log: &str| LocalError::Start {
-        port,
-        failure,
-        log: err_log.clone(),
-        log_tail: tail_lines(log, LOG_TAIL_LINES),
-    };
-
-    let expected_pid_file = dir.join("pid");
-    let deadline = Instant::now() + READY_TIMEOUT;
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => {
-                let log = logs();
-                let taken =
-                    log.contains("Address already in use") || log.contains("Bind on TCP/IP port");
-                let failure = if taken {
-                    StartFailure::PortTaken(status)
-                } else {
-                    StartFailure::Exited(status)
-                };
-                return Err(failed(failure, &log));
-            }
-            Ok(None) => {}
-            Err(e) => return Err(LocalError::io("wait for", server)(e)),
-        }
-        if answers_with_pid_file(port, &expected_pid_file).await {
-            return Ok((child, pid));
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(failed(StartFailure::NotReady(READY_TIMEOUT), &logs()));
-        }
-        tokio::time::sleep(POLL).await;
-    }
-}
-
-/// Whether the server on `port` accepts a connection and reports `pid_file` (not another
-/// server that answered on the port; ours will then fail to bind).
-async fn answers_with_pid_file(port: u16, pid_file: &Path) -> bool {
-    let Ok(Ok(mut conn)) = tokio::time::timeout(
-        Duration::from_secs(2),
-        mysql_async::Conn::new(conn_opts(port)),
-    )
-    .await
-    else {
-        return false;
-    };
-    let reported: Option<String> = conn.query_first("SELECT @@pid_file").await.ok().flatten();
-    let _ = conn.disconnect().await;
-    reported.as_deref().map(Path::new) == Some(pid_file)
-}
-
 /// The `mariadbd` command line (without the binary).
-fn server_args(opts: &ServerOptions, dir: &Path, port: u16) -> Vec<String> {
+pub(super) fn server_args(opts: &ServerOptions, dir: &Path, port: u16) -> Vec<String> {
     let d = |p: &str| dir.join(p).display().to_string();
     let mut args = vec![
         "--no-defaults".to_string(),
@@ -806,26 +444,6 @@ fn socket_path(dir: &Path) -> PathBuf {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     dir.hash(&mut h);
     std::env::temp_dir().join(format!("syncgate-{:016x}.sock", h.finish()))
-}
-
-/// The watchdog: SIGKILL `pid` (and remove `dir`) once our end of its stdin closes.
-fn spawn_watchdog(pid: u32, dir: Option<&Path>) -> Result<Child> {
-    let script = r#"trap '' INT TERM HUP
-read _ignored
-kill -9 "$1" 2>/dev/null
-if [ -n "$2" ]; then sleep 0.3; rm -rf -- "$2"; fi"#;
-    let dir_arg = dir.map(|d| d.as_os_str().to_owned()).unwrap_or_default();
-    Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .arg("syncgate-watchdog")
-        .arg(pid.to_string())
-        .arg(&dir_arg)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(LocalError::io("spawn the watchdog", Path::new("sh")))
 }
 
 /// Remove temporary server dirs left by processes that no longer exist (once per process).
@@ -886,224 +504,9 @@ async fn send_shutdown(port: u16) -> bool {
     true
 }
 
-/// Send a signal with the `kill` utility (no libc dependency).
-fn signal(pid: u32, sig: &str) {
-    let _ = Command::new("kill")
-        .arg("-s")
-        .arg(sig)
-        .arg(pid.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-}
-
-/// A free TCP port on 127.0.0.1 (bind to port 0, read it, release it).
-pub fn free_port() -> Result<u16> {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|error| LocalError::NoFreePort { error })
-}
-
-/// Whether `port` can be bound on 127.0.0.1 right now.
-pub fn port_is_free(port: u16) -> bool {
-    TcpListener::bind(("127.0.0.1", port)).is_ok()
-}
-
-/// `/proc/PID` exists and is not a zombie.
-fn process_alive(pid: u32) -> bool {
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            // "pid (comm) S ..." — comm may contain spaces and parentheses.
-            let state = stat
-                .rsplit_once(')')
-                .and_then(|(_, rest)| rest.trim_start().chars().next());
-            !matches!(state, Some('Z') | Some('X') | None)
-        }
-        Err(_) => false,
-    }
-}
-
-/// A live `mariadbd`/`mysqld` process.
-fn is_server_process(pid: u32) -> bool {
-    if !process_alive(pid) {
-        return false;
-    }
-    let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-    matches!(comm.trim(), "mariadbd" | "mysqld")
-}
-
-fn read_cmdline(pid: u32) -> Option<Vec<String>> {
-    let raw = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    Some(
-        raw.split(|b| *b == 0)
-            .filter(|s| !s.is_empty())
-            .map(|s| String::from_utf8_lossy(s).into_owned())
-            .collect(),
-    )
-}
-
-/// The last `--port=N` of a command line.
-fn port_from_args(args: &[String]) -> Option<u16> {
-    args.iter()
-        .rev()
-        .find_map(|a| a.strip_prefix("--port=").and_then(|p| p.parse().ok()))
-}
-
-fn is_root() -> bool {
-    // Effective uid is the second field of the Uid: line.
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|rest| rest.split_whitespace().nth(1).map(|u| u == "0"))
-        })
-        .unwrap_or(false)
-}
-
-fn current_user() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "mysql".into())
-}
-
-fn find_binary(names: &[&str]) -> Option<PathBuf> {
-    let mut dirs: Vec<PathBuf> = Vec::new();
-    if let Some(d) = std::env::var_os("SYNCGATE_MARIADB_BINDIR") {
-        dirs.push(PathBuf::from(d));
-    }
-    if let Some(path) = std::env::var_os("PATH") {
-        dirs.extend(std::env::split_paths(&path));
-    }
-    dirs.extend(
-        [
-            "/usr/sbin",
-            "/usr/bin",
-            "/usr/local/sbin",
-            "/usr/local/bin",
-            "/usr/libexec",
-        ]
-        .iter()
-        .map(PathBuf::from),
-    );
-    for name in names {
-        for d in &dirs {
-            let p = d.join(name);
-            if is_executable(&p) {
-                return Some(p);
-            }
-        }
-    }
-    None
-}
-
-fn is_executable(p: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    fs::metadata(p)
-        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        .unwrap_or(false)
-}
-
-fn find_server_binary() -> Option<PathBuf> {
-    static BIN: OnceLock<Option<PathBuf>> = OnceLock::new();
-    BIN.get_or_init(|| find_binary(&["mariadbd", "mysqld"]))
-        .clone()
-}
-
-fn find_install_db() -> Option<PathBuf> {
-    static BIN: OnceLock<Option<PathBuf>> = OnceLock::new();
-    BIN.get_or_init(|| find_binary(&["mariadb-install-db", "mysql_install_db"]))
-        .clone()
-}
-
-/// The version token of `mariadbd --version` (e.g. `10.11.19-MariaDB-0+deb12u1`).
-fn server_version(server: &Path) -> Result<String> {
-    let out = Command::new(server)
-        .arg("--version")
-        .stdin(Stdio::null())
-        .output()
-        .map_err(LocalError::io("run", server))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    parse_version(&text).ok_or_else(|| LocalError::Version {
-        program: server.to_path_buf(),
-        output: text.into_owned(),
-    })
-}
-
-fn parse_version(text: &str) -> Option<String> {
-    let mut words = text.split_whitespace();
-    words.find(|w| *w == "Ver")?;
-    words.next().map(str::to_string)
-}
-
-/// Keep `[A-Za-z0-9._-]`, map the rest to `_`.
-fn sanitize(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
-
-/// Recursive copy preserving permissions and symlinks (`cp -a` without ownership/times).
-fn copy_dir_all(src: &Path, dst: &Path) -> std::io::Result<()> {
-    fs::create_dir(dst)?;
-    for entry in fs::read_dir(src)? {
-        let entry = entry?;
-        let ft = entry.file_type()?;
-        let to = dst.join(entry.file_name());
-        if ft.is_dir() {
-            copy_dir_all(&entry.path(), &to)?;
-        } else if ft.is_symlink() {
-            std::os::unix::fs::symlink(fs::read_link(entry.path())?, &to)?;
-        } else {
-            fs::copy(entry.path(), &to)?;
-        }
-    }
-    fs::set_permissions(dst, fs::metadata(src)?.permissions())?;
-    Ok(())
-}
-
-fn file_len(p: &Path) -> u64 {
-    fs::metadata(p).map(|m| m.len()).unwrap_or(0)
-}
-
-/// The contents of `p` from byte `offset` (lossy UTF-8; empty if unreadable).
-fn read_from(p: &Path, offset: u64) -> String {
-    let mut buf = Vec::new();
-    if let Ok(mut f) = fs::File::open(p) {
-        if f.seek(SeekFrom::Start(offset)).is_ok() {
-            let _ = f.read_to_end(&mut buf);
-        }
-    }
-    String::from_utf8_lossy(&buf).into_owned()
-}
-
-/// The last `n` non-empty lines of `text`.
-fn tail_lines(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
-fn nanos() -> u128 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0)
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::process::port_from_args;
     use super::*;
 
     fn scratch(name: &str) -> PathBuf {
@@ -1114,28 +517,6 @@ mod tests {
         ));
         fs::create_dir_all(&d).unwrap();
         d
-    }
-
-    #[test]
-    fn free_port_is_bindable() {
-        let p = free_port().unwrap();
-        assert!(p > 0);
-        assert!(port_is_free(p));
-        let l = TcpListener::bind(("127.0.0.1", p)).unwrap();
-        assert!(!port_is_free(p));
-        drop(l);
-    }
-
-    #[test]
-    fn version_parsing_and_sanitizing() {
-        let v = parse_version(
-            "mariadbd  Ver 10.11.19-MariaDB-0+deb12u1 for debian-linux-gnu on x86_64 (Debian 12)\n",
-        )
-        .unwrap();
-        assert_eq!(v, "10.11.19-MariaDB-0+deb12u1");
-        assert_eq!(sanitize(&v), "10.11.19-MariaDB-0_deb12u1");
-        assert_eq!(parse_version("garbage"), None);
-        assert_eq!(sanitize("a/b c"), "a_b_c");
     }
 
     #[test]
@@ -1191,61 +572,6 @@ mod tests {
     }
 
     #[test]
-    fn copy_dir_all_copies_tree_and_modes() {
-        use std::os::unix::fs::PermissionsExt;
-        let root = scratch("copy");
-        let src = root.join("src");
-        fs::create_dir_all(src.join("a/b")).unwrap();
-        fs::write(src.join("f"), b"top").unwrap();
-        fs::write(src.join("a/b/g"), b"deep").unwrap();
-        fs::set_permissions(src.join("f"), fs::Permissions::from_mode(0o640)).unwrap();
-        fs::set_permissions(src.join("a"), fs::Permissions::from_mode(0o700)).unwrap();
-        std::os::unix::fs::symlink("f", src.join("link")).unwrap();
-        let dst = root.join("dst");
-        copy_dir_all(&src, &dst).unwrap();
-        assert_eq!(fs::read(dst.join("f")).unwrap(), b"top");
-        assert_eq!(fs::read(dst.join("a/b/g")).unwrap(), b"deep");
-        assert_eq!(fs::read_link(dst.join("link")).unwrap(), PathBuf::from("f"));
-        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode(&dst.join("f")), 0o640);
-        assert_eq!(mode(&dst.join("a")), 0o700);
-        assert!(
-            copy_dir_all(&src, &dst).is_err(),
-            "destination must not exist"
-        );
-        fs::remove_dir_all(root).unwrap();
-    }
-
-    #[test]
-    fn tail_and_read_from() {
-        let text = "a\n\nb\nc\nd\n";
-        assert_eq!(tail_lines(text, 2), "c\nd");
-        assert_eq!(tail_lines(text, 10), "a\nb\nc\nd");
-        let root = scratch("tail");
-        let f = root.join("log");
-        fs::write(&f, "0123456789").unwrap();
-        assert_eq!(read_from(&f, 4), "456789");
-        assert_eq!(read_from(&f, 40), "");
-        assert_eq!(read_from(&root.join("nope"), 0), "");
-        fs::remove_dir_all(root).unwrap();
-    }
-
-    #[test]
-    fn process_probes() {
-        let me = std::process::id();
-        assert!(process_alive(me));
-        assert!(!is_server_process(me));
-        assert!(!process_alive(u32::MAX - 1));
-        let args = read_cmdline(me).unwrap();
-        assert!(!args.is_empty());
-        assert_eq!(
-            port_from_args(&["--port=1".into(), "--port=2".into()]),
-            Some(2)
-        );
-        assert_eq!(port_from_args(&["--port=x".into()]), None);
-    }
-
-    #[test]
     fn find_detached_ignores_missing_and_stale_pid_files() {
         let root = scratch("detached");
         assert_eq!(DetachedServer::find(&root).unwrap(), None);
@@ -1257,33 +583,11 @@ mod tests {
         fs::remove_dir_all(root).unwrap();
     }
 
-    #[test]
-    fn template_publish_is_idempotent() {
-        // Without running install-db: a published template is returned as is.
-        let root = scratch("tpl");
-        let t = root.join("tpl-x");
-        fs::create_dir_all(&t).unwrap();
-        fs::write(t.join(TEMPLATE_MARKER), b"").unwrap();
-        assert_eq!(init_template(&root, "tpl-x").unwrap(), t);
-        fs::remove_dir_all(root).unwrap();
-    }
-
     #[tokio::test]
     async fn detached_requires_a_dir() {
         let err = LocalServer::start_detached(ServerOptions::default())
             .await
             .unwrap_err();
         assert!(err.to_string().contains("persistent data dir"), "{err}");
-    }
-
-    #[test]
-    fn watchdog_kills_when_pipe_closes() {
-        // Use a sleep process as the "server".
-        let mut victim = Command::new("sleep").arg("30").spawn().unwrap();
-        let mut dog = spawn_watchdog(victim.id(), None).unwrap();
-        drop(dog.stdin.take()); // as if the owner exited
-        let status = victim.wait().unwrap();
-        assert!(!status.success(), "victim should be killed");
-        let _ = dog.wait();
     }
 }
