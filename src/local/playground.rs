@@ -220,6 +220,38 @@ pub async fn up(opts: &PlaygroundOptions) -> Result<UpReport> {
             status: status(&dir).await?,
         });
     }
+    check_can_start(opts, &running)?;
+    std::fs::create_dir_all(&dir).map_err(LocalError::io("create", &dir))?;
+
+    let servers = start_servers(&dir, opts, &running).await?;
+    let start_elapsed = t0.elapsed();
+    tracing::info!("servers ready in {start_elapsed:.2?}");
+
+    let t_load = Instant::now();
+    let seeded = match seed_unless_present(opts, [servers[0].0, servers[1].0]).await {
+        Ok(seeded) => seeded,
+        Err(e) => {
+            stop_started(&dir, &running).await;
+            return Err(e);
+        }
+    };
+    let load_elapsed = t_load.elapsed();
+
+    let config_path = write_config_and_state(&dir, opts, servers)?;
+    Ok(UpReport {
+        already_running: false,
+        seeded,
+        start_elapsed,
+        load_elapsed,
+        elapsed: t0.elapsed(),
+        config_path: Some(config_path),
+        status: status(&dir).await?,
+    })
+}
+
+/// Refuse options that cannot work, and ports (of servers to start) that are taken, before
+/// anything starts.
+fn check_can_start(opts: &PlaygroundOptions, running: &[Option<DetachedServer>; 2]) -> Result<()> {
     if opts.upstream_port == opts.downstream_port {
         return Err(LocalError::Options(format!(
             "upstream and downstream need different ports (both are {})",
@@ -235,20 +267,27 @@ pub async fn up(opts: &PlaygroundOptions) -> Result<UpReport> {
         return Err(LocalError::MissingBinaries);
     }
     let ports = [opts.upstream_port, opts.downstream_port];
-    // Check every port we are about to use before starting anything.
     for (i, role) in ROLES.into_iter().enumerate() {
         if running[i].is_none() && !port_is_free(ports[i]) {
             let port = ports[i];
             return Err(LocalError::role(role)(LocalError::PortInUse { port }));
         }
     }
-    std::fs::create_dir_all(&dir).map_err(LocalError::io("create", &dir))?;
+    Ok(())
+}
 
-    // Start what is not running (concurrently).
+/// Start the servers that are not `running` (concurrently); `(port, pid)` of both. On failure
+/// the servers started here are stopped again: no half playground is left behind.
+async fn start_servers(
+    dir: &Path,
+    opts: &PlaygroundOptions,
+    running: &[Option<DetachedServer>; 2],
+) -> Result<[(u16, u32); 2]> {
+    let ports = [opts.upstream_port, opts.downstream_port];
     let start_role = |i: usize| {
         let role = ROLES[i];
         let already = running[i].clone();
-        let opts = server_options(role, &dir, ports[i]);
+        let opts = server_options(role, dir, ports[i]);
         async move {
             if let Some(s) = already {
                 tracing::info!("{role} already running on port {} (pid {})", s.port, s.pid);
@@ -262,26 +301,29 @@ pub async fn up(opts: &PlaygroundOptions) -> Result<UpReport> {
             // Dropping a detached handle leaves the server running.
         }
     };
-    let (a, b) = tokio::join!(start_role(0), start_role(1));
-    let (up_srv, down_srv) = match (a, b) {
-        (Ok(a), Ok(b)) => (a, b),
+    match tokio::join!(start_role(0), start_role(1)) {
+        (Ok(a), Ok(b)) => Ok([a, b]),
         (a, b) => {
-            // Do not leave half a playground behind.
-            for (i, r) in [&a, &b].into_iter().enumerate() {
-                if r.is_ok() && running[i].is_none() {
-                    let _ = DetachedServer::stop(&dir.join(ROLES[i])).await;
-                }
-            }
-            return Err(a.err().or(b.err()).expect("one side failed"));
+            stop_started(dir, running).await;
+            Err(a.err().or(b.err()).expect("one side failed"))
         }
-    };
-    let start_elapsed = t0.elapsed();
-    tracing::info!("servers ready in {start_elapsed:.2?}");
+    }
+}
 
-    // Seed unless both sides already hold the database (restart of a stopped playground).
-    let targets = [up_srv.0, down_srv.0];
-    let mut have_db = Vec::new();
-    for port in targets {
+/// Stop the servers that were not `running` before [`up`] (no-op for those that are not up).
+async fn stop_started(dir: &Path, running: &[Option<DetachedServer>; 2]) {
+    for (i, role) in ROLES.into_iter().enumerate() {
+        if running[i].is_none() {
+            let _ = DetachedServer::stop(&dir.join(role)).await;
+        }
+    }
+}
+
+/// Load the data unless both servers already hold the database (restart of a stopped
+/// playground). Returns whether data was loaded.
+async fn seed_unless_present(opts: &PlaygroundOptions, ports: [u16; 2]) -> Result<bool> {
+    let mut have_db = true;
+    for port in ports {
         let mut conn = connect(port).await?;
         let n: Option<String> = conn
             .exec_first(
@@ -290,48 +332,48 @@ pub async fn up(opts: &PlaygroundOptions) -> Result<UpReport> {
             )
             .await
             .map_err(|e| query_err(port, "list databases", e))?;
-        have_db.push(n.is_some());
+        have_db &= n.is_some();
         let _ = conn.disconnect().await;
     }
-    let t_load = Instant::now();
-    let seeded = !have_db.iter().all(|x| *x);
-    if seeded {
-        tracing::info!(
-            "loading {} tables x {} rows into {DATABASE} on both servers",
-            opts.tables,
-            opts.rows
-        );
-        let conn_opts: Vec<mysql_async::Opts> = targets.iter().map(|p| conn_opts(*p)).collect();
-        if let Err(e) = seed_sbtest(&conn_opts, opts.tables, opts.rows, opts.seed).await {
-            for (i, role) in ROLES.iter().enumerate() {
-                if running[i].is_none() {
-                    let _ = DetachedServer::stop(&dir.join(role)).await;
-                }
-            }
-            return Err(e);
-        }
-        tracing::info!("data loaded in {:.2?}", t_load.elapsed());
-    } else {
+    if have_db {
         tracing::info!("{DATABASE} already exists on both servers; keeping the data");
+        return Ok(false);
     }
-    let load_elapsed = t_load.elapsed();
+    tracing::info!(
+        "loading {} tables x {} rows into {DATABASE} on both servers",
+        opts.tables,
+        opts.rows
+    );
+    let t_load = Instant::now();
+    let targets = ports.map(conn_opts);
+    seed_sbtest(&targets, opts.tables, opts.rows, opts.seed).await?;
+    tracing::info!("data loaded in {:.2?}", t_load.elapsed());
+    Ok(true)
+}
 
-    // Config and state.
+/// Write the generated config and `DIR/state.json` for `servers` (`(port, pid)` of upstream
+/// and downstream); returns the config path.
+fn write_config_and_state(
+    dir: &Path,
+    opts: &PlaygroundOptions,
+    servers: [(u16, u32); 2],
+) -> Result<PathBuf> {
+    let [(up_port, up_pid), (down_port, down_pid)] = servers;
     let config_path = opts.config_path.clone();
     if let Some(parent) = config_path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(LocalError::io("create", parent))?;
     }
-    std::fs::write(&config_path, render_config(up_srv.0, down_srv.0))
+    std::fs::write(&config_path, render_config(up_port, down_port))
         .map_err(LocalError::io("write", &config_path))?;
     let state = PlaygroundState {
         upstream: ServerState {
-            port: up_srv.0,
-            pid: up_srv.1,
+            port: up_port,
+            pid: up_pid,
             dir: dir.join("upstream"),
         },
         downstream: ServerState {
-            port: down_srv.0,
-            pid: down_srv.1,
+            port: down_port,
+            pid: down_pid,
             dir: dir.join("downstream"),
         },
         database: DATABASE.into(),
@@ -340,22 +382,13 @@ pub async fn up(opts: &PlaygroundOptions) -> Result<UpReport> {
         seed: opts.seed,
         config_path: absolute(&config_path)?,
     };
-    write_state(&dir, &state)?;
+    write_state(dir, &state)?;
     tracing::info!(
         "wrote {} and {}",
         config_path.display(),
-        state_path(&dir).display()
+        state_path(dir).display()
     );
-
-    Ok(UpReport {
-        already_running: false,
-        seeded,
-        start_elapsed,
-        load_elapsed,
-        elapsed: t0.elapsed(),
-        config_path: Some(config_path),
-        status: status(&dir).await?,
-    })
+    Ok(config_path)
 }
 
 /// What [`down`] did.
@@ -552,70 +585,4 @@ pub async fn inject_drift(dir: &Path, spec: &DriftSpec) -> Result<DriftReport> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn config_is_the_documented_toml() {
-        let text = render_config(4000, 4001);
-        assert!(text.starts_with("# Generated by `syncgate playground up`.\n"));
-        let v: toml::Value = toml::from_str(&text).unwrap();
-        assert_eq!(v["check-thread-count"].as_integer(), Some(4));
-        assert_eq!(v["export-fix-sql"].as_bool(), Some(true));
-        assert_eq!(v["check-struct-only"].as_bool(), Some(false));
-        let up = &v["data-sources"]["upstream"];
-        assert_eq!(up["host"].as_str(), Some("127.0.0.1"));
-        assert_eq!(up["port"].as_integer(), Some(4000));
-        assert_eq!(up["user"].as_str(), Some("root"));
-        assert_eq!(up["password"].as_str(), Some(""));
-        assert_eq!(
-            v["data-sources"]["downstream"]["port"].as_integer(),
-            Some(4001)
-        );
-        let task = &v["task"];
-        assert_eq!(task["output-dir"].as_str(), Some("./output"));
-        assert_eq!(task["source-instances"].as_array().unwrap().len(), 1);
-        assert_eq!(task["target-instance"].as_str(), Some("downstream"));
-        assert_eq!(task["target-check-tables"][0].as_str(), Some("sbtest.*"));
-        assert_eq!(render_config(3307, 3308), render_config(3307, 3308));
-    }
-
-    #[test]
-    fn state_roundtrips() {
-        let dir = std::env::temp_dir().join(format!("syncgate-unit-state-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        assert_eq!(read_state(&dir).unwrap(), None);
-        let s = PlaygroundState {
-            upstream: ServerState {
-                port: 1,
-                pid: 2,
-                dir: dir.join("upstream"),
-            },
-            downstream: ServerState {
-                port: 3,
-                pid: 4,
-                dir: dir.join("downstream"),
-            },
-            database: DATABASE.into(),
-            tables: 4,
-            rows: 10,
-            seed: 0,
-            config_path: "x.toml".into(),
-        };
-        write_state(&dir, &s).unwrap();
-        assert_eq!(read_state(&dir).unwrap(), Some(s));
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[tokio::test]
-    async fn status_of_nothing_is_not_up() {
-        let dir = std::env::temp_dir().join(format!("syncgate-unit-empty-{}", std::process::id()));
-        let st = status(&dir).await.unwrap();
-        assert!(!st.is_up());
-        assert_eq!(st.servers.len(), 2);
-        assert!(st.to_string().contains("upstream    stopped"), "{st}");
-        let r = down(&dir, false).await.unwrap();
-        assert!(r.stopped.is_empty());
-        assert!(inject_drift(&dir, &DriftSpec::default()).await.is_err());
-    }
-}
+mod tests;
