@@ -9,8 +9,8 @@
 use std::time::{Duration, Instant};
 use syncgate::checksum::{checksum_sql, Aggregate};
 use syncgate::db::{Source, SourceSpec};
+use syncgate::local::{LocalServer, ServerOptions};
 use syncgate::schema::{discover_table, TableRef};
-use syncgate::server::{LocalServer, ServerOptions};
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)

@@ -35,9 +35,9 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use syncgate::playground::SplitMix64;
+use syncgate::local::{LocalServer, ServerOptions};
 use syncgate::report::RunReport;
-use syncgate::server::{LocalServer, ServerOptions};
+use syncgate::testdata::SplitMix64;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type Res<T> = Result<T, BoxError>;
@@ -479,7 +479,7 @@ async fn seed_table(opts: mysql_async::Opts, table: u32, rows: u64) -> Res<()> {
         u64::from(table) * 7919
     ))
     .await?;
-    conn.query_drop(syncgate::playground::sbtest_ddl(table))
+    conn.query_drop(syncgate::testdata::sbtest_ddl(table))
         .await?;
     // One statement into the empty table: MariaDB's bulk-insert path (no undo log, sorted
     // index builds).
@@ -1351,7 +1351,7 @@ async fn real_main(args: &[String]) -> Res<i32> {
     let Some(opts) = parse_opts(args)? else {
         return Ok(0);
     };
-    if !syncgate::server::mariadbd_available() {
+    if !syncgate::local::mariadbd_available() {
         return Err(
             "mariadbd and mariadb-install-db are needed (apt-get install mariadb-server)".into(),
         );

@@ -14,9 +14,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use syncgate::config::Config;
 use syncgate::job::{job_from_config, Overrides};
+use syncgate::local::{LocalServer, ServerOptions};
 use syncgate::report::progress::Progress;
 use syncgate::report::RunResult;
-use syncgate::server::{LocalServer, ServerOptions};
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -86,7 +86,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     ))
     .await?;
     let t = Instant::now();
-    syncgate::playground::seed_sbtest(&[primary.opts()], 2, rows, 7).await?;
+    syncgate::testdata::seed_sbtest(&[primary.opts()], 2, rows, 7).await?;
     let pos = scalar(&primary, "SELECT @@gtid_binlog_pos").await;
     let caught_up = scalar(&replica, &format!("SELECT MASTER_GTID_WAIT('{pos}', 300)")).await;
     assert_eq!(caught_up, "0", "replica caught up");

@@ -20,9 +20,9 @@ use std::hint::black_box;
 use std::time::Duration;
 use syncgate::diff::{diff_sorted, MultisetDiff, RowChange, RowLayout};
 use syncgate::fixsql::{render_changes, FixTable};
-use syncgate::playground::sbtest_rows;
 use syncgate::row::{row_hash, KeyKind, Row};
 use syncgate::schema::{Column, TableRef, TypeClass};
+use syncgate::testdata::sbtest_rows;
 
 const SIZES: [(u64, &str); 2] = [(1_000, "1k"), (100_000, "100k")];
 const SEED: u64 = 42;

@@ -80,9 +80,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// A local server (playground, tests) could not be managed.
-    #[error("local server: {0}")]
-    Server(String),
+    /// A local server (playground, tests, benches) could not be managed.
+    #[error(transparent)]
+    Local(#[from] crate::local::LocalError),
     /// SIGINT or SIGTERM stopped the run at a safe point (checkpoint written, servers
     /// released).
     #[error("interrupted by {signal}")]

@@ -19,7 +19,8 @@
 //! | reports, progress | [`report`] | sync |
 //! | checkpoint and resume | [`checkpoint`] | sync |
 //! | orchestration | [`engine`] | async |
-//! | local MariaDB servers (playground, tests, benches) | [`server`], [`playground`] | async |
+//! | local MariaDB servers (playground, tests, benches) | [`local`] | async |
+//! | generated sbtest data and drift (playground, tests, benches) | [`testdata`] | async |
 
 pub mod check;
 pub mod checkpoint;
@@ -33,12 +34,12 @@ pub mod exit;
 pub mod fixsql;
 pub mod interrupt;
 pub mod job;
-pub mod playground;
+pub mod local;
 pub mod report;
 pub mod row;
 pub mod schema;
-pub mod server;
 pub mod snapshot;
 pub mod sql;
+pub mod testdata;
 
 pub use error::{Error, Result};

@@ -90,7 +90,7 @@ fn wrong_type_names_key() {
 #[test]
 fn unreachable_host() {
     let dir = tempfile::tempdir().unwrap();
-    let port = syncgate::server::free_port().unwrap();
+    let port = syncgate::local::free_port().unwrap();
     let out_dir = dir.path().join("out");
     let path = write(
         &dir,

@@ -1,11 +1,11 @@
-//! The test harness and `syncgate::server` against a real MariaDB.
+//! The test harness and `syncgate::local` against a real MariaDB.
 
 use std::net::TcpStream;
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
-use syncgate::playground::{self, DriftSpec, PlaygroundOptions};
-use syncgate::server::{self, DetachedServer, LocalServer, ServerOptions};
+use syncgate::local::playground::{self, DriftSpec, PlaygroundOptions};
+use syncgate::local::{self, DetachedServer, LocalServer, ServerOptions};
 
 use crate::support::{self, TestDb};
 
@@ -199,9 +199,9 @@ async fn playground_up_status_drift_down() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("pg");
     let _guard = PlaygroundGuard(dir.clone());
-    let upstream_port = server::free_port().unwrap();
+    let upstream_port = local::free_port().unwrap();
     let downstream_port = loop {
-        let p = server::free_port().unwrap();
+        let p = local::free_port().unwrap();
         if p != upstream_port {
             break p;
         }

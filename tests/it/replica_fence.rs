@@ -8,7 +8,7 @@ use mysql_async::prelude::Queryable;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use syncgate::server::LocalServer;
+use syncgate::local::LocalServer;
 
 async fn exec(server: &LocalServer, sql: &str) {
     let mut c = server.conn().await.unwrap();

@@ -12,7 +12,7 @@ use rcgen::{
 };
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use syncgate::server::{LocalServer, ServerOptions};
+use syncgate::local::{LocalServer, ServerOptions};
 use tokio::sync::OnceCell;
 
 const PASSWORD: &str = "tls-pw";

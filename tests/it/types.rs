@@ -386,7 +386,7 @@ async fn timestamps_compare_equal_when_server_time_zones_differ() {
 
 /// Sets a server's global `time_zone` and puts `SYSTEM` back when dropped.
 struct GlobalTimeZone {
-    server: &'static syncgate::server::LocalServer,
+    server: &'static syncgate::local::LocalServer,
 }
 
 impl GlobalTimeZone {

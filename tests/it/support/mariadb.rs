@@ -10,10 +10,10 @@
 //!   Both have binlogs on (server ids 1 and 2).
 //!
 //! The servers live in `static`s, whose destructors never run. They are still killed when the
-//! test process exits, however it exits: [`syncgate::server::LocalServer`] attaches a watchdog
+//! test process exits, however it exits: [`syncgate::local::LocalServer`] attaches a watchdog
 //! process that SIGKILLs the server (and removes its temporary dir) as soon as the pipe it
 //! shares with the test process closes, i.e. when the test process is gone (see the module
-//! docs of `syncgate::server`). Leftover dirs of killed runs are also swept on the next start.
+//! docs of `syncgate::local`). Leftover dirs of killed runs are also swept on the next start.
 //!
 //! Each `#[tokio::test]` has its own runtime, so never cache a connection across tests: ask
 //! the server (or the [`TestDb`]) for a new one.
@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
-use syncgate::server::{mariadbd_available, LocalServer, ServerOptions};
+use syncgate::local::{mariadbd_available, LocalServer, ServerOptions};
 use tokio::sync::OnceCell;
 
 static SHARED: OnceCell<LocalServer> = OnceCell::const_new();

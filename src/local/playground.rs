@@ -1,0 +1,588 @@
+//! `syncgate playground up|down|status|drift`: a local upstream/downstream pair of MariaDB
+//! servers holding identical sysbench-shaped data, for trying syncgate out and for demos.
+//!
+//! - [`up`] starts two detached servers (`DIR/upstream`, server id 1, port 3307 and
+//!   `DIR/downstream`, server id 2, port 3308) with binlogs and `--gtid-strict-mode=ON`, loads
+//!   `sbtest.sbtest1..N` with the same deterministic rows on both sides
+//!   ([`crate::testdata`]), and writes a sync-diff-inspector style config plus
+//!   `DIR/state.json`.
+//! - [`down`] stops them (SHUTDOWN) and optionally removes their data.
+//! - [`status`] reports each server: running, port, pid, `@@gtid_binlog_pos`, row counts.
+//! - [`inject_drift`] makes the downstream differ in a known way (with `sql_log_bin = 0`) and
+//!   returns the ground truth.
+//!
+//! The servers outlive the process that started them; they are found again through their
+//! pid files (see [`crate::local::DetachedServer`]). No command-line parsing happens here.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use mysql_async::prelude::Queryable;
+use serde::{Deserialize, Serialize};
+
+use super::error::{LocalError, Result};
+use super::server::{DetachedServer, LocalServer, ServerOptions};
+use super::{absolute, conn_opts, connect, mariadbd_available, port_is_free};
+use crate::testdata::{self, sbtest_tables, seed_sbtest};
+// The database the playground creates on both servers, and the types of `inject_drift`.
+pub use crate::testdata::{DriftReport, DriftSpec, TableDrift, DATABASE};
+
+/// The two servers, in order.
+pub const ROLES: [&str; 2] = ["upstream", "downstream"];
+
+/// Options for [`up`].
+#[derive(Debug, Clone)]
+pub struct PlaygroundOptions {
+    /// Where the servers and `state.json` live (default `./.playground`).
+    pub dir: PathBuf,
+    /// Number of `sbtestN` tables (default 4).
+    pub tables: u32,
+    /// Rows per table (default 100 000).
+    pub rows: u64,
+    /// Seed of the row generator.
+    pub seed: u64,
+    /// Where the generated config goes (default `configs/playground.toml`).
+    pub config_path: PathBuf,
+    /// Upstream port (default 3307).
+    pub upstream_port: u16,
+    /// Downstream port (default 3308).
+    pub downstream_port: u16,
+}
+
+impl Default for PlaygroundOptions {
+    fn default() -> Self {
+        PlaygroundOptions {
+            dir: PathBuf::from(".playground"),
+            tables: 4,
+            rows: 100_000,
+            seed: 0,
+            config_path: PathBuf::from("configs/playground.toml"),
+            upstream_port: 3307,
+            downstream_port: 3308,
+        }
+    }
+}
+
+/// What [`up`] did.
+#[derive(Debug, Clone)]
+pub struct UpReport {
+    /// Both servers were already running; nothing was done.
+    pub already_running: bool,
+    /// Data was loaded (false when restarting servers whose data dirs already hold `sbtest`).
+    pub seeded: bool,
+    /// Time spent starting servers.
+    pub start_elapsed: Duration,
+    /// Time spent loading data.
+    pub load_elapsed: Duration,
+    /// Total time.
+    pub elapsed: Duration,
+    /// The config written (None when already running).
+    pub config_path: Option<PathBuf>,
+    pub status: PlaygroundStatus,
+}
+
+impl fmt::Display for UpReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.already_running {
+            writeln!(f, "playground is already up")?;
+        } else {
+            write!(
+                f,
+                "playground up in {:.1?} (servers {:.1?}",
+                self.elapsed, self.start_elapsed
+            )?;
+            if self.seeded {
+                write!(f, ", data {:.1?}", self.load_elapsed)?;
+            } else {
+                write!(f, ", existing data kept")?;
+            }
+            writeln!(f, ")")?;
+            if let Some(p) = &self.config_path {
+                writeln!(f, "config: {}", p.display())?;
+            }
+        }
+        write!(f, "{}", self.status)
+    }
+}
+
+/// Contents of `DIR/state.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PlaygroundState {
+    pub upstream: ServerState,
+    pub downstream: ServerState,
+    pub database: String,
+    pub tables: u32,
+    pub rows: u64,
+    pub seed: u64,
+    pub config_path: PathBuf,
+}
+
+/// One server in [`PlaygroundState`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ServerState {
+    pub port: u16,
+    pub pid: u32,
+    pub dir: PathBuf,
+}
+
+impl PlaygroundState {
+    fn server(&self, role: &str) -> &ServerState {
+        if role == "upstream" {
+            &self.upstream
+        } else {
+            &self.downstream
+        }
+    }
+}
+
+fn state_path(dir: &Path) -> PathBuf {
+    dir.join("state.json")
+}
+
+/// Read `DIR/state.json` (None if absent).
+pub fn read_state(dir: &Path) -> Result<Option<PlaygroundState>> {
+    let path = state_path(dir);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|error| LocalError::State { path, error }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(LocalError::io("read", &path)(e)),
+    }
+}
+
+fn write_state(dir: &Path, state: &PlaygroundState) -> Result<()> {
+    let path = state_path(dir);
+    let text = serde_json::to_string_pretty(state).map_err(|error| LocalError::State {
+        path: path.clone(),
+        error,
+    })?;
+    std::fs::write(&path, text + "\n").map_err(LocalError::io("write", &path))
+}
+
+/// The sync-diff-inspector style config for a playground on these ports.
+pub fn render_config(upstream_port: u16, downstream_port: u16) -> String {
+    format!(
+        r#"# Generated by `syncgate playground up`.
+check-thread-count = 4
+export-fix-sql = true
+check-struct-only = false
+
+[data-sources.upstream]
+host = "127.0.0.1"
+port = {upstream_port}
+user = "root"
+password = ""
+
+[data-sources.downstream]
+host = "127.0.0.1"
+port = {downstream_port}
+user = "root"
+password = ""
+
+[task]
+output-dir = "./output"
+source-instances = ["upstream"]
+target-instance = "downstream"
+target-check-tables = ["{DATABASE}.*"]
+"#
+    )
+}
+
+fn server_options(role: &str, dir: &Path, port: u16) -> ServerOptions {
+    ServerOptions {
+        server_id: Some(if role == "upstream" { 1 } else { 2 }),
+        log_bin: true,
+        extra_args: vec!["--gtid-strict-mode=ON".into()],
+        port: Some(port),
+        data_dir: Some(dir.join(role)),
+    }
+}
+
+/// Start the playground (see the module docs). Does nothing if both servers already run.
+pub async fn up(opts: &PlaygroundOptions) -> Result<UpReport> {
+    let t0 = Instant::now();
+    let dir = absolute(&opts.dir)?;
+    let running = [
+        DetachedServer::find(&dir.join(ROLES[0]))?,
+        DetachedServer::find(&dir.join(ROLES[1]))?,
+    ];
+    if running.iter().all(Option::is_some) {
+        tracing::info!("playground in {} is already up", dir.display());
+        return Ok(UpReport {
+            already_running: true,
+            seeded: false,
+            start_elapsed: Duration::ZERO,
+            load_elapsed: Duration::ZERO,
+            elapsed: t0.elapsed(),
+            config_path: None,
+            status: status(&dir).await?,
+        });
+    }
+    check_can_start(opts, &running)?;
+    std::fs::create_dir_all(&dir).map_err(LocalError::io("create", &dir))?;
+
+    let servers = start_servers(&dir, opts, &running).await?;
+    let start_elapsed = t0.elapsed();
+    tracing::info!("servers ready in {start_elapsed:.2?}");
+
+    let t_load = Instant::now();
+    let seeded = match seed_unless_present(opts, [servers[0].0, servers[1].0]).await {
+        Ok(seeded) => seeded,
+        Err(e) => {
+            stop_started(&dir, &running).await;
+            return Err(e);
+        }
+    };
+    let load_elapsed = t_load.elapsed();
+
+    let config_path = write_config_and_state(&dir, opts, servers)?;
+    Ok(UpReport {
+        already_running: false,
+        seeded,
+        start_elapsed,
+        load_elapsed,
+        elapsed: t0.elapsed(),
+        config_path: Some(config_path),
+        status: status(&dir).await?,
+    })
+}
+
+/// Refuse options that cannot work, and ports (of servers to start) that are taken, before
+/// anything starts.
+fn check_can_start(opts: &PlaygroundOptions, running: &[Option<DetachedServer>; 2]) -> Result<()> {
+    if opts.upstream_port == opts.downstream_port {
+        return Err(LocalError::Options(format!(
+            "upstream and downstream need different ports (both are {})",
+            opts.upstream_port
+        )));
+    }
+    if opts.tables == 0 {
+        return Err(LocalError::Options(
+            "the playground needs at least one table".into(),
+        ));
+    }
+    if !mariadbd_available() {
+        return Err(LocalError::MissingBinaries);
+    }
+    let ports = [opts.upstream_port, opts.downstream_port];
+    for (i, role) in ROLES.into_iter().enumerate() {
+        if running[i].is_none() && !port_is_free(ports[i]) {
+            let port = ports[i];
+            return Err(LocalError::role(role)(LocalError::PortInUse { port }));
+        }
+    }
+    Ok(())
+}
+
+/// Start the servers that are not `running` (concurrently); `(port, pid)` of both. On failure
+/// the servers started here are stopped again: no half playground is left behind.
+async fn start_servers(
+    dir: &Path,
+    opts: &PlaygroundOptions,
+    running: &[Option<DetachedServer>; 2],
+) -> Result<[(u16, u32); 2]> {
+    let ports = [opts.upstream_port, opts.downstream_port];
+    let start_role = |i: usize| {
+        let role = ROLES[i];
+        let already = running[i].clone();
+        let opts = server_options(role, dir, ports[i]);
+        async move {
+            if let Some(s) = already {
+                tracing::info!("{role} already running on port {} (pid {})", s.port, s.pid);
+                return Ok::<_, LocalError>((s.port, s.pid));
+            }
+            tracing::info!("starting {role} on port {}", ports[i]);
+            let server = LocalServer::start_detached(opts)
+                .await
+                .map_err(LocalError::role(role))?;
+            Ok((server.port(), server.pid()))
+            // Dropping a detached handle leaves the server running.
+        }
+    };
+    match tokio::join!(start_role(0), start_role(1)) {
+        (Ok(a), Ok(b)) => Ok([a, b]),
+        (a, b) => {
+            stop_started(dir, running).await;
+            Err(a.err().or(b.err()).expect("one side failed"))
+        }
+    }
+}
+
+/// Stop the servers that were not `running` before [`up`] (no-op for those that are not up).
+async fn stop_started(dir: &Path, running: &[Option<DetachedServer>; 2]) {
+    for (i, role) in ROLES.into_iter().enumerate() {
+        if running[i].is_none() {
+            let _ = DetachedServer::stop(&dir.join(role)).await;
+        }
+    }
+}
+
+/// Load the data unless both servers already hold the database (restart of a stopped
+/// playground). Returns whether data was loaded.
+async fn seed_unless_present(opts: &PlaygroundOptions, ports: [u16; 2]) -> Result<bool> {
+    let mut have_db = true;
+    for port in ports {
+        let mut conn = connect(port).await?;
+        let n: Option<String> = conn
+            .exec_first(
+                "SELECT schema_name FROM information_schema.schemata WHERE schema_name = ?",
+                (DATABASE,),
+            )
+            .await
+            .map_err(|e| query_err(port, "list databases", e))?;
+        have_db &= n.is_some();
+        let _ = conn.disconnect().await;
+    }
+    if have_db {
+        tracing::info!("{DATABASE} already exists on both servers; keeping the data");
+        return Ok(false);
+    }
+    tracing::info!(
+        "loading {} tables x {} rows into {DATABASE} on both servers",
+        opts.tables,
+        opts.rows
+    );
+    let t_load = Instant::now();
+    let targets = ports.map(conn_opts);
+    seed_sbtest(&targets, opts.tables, opts.rows, opts.seed).await?;
+    tracing::info!("data loaded in {:.2?}", t_load.elapsed());
+    Ok(true)
+}
+
+/// Write the generated config and `DIR/state.json` for `servers` (`(port, pid)` of upstream
+/// and downstream); returns the config path.
+fn write_config_and_state(
+    dir: &Path,
+    opts: &PlaygroundOptions,
+    servers: [(u16, u32); 2],
+) -> Result<PathBuf> {
+    let [(up_port, up_pid), (down_port, down_pid)] = servers;
+    let config_path = opts.config_path.clone();
+    if let Some(parent) = config_path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(LocalError::io("create", parent))?;
+    }
+    std::fs::write(&config_path, render_config(up_port, down_port))
+        .map_err(LocalError::io("write", &config_path))?;
+    let state = PlaygroundState {
+        upstream: ServerState {
+            port: up_port,
+            pid: up_pid,
+            dir: dir.join("upstream"),
+        },
+        downstream: ServerState {
+            port: down_port,
+            pid: down_pid,
+            dir: dir.join("downstream"),
+        },
+        database: DATABASE.into(),
+        tables: opts.tables,
+        rows: opts.rows,
+        seed: opts.seed,
+        config_path: absolute(&config_path)?,
+    };
+    write_state(dir, &state)?;
+    tracing::info!(
+        "wrote {} and {}",
+        config_path.display(),
+        state_path(dir).display()
+    );
+    Ok(config_path)
+}
+
+/// What [`down`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DownReport {
+    /// Roles that were running and were stopped.
+    pub stopped: Vec<String>,
+    /// Whether the data was removed.
+    pub purged: bool,
+}
+
+impl fmt::Display for DownReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.stopped.is_empty() {
+            write!(f, "playground was not running")?;
+        } else {
+            write!(f, "stopped {}", self.stopped.join(", "))?;
+        }
+        if self.purged {
+            write!(f, "; data removed")?;
+        }
+        Ok(())
+    }
+}
+
+/// Stop both servers (SHUTDOWN, waiting for exit). With `purge`, remove their data dirs and
+/// `state.json` (and `dir` itself if that leaves it empty); nothing else in `dir` is touched.
+pub async fn down(dir: &Path, purge: bool) -> Result<DownReport> {
+    let dir = absolute(dir)?;
+    let stop = |role: &'static str| {
+        let d = dir.join(role);
+        async move {
+            let was = DetachedServer::stop(&d)
+                .await
+                .map_err(LocalError::role(role))?;
+            if was {
+                tracing::info!("stopped {role}");
+            }
+            Ok::<_, LocalError>(was.then(|| role.to_string()))
+        }
+    };
+    let (a, b) = tokio::join!(stop(ROLES[0]), stop(ROLES[1]));
+    let stopped: Vec<String> = [a?, b?].into_iter().flatten().collect();
+    if purge {
+        for role in ROLES {
+            let d = dir.join(role);
+            if d.exists() {
+                std::fs::remove_dir_all(&d).map_err(LocalError::io("remove", &d))?;
+            }
+        }
+        let _ = std::fs::remove_file(state_path(&dir));
+        let _ = std::fs::remove_dir(&dir); // only if empty
+        tracing::info!("removed playground data in {}", dir.display());
+    }
+    Ok(DownReport {
+        stopped,
+        purged: purge,
+    })
+}
+
+/// One server in [`PlaygroundStatus`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerStatus {
+    pub role: String,
+    pub running: bool,
+    pub port: Option<u16>,
+    pub pid: Option<u32>,
+    pub gtid_binlog_pos: Option<String>,
+    /// `(table, rows)` of `sbtest`, in table-number order.
+    pub tables: Vec<(String, u64)>,
+    /// Why the server could not be queried, if it runs but did not answer.
+    pub error: Option<String>,
+}
+
+/// What [`status`] returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlaygroundStatus {
+    pub dir: PathBuf,
+    pub servers: Vec<ServerStatus>,
+}
+
+impl PlaygroundStatus {
+    /// Both servers run.
+    pub fn is_up(&self) -> bool {
+        !self.servers.is_empty() && self.servers.iter().all(|s| s.running)
+    }
+
+    pub fn server(&self, role: &str) -> Option<&ServerStatus> {
+        self.servers.iter().find(|s| s.role == role)
+    }
+}
+
+impl fmt::Display for PlaygroundStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "playground {}", self.dir.display())?;
+        for s in &self.servers {
+            let port = s.port.map_or("-".to_string(), |p| p.to_string());
+            if s.running {
+                writeln!(
+                    f,
+                    "  {:<10}  running  port {port}  pid {}  gtid {}",
+                    s.role,
+                    s.pid.map_or("-".to_string(), |p| p.to_string()),
+                    s.gtid_binlog_pos
+                        .as_deref()
+                        .map(|g| if g.is_empty() { "(empty)" } else { g })
+                        .unwrap_or("?"),
+                )?;
+            } else {
+                writeln!(f, "  {:<10}  stopped  port {port}", s.role)?;
+            }
+            if let Some(e) = &s.error {
+                writeln!(f, "    error: {e}")?;
+            }
+            for (t, n) in &s.tables {
+                writeln!(f, "    {DATABASE}.{t:<12} {n:>10} rows")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Describe both servers of the playground in `dir`.
+pub async fn status(dir: &Path) -> Result<PlaygroundStatus> {
+    let dir = absolute(dir)?;
+    let state = read_state(&dir)?;
+    let mut servers = Vec::new();
+    for role in ROLES {
+        let found = DetachedServer::find(&dir.join(role))?;
+        let mut st = ServerStatus {
+            role: role.to_string(),
+            running: found.is_some(),
+            port: found
+                .as_ref()
+                .map(|s| s.port)
+                .or_else(|| state.as_ref().map(|s| s.server(role).port)),
+            pid: found.as_ref().map(|s| s.pid),
+            gtid_binlog_pos: None,
+            tables: Vec::new(),
+            error: None,
+        };
+        if let Some(s) = found {
+            match describe(s.port).await {
+                Ok((gtid, tables)) => {
+                    st.gtid_binlog_pos = Some(gtid);
+                    st.tables = tables;
+                }
+                Err(e) => st.error = Some(e.to_string()),
+            }
+        }
+        servers.push(st);
+    }
+    Ok(PlaygroundStatus { dir, servers })
+}
+
+async fn describe(port: u16) -> Result<(String, Vec<(String, u64)>)> {
+    let mut conn = connect(port).await?;
+    let gtid: String = conn
+        .query_first("SELECT @@gtid_binlog_pos")
+        .await
+        .map_err(|e| query_err(port, "SELECT @@gtid_binlog_pos", e))?
+        .unwrap_or_default();
+    let mut tables = Vec::new();
+    for t in sbtest_tables(&mut conn, &format!("127.0.0.1:{port}")).await? {
+        let sql = format!("SELECT COUNT(*) FROM `{DATABASE}`.`{t}`");
+        let n: u64 = conn
+            .query_first(&sql)
+            .await
+            .map_err(|e| query_err(port, &sql, e))?
+            .unwrap_or(0);
+        tables.push((t, n));
+    }
+    let _ = conn.disconnect().await;
+    Ok((gtid, tables))
+}
+
+fn query_err(port: u16, sql: &str, e: mysql_async::Error) -> LocalError {
+    LocalError::query(&format!("127.0.0.1:{port}"), sql)(e)
+}
+
+/// Make the downstream of the playground in `dir` differ from the upstream, with
+/// [`testdata::inject_drift`] (deterministic, nothing reaches the binlog), and return the
+/// ground truth.
+pub async fn inject_drift(dir: &Path, spec: &DriftSpec) -> Result<DriftReport> {
+    let dir = absolute(dir)?;
+    let mut sides = Vec::new();
+    for role in ROLES {
+        match DetachedServer::find(&dir.join(role))? {
+            Some(s) => sides.push(conn_opts(s.port)),
+            None => return Err(LocalError::NotRunning { role, dir }),
+        }
+    }
+    testdata::inject_drift(&sides[0], &sides[1], spec).await
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,18 @@
+//! Generated test data for the playground ([`crate::local::playground`]), the integration
+//! tests and the benches; the checker itself never uses it.
+//!
+//! - [`sbtest`]: sysbench-shaped `sbtest.sbtestN` tables with deterministic rows (splitmix64,
+//!   so both servers of a pair get identical data without copying it), their DDL, and
+//!   loading them into servers.
+//! - [`drift`]: making a downstream differ from its upstream in a known way, with the exact
+//!   ground truth.
+//!
+//! Errors are [`crate::local::LocalError`]s: the servers are local ones.
+
+pub mod drift;
+pub mod sbtest;
+
+pub use drift::{inject_drift, DriftReport, DriftSpec, TableDrift};
+pub use sbtest::{
+    sbtest_ddl, sbtest_rows, sbtest_tables, seed_sbtest, SbRow, SplitMix64, DATABASE,
+};
