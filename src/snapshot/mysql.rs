@@ -295,16 +295,55 @@ pub async fn pin_replica_pair(
         ("STOP REPLICA", "START REPLICA")
     };
     rc.exec(stop).await?;
+    let rc_id = rc.inner().id();
     let fence = fence_stopped(primary, replica, &mut rc, n, lock_wait_secs, wait_secs);
     // An interrupt drops the fence half-way (its connections close, releasing the
     // primary's commit lock); the replica is restarted below all the same.
     let fenced = interrupt.interruptible(fence).await.and_then(|r| r);
-    // Replication resumes whatever happened; the replica snapshots are already open.
-    let restarted = rc.exec(start).await;
-    rc.close().await;
+    // Replication resumes whatever happened; the replica snapshots are already open. A
+    // fence that failed or was dropped may have left `START SLAVE UNTIL` in force, so the
+    // threads are stopped and started plainly. A dropped fence may also have left a
+    // statement (the GTID wait) running on `rc`: then a new connection ends it and restarts.
+    let restarted = if matches!(fenced, Err(Error::Interrupted { .. })) {
+        drop(rc);
+        restart_after_interrupt(replica, rc_id, (stop, start)).await
+    } else {
+        let r = restart(&mut rc, (stop, start)).await;
+        rc.close().await;
+        r
+    };
     let pair = fenced?;
     restarted?;
     Ok(pair)
+}
+
+/// Stop and start the replica's threads: no `UNTIL` condition survives.
+async fn restart(rc: &mut Conn, (stop, start): (&str, &str)) -> Result<()> {
+    rc.exec(stop).await?;
+    rc.exec(start).await
+}
+
+/// After an interrupted fence: end the statement the fence left running on connection
+/// `rc_id` (its wait would otherwise hold a server thread for minutes) and restart
+/// replication on a new connection.
+async fn restart_after_interrupt(
+    replica: &Source,
+    rc_id: u32,
+    statements: (&str, &str),
+) -> Result<()> {
+    let mut c = replica.connect().await?;
+    if let Err(e) = c.exec(&format!("KILL QUERY {rc_id}")).await {
+        tracing::debug!("ending the fence's wait on the replica: {e}");
+    }
+    let r = restart(&mut c, statements).await;
+    c.close().await;
+    if r.is_ok() {
+        tracing::info!(
+            "{}: replication restarted after the interrupt",
+            replica.name()
+        );
+    }
+    r
 }
 
 async fn fence_stopped(

@@ -21,6 +21,7 @@ mod prop_check;
 mod prop_schema;
 mod replica_fence;
 mod resume;
+mod signals;
 mod snapshot_mysql;
 mod structure;
 mod tidb_contract;

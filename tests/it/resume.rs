@@ -11,7 +11,7 @@ const KEYED: [&str; 3] = ["a", "b", "c"];
 
 /// Three keyed tables of 40,000 rows (even ids) and a keyless one, identical on both sides;
 /// then drift spread over the whole key space downstream: deleted, changed and added rows.
-async fn load(s: &Scenario) {
+pub(crate) async fn load(s: &Scenario) {
     let seed = |t: &str| {
         format!(
             "CREATE TABLE {t} (id INT PRIMARY KEY, k INT NOT NULL, v VARCHAR(40)); \
@@ -47,7 +47,7 @@ async fn load(s: &Scenario) {
         .await;
 }
 
-fn config(s: &Scenario) -> PathBuf {
+pub(crate) fn config(s: &Scenario) -> PathBuf {
     s.config(&format!(
         "target-configs = [\"small\"]\n\n[table-configs.small]\ntarget-tables = [\"{}.*\"]\n\
          chunk-size = 100\n",
@@ -56,7 +56,7 @@ fn config(s: &Scenario) -> PathBuf {
 }
 
 /// The same with both sides read at a consistent snapshot (pinned again on resume).
-fn consistent_config(s: &Scenario) -> PathBuf {
+pub(crate) fn consistent_config(s: &Scenario) -> PathBuf {
     let path = config(s);
     let text = std::fs::read_to_string(&path).unwrap().replace(
         "password = \"\"\n",
@@ -66,16 +66,16 @@ fn consistent_config(s: &Scenario) -> PathBuf {
     path
 }
 
-fn checkpoint_file(out: &Path) -> PathBuf {
+pub(crate) fn checkpoint_file(out: &Path) -> PathBuf {
     out.join("checkpoint").join("checkpoint.json")
 }
 
-fn read_json(path: &Path) -> Option<Value> {
+pub(crate) fn read_json(path: &Path) -> Option<Value> {
     serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
 }
 
 /// `(finished tables, largest prefix of a table in progress)` of a checkpoint.
-fn progress_of(ck: &Value) -> (usize, u64) {
+pub(crate) fn progress_of(ck: &Value) -> (usize, u64) {
     let tables = ck["tables"].as_array().cloned().unwrap_or_default();
     let finished = tables.iter().filter(|t| t["state"] == "finished").count();
     let prefix = tables
@@ -88,7 +88,7 @@ fn progress_of(ck: &Value) -> (usize, u64) {
 }
 
 /// The summary fields that must not depend on an interruption, per table.
-fn results(summary: &Value) -> Vec<Value> {
+pub(crate) fn results(summary: &Value) -> Vec<Value> {
     summary["tables"]
         .as_array()
         .expect("tables")
@@ -106,7 +106,7 @@ fn results(summary: &Value) -> Vec<Value> {
 }
 
 /// The fix SQL files' lines without the header comments (time, read points), per file.
-fn fix_sql(out: &Path) -> Vec<(String, Vec<String>)> {
+pub(crate) fn fix_sql(out: &Path) -> Vec<(String, Vec<String>)> {
     let dir = out.join("fix-on-down");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .expect("fix dir")
