@@ -139,8 +139,8 @@ impl Merger {
         self.rows
     }
 
-    /// Compare the heads and consume what they decide. Panics (in debug builds: asserts)
-    /// when a wanted row was not put first.
+    /// Compare the heads and consume what they decide. Panics when a wanted row was not
+    /// put first.
     pub fn advance(&mut self) -> Advance {
         let up = std::mem::replace(&mut self.up, Head::Unread);
         let down = std::mem::replace(&mut self.down, Head::Unread);
@@ -173,11 +173,8 @@ impl Merger {
                     down: l.strip(d),
                 }),
             },
-            (up, down) => {
-                debug_assert!(false, "advance before the wanted rows were put");
-                (self.up, self.down) = (up, down);
-                Advance::Same
-            }
+            // A caller bug, not a data condition: looping on `Same` would hang the merge.
+            _ => panic!("Merger::advance before the rows it wants were put"),
         }
     }
 }
@@ -339,6 +336,55 @@ mod tests {
             let exp_extra = down.keys().filter(|k| !up.contains_key(k)).count();
             let exp_changed = up.iter().filter(|(k, v)| down.get(k).is_some_and(|dv| dv != *v)).count();
             prop_assert_eq!((missing, extra, changed), (exp_missing, exp_extra, exp_changed));
+        }
+
+        /// The merger as the engine drives it on `(key, hash, key)` streams of dense chunks:
+        /// it counts every row it was given and names exactly the keys that are on one side
+        /// only or whose hash differs.
+        #[test]
+        fn merger_counts_rows_and_names_differing_keys(
+            up in proptest::collection::btree_map(-50i64..50, 0u32..4, 0..40),
+            down in proptest::collection::btree_map(-50i64..50, 0u32..4, 0..40),
+        ) {
+            let rows = |m: &BTreeMap<i64, u32>| -> Vec<Row> {
+                m.iter()
+                    .map(|(k, h)| {
+                        let k = Some(k.to_string().into_bytes());
+                        vec![k.clone(), Some(h.to_string().into_bytes()), k]
+                    })
+                    .collect()
+            };
+            let (mut us, mut ds) = (rows(&up).into_iter(), rows(&down).into_iter());
+            let mut m = Merger::new(layout());
+            let mut keys = Vec::new();
+            loop {
+                let (wu, wd) = m.wants();
+                if wu { m.put_up(us.next()); }
+                if wd { m.put_down(ds.next()); }
+                match m.advance() {
+                    Advance::Done => break,
+                    Advance::Same => {}
+                    Advance::Change(c) => {
+                        let r = match c {
+                            RowChange::Missing { up } | RowChange::Changed { up, .. } => up,
+                            RowChange::Extra { down } => down,
+                        };
+                        prop_assert_eq!(r.len(), 2);
+                        let k = String::from_utf8(r[0].clone().unwrap()).unwrap();
+                        keys.push(k.parse::<i64>().unwrap());
+                    }
+                }
+            }
+            prop_assert_eq!(m.rows(), (up.len() as u64, down.len() as u64));
+            let expected: Vec<i64> = up
+                .keys()
+                .chain(down.keys())
+                .copied()
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .filter(|k| up.get(k) != down.get(k))
+                .collect();
+            prop_assert_eq!(keys, expected);
         }
     }
 }
