@@ -7,20 +7,21 @@
 //!
 //! | stage | module | sync/async |
 //! |---|---|---|
-//! | configuration (sync-diff-inspector TOML) | [`config`] | sync |
-//! | connections, session setup, flavour | [`source`] | async |
-//! | TLS options from `[data-sources.NAME.security]` | [`tls`] | sync |
+//! | configuration (sync-diff-inspector TOML) | [`config`], [`job`] | sync |
+//! | connections, session setup, flavour, TLS | [`db`] | async |
 //! | structure discovery and comparison | [`schema`] | async discovery, sync compare |
-//! | key ranges and their predicates; the index walker | [`chunk`] | sync ranges, async walker |
+//! | key ranges and their predicates | [`chunk`] | sync |
 //! | server-side chunk checksum SQL | [`checksum`] | sync |
 //! | row encoding, hashing, key order | [`row`] | sync |
-//! | merge diff of two sorted row streams | [`diff`] | sync |
+//! | the row merge of two sorted streams | [`diff`] | sync |
 //! | fix SQL rendering and files | [`fixsql`], [`sql`] | sync |
+//! | the check: split, locate, merge, keyless, apply, aggregate | [`check`] | async |
+//! | read points: snapshots, fences, TiDB TSOs and PD | [`snapshot`] | async |
 //! | reports, progress | [`report`] | sync |
 //! | checkpoint and resume | [`checkpoint`] | sync |
-//! | orchestration | [`engine`] | async |
+//! | errors, exit codes, SIGINT/SIGTERM | [`error`], [`exit`], [`interrupt`] | sync / async |
 //! | local MariaDB servers (playground, tests, benches) | [`local`] | async |
-//! | generated sbtest data and drift (playground, tests, benches) | [`testdata`] | async |
+//! | generated data and drift (playground, tests, benches) | [`testdata`] | async |
 
 pub mod check;
 pub mod checkpoint;

@@ -3,17 +3,17 @@
 //!
 //! | stage | module |
 //! |---|---|
-//! | table pairs, structures, plans | [`prepare`], [`plan`] |
-//! | read points: snapshots, fences, GC safepoints | [`open`] |
-//! | splitting tables into chunks (producer) | [`split`] |
-//! | the worker loop, connection retry | [`worker`] |
-//! | narrowing a differing chunk (buckets, bisection) | [`locate`] |
-//! | row merges over server streams | [`merge`] |
-//! | tables without a key | [`keyless`] |
-//! | `--apply-fix` and the re-check | [`apply`] |
-//! | results, fix SQL parts, progress | [`aggregate`], [`state`] |
-//! | checkpoint and resume | [`resume`] |
-//! | messages between the stages | [`msg`] |
+//! | table pairs, structures, plans | `prepare`, `plan` |
+//! | read points: snapshots, fences, GC safepoints | `open` |
+//! | splitting tables into chunks (producer) | `split` |
+//! | the worker loop, connection retry | `worker` |
+//! | narrowing a differing chunk (buckets, bisection) | `locate` |
+//! | row merges over server streams | `merge` |
+//! | tables without a key | `keyless` |
+//! | `--apply-fix` and the re-check | `apply` |
+//! | results, fix SQL parts, progress | `aggregate`, `state` |
+//! | checkpoint and resume | `resume` |
+//! | messages between the stages | `msg` |
 //!
 //! Concurrency: one producer task splits tables into a bounded queue (so a huge table is
 //! never split up front); `threads` workers each own one connection per side and take

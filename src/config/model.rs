@@ -130,7 +130,7 @@ pub struct DataSource {
     /// Session variables set on every connection (`[data-sources.NAME.session]`).
     #[serde(default)]
     pub session: BTreeMap<String, SessionValue>,
-    /// TLS settings (`[data-sources.NAME.security]`, see [`crate::tls`]); absent (or all
+    /// TLS settings (`[data-sources.NAME.security]`, see [`crate::db::tls`]); absent (or all
     /// keys empty) means plain TCP.
     #[serde(default)]
     pub security: Option<Security>,
