@@ -47,6 +47,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         snapshot: syncgate::snapshot::Snapshot::Live,
         tls: None,
         force_index: false,
+        sql_mode: None,
     })
     .await?;
     let mut conn = source.connect().await?;

@@ -46,6 +46,7 @@ fn spec(name: &str, ds: &DataSource) -> Result<SourceSpec> {
             .sql_hint_use_index
             .as_deref()
             .is_some_and(|h| h.eq_ignore_ascii_case("auto")),
+        sql_mode: ds.sql_mode.clone(),
     })
 }
 
@@ -102,7 +103,22 @@ pub fn job_from_config(config: &Config, o: &Overrides) -> Result<CheckJob> {
             .unwrap_or_else(|| config.task.output_dir.clone()),
         selector: Box::new(selector),
         interrupt: crate::interrupt::Interrupt::never(),
+        warnings: config_warnings(config),
     })
+}
+
+/// Settings that are accepted (sync-diff-inspector configs carry them) but cannot change
+/// what is compared; the report names them rather than pass over them in silence.
+fn config_warnings(config: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    if config.splitter_strategy != crate::config::SplitterStrategy::Auto {
+        out.push(
+            "splitter-strategy is not used: syncgate splits integer keys by value from the \
+             server's row estimates and walks other keys; results do not depend on it"
+                .to_string(),
+        );
+    }
+    out
 }
 
 struct ConfigSelector {

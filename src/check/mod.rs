@@ -106,6 +106,8 @@ pub struct CheckJob {
     /// Ctrl-C / SIGTERM: the run stops at the next safe point with the checkpoint written
     /// and everything held on the servers released ([`Error::Interrupted`]).
     pub interrupt: Interrupt,
+    /// Notes from building the job (settings accepted but not used), for the report.
+    pub warnings: Vec<String>,
 }
 
 /// Run a check to completion and return its report. Errors that stop the whole run (bad
@@ -120,7 +122,8 @@ pub async fn run_check(job: CheckJob, progress: Progress) -> Result<RunReport> {
     let started_at = now_rfc3339();
     let saved = open_checkpoint(&job)?;
     let (up, down, tidb_auto) = open_sources(&job, saved.as_ref()).await?;
-    let mut warnings = live_warnings(&up, &down);
+    let mut warnings = job.warnings.clone();
+    warnings.extend(live_warnings(&up, &down));
     // Hold GC behind the TiDB snapshots (PD service safepoints) until the last read.
     let mut gc = open::start_gc_keepers(&up, &down, &mut warnings).await?;
     let run = Run {

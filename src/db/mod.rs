@@ -76,6 +76,9 @@ pub struct SourceSpec {
     /// `sql-hint-use-index = "auto"`: chunk queries name the chunk key's index with
     /// `FORCE INDEX`.
     pub force_index: bool,
+    /// `sql-mode`: the session's `sql_mode` instead of the server's default (syncgate still
+    /// drops `NO_BACKSLASH_ESCAPES` and `ANSI_QUOTES`, which change how its SQL parses).
+    pub sql_mode: Option<String>,
 }
 
 impl fmt::Debug for SourceSpec {
@@ -195,7 +198,12 @@ impl Source {
         };
         conn.exec("SET NAMES utf8mb4").await?;
         conn.exec("SET SESSION time_zone = '+00:00'").await?;
-        // Keep the server's modes but drop the two that change how our SQL text parses.
+        if let Some(mode) = &self.spec.sql_mode {
+            let sql = format!("SET SESSION sql_mode = {}", crate::sql::quote_str(mode));
+            conn.exec(&sql).await?;
+        }
+        // Keep the configured (or the server's) modes but drop the two that change how our
+        // SQL text parses.
         conn.exec(
             "SET SESSION sql_mode = REPLACE(REPLACE(@@SESSION.sql_mode, \
              'NO_BACKSLASH_ESCAPES', ''), 'ANSI_QUOTES', '')",

@@ -13,6 +13,7 @@ mod support;
 mod check_e2e;
 mod cli_errors;
 mod collation;
+mod config_honoured;
 mod harness_smoke;
 mod index_hint;
 mod int_split;

@@ -20,6 +20,7 @@ fn spec(db: &TestDb) -> SourceSpec {
         snapshot: syncgate::snapshot::Snapshot::Consistent,
         tls: None,
         force_index: false,
+        sql_mode: None,
     }
 }
 
