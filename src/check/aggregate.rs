@@ -82,11 +82,11 @@ pub(super) async fn run_data_phase(
                 // Stop reading: in-flight chunks are not counted, the prefix is saved.
                 tasks.abort_all();
                 while tasks.join_next().await.is_some() {}
-                agg.ck.write(agg.states);
+                agg.ck.write(agg.states).await;
                 return Err(Error::Interrupted { signal });
             }
             _ = sleep_or_forever(wait) => {
-                agg.ck.write(agg.states);
+                agg.ck.write(agg.states).await;
                 continue;
             }
             msg = msg_rx.recv() => msg,
@@ -94,7 +94,7 @@ pub(super) async fn run_data_phase(
         let Some(msg) = msg else { break };
         agg.handle(msg).await?;
         agg.finish_ready().await?;
-        agg.ck.write_if_due(agg.states);
+        agg.ck.write_if_due(agg.states).await;
     }
     while let Some(done) = tasks.join_next().await {
         done.map_err(join_error)?;
@@ -260,7 +260,7 @@ impl<'a> Aggregator<'a> {
             let cleanup = finish_table(st, self.fix_dir, &self.header).await?;
             self.ck.cleanup.extend(cleanup);
         }
-        self.ck.write(self.states);
+        self.ck.write(self.states).await;
         Ok(())
     }
 }

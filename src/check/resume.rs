@@ -215,14 +215,15 @@ impl Checkpointer {
         })
     }
 
-    pub fn write_if_due(&mut self, states: &[TableState]) {
+    pub async fn write_if_due(&mut self, states: &[TableState]) {
         if self.wait() == Some(Duration::ZERO) {
-            self.write(states);
+            self.write(states).await;
         }
     }
 
-    /// Write now. A failure is a warning: the previous checkpoint stays valid (older).
-    pub fn write(&mut self, states: &[TableState]) {
+    /// Write now (the file work, with its fsyncs, on a blocking thread). A failure is a
+    /// warning: the previous checkpoint stays valid (older).
+    pub async fn write(&mut self, states: &[TableState]) {
         let ck = Checkpoint {
             version: checkpoint::FORMAT_VERSION,
             fingerprint: self.fingerprint.hash.clone(),
@@ -232,13 +233,19 @@ impl Checkpointer {
             tables: states.iter().filter_map(|s| self.entry(s)).collect(),
         };
         self.last_write = Some(Instant::now());
-        match checkpoint::save(&self.output_dir, &ck) {
-            Ok(()) => {
-                self.dirty = false;
-                for dir in self.cleanup.drain(..) {
-                    let _ = std::fs::remove_dir_all(dir);
-                }
+        let (dir, cleanup) = (self.output_dir.clone(), std::mem::take(&mut self.cleanup));
+        let saved = tokio::task::spawn_blocking(move || {
+            checkpoint::save(&dir, &ck)?;
+            for dir in cleanup {
+                let _ = std::fs::remove_dir_all(dir);
             }
+            Ok(())
+        })
+        .await
+        .map_err(super::join_error)
+        .and_then(|r: Result<()>| r);
+        match saved {
+            Ok(()) => self.dirty = false,
             Err(e) if !self.failed => {
                 self.failed = true;
                 tracing::warn!("{e}: the checkpoint is not updated; a resume repeats more work");
