@@ -295,54 +295,11 @@ fn describe_serde_error(
     };
 
     if let Some(rest) = raw.strip_prefix("unknown field ") {
-        let (name, expected) = match split_expected(rest) {
-            Some((n, exp)) => (n, Some(exp)),
-            None => (rest.split(',').next().unwrap_or(rest), None),
-        };
-        let name = name.trim_matches('`');
-        let candidates: Vec<&str> = expected
-            .map(|exp| {
-                exp.trim_start_matches("one of ")
-                    .split([',', ' '])
-                    .map(|s| s.trim_matches('`'))
-                    .filter(|s| !s.is_empty() && *s != "or")
-                    .collect()
-            })
-            .unwrap_or_default();
-        let mut message = format!("unknown key '{}'{in_table}", name);
-        if !candidates.is_empty() {
-            let list: Vec<String> = candidates.iter().map(|c| format!("'{c}'")).collect();
-            message.push_str(&format!(" (expected one of {}", list.join(", ")));
-            if let Some(close) = candidates
-                .iter()
-                .filter(|c| edit_distance(name, c) <= 2)
-                .min_by_key(|c| edit_distance(name, c))
-            {
-                message.push_str(&format!("; did you mean '{close}'?"));
-            }
-            message.push(')');
-        }
-        if in_table.is_empty() && V1_KEYS.contains(&name) {
-            message.push_str(&format!(
-                "; '{name}' is a sync-diff-inspector v1 key, and syncgate reads the v2 format"
-            ));
-        }
-        return (at, message);
+        return (at, unknown_key_message(rest, &in_table));
     }
 
     if let Some(rest) = raw.strip_prefix("missing field ") {
-        let name = rest.trim_matches('`');
-        return match &hit {
-            Some(h) if !h.path.is_empty() => {
-                let parents: Vec<&str> = h.path.iter().map(String::as_str).collect();
-                (
-                    at,
-                    format!("missing key '{name}' in {}", render_table(&parents)),
-                )
-            }
-            _ if name == "task" => (None, "missing [task] table".to_string()),
-            _ => (None, format!("missing key '{name}'")),
-        };
+        return missing_key_message(rest, hit.as_ref(), at);
     }
 
     if let Some(rest) = raw.strip_prefix("invalid type: ") {
@@ -403,6 +360,66 @@ fn describe_serde_error(
         (at, message)
     } else {
         (at, format!("'{key}'{in_table}: {message}"))
+    }
+}
+
+/// serde's "unknown field `x`, expected one of …" (`rest` is what follows "unknown field "):
+/// the valid keys, the closest one as a "did you mean", and a hint when `x` is a v1 key at
+/// the top level (someone feeding a sync-diff-inspector v1 file).
+fn unknown_key_message(rest: &str, in_table: &str) -> String {
+    let (name, expected) = match split_expected(rest) {
+        Some((n, exp)) => (n, Some(exp)),
+        None => (rest.split(',').next().unwrap_or(rest), None),
+    };
+    let name = name.trim_matches('`');
+    let candidates: Vec<&str> = expected
+        .map(|exp| {
+            exp.trim_start_matches("one of ")
+                .split([',', ' '])
+                .map(|s| s.trim_matches('`'))
+                .filter(|s| !s.is_empty() && *s != "or")
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut message = format!("unknown key '{}'{in_table}", name);
+    if !candidates.is_empty() {
+        let list: Vec<String> = candidates.iter().map(|c| format!("'{c}'")).collect();
+        message.push_str(&format!(" (expected one of {}", list.join(", ")));
+        if let Some(close) = candidates
+            .iter()
+            .filter(|c| edit_distance(name, c) <= 2)
+            .min_by_key(|c| edit_distance(name, c))
+        {
+            message.push_str(&format!("; did you mean '{close}'?"));
+        }
+        message.push(')');
+    }
+    if in_table.is_empty() && V1_KEYS.contains(&name) {
+        message.push_str(&format!(
+            "; '{name}' is a sync-diff-inspector v1 key, and syncgate reads the v2 format"
+        ));
+    }
+    message
+}
+
+/// serde's "missing field `x`": names the table it is missing from when the span locates
+/// one; otherwise no position is given, and a missing `[task]` gets its own message.
+fn missing_key_message(
+    rest: &str,
+    hit: Option<&Hit<'_>>,
+    at: Option<usize>,
+) -> (Option<usize>, String) {
+    let name = rest.trim_matches('`');
+    match hit {
+        Some(h) if !h.path.is_empty() => {
+            let parents: Vec<&str> = h.path.iter().map(String::as_str).collect();
+            (
+                at,
+                format!("missing key '{name}' in {}", render_table(&parents)),
+            )
+        }
+        _ if name == "task" => (None, "missing [task] table".to_string()),
+        _ => (None, format!("missing key '{name}'")),
     }
 }
 

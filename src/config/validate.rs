@@ -253,49 +253,8 @@ impl Config {
     fn check_task(&self) -> std::result::Result<(), Problem> {
         let task = &self.task;
         let path = |k: &str| vec![key("task"), key(k)];
-        let indexed = |k: &str, i: usize| vec![key("task"), key(k), Seg::Index(i)];
-
-        if task.source_instances.is_empty() {
-            return Err(problem(
-                path("source-instances"),
-                "[task] source-instances must list at least one data source".into(),
-            ));
-        }
-        let mut seen = HashSet::new();
-        for (i, name) in task.source_instances.iter().enumerate() {
-            if !self.data_sources.contains_key(name) {
-                return Err(problem(
-                    indexed("source-instances", i),
-                    format!("[task] source-instances: '{name}' is not defined in [data-sources]"),
-                ));
-            }
-            if !seen.insert(name) {
-                return Err(problem(
-                    indexed("source-instances", i),
-                    format!("[task] source-instances: '{name}' is listed twice"),
-                ));
-            }
-        }
-        let target = &task.target_instance;
-        if target.is_empty() {
-            return Err(problem(
-                path("target-instance"),
-                "[task] target-instance must name a data source".into(),
-            ));
-        }
-        let Some(target_ds) = self.data_sources.get(target) else {
-            return Err(problem(
-                path("target-instance"),
-                format!("[task] target-instance: '{target}' is not defined in [data-sources]"),
-            ));
-        };
-        if task.source_instances.contains(target) {
-            return Err(problem(
-                path("target-instance"),
-                format!("[task] target-instance '{target}' is also listed in source-instances"),
-            ));
-        }
-
+        self.check_source_instances()?;
+        let target_ds = self.check_target_instance()?;
         if task.target_check_tables.is_empty() {
             return Err(problem(
                 path("target-check-tables"),
@@ -308,51 +267,9 @@ impl Config {
             "[task]",
             "target-check-tables",
         )?;
-
-        let mut seen = HashSet::new();
-        for (i, name) in task.target_configs.iter().enumerate() {
-            if !self.table_configs.contains_key(name) {
-                return Err(problem(
-                    indexed("target-configs", i),
-                    format!("[task] target-configs: '{name}' is not defined in [table-configs]"),
-                ));
-            }
-            if !seen.insert(name) {
-                return Err(problem(
-                    indexed("target-configs", i),
-                    format!("[task] target-configs: '{name}' is listed twice"),
-                ));
-            }
-        }
-
-        // snapshot = "auto" pairs the target with exactly one source through TiCDC syncpoints.
-        let auto_sources: Vec<&String> = task
-            .source_instances
-            .iter()
-            .filter(|s| self.data_sources[*s].is_auto_snapshot())
-            .collect();
+        self.check_target_configs()?;
         let target_auto = target_ds.is_auto_snapshot();
-        if target_auto || !auto_sources.is_empty() {
-            let ds_path = |n: &str| vec![key("data-sources"), key(n), key("snapshot")];
-            if !target_auto {
-                return Err(problem(
-                    ds_path(auto_sources[0]),
-                    format!(
-                        "snapshot = \"auto\" on source '{}' requires snapshot = \"auto\" on the target '{target}' too",
-                        auto_sources[0]
-                    ),
-                ));
-            }
-            if task.source_instances.len() != 1 || auto_sources.len() != 1 {
-                return Err(problem(
-                    ds_path(target),
-                    format!(
-                        "snapshot = \"auto\" on the target '{target}' requires exactly one source \
-                         instance, also with snapshot = \"auto\""
-                    ),
-                ));
-            }
-        }
+        self.check_auto_snapshot(target_auto)?;
         if let Some(cf) = &task.syncpoint_changefeed {
             if !target_auto {
                 return Err(problem(
@@ -363,6 +280,116 @@ impl Config {
                     ),
                 ));
             }
+        }
+        Ok(())
+    }
+
+    /// `source-instances`: at least one, each defined in `[data-sources]`, none twice.
+    fn check_source_instances(&self) -> std::result::Result<(), Problem> {
+        let task = &self.task;
+        let indexed = |i: usize| vec![key("task"), key("source-instances"), Seg::Index(i)];
+        if task.source_instances.is_empty() {
+            return Err(problem(
+                vec![key("task"), key("source-instances")],
+                "[task] source-instances must list at least one data source".into(),
+            ));
+        }
+        let mut seen = HashSet::new();
+        for (i, name) in task.source_instances.iter().enumerate() {
+            if !self.data_sources.contains_key(name) {
+                return Err(problem(
+                    indexed(i),
+                    format!("[task] source-instances: '{name}' is not defined in [data-sources]"),
+                ));
+            }
+            if !seen.insert(name) {
+                return Err(problem(
+                    indexed(i),
+                    format!("[task] source-instances: '{name}' is listed twice"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// `target-instance`: defined in `[data-sources]` and not also a source. Returns its
+    /// data source, whose snapshot the later checks look at.
+    fn check_target_instance(&self) -> std::result::Result<&DataSource, Problem> {
+        let target = &self.task.target_instance;
+        let path = || vec![key("task"), key("target-instance")];
+        if target.is_empty() {
+            return Err(problem(
+                path(),
+                "[task] target-instance must name a data source".into(),
+            ));
+        }
+        let Some(target_ds) = self.data_sources.get(target) else {
+            return Err(problem(
+                path(),
+                format!("[task] target-instance: '{target}' is not defined in [data-sources]"),
+            ));
+        };
+        if self.task.source_instances.contains(target) {
+            return Err(problem(
+                path(),
+                format!("[task] target-instance '{target}' is also listed in source-instances"),
+            ));
+        }
+        Ok(target_ds)
+    }
+
+    /// `target-configs`: each defined in `[table-configs]`, none twice.
+    fn check_target_configs(&self) -> std::result::Result<(), Problem> {
+        let indexed = |i: usize| vec![key("task"), key("target-configs"), Seg::Index(i)];
+        let mut seen = HashSet::new();
+        for (i, name) in self.task.target_configs.iter().enumerate() {
+            if !self.table_configs.contains_key(name) {
+                return Err(problem(
+                    indexed(i),
+                    format!("[task] target-configs: '{name}' is not defined in [table-configs]"),
+                ));
+            }
+            if !seen.insert(name) {
+                return Err(problem(
+                    indexed(i),
+                    format!("[task] target-configs: '{name}' is listed twice"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// `snapshot = "auto"` pairs the target with exactly one source through TiCDC
+    /// syncpoints: both or neither are `"auto"`, and then there is one source.
+    fn check_auto_snapshot(&self, target_auto: bool) -> std::result::Result<(), Problem> {
+        let task = &self.task;
+        let target = &task.target_instance;
+        let auto_sources: Vec<&String> = task
+            .source_instances
+            .iter()
+            .filter(|s| self.data_sources[*s].is_auto_snapshot())
+            .collect();
+        if !target_auto && auto_sources.is_empty() {
+            return Ok(());
+        }
+        let ds_path = |n: &str| vec![key("data-sources"), key(n), key("snapshot")];
+        if !target_auto {
+            return Err(problem(
+                ds_path(auto_sources[0]),
+                format!(
+                    "snapshot = \"auto\" on source '{}' requires snapshot = \"auto\" on the target '{target}' too",
+                    auto_sources[0]
+                ),
+            ));
+        }
+        if task.source_instances.len() != 1 || auto_sources.len() != 1 {
+            return Err(problem(
+                ds_path(target),
+                format!(
+                    "snapshot = \"auto\" on the target '{target}' requires exactly one source \
+                     instance, also with snapshot = \"auto\""
+                ),
+            ));
         }
         Ok(())
     }

@@ -91,6 +91,32 @@ fn render_into(out: &mut String, r: &RunReport) -> std::fmt::Result {
     }
     source(out, "Downstream", &r.downstream)?;
 
+    equal_tables(out, r)?;
+    unequal_tables(out, r)?;
+    skipped_tables(out, r)?;
+    errors(out, r)?;
+    if let Some(line) = applied_line(r) {
+        writeln!(out, "{line}")?;
+        for t in r.tables.iter().filter(|t| t.fix_applied) {
+            writeln!(out, "  {}: {}", t.display_name(), recheck(t))?;
+        }
+        writeln!(out)?;
+    }
+    structure_differences(out, r)?;
+    if !r.warnings.is_empty() {
+        writeln!(out, "Warnings ({})", r.warnings.len())?;
+        for w in &r.warnings {
+            writeln!(out, "  - {w}")?;
+        }
+        writeln!(out)?;
+    }
+
+    writeln!(out, "Result: {}", r.result)
+}
+
+/// The equal tables with their row counts; always present (`none` when there are none), so
+/// a reader sees at a glance what was found equal.
+fn equal_tables(out: &mut String, r: &RunReport) -> std::fmt::Result {
     let equal: Vec<&TableReport> = r
         .tables
         .iter()
@@ -111,8 +137,12 @@ fn render_into(out: &mut String, r: &RunReport) -> std::fmt::Result {
         }
         table(out, b, 1..3)?;
     }
-    writeln!(out)?;
+    writeln!(out)
+}
 
+/// Tables that differ or failed: what differs (structure, row counts) and where the fix
+/// SQL is; always present, like [`equal_tables`].
+fn unequal_tables(out: &mut String, r: &RunReport) -> std::fmt::Result {
     let unequal: Vec<&TableReport> = r
         .tables
         .iter()
@@ -147,8 +177,11 @@ fn render_into(out: &mut String, r: &RunReport) -> std::fmt::Result {
         }
         table(out, b, 3..6)?;
     }
-    writeln!(out)?;
+    writeln!(out)
+}
 
+/// Skipped tables with the reason; only when there are some.
+fn skipped_tables(out: &mut String, r: &RunReport) -> std::fmt::Result {
     let skipped: Vec<&TableReport> = r
         .tables
         .iter()
@@ -162,7 +195,11 @@ fn render_into(out: &mut String, r: &RunReport) -> std::fmt::Result {
         }
         writeln!(out)?;
     }
+    Ok(())
+}
 
+/// The run's error and each table's, in one section; only when there are some.
+fn errors(out: &mut String, r: &RunReport) -> std::fmt::Result {
     let table_errors: Vec<(String, &str)> = r
         .tables
         .iter()
@@ -179,15 +216,11 @@ fn render_into(out: &mut String, r: &RunReport) -> std::fmt::Result {
         }
         writeln!(out)?;
     }
+    Ok(())
+}
 
-    if let Some(line) = applied_line(r) {
-        writeln!(out, "{line}")?;
-        for t in r.tables.iter().filter(|t| t.fix_applied) {
-            writeln!(out, "  {}: {}", t.display_name(), recheck(t))?;
-        }
-        writeln!(out)?;
-    }
-
+/// Every structure difference, per table; only when there are some.
+fn structure_differences(out: &mut String, r: &RunReport) -> std::fmt::Result {
     let with_diffs: Vec<&TableReport> = r
         .tables
         .iter()
@@ -203,16 +236,7 @@ fn render_into(out: &mut String, r: &RunReport) -> std::fmt::Result {
         }
         writeln!(out)?;
     }
-
-    if !r.warnings.is_empty() {
-        writeln!(out, "Warnings ({})", r.warnings.len())?;
-        for w in &r.warnings {
-            writeln!(out, "  - {w}")?;
-        }
-        writeln!(out)?;
-    }
-
-    writeln!(out, "Result: {}", r.result)
+    Ok(())
 }
 
 fn source(out: &mut String, role: &str, s: &SourceReport) -> std::fmt::Result {

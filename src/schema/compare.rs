@@ -156,13 +156,29 @@ fn index_sig(i: &Index) -> (bool, bool, Vec<String>) {
 /// All structure differences between `up` and `down` (empty = equal structure).
 pub fn compare_structure(up: &TableSchema, down: &TableSchema) -> Vec<StructureDiff> {
     let mut out = Vec::new();
+    compare_column_sets(up, down, &mut out);
+    compare_indexes(up, down, &mut out);
+    compare_foreign_keys(up, down, &mut out);
+    if up.collation != down.collation {
+        out.push(StructureDiff(format!(
+            "table collation differs (upstream {}, downstream {})",
+            show(&up.collation),
+            show(&down.collation)
+        )));
+    }
+    out
+}
+
+/// Columns on one side only, differences of columns on both, and their order: compared by
+/// name (case-insensitively), since the data check pairs columns by name too.
+fn compare_column_sets(up: &TableSchema, down: &TableSchema, out: &mut Vec<StructureDiff>) {
     for uc in &up.columns {
         match down.column(&uc.name) {
             None => out.push(StructureDiff(format!(
                 "column `{}` exists only upstream",
                 uc.name
             ))),
-            Some(dc) => compare_columns(uc, dc, &mut out),
+            Some(dc) => compare_columns(uc, dc, out),
         }
     }
     for dc in &down.columns {
@@ -185,8 +201,16 @@ pub fn compare_structure(up: &TableSchema, down: &TableSchema) -> Vec<StructureD
     if common_u != common_d {
         out.push(StructureDiff("column order differs".into()));
     }
+}
 
-    let describe_index = |i: &Index| format!("{} ({})", index_kind(i), i.columns.join(", "));
+/// `primary key (a, b)`: an index as shown when its two sides differ.
+fn describe_index(i: &Index) -> String {
+    format!("{} ({})", index_kind(i), i.columns.join(", "))
+}
+
+/// Indexes matched by what they are (kind and columns), so a renamed index is no
+/// difference; one with the same name but another definition is reported as differing.
+fn compare_indexes(up: &TableSchema, down: &TableSchema, out: &mut Vec<StructureDiff>) {
     for ui in &up.indexes {
         let sig = index_sig(ui);
         if down.indexes.iter().any(|di| index_sig(di) == sig) {
@@ -227,41 +251,52 @@ pub fn compare_structure(up: &TableSchema, down: &TableSchema) -> Vec<StructureD
             )));
         }
     }
+}
 
-    // A reference into the table's own schema is compared as such: the two sides' schemas
-    // may have different names (routes).
-    let fk_sig = |fk: &ForeignKey, own_schema: &str| {
-        let ref_schema = if fk.ref_schema.eq_ignore_ascii_case(own_schema) {
-            String::new()
-        } else {
-            fk.ref_schema.to_ascii_lowercase()
-        };
-        (
-            fk.columns
-                .iter()
-                .map(|c| c.to_ascii_lowercase())
-                .collect::<Vec<_>>(),
-            ref_schema,
-            fk.ref_table.to_ascii_lowercase(),
-            fk.ref_columns
-                .iter()
-                .map(|c| c.to_ascii_lowercase())
-                .collect::<Vec<_>>(),
-            fk.on_update.clone(),
-            fk.on_delete.clone(),
-        )
+/// Columns, referenced schema, table and columns, update and delete rules.
+type FkSig = (Vec<String>, String, String, Vec<String>, String, String);
+
+/// What a foreign key is, for matching across sides (names case-folded). A reference into
+/// the table's own schema is compared as such: the two sides' schemas may have different
+/// names (routes).
+fn fk_sig(fk: &ForeignKey, own_schema: &str) -> FkSig {
+    let ref_schema = if fk.ref_schema.eq_ignore_ascii_case(own_schema) {
+        String::new()
+    } else {
+        fk.ref_schema.to_ascii_lowercase()
     };
-    let describe_fk = |fk: &ForeignKey| {
-        format!(
-            "({}) -> {}.{} ({}) ON UPDATE {} ON DELETE {}",
-            fk.columns.join(", "),
-            fk.ref_schema,
-            fk.ref_table,
-            fk.ref_columns.join(", "),
-            fk.on_update,
-            fk.on_delete
-        )
-    };
+    (
+        fk.columns
+            .iter()
+            .map(|c| c.to_ascii_lowercase())
+            .collect::<Vec<_>>(),
+        ref_schema,
+        fk.ref_table.to_ascii_lowercase(),
+        fk.ref_columns
+            .iter()
+            .map(|c| c.to_ascii_lowercase())
+            .collect::<Vec<_>>(),
+        fk.on_update.clone(),
+        fk.on_delete.clone(),
+    )
+}
+
+/// `(a) -> s.t (id) ON UPDATE … ON DELETE …`: a foreign key as shown in reports.
+fn describe_fk(fk: &ForeignKey) -> String {
+    format!(
+        "({}) -> {}.{} ({}) ON UPDATE {} ON DELETE {}",
+        fk.columns.join(", "),
+        fk.ref_schema,
+        fk.ref_table,
+        fk.ref_columns.join(", "),
+        fk.on_update,
+        fk.on_delete
+    )
+}
+
+/// Foreign keys matched by what they are ([`fk_sig`]), like indexes: a renamed one is no
+/// difference, a same-named one with another definition differs.
+fn compare_foreign_keys(up: &TableSchema, down: &TableSchema, out: &mut Vec<StructureDiff>) {
     let (us, ds) = (&up.table.schema, &down.table.schema);
     for fk in &up.foreign_keys {
         let sig = fk_sig(fk, us);
@@ -300,12 +335,4 @@ pub fn compare_structure(up: &TableSchema, down: &TableSchema) -> Vec<StructureD
             )));
         }
     }
-    if up.collation != down.collation {
-        out.push(StructureDiff(format!(
-            "table collation differs (upstream {}, downstream {})",
-            show(&up.collation),
-            show(&down.collation)
-        )));
-    }
-    out
 }

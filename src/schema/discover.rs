@@ -4,6 +4,7 @@
 use super::model::{Column, ForeignKey, Generated, Index, TableRef, TableSchema, TypeClass};
 use crate::db::{cell_str, cell_u64, Conn};
 use crate::error::Result;
+use crate::row::Row;
 use crate::sql::quote_str;
 
 /// Every base table visible on the connection outside the system schemas, sorted by schema
@@ -53,7 +54,23 @@ pub async fn discover_table(conn: &mut Conn, table: &TableRef) -> Result<Option<
     else {
         return Ok(None);
     };
+    let columns = read_columns(conn, &where_clause).await?;
+    let indexes = read_indexes(conn, &where_clause).await?;
+    let foreign_keys = read_foreign_keys(conn, &schema_lit, &table_lit).await?;
 
+    Ok(Some(TableSchema {
+        table: table.clone(),
+        columns,
+        indexes,
+        foreign_keys,
+        collation: cell_str(&info, 0),
+        engine: cell_str(&info, 1),
+    }))
+}
+
+/// The table's columns in ordinal order (`information_schema.COLUMNS`), `where_clause`
+/// selecting the table.
+async fn read_columns(conn: &mut Conn, where_clause: &str) -> Result<Vec<Column>> {
     let rows = conn
         .rows(&format!(
             "SELECT COLUMN_NAME, ORDINAL_POSITION, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, \
@@ -61,37 +78,45 @@ pub async fn discover_table(conn: &mut Conn, table: &TableRef) -> Result<Option<
              FROM information_schema.COLUMNS WHERE {where_clause} ORDER BY ORDINAL_POSITION"
         ))
         .await?;
-    let mut columns = Vec::with_capacity(rows.len());
-    for r in &rows {
-        let name = cell_str(r, 0).unwrap_or_default();
-        let data_type = cell_str(r, 2).unwrap_or_default().to_ascii_lowercase();
-        let column_type = cell_str(r, 3).unwrap_or_default().to_ascii_lowercase();
-        let collation = cell_str(r, 6);
-        let extra = cell_str(r, 8).unwrap_or_default().to_ascii_uppercase();
-        let generated = if extra.contains("GENERATED") {
-            Some(Generated {
-                expression: cell_str(r, 9).unwrap_or_default(),
-                stored: extra.contains("STORED") || extra.contains("PERSISTENT"),
-            })
-        } else {
-            None
-        };
-        columns.push(Column {
-            class: TypeClass::from_data_type(&data_type, collation.as_deref()),
-            unsigned: column_type.contains("unsigned"),
-            name,
-            ordinal: cell_u64(r, 1).unwrap_or(0) as u32,
-            data_type,
-            column_type,
-            nullable: cell_str(r, 4).as_deref() == Some("YES"),
-            charset: cell_str(r, 5),
-            collation,
-            default: cell_str(r, 7),
-            generated,
-            invisible: extra.contains("INVISIBLE"),
-        });
-    }
+    Ok(rows.iter().map(column_from_row).collect())
+}
 
+/// One row of [`read_columns`]' query as a [`Column`]: types lower-cased, `EXTRA` read for
+/// generation (STORED, or MariaDB's PERSISTENT) and invisibility.
+fn column_from_row(r: &Row) -> Column {
+    let name = cell_str(r, 0).unwrap_or_default();
+    let data_type = cell_str(r, 2).unwrap_or_default().to_ascii_lowercase();
+    let column_type = cell_str(r, 3).unwrap_or_default().to_ascii_lowercase();
+    let collation = cell_str(r, 6);
+    let extra = cell_str(r, 8).unwrap_or_default().to_ascii_uppercase();
+    let generated = if extra.contains("GENERATED") {
+        Some(Generated {
+            expression: cell_str(r, 9).unwrap_or_default(),
+            stored: extra.contains("STORED") || extra.contains("PERSISTENT"),
+        })
+    } else {
+        None
+    };
+    Column {
+        class: TypeClass::from_data_type(&data_type, collation.as_deref()),
+        unsigned: column_type.contains("unsigned"),
+        name,
+        ordinal: cell_u64(r, 1).unwrap_or(0) as u32,
+        data_type,
+        column_type,
+        nullable: cell_str(r, 4).as_deref() == Some("YES"),
+        charset: cell_str(r, 5),
+        collation,
+        default: cell_str(r, 7),
+        generated,
+        invisible: extra.contains("INVISIBLE"),
+    }
+}
+
+/// The table's indexes (`information_schema.STATISTICS`), primary first, then unique, then
+/// the rest (the order keys are chosen in). Indexes with an expression part are left out:
+/// they cannot bound key ranges.
+async fn read_indexes(conn: &mut Conn, where_clause: &str) -> Result<Vec<Index>> {
     let rows = conn
         .rows(&format!(
             "SELECT INDEX_NAME, NON_UNIQUE, COLUMN_NAME FROM information_schema.STATISTICS \
@@ -120,7 +145,16 @@ pub async fn discover_table(conn: &mut Conn, table: &TableRef) -> Result<Option<
     indexes.retain(|i| !expression_indexes.contains(&i.name));
     // Primary first, then unique, then the rest: the order keys are chosen in.
     indexes.sort_by_key(|i| (!i.primary, !i.unique, i.name.clone()));
+    Ok(indexes)
+}
 
+/// The table's foreign keys (`KEY_COLUMN_USAGE` joined with `REFERENTIAL_CONSTRAINTS` for
+/// the rules), columns in constraint order. `schema_lit` and `table_lit` are quoted.
+async fn read_foreign_keys(
+    conn: &mut Conn,
+    schema_lit: &str,
+    table_lit: &str,
+) -> Result<Vec<ForeignKey>> {
     let rows = conn
         .rows(&format!(
             "SELECT k.CONSTRAINT_NAME, k.COLUMN_NAME, k.REFERENCED_TABLE_SCHEMA, \
@@ -156,13 +190,5 @@ pub async fn discover_table(conn: &mut Conn, table: &TableRef) -> Result<Option<
             }),
         }
     }
-
-    Ok(Some(TableSchema {
-        table: table.clone(),
-        columns,
-        indexes,
-        foreign_keys,
-        collation: cell_str(&info, 0),
-        engine: cell_str(&info, 1),
-    }))
+    Ok(foreign_keys)
 }

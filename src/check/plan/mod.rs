@@ -121,67 +121,11 @@ impl TablePlan {
         filter: Option<String>,
         chunk_size: u64,
     ) -> Result<TablePlan, String> {
-        let ignored = |name: &str| ignore.iter().any(|i| i.eq_ignore_ascii_case(name));
-        let mut up_cols = Vec::new();
-        let mut down_cols = Vec::new();
-        for c in &up.columns {
-            if ignored(&c.name) {
-                continue;
-            }
-            if let Some(d) = down.column(&c.name) {
-                up_cols.push(c.clone());
-                down_cols.push(d.clone());
-            }
-        }
-        if up_cols.is_empty() {
-            return Err("no column exists on both sides".into());
-        }
+        let (up_cols, down_cols) = compared_columns(up, down, ignore)?;
         let key_index = if index_fields.is_empty() {
             up.chunk_key().map(|i| i.columns.clone())
         } else {
-            let wanted: Vec<String> = index_fields
-                .iter()
-                .map(|s| s.to_ascii_lowercase())
-                .collect();
-            let found = up.indexes.iter().find(|i| {
-                let mut cols: Vec<String> =
-                    i.columns.iter().map(|c| c.to_ascii_lowercase()).collect();
-                let mut w = wanted.clone();
-                cols.sort();
-                w.sort();
-                cols == w
-            });
-            match found {
-                Some(i) if i.unique || i.primary => {
-                    // A NULL key falls in no bounded key range: such rows would go unchecked.
-                    let nullable = i.columns.iter().find(|c| {
-                        up.column(c).is_some_and(|col| col.nullable)
-                            || down.column(c).is_some_and(|col| col.nullable)
-                    });
-                    if let Some(c) = nullable {
-                        return Err(format!(
-                            "index-fields ({}) name index `{}`, whose column `{c}` is nullable; \
-                             rows with a NULL key could not be placed in a chunk",
-                            index_fields.join(", "),
-                            i.name
-                        ));
-                    }
-                    Some(i.columns.clone())
-                }
-                Some(i) => {
-                    return Err(format!(
-                        "index-fields ({}) name index `{}`, which is not unique",
-                        index_fields.join(", "),
-                        i.name
-                    ))
-                }
-                None => {
-                    return Err(format!(
-                        "index-fields ({}) match no index upstream",
-                        index_fields.join(", ")
-                    ))
-                }
-            }
+            Some(forced_key(up, down, index_fields)?)
         };
         let casts: Vec<Option<String>> = up_cols
             .iter()
@@ -190,23 +134,7 @@ impl TablePlan {
             .collect();
         let key = match key_index {
             None => None,
-            Some(cols) => {
-                let mut pos = Vec::new();
-                for name in &cols {
-                    match up_cols
-                        .iter()
-                        .position(|c| c.name.eq_ignore_ascii_case(name))
-                    {
-                        Some(p) => pos.push(p),
-                        None => {
-                            return Err(format!(
-                                "key column `{name}` is ignored or missing downstream"
-                            ))
-                        }
-                    }
-                }
-                Some(pos)
-            }
+            Some(cols) => Some(key_positions(&cols, &up_cols)?),
         };
         let mut plan = TablePlan {
             upstream: up.table.clone(),
@@ -221,22 +149,30 @@ impl TablePlan {
             key_parts: Vec::new(),
             force_index: [None, None],
         };
+        plan.order_keys()?;
+        Ok(plan)
+    }
+
+    /// Decide how each key column is ordered on both sides ([`key_part`]). When any is
+    /// ordered by bytes, no index serves that order: the table becomes one unsplit range,
+    /// and the user is told why (module docs, "How keys are ordered").
+    fn order_keys(&mut self) -> Result<(), String> {
         let mut parts = Vec::new();
-        for &p in plan.key.as_deref().unwrap_or(&[]) {
+        for &p in self.key.as_deref().unwrap_or(&[]) {
             let select = [
-                plan.select_expr(Side::Up, p),
-                plan.select_expr(Side::Down, p),
+                self.select_expr(Side::Up, p),
+                self.select_expr(Side::Down, p),
             ];
-            parts.push(key_part(p, &plan.up_cols[p], &plan.down_cols[p], select)?);
+            parts.push(key_part(p, &self.up_cols[p], &self.down_cols[p], select)?);
         }
-        plan.unsplit = parts.iter().any(|k| k.binary);
-        if plan.unsplit {
-            plan.chunk_size = u64::MAX;
+        self.unsplit = parts.iter().any(|k| k.binary);
+        if self.unsplit {
+            self.chunk_size = u64::MAX;
             let why: Vec<String> = parts
                 .iter()
                 .filter(|k| k.binary)
                 .map(|k| {
-                    let (u, d) = (&plan.up_cols[k.pos], &plan.down_cols[k.pos]);
+                    let (u, d) = (&self.up_cols[k.pos], &self.down_cols[k.pos]);
                     let show = |c: &Column| {
                         format!("{} {}", c.column_type, c.collation.as_deref().unwrap_or(""))
                             .trim_end()
@@ -254,12 +190,12 @@ impl TablePlan {
                 "{}: key column {} ordered differently on the two sides: keys are compared \
                  as bytes and the table is checked as one range, not split into chunks \
                  (see docs/comparison-rules.md)",
-                plan.target,
+                self.target,
                 why.join(", ")
             );
         }
-        plan.key_parts = parts;
-        Ok(plan)
+        self.key_parts = parts;
+        Ok(())
     }
 
     /// `sql-hint-use-index = "auto"` on `side`: key-range queries name the index of
@@ -337,6 +273,99 @@ impl TablePlan {
             .collect();
         row_hash_expr_of(&items)
     }
+}
+
+/// The columns compared: upstream's, in upstream order, that exist downstream (by name,
+/// case-insensitively) and are not in `ignore`; with their downstream definitions.
+fn compared_columns(
+    up: &TableSchema,
+    down: &TableSchema,
+    ignore: &[String],
+) -> Result<(Vec<Column>, Vec<Column>), String> {
+    let ignored = |name: &str| ignore.iter().any(|i| i.eq_ignore_ascii_case(name));
+    let mut up_cols = Vec::new();
+    let mut down_cols = Vec::new();
+    for c in &up.columns {
+        if ignored(&c.name) {
+            continue;
+        }
+        if let Some(d) = down.column(&c.name) {
+            up_cols.push(c.clone());
+            down_cols.push(d.clone());
+        }
+    }
+    if up_cols.is_empty() {
+        return Err("no column exists on both sides".into());
+    }
+    Ok((up_cols, down_cols))
+}
+
+/// The chunk key the user forced with `index-fields`: the columns of the upstream index
+/// on exactly those columns (in any order). It must be a primary or unique index with no
+/// column nullable on either side, since a NULL key falls in no key range.
+fn forced_key(
+    up: &TableSchema,
+    down: &TableSchema,
+    index_fields: &[String],
+) -> Result<Vec<String>, String> {
+    let wanted: Vec<String> = index_fields
+        .iter()
+        .map(|s| s.to_ascii_lowercase())
+        .collect();
+    let found = up.indexes.iter().find(|i| {
+        let mut cols: Vec<String> = i.columns.iter().map(|c| c.to_ascii_lowercase()).collect();
+        let mut w = wanted.clone();
+        cols.sort();
+        w.sort();
+        cols == w
+    });
+    match found {
+        Some(i) if i.unique || i.primary => {
+            // A NULL key falls in no bounded key range: such rows would go unchecked.
+            let nullable = i.columns.iter().find(|c| {
+                up.column(c).is_some_and(|col| col.nullable)
+                    || down.column(c).is_some_and(|col| col.nullable)
+            });
+            if let Some(c) = nullable {
+                return Err(format!(
+                    "index-fields ({}) name index `{}`, whose column `{c}` is nullable; \
+                     rows with a NULL key could not be placed in a chunk",
+                    index_fields.join(", "),
+                    i.name
+                ));
+            }
+            Ok(i.columns.clone())
+        }
+        Some(i) => Err(format!(
+            "index-fields ({}) name index `{}`, which is not unique",
+            index_fields.join(", "),
+            i.name
+        )),
+        None => Err(format!(
+            "index-fields ({}) match no index upstream",
+            index_fields.join(", ")
+        )),
+    }
+}
+
+/// Positions of the key columns among the compared columns; a key column that is not
+/// compared (ignored, or missing downstream) leaves the table without a usable key.
+fn key_positions(key_cols: &[String], up_cols: &[Column]) -> Result<Vec<usize>, String> {
+    let mut pos = Vec::new();
+    for name in key_cols {
+        match up_cols
+            .iter()
+            .position(|c| c.name.eq_ignore_ascii_case(name))
+        {
+            Some(p) => pos.push(p),
+            None => {
+                return Err(format!(
+                    "key column `{name}` is ignored or missing downstream"
+                ))
+            }
+        }
+    }
+    Ok(pos)
 }
 
 /// The digits inside the first parentheses of a column type: `decimal(10,2)` → `[10, 2]`.

@@ -1,0 +1,251 @@
+//! Fix SQL files: their names, header (sources, read points, session settings), per-range
+//! blocks and footer, and the buffered writer that puts them together.
+
+use super::render::single_line;
+use super::APPLY_SESSION_SETTINGS;
+use crate::error::{Error, Result};
+use crate::schema::TableRef;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+/// Longest file name stem (before `.sql`); longer names are cut and made unique by a hash.
+/// Leaves room under the usual 255-byte limit for suffixes other tools add.
+pub(super) const MAX_FILE_STEM: usize = 200;
+
+/// Where the data came from; printed in the file header so a fix file can be judged later.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FixHeader {
+    /// Upstream source (name, address).
+    pub upstream: String,
+    /// Downstream source (name, address).
+    pub downstream: String,
+    /// The point the upstream was read at (snapshot, GTID set, or "live").
+    pub upstream_point: String,
+    /// The point the downstream was read at.
+    pub downstream_point: String,
+}
+
+/// `<schema>.<table>.sql`, each name percent-encoded outside `[A-Za-z0-9_-]` (so `.`
+/// separates unambiguously and any identifier is a valid file name). Names too long for a
+/// file system are cut and suffixed with `~` and a hash of the full names.
+pub fn file_name(table: &TableRef) -> String {
+    let mut stem = format!(
+        "{}.{}",
+        percent_encode(&table.schema),
+        percent_encode(&table.table)
+    );
+    if stem.len() > MAX_FILE_STEM {
+        let mut cut = MAX_FILE_STEM - 17;
+        // Do not split a `%XX` triplet.
+        if let Some(p) = stem[cut - 2..cut].find('%') {
+            cut = cut - 2 + p;
+        }
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        h.update(table.schema.as_bytes());
+        h.update(&[0]);
+        h.update(table.table.as_bytes());
+        stem.truncate(cut);
+        stem.push_str(&format!("~{:016x}", h.digest()));
+    }
+    stem.push_str(".sql");
+    stem
+}
+
+fn percent_encode(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for &b in name.as_bytes() {
+        if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Writes one table's fix SQL file: header and session settings, then one block per
+/// differing range, then `COMMIT` and the restored settings. Output is buffered; the file is
+/// opened by [`FixSqlWriter::create`], so create it only once a difference is known. A file
+/// whose writer was dropped without [`FixSqlWriter::finish`] has no `COMMIT` and changes
+/// nothing when applied.
+#[derive(Debug)]
+pub struct FixSqlWriter {
+    path: PathBuf,
+    out: BufWriter<File>,
+}
+
+impl FixSqlWriter {
+    /// Create (truncate) `dir/<file_name(table)>`, creating `dir` if needed.
+    pub fn create(dir: &Path, table: &TableRef, header: &FixHeader) -> Result<FixSqlWriter> {
+        std::fs::create_dir_all(dir).map_err(|source| Error::Output {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let path = dir.join(file_name(table));
+        let file = File::create(&path).map_err(|source| Error::Output {
+            path: path.clone(),
+            source,
+        })?;
+        let mut w = FixSqlWriter {
+            path,
+            out: BufWriter::with_capacity(64 * 1024, file),
+        };
+        let text = header_text(table, header, &utc_now());
+        w.write(text.as_bytes())?;
+        Ok(w)
+    }
+
+    /// The file being written.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Add one range's statements (as from [`render_changes`]) under a `-- range:` line.
+    ///
+    /// [`render_changes`]: super::render_changes
+    pub fn append_chunk(&mut self, range_description: &str, statements: &str) -> Result<()> {
+        self.write(chunk_block(range_description, statements).as_bytes())
+    }
+
+    /// Add the contents of a part file: blocks rendered by [`chunk_block`] and saved while
+    /// the table was being checked (one part per chunk, joined in key order at the end).
+    pub fn append_part(&mut self, part: &Path) -> Result<()> {
+        let mut f = File::open(part).map_err(|source| Error::Output {
+            path: part.to_path_buf(),
+            source,
+        })?;
+        std::io::copy(&mut f, &mut self.out).map_err(|source| Error::Output {
+            path: self.path.clone(),
+            source,
+        })?;
+        Ok(())
+    }
+
+    /// Write the footer, flush, and return the file's path.
+    pub fn finish(mut self) -> Result<PathBuf> {
+        self.write(FOOTER.as_bytes())?;
+        let FixSqlWriter { path, out } = self;
+        match out.into_inner() {
+            Ok(_) => Ok(path),
+            Err(e) => Err(Error::Output {
+                path,
+                source: e.into_error(),
+            }),
+        }
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        self.out.write_all(bytes).map_err(|source| Error::Output {
+            path: self.path.clone(),
+            source,
+        })
+    }
+}
+
+/// One range's statements (as from [`render_changes`]) under a `-- range:` line: the text
+/// [`FixSqlWriter::append_chunk`] adds to a file.
+///
+/// [`render_changes`]: super::render_changes
+pub fn chunk_block(range_description: &str, statements: &str) -> String {
+    let mut text = format!("\n-- range: {}\n", single_line(range_description));
+    text.push_str(statements);
+    if !statements.is_empty() && !statements.ends_with('\n') {
+        text.push('\n');
+    }
+    text
+}
+
+/// Saves the session settings the file changes, so `source`-ing it in an interactive
+/// session leaves that session as it was.
+const SAVE_SETTINGS: &str = "SET @syncgate_fk = @@SESSION.foreign_key_checks, \
+@syncgate_tz = @@SESSION.time_zone, \
+@syncgate_cs_client = @@SESSION.character_set_client, \
+@syncgate_cs_results = @@SESSION.character_set_results, \
+@syncgate_coll_conn = @@SESSION.collation_connection;\n";
+
+const FOOTER: &str = "\nCOMMIT;\n\
+SET SESSION foreign_key_checks = @syncgate_fk;\n\
+SET time_zone = @syncgate_tz;\n\
+SET character_set_client = @syncgate_cs_client, \
+character_set_results = @syncgate_cs_results, \
+collation_connection = @syncgate_coll_conn;\n\
+-- end of fix SQL\n";
+
+fn header_text(table: &TableRef, h: &FixHeader, time: &str) -> String {
+    let mut s = String::new();
+    s.push_str(&format!(
+        "-- Fix SQL generated by syncgate {} at {time}.\n",
+        env!("CARGO_PKG_VERSION")
+    ));
+    s.push_str(&format!(
+        "-- Table (downstream name): {}\n",
+        single_line(&table.quoted())
+    ));
+    s.push_str(&format!(
+        "-- Upstream:   {} -- read at: {}\n",
+        single_line(&h.upstream),
+        single_line(&h.upstream_point)
+    ));
+    s.push_str(&format!(
+        "-- Downstream: {} -- read at: {}\n",
+        single_line(&h.downstream),
+        single_line(&h.downstream_point)
+    ));
+    s.push_str(
+        "--
+-- Apply to the DOWNSTREAM only, e.g.: mariadb -h HOST -u USER -p < FILE (or mysql).
+-- It writes the upstream rows as they were read: rows changed since the check are
+-- overwritten, so re-check first if either side is being written to.
+--
+-- Session settings (saved first and restored at the end):
+--   SET NAMES utf8mb4          the literals are utf8mb4 text.
+--   SET time_zone = '+00:00'   TIMESTAMP values were read in UTC.
+--   foreign_key_checks = 0     REPLACE is a delete plus an insert: with checks on it would
+--                              fail on, or CASCADE to, child rows, and the files of related
+--                              tables would have to run in dependency order. The rows
+--                              written are the upstream's, so once every fix file is
+--                              applied the references are as consistent as upstream.
+-- All statements run in one transaction: when a statement fails the client stops (unless
+-- run with --force) and the transaction is rolled back on disconnect; a truncated file has
+-- no COMMIT. Within each range, DELETEs come before REPLACE/INSERT.
+",
+    );
+    s.push_str(SAVE_SETTINGS);
+    for setting in APPLY_SESSION_SETTINGS {
+        s.push_str(setting);
+        s.push_str(";\n");
+    }
+    s.push_str("START TRANSACTION;\n");
+    s
+}
+
+/// Current UTC time as `YYYY-MM-DD HH:MM:SS UTC`, from the system clock.
+fn utc_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    format_utc(secs)
+}
+
+/// Format Unix seconds as UTC (days-to-civil conversion, proleptic Gregorian).
+pub(super) fn format_utc(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
