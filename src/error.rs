@@ -119,7 +119,21 @@ impl std::fmt::Display for ServerError {
     }
 }
 
+impl From<crate::interrupt::Signal> for Error {
+    fn from(signal: crate::interrupt::Signal) -> Self {
+        Error::Interrupted { signal }
+    }
+}
+
 impl Error {
+    /// The process exit code of a run that stopped with this error ([`crate::exit`]).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Interrupted { signal } => signal.exit_code(),
+            _ => crate::exit::ERROR,
+        }
+    }
+
     /// The server's error, for errors a server raised.
     pub fn server_error(&self) -> Option<&ServerError> {
         match self {

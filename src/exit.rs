@@ -1,4 +1,6 @@
-//! Process exit codes, all in one place (documented in README.md, stable):
+//! Process exit codes, all defined here (documented in README.md, stable). Each outcome
+//! maps itself onto them: `RunReport::exit_code`, `Error::exit_code`, `Signal::exit_code`.
+//! A leaf module: it depends on nothing, so every layer can name the codes.
 //!
 //! | code | meaning |
 //! |---|---|
@@ -8,49 +10,41 @@
 //! | 130 | stopped by SIGINT (Ctrl-C): checkpoint written, resumable with `--resume` |
 //! | 143 | stopped by SIGTERM: as 130 |
 
-use crate::error::Error;
-use crate::report::RunResult;
-
 /// All tables equal.
 pub const EQUAL: i32 = 0;
 /// Differences found.
 pub const DIFFERENT: i32 = 1;
 /// The run could not be completed.
 pub const ERROR: i32 = 2;
-
-/// The exit code of a run that produced a report.
-pub fn for_result(result: RunResult) -> i32 {
-    match result {
-        RunResult::Equal => EQUAL,
-        RunResult::Different => DIFFERENT,
-        RunResult::Error => ERROR,
-    }
-}
-
-/// The exit code of a run that stopped with `e`.
-pub fn for_error(e: &Error) -> i32 {
-    match e {
-        Error::Interrupted { signal } => signal.exit_code(),
-        _ => ERROR,
-    }
-}
+/// Stopped by SIGINT (128 + 2).
+pub const SIGINT: i32 = 130;
+/// Stopped by SIGTERM (128 + 15).
+pub const SIGTERM: i32 = 143;
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::error::Error;
     use crate::interrupt::Signal;
+    use crate::report::{RunReport, RunResult};
 
     #[test]
-    fn codes_are_stable() {
-        assert_eq!((EQUAL, DIFFERENT, ERROR), (0, 1, 2));
-        assert_eq!(for_result(RunResult::Different), 1);
-        let int = Error::Interrupted {
-            signal: Signal::Interrupt,
+    fn every_outcome_maps_to_its_documented_code() {
+        assert_eq!((super::EQUAL, super::DIFFERENT, super::ERROR), (0, 1, 2));
+        let int = Error::from(Signal::Interrupt);
+        let term = Error::from(Signal::Terminate);
+        assert_eq!((int.exit_code(), term.exit_code()), (130, 143));
+        assert_eq!(Error::Internal("x".into()).exit_code(), 2);
+        let report = |result| RunReport {
+            result,
+            ..serde_json::from_str::<RunReport>(MINIMAL).unwrap()
         };
-        let term = Error::Interrupted {
-            signal: Signal::Terminate,
-        };
-        assert_eq!((for_error(&int), for_error(&term)), (130, 143));
-        assert_eq!(for_error(&Error::Internal("x".into())), 2);
+        assert_eq!(report(RunResult::Equal).exit_code(), 0);
+        assert_eq!(report(RunResult::Different).exit_code(), 1);
+        assert_eq!(report(RunResult::Error).exit_code(), 2);
     }
+
+    const MINIMAL: &str = r#"{"result":"equal","syncgate_version":"0","checksum":"sg3",
+        "started_at":"","duration_ms":0,"upstream":[],"downstream":{"name":"d","address":"",
+        "flavour":"","version":"","snapshot":""},"output_dir":"","tables":[],"error":null,
+        "warnings":[]}"#;
 }

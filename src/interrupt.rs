@@ -1,9 +1,9 @@
 //! Ctrl-C and SIGTERM as a value long-running work can wait on. The binary installs the
 //! handlers ([`Interrupt::on_signals`]); library callers that do not care pass
 //! [`Interrupt::never`]. Work stops at its next safe point: a check saves its checkpoint
-//! and releases what it holds on the servers, then returns [`Error::Interrupted`].
+//! and releases what it holds on the servers, then returns `Error::Interrupted` (a
+//! [`Signal`] converts into it).
 
-use crate::error::{Error, Result};
 use std::future::Future;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -21,8 +21,8 @@ impl Signal {
     /// The conventional exit code: 128 + the signal number.
     pub fn exit_code(self) -> i32 {
         match self {
-            Signal::Interrupt => 130,
-            Signal::Terminate => 143,
+            Signal::Interrupt => crate::exit::SIGINT,
+            Signal::Terminate => crate::exit::SIGTERM,
         }
     }
 
@@ -117,15 +117,14 @@ impl Interrupt {
     }
 
     /// Run `work` unless a signal arrives first, in which case `work` is dropped (so it
-    /// must hold nothing that only an explicit step releases) and the result is
-    /// [`Error::Interrupted`].
-    pub async fn interruptible<F: Future>(&self, work: F) -> Result<F::Output> {
+    /// must hold nothing that only an explicit step releases) and the result is the signal.
+    pub async fn interruptible<F: Future>(&self, work: F) -> Result<F::Output, Signal> {
         if let Some(signal) = self.fired() {
-            return Err(Error::Interrupted { signal });
+            return Err(signal);
         }
         tokio::select! {
             out = work => Ok(out),
-            signal = self.wait() => Err(Error::Interrupted { signal }),
+            signal = self.wait() => Err(signal),
         }
     }
 }
@@ -144,12 +143,7 @@ mod tests {
         assert_eq!(clone.fired(), Some(Signal::Terminate));
         assert_eq!(clone.wait().await, Signal::Terminate);
         let r = i.interruptible(std::future::pending::<()>()).await;
-        assert!(matches!(
-            r,
-            Err(Error::Interrupted {
-                signal: Signal::Terminate
-            })
-        ));
+        assert_eq!(r, Err(Signal::Terminate));
     }
 
     #[tokio::test]

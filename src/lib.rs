@@ -36,6 +36,7 @@ pub mod fixsql;
 pub mod interrupt;
 pub mod job;
 pub mod local;
+pub mod playground;
 pub mod report;
 pub mod row;
 pub mod schema;

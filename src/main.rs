@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use syncgate::config::Config;
 use syncgate::exit::{DIFFERENT as EXIT_DIFFERENT, EQUAL as EXIT_EQUAL, ERROR as EXIT_ERROR};
 use syncgate::job::{job_from_config, Overrides};
-use syncgate::local::playground::{self, PlaygroundOptions};
+use syncgate::playground::{self, PlaygroundOptions};
 use syncgate::report::progress::Progress;
 use syncgate::report::{render_terminal, write_summary, RunReport};
 
@@ -143,7 +143,7 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("error: {e:#}");
             match e.downcast_ref::<syncgate::Error>() {
-                Some(e) => syncgate::exit::for_error(e),
+                Some(e) => e.exit_code(),
                 None => EXIT_ERROR,
             }
         }

@@ -6,8 +6,6 @@
 //! `ANSI_QUOTES`): strings that need escaping are written as hex with a charset
 //! introducer instead of backslash escapes.
 
-use crate::schema::{Column, TypeClass};
-
 /// Quote an identifier with backticks, doubling embedded backticks.
 pub fn quote_ident(name: &str) -> String {
     let mut out = String::with_capacity(name.len() + 2);
@@ -80,28 +78,28 @@ pub fn text_literal(bytes: &[u8]) -> String {
     }
 }
 
-/// Render a value (server text form, `None` = NULL) of `column` as an SQL literal.
-pub fn literal(column: &Column, value: Option<&[u8]>) -> String {
+/// How a column's values are written as literals (a column's type decides:
+/// `schema::TypeClass::literal_kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LiteralKind {
+    /// Passed through when the server's text is a plain number (integers, DECIMAL, YEAR;
+    /// FLOAT/DOUBLE read as 17-digit DOUBLE text; BIT read as `CAST(c AS UNSIGNED)`).
+    Number,
+    /// Bytes as a hex literal.
+    Binary,
+    /// Text, quoted (or hex-encoded when it would need escapes).
+    Text,
+}
+
+/// Render a value (server text form, `None` = NULL) as an SQL literal of `kind`.
+pub fn literal(kind: LiteralKind, value: Option<&[u8]>) -> String {
     let Some(bytes) = value else {
         return "NULL".to_string();
     };
-    match column.class {
-        TypeClass::Int | TypeClass::Decimal | TypeClass::Year => numeric_literal(bytes),
-        // FLOAT arrives as `CAST(c AS DOUBLE)` text: 17 digits that re-create the float.
-        TypeClass::Float | TypeClass::Double => numeric_literal(bytes),
-        // BIT arrives as `CAST(c AS UNSIGNED)` text (the plan selects it so), not as the
-        // protocol's big-endian bytes: comparable across BIT widths and readable.
-        TypeClass::Bit => numeric_literal(bytes),
-        TypeClass::Binary => hex_literal(bytes),
-        TypeClass::Date
-        | TypeClass::Time
-        | TypeClass::DateTime
-        | TypeClass::Timestamp
-        | TypeClass::Text
-        | TypeClass::Json
-        | TypeClass::Enum
-        | TypeClass::Set
-        | TypeClass::Other => text_literal(bytes),
+    match kind {
+        LiteralKind::Number => numeric_literal(bytes),
+        LiteralKind::Binary => hex_literal(bytes),
+        LiteralKind::Text => text_literal(bytes),
     }
 }
 
@@ -156,6 +154,7 @@ pub fn is_plain_number(bytes: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::schema::{Column, TypeClass};
 
     #[test]
     fn quotes_identifiers() {
@@ -196,7 +195,7 @@ mod tests {
     }
 
     fn lit(class: TypeClass, v: &[u8]) -> String {
-        literal(&col(class), Some(v))
+        col(class).literal(Some(v))
     }
 
     #[test]
@@ -207,7 +206,7 @@ mod tests {
             TypeClass::Binary,
             TypeClass::Bit,
         ] {
-            assert_eq!(literal(&col(class), None), "NULL");
+            assert_eq!(col(class).literal(None), "NULL");
         }
     }
 

@@ -5,7 +5,7 @@
 use super::merge::send_changes;
 use super::msg::WorkerMsg;
 use super::plan::{Side, TablePlan};
-use super::worker::{retry, Sides};
+use super::sides::{retry, Sides};
 use crate::checksum::{parse_checksum, Checksum};
 use crate::chunk::KeyRange;
 use crate::db::{cell_u64, Conn};

@@ -4,7 +4,7 @@
 
 use super::merge::{diff_range, diff_streams, merge_by_hashes};
 use super::plan::{Side, TablePlan};
-use super::worker::{retry, Chunk, DenseHints, Sides, DENSE_COUNT_DIFF, LEAF_ROWS};
+use super::sides::{retry, Chunk, DenseHints, Sides, DENSE_COUNT_DIFF, LEAF_ROWS};
 use crate::checksum::{parse_checksum, Checksum};
 use crate::chunk::{coalesce, int_row, parse_int, Buckets, IntRange, KeyRange};
 use crate::db::Conn;

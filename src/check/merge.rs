@@ -5,7 +5,7 @@
 
 use super::msg::WorkerMsg;
 use super::plan::{Side, TablePlan};
-use super::worker::{retry, Chunk, Sides, LEAF_ROWS, MAX_RETRIES};
+use super::sides::{retry, Chunk, Sides, LEAF_ROWS, MAX_RETRIES};
 use crate::chunk::{parse_int, KeyRange};
 use crate::db::Conn;
 use crate::diff::{Advance, Merger, RowChange, RowLayout};

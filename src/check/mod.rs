@@ -31,12 +31,13 @@ mod open;
 mod plan;
 mod prepare;
 mod resume;
+mod sides;
 mod split;
 mod state;
 mod worker;
 
 pub use plan::{Side, TablePlan};
-pub use worker::LEAF_ROWS;
+pub use sides::LEAF_ROWS;
 
 use crate::checkpoint::{self, Checkpoint, Fingerprint, ReadAt};
 use crate::db::{Flavour, Source, SourceSpec};
@@ -118,6 +119,12 @@ pub struct CheckJob {
 /// continues from that checkpoint. A run that completes removes it. PD service safepoints
 /// are removed on every path, interrupts and errors included.
 pub async fn run_check(job: CheckJob, progress: Progress) -> Result<RunReport> {
+    run(job, progress)
+        .await
+        .map_err(crate::snapshot::tidb::explain)
+}
+
+async fn run(job: CheckJob, progress: Progress) -> Result<RunReport> {
     let started = Instant::now();
     let started_at = now_rfc3339();
     let saved = open_checkpoint(&job)?;

@@ -24,11 +24,12 @@ pub async fn produce(
     let mut conn = match up.connect().await {
         Ok(c) => Some(c),
         Err(e) => {
+            let message = crate::snapshot::tidb::explain(e).to_string();
             for (table, _, start) in &plans {
                 let _ = msgs
                     .send(WorkerMsg::TableError {
                         table: *table,
-                        message: e.to_string(),
+                        message: message.clone(),
                     })
                     .await;
                 let _ = msgs
@@ -89,7 +90,7 @@ pub async fn produce(
                 let _ = msgs
                     .send(WorkerMsg::TableError {
                         table,
-                        message: format!("splitting failed: {e}"),
+                        message: format!("splitting failed: {}", crate::snapshot::tidb::explain(e)),
                     })
                     .await;
             }

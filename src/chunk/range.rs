@@ -2,7 +2,7 @@
 
 use crate::row::Row;
 use crate::schema::Column;
-use crate::sql::{literal, quote_ident};
+use crate::sql::quote_ident;
 use serde::{Deserialize, Serialize};
 
 /// A range of key tuples: `lower < key <= upper`; a missing bound is open.
@@ -42,7 +42,7 @@ impl KeyRange {
         let tuple = |r: &Row| {
             key.iter()
                 .zip(r)
-                .map(|(c, v)| literal(c, v.as_deref()))
+                .map(|(c, v)| c.literal(v.as_deref()))
                 .collect::<Vec<_>>()
                 .join(", ")
         };
@@ -66,14 +66,14 @@ fn bound_predicate(key: &[&Column], bound: &Row, op: &str, last_op: &str) -> Str
             parts.push(format!(
                 "{} = {}",
                 quote_ident(&key[j].name),
-                literal(key[j], bound[j].as_deref())
+                key[j].literal(bound[j].as_deref())
             ));
         }
         let op = if i + 1 == key.len() { last_op } else { op };
         parts.push(format!(
             "{} {op} {}",
             quote_ident(&key[i].name),
-            literal(key[i], bound[i].as_deref())
+            key[i].literal(bound[i].as_deref())
         ));
         terms.push(parts.join(" AND "));
     }

@@ -409,13 +409,10 @@ fn query_error(source: &str, sql: &str, e: &mysql_async::Error) -> Error {
         sql.truncate(cut);
         sql.push('…');
     }
-    let mut message = describe_mysql_error(e);
+    // TiDB's GC errors are explained by the check (`snapshot::tidb::explain`): this module
+    // knows servers, not what a snapshot error means.
+    let message = describe_mysql_error(e);
     let server = server_error(e);
-    if let Some(s) = &server {
-        if let Some(explained) = crate::snapshot::tidb::classify_tidb_error(s.code, &s.message) {
-            message = explained.to_string();
-        }
-    }
     if connection_lost(e) {
         Error::ConnectionLost {
             source_name: source.to_string(),

@@ -5,7 +5,7 @@
 use crate::diff::RowChange;
 use crate::row::Value;
 use crate::schema::{Column, TableRef, TypeClass};
-use crate::sql::{ident_list, literal, quote_ident, text_literal};
+use crate::sql::{ident_list, quote_ident, text_literal};
 
 /// Longest value shown in a `/* changed: … */` comment, in characters.
 const COMMENT_VALUE_CHARS: usize = 64;
@@ -94,7 +94,7 @@ fn write_row(table: &FixTable, row: &[Value], keyed: bool) -> String {
         .iter()
         .zip(row)
         .filter(|(c, _)| c.writable())
-        .map(|(c, v)| (c.name.as_str(), literal(c, v.as_deref())))
+        .map(|(c, v)| (c.name.as_str(), c.literal(v.as_deref())))
         .unzip();
     format!(
         "{} INTO {} ({}) VALUES ({})",
@@ -142,10 +142,10 @@ fn key_predicate(col: &Column, value: Option<&[u8]>) -> String {
             TypeClass::Json => exact_predicate(col, value),
             TypeClass::Text => format!(
                 "{q} = {} AND {}",
-                literal(col, Some(v)),
+                col.literal(Some(v)),
                 exact_predicate(col, value)
             ),
-            _ => format!("{q} = {}", literal(col, Some(v))),
+            _ => format!("{q} = {}", col.literal(Some(v))),
         },
     }
 }
@@ -163,13 +163,13 @@ pub(super) fn exact_predicate(col: &Column, value: Option<&[u8]>) -> String {
             text_predicate(&format!("CAST({q} AS CHAR CHARACTER SET utf8mb4)"), v)
         }
         TypeClass::Json => text_predicate(&q, v),
-        _ => format!("{q} = {}", literal(col, Some(v))),
+        _ => format!("{q} = {}", col.literal(Some(v))),
     }
 }
 
 /// FLOAT: the value widened to double, as it was read, compared exactly.
 fn float_predicate(col: &Column, q: &str, v: &[u8]) -> String {
-    format!("CAST({q} AS DOUBLE) = {}", literal(col, Some(v)))
+    format!("CAST({q} AS DOUBLE) = {}", col.literal(Some(v)))
 }
 
 /// Byte-exact string equality: binary collation plus a length check against PAD SPACE.
@@ -202,8 +202,8 @@ pub(super) fn changed_comment(columns: &[Column], up: &[Value], down: &[Value]) 
             format!(
                 "{}: {} -> {}{}",
                 single_line(&c.name),
-                shorten(&literal(c, d.as_deref())),
-                shorten(&literal(c, u.as_deref())),
+                shorten(&c.literal(d.as_deref())),
+                shorten(&c.literal(u.as_deref())),
                 if c.writable() { "" } else { " (generated)" }
             )
         })

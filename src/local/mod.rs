@@ -6,7 +6,6 @@
 //! - [`template`]: the cached template data dir every server is copied from.
 //! - `process`: finding the binaries, spawning and waiting for `mariadbd`, `/proc` probes,
 //!   signals and the watchdog.
-//! - [`playground`]: `syncgate playground up|down|status|drift`.
 //!
 //! Everything here fails with [`LocalError`] (which converts into [`crate::Error`]).
 //!
@@ -53,7 +52,6 @@
 //! server by its dir, using the pid file and the process command line.
 
 mod error;
-pub mod playground;
 mod process;
 pub mod server;
 pub mod template;

@@ -234,7 +234,11 @@ impl RunReport {
     /// Process exit code for [`RunReport::result`]; call [`RunReport::compute_result`]
     /// first.
     pub fn exit_code(&self) -> i32 {
-        crate::exit::for_result(self.result)
+        match self.result {
+            RunResult::Equal => crate::exit::EQUAL,
+            RunResult::Different => crate::exit::DIFFERENT,
+            RunResult::Error => crate::exit::ERROR,
+        }
     }
 
     /// How many tables ended in each result.

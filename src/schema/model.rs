@@ -65,6 +65,32 @@ pub enum TypeClass {
 }
 
 impl TypeClass {
+    /// How values of this class are written as SQL literals.
+    pub fn literal_kind(self) -> crate::sql::LiteralKind {
+        use crate::sql::LiteralKind;
+        match self {
+            // FLOAT arrives as `CAST(c AS DOUBLE)` text: 17 digits that re-create the float.
+            // BIT arrives as `CAST(c AS UNSIGNED)` text (the plan selects it so), not as the
+            // protocol's big-endian bytes: comparable across BIT widths and readable.
+            TypeClass::Int
+            | TypeClass::Decimal
+            | TypeClass::Year
+            | TypeClass::Float
+            | TypeClass::Double
+            | TypeClass::Bit => LiteralKind::Number,
+            TypeClass::Binary => LiteralKind::Binary,
+            TypeClass::Date
+            | TypeClass::Time
+            | TypeClass::DateTime
+            | TypeClass::Timestamp
+            | TypeClass::Text
+            | TypeClass::Json
+            | TypeClass::Enum
+            | TypeClass::Set
+            | TypeClass::Other => LiteralKind::Text,
+        }
+    }
+
     /// Classify an `information_schema.COLUMNS.DATA_TYPE` value.
     pub fn from_data_type(data_type: &str, collation: Option<&str>) -> Self {
         match data_type.to_ascii_lowercase().as_str() {
@@ -145,6 +171,11 @@ pub struct Column {
 }
 
 impl Column {
+    /// A value of this column (server text form, `None` = NULL) as an SQL literal.
+    pub fn literal(&self, value: Option<&[u8]>) -> String {
+        crate::sql::literal(self.class.literal_kind(), value)
+    }
+
     /// Whether fix SQL may write this column (generated columns are computed by the server).
     pub fn writable(&self) -> bool {
         self.generated.is_none()

@@ -299,7 +299,11 @@ pub async fn pin_replica_pair(
     let fence = fence_stopped(primary, replica, &mut rc, n, lock_wait_secs, wait_secs);
     // An interrupt drops the fence half-way (its connections close, releasing the
     // primary's commit lock); the replica is restarted below all the same.
-    let fenced = interrupt.interruptible(fence).await.and_then(|r| r);
+    let fenced = interrupt
+        .interruptible(fence)
+        .await
+        .map_err(Error::from)
+        .and_then(|r| r);
     // Replication resumes whatever happened; the replica snapshots are already open. A
     // fence that failed or was dropped may have left `START SLAVE UNTIL` in force, so the
     // threads are stopped and started plainly. A dropped fence may also have left a

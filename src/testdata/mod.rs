@@ -1,4 +1,4 @@
-//! Generated test data for the playground ([`crate::local::playground`]), the integration
+//! Generated test data for the playground ([`crate::playground`]), the integration
 //! tests and the benches; the checker itself never uses it.
 //!
 //! - [`sbtest`]: sysbench-shaped `sbtest.sbtestN` tables with deterministic rows (splitmix64,

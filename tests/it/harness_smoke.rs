@@ -4,8 +4,8 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
-use syncgate::local::playground::{self, DriftSpec, PlaygroundOptions};
 use syncgate::local::{self, DetachedServer, LocalServer, ServerOptions};
+use syncgate::playground::{self, DriftSpec, PlaygroundOptions};
 
 use crate::support::{self, TestDb};
 

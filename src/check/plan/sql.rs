@@ -7,7 +7,7 @@ use crate::chunk::{range_predicate, row_int, with_filter, Buckets, IntRange, Key
 use crate::diff::RowLayout;
 use crate::row::Row;
 use crate::schema::TypeClass;
-use crate::sql::{hex_literal, literal, quote_ident};
+use crate::sql::{hex_literal, quote_ident};
 
 impl TablePlan {
     /// What key-range queries of `side` read `FROM`: the table, with its index hint if any.
@@ -49,7 +49,7 @@ impl TablePlan {
                 (k.order[s].clone(), lit)
             } else {
                 let c = &self.up_cols[k.pos];
-                (quote_ident(&self.cols(side)[k.pos].name), literal(c, v))
+                (quote_ident(&self.cols(side)[k.pos].name), c.literal(v))
             }
         };
         let bound = |row: &Row, op: &str, last_op: &str| -> String {

@@ -163,3 +163,59 @@ pub fn classify_query_error(err: &Error) -> Option<SnapshotError> {
     };
     classify_tidb_error(server.code, &server.message).map(|e| e.with_context(source_name, None))
 }
+
+/// `err` with TiDB's GC errors (8055, 9006) inside a connect or query error turned into their
+/// explained [`SnapshotError`] (naming the source); other errors unchanged. The check
+/// applies it where it reports errors, so `db` stays unaware of TiDB.
+pub fn explain(err: Error) -> Error {
+    let source = match &err {
+        Error::Connect { source_name, .. }
+        | Error::Query { source_name, .. }
+        | Error::ConnectionLost { source_name, .. } => source_name.clone(),
+        _ => return err,
+    };
+    match err
+        .server_error()
+        .and_then(|s| classify_tidb_error(s.code, &s.message))
+    {
+        Some(explained) => Error::Snapshot(explained.with_context(&source, None)),
+        None => err,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ServerError;
+
+    fn query_error(code: u16, message: &str) -> Error {
+        Error::Query {
+            source_name: "up".into(),
+            sql: "SELECT 1".into(),
+            message: format!("{message} (server error {code})"),
+            server: Some(Box::new(ServerError {
+                code,
+                state: "HY000".into(),
+                message: message.into(),
+            })),
+        }
+    }
+
+    #[test]
+    fn explain_turns_gc_codes_into_snapshot_errors_and_leaves_the_rest() {
+        let e = explain(query_error(ER_GC_TOO_EARLY, "GC life time is shorter"));
+        assert!(
+            matches!(&e, Error::Snapshot(SnapshotError::GcTooEarly { source_name: Some(s), .. }) if s == "up"),
+            "{e:?}"
+        );
+        let e = explain(query_error(ER_SNAPSHOT_TOO_OLD, "snapshot is older"));
+        assert!(matches!(&e, Error::Snapshot(_)), "{e:?}");
+        // Matched by code, not by text.
+        let e = explain(query_error(1146, "snapshot is older than GC safe point"));
+        assert_eq!(e.server_code(), Some(1146));
+        assert!(matches!(
+            explain(Error::Internal("x".into())),
+            Error::Internal(_)
+        ));
+    }
+}

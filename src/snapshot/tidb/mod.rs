@@ -51,7 +51,8 @@ mod syncpoint;
 mod tso;
 
 pub use errors::{
-    classify_query_error, classify_tidb_error, SnapshotError, ER_GC_TOO_EARLY, ER_SNAPSHOT_TOO_OLD,
+    classify_query_error, classify_tidb_error, explain, SnapshotError, ER_GC_TOO_EARLY,
+    ER_SNAPSHOT_TOO_OLD,
 };
 pub use gc_keeper::{default_service_id, GcKeeper, GcStatus, DEFAULT_GC_TTL_SECS};
 pub use pd_discovery::{discover_pd, pd_addrs_from_rows, pd_discovery_sql};

@@ -21,9 +21,8 @@ use std::time::{Duration, Instant};
 use mysql_async::prelude::Queryable;
 use serde::{Deserialize, Serialize};
 
-use super::error::{LocalError, Result};
-use super::server::{DetachedServer, LocalServer, ServerOptions};
-use super::{absolute, conn_opts, connect, mariadbd_available, port_is_free};
+use crate::local::{absolute, conn_opts, connect, mariadbd_available, port_is_free};
+use crate::local::{DetachedServer, LocalError, LocalServer, Result, ServerOptions};
 use crate::testdata::{self, sbtest_tables, seed_sbtest};
 // The database the playground creates on both servers, and the types of `inject_drift`.
 pub use crate::testdata::{DriftReport, DriftSpec, TableDrift, DATABASE};
