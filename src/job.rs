@@ -118,6 +118,15 @@ fn config_warnings(config: &Config) -> Vec<String> {
                 .to_string(),
         );
     }
+    for (name, tc) in &config.table_configs {
+        if let Some(c) = &tc.collation {
+            out.push(format!(
+                "[table-configs.{name}] collation '{c}' is not used: syncgate orders and bounds \
+                 keys by each side's own column collation (by bytes where the sides differ), \
+                 so results do not depend on it"
+            ));
+        }
+    }
     out
 }
 
