@@ -51,7 +51,7 @@ use crate::snapshot::{ReadPoint, Snapshot};
 use aggregate::{Aggregator, Pending};
 use msg::ChunkStart;
 use open::{open_sides, snapshot_point, wants_auto};
-use resume::Checkpointer;
+use resume::{open_checkpoint, Checkpointer};
 use state::TableState;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -414,8 +414,6 @@ fn source_report(s: &Source, point: &ReadPoint, gc_note: &Option<String>) -> Sou
         tls_cipher: s.tls_cipher().map(str::to_string),
     }
 }
-
-use resume::open_checkpoint;
 
 fn join_error(e: tokio::task::JoinError) -> Error {
     Error::Internal(format!("a task of the check failed: {e}"))
