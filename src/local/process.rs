@@ -332,16 +332,7 @@ pub(super) fn tail_lines(text: &str, n: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn scratch(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!(
-            "syncgate-unit-{name}-{}-{}",
-            std::process::id(),
-            super::super::nanos()
-        ));
-        fs::create_dir_all(&d).unwrap();
-        d
-    }
+    use crate::local::scratch;
 
     #[test]
     fn process_probes() {

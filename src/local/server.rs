@@ -508,16 +508,7 @@ async fn send_shutdown(port: u16) -> bool {
 mod tests {
     use super::super::process::port_from_args;
     use super::*;
-
-    fn scratch(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!(
-            "syncgate-unit-{name}-{}-{}",
-            std::process::id(),
-            nanos()
-        ));
-        fs::create_dir_all(&d).unwrap();
-        d
-    }
+    use crate::local::scratch;
 
     #[test]
     fn args_have_required_flags() {

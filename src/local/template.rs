@@ -245,16 +245,7 @@ fn copy_dir_all(src: &Path, dst: &Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn scratch(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!(
-            "syncgate-unit-{name}-{}-{}",
-            std::process::id(),
-            nanos()
-        ));
-        fs::create_dir_all(&d).unwrap();
-        d
-    }
+    use crate::local::scratch;
 
     #[test]
     fn version_parsing_and_sanitizing() {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use syncgate::local::LocalServer;
 
-async fn exec(server: &LocalServer, sql: &str) {
+pub(crate) async fn exec(server: &LocalServer, sql: &str) {
     let mut c = server.conn().await.unwrap();
     c.query_drop(sql)
         .await
@@ -18,7 +18,7 @@ async fn exec(server: &LocalServer, sql: &str) {
     c.disconnect().await.unwrap();
 }
 
-async fn scalar(server: &LocalServer, sql: &str) -> String {
+pub(crate) async fn scalar(server: &LocalServer, sql: &str) -> String {
     let mut c = server.conn().await.unwrap();
     let v: Option<String> = c.query_first(sql).await.unwrap();
     c.disconnect().await.unwrap();
@@ -26,7 +26,7 @@ async fn scalar(server: &LocalServer, sql: &str) -> String {
 }
 
 /// Make `replica` replicate from `primary` with GTIDs, and wait until it has caught up.
-async fn replicate(primary: &LocalServer, replica: &LocalServer) {
+pub(crate) async fn replicate(primary: &LocalServer, replica: &LocalServer) {
     exec(
         replica,
         &format!(
@@ -41,7 +41,7 @@ async fn replicate(primary: &LocalServer, replica: &LocalServer) {
     assert_eq!(waited, "0", "replica did not catch up");
 }
 
-fn config(dir: &std::path::Path, up: u16, down: u16) -> std::path::PathBuf {
+pub(crate) fn config(dir: &std::path::Path, up: u16, down: u16) -> std::path::PathBuf {
     let text = format!(
         r#"check-thread-count = 4
 [data-sources.primary]

@@ -3,6 +3,7 @@
 //! nothing held on the servers (a replica stopped by the GTID fence is replicating again),
 //! and the resumed run ends with the uninterrupted run's result.
 
+use crate::replica_fence::{config, exec, replicate, scalar};
 use crate::resume::{checkpoint_file, consistent_config, fix_sql, load, progress_of, read_json};
 use crate::scenario::{describe, syncgate, Scenario};
 use crate::support::start_server;
@@ -147,21 +148,6 @@ async fn sigint_then_sigterm_then_resume_ends_with_the_uninterrupted_result() {
     assert!(!checkpoint_file(&out_dir).exists());
 }
 
-async fn exec(server: &LocalServer, sql: &str) {
-    let mut c = server.conn().await.unwrap();
-    c.query_drop(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{sql}"));
-    c.disconnect().await.unwrap();
-}
-
-async fn scalar(server: &LocalServer, sql: &str) -> String {
-    let mut c = server.conn().await.unwrap();
-    let v: Option<String> = c.query_first(sql).await.unwrap();
-    c.disconnect().await.unwrap();
-    v.unwrap_or_default()
-}
-
 /// `(Slave_IO_Running, Slave_SQL_Running, Until_Condition)` of the replica.
 async fn replica_threads(replica: &LocalServer) -> (String, String, String) {
     let mut c = replica.conn().await.unwrap();
@@ -194,18 +180,7 @@ async fn sigint_during_the_gtid_fence_restarts_the_stopped_replica() {
          INSERT INTO app.t VALUES (1, 1), (2, 2)",
     )
     .await;
-    exec(
-        &replica,
-        &format!(
-            "CHANGE MASTER TO MASTER_HOST = '127.0.0.1', MASTER_PORT = {}, MASTER_USER = 'root', \
-             MASTER_PASSWORD = '', MASTER_USE_GTID = slave_pos; START SLAVE",
-            primary.port()
-        ),
-    )
-    .await;
-    let pos = scalar(&primary, "SELECT @@gtid_binlog_pos").await;
-    let waited = scalar(&replica, &format!("SELECT MASTER_GTID_WAIT('{pos}', 60)")).await;
-    assert_eq!(waited, "0", "replica did not catch up");
+    replicate(&primary, &replica).await;
     // Delayed replication: the fence's wait for the primary's GTID cannot finish, so the
     // signal arrives while the replica is held by the fence.
     exec(
@@ -216,7 +191,7 @@ async fn sigint_during_the_gtid_fence_restarts_the_stopped_replica() {
     exec(&primary, "INSERT INTO app.t VALUES (3, 3)").await;
 
     let dir = tempfile::tempdir().unwrap();
-    let cfg = fence_config(dir.path(), primary.port(), replica.port());
+    let cfg = config(dir.path(), primary.port(), replica.port());
     let cfg = cfg.to_str().unwrap().to_string();
     let child = spawn(&["check", "-C", &cfg]);
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -269,31 +244,4 @@ async fn sigint_during_the_gtid_fence_restarts_the_stopped_replica() {
     let waited = scalar(&replica, &format!("SELECT MASTER_GTID_WAIT('{pos}', 60)")).await;
     assert_eq!(waited, "0", "replication works after the interrupt");
     assert_eq!(scalar(&replica, "SELECT COUNT(*) FROM app.t").await, "3");
-}
-
-fn fence_config(dir: &Path, up: u16, down: u16) -> std::path::PathBuf {
-    let text = format!(
-        r#"[data-sources.primary]
-host = "127.0.0.1"
-port = {up}
-user = "root"
-snapshot = "auto"
-
-[data-sources.replica]
-host = "127.0.0.1"
-port = {down}
-user = "root"
-snapshot = "auto"
-
-[task]
-output-dir = "{}"
-source-instances = ["primary"]
-target-instance = "replica"
-target-check-tables = ["app.*"]
-"#,
-        dir.join("out").display()
-    );
-    let path = dir.join("config.toml");
-    std::fs::write(&path, text).unwrap();
-    path
 }
