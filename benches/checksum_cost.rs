@@ -8,9 +8,11 @@
 
 use std::time::{Duration, Instant};
 use syncgate::checksum::{checksum_sql, Aggregate};
-use syncgate::db::{Source, SourceSpec};
+use syncgate::db::{Conn, Source, SourceSpec};
 use syncgate::local::{LocalServer, ServerOptions};
 use syncgate::schema::{discover_table, TableRef};
+
+type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -24,14 +26,8 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    if std::env::args().any(|a| a == "--list" || a == "--test") {
-        // `cargo test --benches` / `cargo bench -- --list`: nothing to list.
-        return Ok(());
-    }
-    let rows = env_u64("SG_BENCH_ROWS", 1_000_000);
-    let runs = env_u64("SG_BENCH_RUNS", 7) as usize;
+/// One `mariadbd` with a buffer pool large enough for the table, and a syncgate source on it.
+async fn start_server() -> Res<(LocalServer, Source)> {
     let server = LocalServer::start(ServerOptions {
         extra_args: vec!["--innodb-buffer-pool-size=1G".into()],
         ..ServerOptions::default()
@@ -50,7 +46,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         sql_mode: None,
     })
     .await?;
-    let mut conn = source.connect().await?;
+    Ok((server, source))
+}
+
+/// Create `bench.sbtest1` and fill it with `rows` deterministic sysbench rows; leaves `bench`
+/// as the connection's default database.
+async fn seed(conn: &mut Conn, rows: u64) -> Res<()> {
     let t = Instant::now();
     conn.exec("CREATE DATABASE bench").await?;
     conn.exec(
@@ -74,6 +75,65 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     ))
     .await?;
     eprintln!("seeded {rows} rows in {:.1}s", t.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Each query's time for every run, the queries interleaved within a run.
+async fn time_interleaved(
+    conn: &mut Conn,
+    queries: &[String],
+    runs: usize,
+) -> Res<Vec<Vec<Duration>>> {
+    let mut times = vec![Vec::new(); queries.len()];
+    for _ in 0..runs {
+        for (q, t) in queries.iter().zip(&mut times) {
+            let start = Instant::now();
+            conn.rows(q).await?;
+            t.push(start.elapsed());
+        }
+    }
+    Ok(times)
+}
+
+/// The further SELECTs of `SG_BENCH_VARIANTS`.
+fn variants_from_env() -> Vec<String> {
+    std::env::var("SG_BENCH_VARIANTS")
+        .unwrap_or_default()
+        .split(';')
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .collect()
+}
+
+fn print_results(rows: u64, runs: usize, classic: Duration, ours: Duration, ours_sql: &str) {
+    println!("rows: {rows}, runs: {runs} (median)");
+    println!(
+        "classic  COUNT + BIT_XOR(CRC32(CONCAT_WS)) : {:.3}s",
+        classic.as_secs_f64()
+    );
+    println!(
+        "syncgate {}: {:.3}s",
+        syncgate::checksum::CHECKSUM_VERSION,
+        ours.as_secs_f64()
+    );
+    println!(
+        "ratio syncgate/classic: {:.2}",
+        ours.as_secs_f64() / classic.as_secs_f64()
+    );
+    println!("syncgate sql: {ours_sql}");
+}
+
+#[tokio::main]
+async fn main() -> Res<()> {
+    if std::env::args().any(|a| a == "--list" || a == "--test") {
+        // `cargo test --benches` / `cargo bench -- --list`: nothing to list.
+        return Ok(());
+    }
+    let rows = env_u64("SG_BENCH_ROWS", 1_000_000);
+    let runs = env_u64("SG_BENCH_RUNS", 7) as usize;
+    let (_server, source) = start_server().await?;
+    let mut conn = source.connect().await?;
+    seed(&mut conn, rows).await?;
 
     let table = TableRef::new("bench", "sbtest1");
     let schema = discover_table(&mut conn, &table)
@@ -87,29 +147,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Warm the buffer pool so both variants read from memory.
     conn.rows(&classic).await?;
     conn.rows(&ours).await?;
-    let (mut a, mut b) = (Vec::new(), Vec::new());
-    for _ in 0..runs {
-        let t = Instant::now();
-        conn.rows(&classic).await?;
-        a.push(t.elapsed());
-        let t = Instant::now();
-        conn.rows(&ours).await?;
-        b.push(t.elapsed());
-    }
-    let variants: Vec<String> = std::env::var("SG_BENCH_VARIANTS")
-        .unwrap_or_default()
-        .split(';')
-        .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty())
-        .collect();
-    let mut vtimes = vec![Vec::new(); variants.len()];
-    for _ in 0..runs {
-        for (v, times) in variants.iter().zip(&mut vtimes) {
-            let t = Instant::now();
-            conn.rows(v).await?;
-            times.push(t.elapsed());
-        }
-    }
+    let pair = [classic, ours];
+    let [a, b]: [Vec<Duration>; 2] = time_interleaved(&mut conn, &pair, runs)
+        .await?
+        .try_into()
+        .expect("two queries timed");
+    let variants = variants_from_env();
+    let vtimes = time_interleaved(&mut conn, &variants, runs).await?;
     let (ma, mb) = (median(a), median(b));
     for (v, times) in variants.iter().zip(vtimes) {
         let m = median(times);
@@ -119,20 +163,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             m.as_secs_f64() / ma.as_secs_f64()
         );
     }
-    println!("rows: {rows}, runs: {runs} (median)");
-    println!(
-        "classic  COUNT + BIT_XOR(CRC32(CONCAT_WS)) : {:.3}s",
-        ma.as_secs_f64()
-    );
-    println!(
-        "syncgate {}: {:.3}s",
-        syncgate::checksum::CHECKSUM_VERSION,
-        mb.as_secs_f64()
-    );
-    println!(
-        "ratio syncgate/classic: {:.2}",
-        mb.as_secs_f64() / ma.as_secs_f64()
-    );
-    println!("syncgate sql: {ours}");
+    print_results(rows, runs, ma, mb, &pair[1]);
     Ok(())
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
 use syncgate::local::{self, DetachedServer, LocalServer, ServerOptions};
-use syncgate::playground::{self, DriftSpec, PlaygroundOptions};
+use syncgate::playground::{self, DriftReport, DriftSpec, PlaygroundOptions, UpReport};
 
 use crate::support::{self, TestDb};
 
@@ -193,12 +193,8 @@ impl Drop for PlaygroundGuard {
     }
 }
 
-#[tokio::test]
-async fn playground_up_status_drift_down() {
-    support::require_mariadbd();
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("pg");
-    let _guard = PlaygroundGuard(dir.clone());
+/// Options for a 2 × 2000-row playground in `dir`, on two distinct free ports.
+fn playground_options(tmp: &std::path::Path, dir: &std::path::Path) -> PlaygroundOptions {
     let upstream_port = local::free_port().unwrap();
     let downstream_port = loop {
         let p = local::free_port().unwrap();
@@ -206,16 +202,21 @@ async fn playground_up_status_drift_down() {
             break p;
         }
     };
-    let opts = PlaygroundOptions {
-        dir: dir.clone(),
+    PlaygroundOptions {
+        dir: dir.to_path_buf(),
         tables: 2,
         rows: 2000,
         seed: 3,
-        config_path: tmp.path().join("configs/playground.toml"),
+        config_path: tmp.join("configs/playground.toml"),
         upstream_port,
         downstream_port,
-    };
-    let report = playground::up(&opts).await.unwrap();
+    }
+}
+
+/// The first `up`: seeded, both servers up with their tables, ports in the config and state.
+fn assert_freshly_up(report: &UpReport, opts: &PlaygroundOptions) {
+    let (dir, upstream_port, downstream_port) =
+        (&opts.dir, opts.upstream_port, opts.downstream_port);
     assert!(report.seeded && !report.already_running, "{report}");
     let st = &report.status;
     assert!(st.is_up(), "{st}");
@@ -233,35 +234,23 @@ async fn playground_up_status_drift_down() {
         config.contains(&format!("port = {downstream_port}")),
         "{config}"
     );
-    let state = playground::read_state(&dir).unwrap().unwrap();
+    let state = playground::read_state(dir).unwrap().unwrap();
     assert_eq!(state.downstream.port, downstream_port);
+}
 
-    // Both sides hold the same data.
-    let up_srv = DetachedServer::find(&dir.join("upstream"))
-        .unwrap()
-        .unwrap();
-    let down_srv = DetachedServer::find(&dir.join("downstream"))
-        .unwrap()
-        .unwrap();
-    let mut up = up_srv.conn().await.unwrap();
-    let mut down = down_srv.conn().await.unwrap();
-    let checksum = "CHECKSUM TABLE sbtest.sbtest1, sbtest.sbtest2";
-    let a: Vec<(String, i64)> = up.query(checksum).await.unwrap();
-    let b: Vec<(String, i64)> = down.query(checksum).await.unwrap();
-    assert_eq!(a, b);
-    let gtid_before: String = down
-        .query_first("SELECT @@gtid_binlog_pos")
+async fn gtid_binlog_pos(conn: &mut mysql_async::Conn) -> String {
+    conn.query_first("SELECT @@gtid_binlog_pos")
         .await
         .unwrap()
-        .unwrap();
+        .unwrap()
+}
 
-    // Idempotent.
-    assert!(playground::up(&opts).await.unwrap().already_running);
-
-    // Drift: ground truth matches the data.
-    let drift = playground::inject_drift(&dir, &DriftSpec::default())
-        .await
-        .unwrap();
+/// Drift: ground truth matches the data.
+async fn assert_drift_matches_data(
+    drift: &DriftReport,
+    up: &mut mysql_async::Conn,
+    down: &mut mysql_async::Conn,
+) {
     assert_eq!(drift.tables.len(), 2);
     assert_eq!(
         (drift.missing(), drift.extra(), drift.changed()),
@@ -296,27 +285,62 @@ async fn playground_up_status_drift_down() {
         assert_eq!(cd.len(), 5);
         assert!(cu.iter().zip(&cd).all(|(x, y)| x.0 == y.0 && x.1 != y.1));
     }
-    let gtid_after: String = down
-        .query_first("SELECT @@gtid_binlog_pos")
-        .await
+}
+
+/// Down keeps data; up again restarts without reseeding; down with removal deletes `dir`.
+async fn assert_down_keeps_data_then_removes(dir: &std::path::Path, opts: &PlaygroundOptions) {
+    let d = playground::down(dir, false).await.unwrap();
+    assert_eq!(d.stopped, vec!["upstream", "downstream"]);
+    let st = playground::status(dir).await.unwrap();
+    assert!(!st.is_up() && st.servers.iter().all(|s| !s.running), "{st}");
+    let again = playground::up(opts).await.unwrap();
+    assert!(!again.seeded && !again.already_running);
+    assert_eq!(again.status.server("downstream").unwrap().tables[0].1, 2000);
+
+    let d = playground::down(dir, true).await.unwrap();
+    assert_eq!(d.stopped.len(), 2);
+    assert!(!dir.exists());
+}
+
+#[tokio::test]
+async fn playground_up_status_drift_down() {
+    support::require_mariadbd();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("pg");
+    let _guard = PlaygroundGuard(dir.clone());
+    let opts = playground_options(tmp.path(), &dir);
+    let report = playground::up(&opts).await.unwrap();
+    assert_freshly_up(&report, &opts);
+
+    // Both sides hold the same data.
+    let up_srv = DetachedServer::find(&dir.join("upstream"))
         .unwrap()
         .unwrap();
+    let down_srv = DetachedServer::find(&dir.join("downstream"))
+        .unwrap()
+        .unwrap();
+    let mut up = up_srv.conn().await.unwrap();
+    let mut down = down_srv.conn().await.unwrap();
+    let checksum = "CHECKSUM TABLE sbtest.sbtest1, sbtest.sbtest2";
+    let a: Vec<(String, i64)> = up.query(checksum).await.unwrap();
+    let b: Vec<(String, i64)> = down.query(checksum).await.unwrap();
+    assert_eq!(a, b);
+    let gtid_before = gtid_binlog_pos(&mut down).await;
+
+    // Idempotent.
+    assert!(playground::up(&opts).await.unwrap().already_running);
+
+    // Drift: ground truth matches the data.
+    let drift = playground::inject_drift(&dir, &DriftSpec::default())
+        .await
+        .unwrap();
+    assert_drift_matches_data(&drift, &mut up, &mut down).await;
+    let gtid_after = gtid_binlog_pos(&mut down).await;
     assert_eq!(gtid_before, gtid_after, "drift must not reach the binlog");
     up.disconnect().await.unwrap();
     down.disconnect().await.unwrap();
 
-    // Down keeps data; up again restarts without reseeding.
-    let d = playground::down(&dir, false).await.unwrap();
-    assert_eq!(d.stopped, vec!["upstream", "downstream"]);
-    let st = playground::status(&dir).await.unwrap();
-    assert!(!st.is_up() && st.servers.iter().all(|s| !s.running), "{st}");
-    let again = playground::up(&opts).await.unwrap();
-    assert!(!again.seeded && !again.already_running);
-    assert_eq!(again.status.server("downstream").unwrap().tables[0].1, 2000);
-
-    let d = playground::down(&dir, true).await.unwrap();
-    assert_eq!(d.stopped.len(), 2);
-    assert!(!dir.exists());
+    assert_down_keeps_data_then_removes(&dir, &opts).await;
 }
 
 #[tokio::test]

@@ -128,21 +128,15 @@ pub(crate) fn fix_sql(out: &Path) -> Vec<(String, Vec<String>)> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killed_run_resumes_to_the_uninterrupted_result() {
-    let s = Scenario::empty().await;
-    load(&s).await;
-    let cfg = consistent_config(&s);
-    let cfg = cfg.to_str().unwrap().to_string();
-
-    // The reference: one uninterrupted run into another output directory (not part of the
-    // fingerprint), with other parallelism (not part of it either).
+/// The reference: one uninterrupted run into another output directory (not part of the
+/// fingerprint), with other parallelism (not part of it either). Its directory and wall time.
+fn uninterrupted_reference(s: &Scenario, cfg: &str) -> (PathBuf, Duration) {
     let reference = s.dir.path().join("reference");
     let t0 = Instant::now();
     let out = syncgate(&[
         "check",
         "-C",
-        &cfg,
+        cfg,
         "--output-dir",
         reference.to_str().unwrap(),
         "--check-thread-count",
@@ -154,12 +148,18 @@ async fn killed_run_resumes_to_the_uninterrupted_result() {
         !checkpoint_file(&reference).exists(),
         "a completed run removes its checkpoint"
     );
+    (reference, uninterrupted)
+}
 
-    // The same check, killed with SIGKILL once one table is finished and another has a
-    // finished prefix.
-    let out_dir = s.output_dir();
+/// The same check, killed with SIGKILL once one table is finished and another has a
+/// finished prefix: the checkpoint seen before the kill and the one on disk after it.
+fn killed_after_partial_progress(
+    cfg: &str,
+    out_dir: &Path,
+    uninterrupted: Duration,
+) -> (Value, Value) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_syncgate"))
-        .args(["check", "-C", &cfg, "--check-thread-count", "1"])
+        .args(["check", "-C", cfg, "--check-thread-count", "1"])
         .env_remove("RUST_LOG")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -167,7 +167,7 @@ async fn killed_run_resumes_to_the_uninterrupted_result() {
         .expect("start syncgate");
     let deadline = Instant::now() + Duration::from_secs(120);
     let saved = loop {
-        if let Some(ck) = read_json(&checkpoint_file(&out_dir)) {
+        if let Some(ck) = read_json(&checkpoint_file(out_dir)) {
             let (finished, prefix) = progress_of(&ck);
             if finished >= 1 && prefix > 0 {
                 child.kill().expect("kill -9");
@@ -185,27 +185,18 @@ async fn killed_run_resumes_to_the_uninterrupted_result() {
     };
     child.wait().unwrap();
     // The file on disk after the kill is complete and at least as far as the one seen.
-    let on_disk = read_json(&checkpoint_file(&out_dir)).expect("checkpoint after kill -9");
+    let on_disk = read_json(&checkpoint_file(out_dir)).expect("checkpoint after kill -9");
     let (finished, prefix) = progress_of(&on_disk);
     assert!(finished >= 1 && prefix > 0, "{on_disk:#}");
     eprintln!(
         "uninterrupted run {uninterrupted:?}; killed with {finished} tables finished and a \
          prefix of {prefix} chunks"
     );
+    (saved, on_disk)
+}
 
-    let out = syncgate(&["check", "-C", &cfg, "--resume"]);
-    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
-    let resumed = s.summary();
-    assert_eq!(
-        results(&resumed),
-        results(&crate::scenario::summary(&reference)),
-        "resumed run differs from the uninterrupted one\n{}",
-        describe(&out)
-    );
-    assert_eq!(fix_sql(&out_dir), fix_sql(&reference));
-    assert!(!fix_sql(&out_dir).is_empty());
-
-    // What the checkpoint held was not checked again.
+/// What the checkpoint held was not checked again.
+fn assert_checkpoint_not_rechecked(on_disk: &Value, resumed: &Value) {
     let entries = on_disk["tables"].as_array().unwrap();
     for t in resumed["tables"].as_array().unwrap() {
         let entry = entries.iter().find(|e| e["table"] == t["table"]);
@@ -224,8 +215,11 @@ async fn killed_run_resumes_to_the_uninterrupted_result() {
             .any(|t| t["resumed_chunks"].as_u64() > Some(0) && t["resumed_chunks"] != t["chunks"]),
         "one table continued from a prefix: {resumed:#}"
     );
-    // The consistent snapshots were pinned again: the report says which tables were read
-    // at the old points.
+}
+
+/// The consistent snapshots were pinned again: the report says which tables were read at
+/// the old points.
+fn assert_resume_warning(on_disk: &Value, resumed: &Value) {
     let warnings: Vec<&str> = resumed["warnings"]
         .as_array()
         .unwrap()
@@ -248,6 +242,33 @@ async fn killed_run_resumes_to_the_uninterrupted_result() {
         warnings[0]
     );
     assert!(warnings[0].contains("chunks)"), "{}", warnings[0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_run_resumes_to_the_uninterrupted_result() {
+    let s = Scenario::empty().await;
+    load(&s).await;
+    let cfg = consistent_config(&s);
+    let cfg = cfg.to_str().unwrap().to_string();
+
+    let (reference, uninterrupted) = uninterrupted_reference(&s, &cfg);
+    let out_dir = s.output_dir();
+    let (saved, on_disk) = killed_after_partial_progress(&cfg, &out_dir, uninterrupted);
+
+    let out = syncgate(&["check", "-C", &cfg, "--resume"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let resumed = s.summary();
+    assert_eq!(
+        results(&resumed),
+        results(&crate::scenario::summary(&reference)),
+        "resumed run differs from the uninterrupted one\n{}",
+        describe(&out)
+    );
+    assert_eq!(fix_sql(&out_dir), fix_sql(&reference));
+    assert!(!fix_sql(&out_dir).is_empty());
+
+    assert_checkpoint_not_rechecked(&on_disk, &resumed);
+    assert_resume_warning(&on_disk, &resumed);
     let txt = std::fs::read_to_string(out_dir.join("summary.txt")).unwrap();
     assert!(txt.contains("resumed from a checkpoint"), "{txt}");
     // A completed run leaves neither the checkpoint nor part files behind.

@@ -21,58 +21,60 @@ fn diffs_of(summary: &serde_json::Value, table: &str) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
-async fn each_structure_difference_is_reported_precisely() {
-    let s = Scenario::empty().await;
-    let tables = [
-        (
-            "t_type",
-            "id INT PRIMARY KEY, u INT UNSIGNED, d DECIMAL(10,2), p DECIMAL(10,2), \
-             v VARCHAR(10), dt DATETIME(3), e ENUM('a','b')",
-            "id INT PRIMARY KEY, u INT, d DECIMAL(10,3), p DECIMAL(12,2), \
-             v VARCHAR(20), dt DATETIME(6), e ENUM('a','b','c')",
-        ),
-        (
-            "t_null",
-            "id INT PRIMARY KEY, a INT NULL, b INT NOT NULL",
-            "id INT PRIMARY KEY, a INT NOT NULL, b INT NULL",
-        ),
-        (
-            "t_default",
-            "id INT PRIMARY KEY, a VARCHAR(5) DEFAULT 'x', b INT DEFAULT 1",
-            "id INT PRIMARY KEY, a VARCHAR(5) DEFAULT 'y', b INT",
-        ),
-        (
-            "t_gen",
-            "id INT PRIMARY KEY, a INT, g INT AS (a * 2) VIRTUAL, h INT AS (a + 1) STORED",
-            "id INT PRIMARY KEY, a INT, g INT AS (a * 3) VIRTUAL, h INT AS (a + 1) VIRTUAL",
-        ),
-        (
-            "t_pk",
-            "id INT, x INT NOT NULL, PRIMARY KEY (id)",
-            "id INT, x INT NOT NULL, PRIMARY KEY (id, x)",
-        ),
-        (
-            "t_idx",
-            "id INT PRIMARY KEY, a INT, b INT, c INT, UNIQUE KEY uk_a (a), KEY by_b (b), \
-             KEY by_c (c)",
-            "id INT PRIMARY KEY, a INT, b INT, c INT, KEY uk_a (a), KEY by_b (b, c), \
-             KEY by_a_b (a, b)",
-        ),
-        (
-            "t_coll",
-            "id INT PRIMARY KEY, a VARCHAR(5) COLLATE utf8mb4_general_ci, \
-             b VARCHAR(5) CHARACTER SET latin1",
-            "id INT PRIMARY KEY, a VARCHAR(5) COLLATE utf8mb4_bin, \
-             b VARCHAR(5) CHARACTER SET utf8mb4",
-        ),
-        (
-            "t_same",
-            "id INT PRIMARY KEY, a INT",
-            "id INT PRIMARY KEY, a INT",
-        ),
-    ];
-    for (name, up, down) in tables {
+/// (table, upstream columns, downstream columns): one kind of structure difference each.
+const DIFFERING_TABLES: [(&str, &str, &str); 8] = [
+    (
+        "t_type",
+        "id INT PRIMARY KEY, u INT UNSIGNED, d DECIMAL(10,2), p DECIMAL(10,2), \
+         v VARCHAR(10), dt DATETIME(3), e ENUM('a','b')",
+        "id INT PRIMARY KEY, u INT, d DECIMAL(10,3), p DECIMAL(12,2), \
+         v VARCHAR(20), dt DATETIME(6), e ENUM('a','b','c')",
+    ),
+    (
+        "t_null",
+        "id INT PRIMARY KEY, a INT NULL, b INT NOT NULL",
+        "id INT PRIMARY KEY, a INT NOT NULL, b INT NULL",
+    ),
+    (
+        "t_default",
+        "id INT PRIMARY KEY, a VARCHAR(5) DEFAULT 'x', b INT DEFAULT 1",
+        "id INT PRIMARY KEY, a VARCHAR(5) DEFAULT 'y', b INT",
+    ),
+    (
+        "t_gen",
+        "id INT PRIMARY KEY, a INT, g INT AS (a * 2) VIRTUAL, h INT AS (a + 1) STORED",
+        "id INT PRIMARY KEY, a INT, g INT AS (a * 3) VIRTUAL, h INT AS (a + 1) VIRTUAL",
+    ),
+    (
+        "t_pk",
+        "id INT, x INT NOT NULL, PRIMARY KEY (id)",
+        "id INT, x INT NOT NULL, PRIMARY KEY (id, x)",
+    ),
+    (
+        "t_idx",
+        "id INT PRIMARY KEY, a INT, b INT, c INT, UNIQUE KEY uk_a (a), KEY by_b (b), \
+         KEY by_c (c)",
+        "id INT PRIMARY KEY, a INT, b INT, c INT, KEY uk_a (a), KEY by_b (b, c), \
+         KEY by_a_b (a, b)",
+    ),
+    (
+        "t_coll",
+        "id INT PRIMARY KEY, a VARCHAR(5) COLLATE utf8mb4_general_ci, \
+         b VARCHAR(5) CHARACTER SET latin1",
+        "id INT PRIMARY KEY, a VARCHAR(5) COLLATE utf8mb4_bin, \
+         b VARCHAR(5) CHARACTER SET utf8mb4",
+    ),
+    (
+        "t_same",
+        "id INT PRIMARY KEY, a INT",
+        "id INT PRIMARY KEY, a INT",
+    ),
+];
+
+/// The tables of [`DIFFERING_TABLES`], plus foreign keys and a table collation that differ,
+/// and a row of data on the downstream.
+async fn create_differing_structures(s: &Scenario) {
+    for (name, up, down) in DIFFERING_TABLES {
         s.up.exec(&format!("CREATE TABLE {name} ({up})")).await;
         s.down.exec(&format!("CREATE TABLE {name} ({down})")).await;
     }
@@ -95,7 +97,10 @@ async fn each_structure_difference_is_reported_precisely() {
         .await;
     // Some data, to show struct-only reads none.
     s.down.exec("INSERT INTO t_null VALUES (1, 1, 1)").await;
+}
 
+/// `check --check-struct-only`: exit 1, and no table's data read.
+fn check_struct_only(s: &Scenario) -> serde_json::Value {
     let cfg = s.config("");
     let out =
         crate::scenario::syncgate(&["check", "-C", cfg.to_str().unwrap(), "--check-struct-only"]);
@@ -110,14 +115,22 @@ async fn each_structure_difference_is_reported_precisely() {
         assert_eq!(t["data_checked"], false, "{t:#}");
         assert_eq!(t["rows_missing"], 0, "{t:#}");
     }
-    let expect = |table: &str, want: &[&str]| {
-        let got = diffs_of(&summary, table);
-        let mut want: Vec<String> = want.iter().map(|w| w.to_string()).collect();
-        want.sort();
-        let mut sorted = got.clone();
-        sorted.sort();
-        assert_eq!(sorted, want, "{table}");
-    };
+    summary
+}
+
+/// The structure differences reported for `table` are exactly `want` (in any order).
+fn expect_diffs(summary: &serde_json::Value, table: &str, want: &[&str]) {
+    let got = diffs_of(summary, table);
+    let mut want: Vec<String> = want.iter().map(|w| w.to_string()).collect();
+    want.sort();
+    let mut sorted = got.clone();
+    sorted.sort();
+    assert_eq!(sorted, want, "{table}");
+}
+
+/// Column types, nullability, defaults, generation and collations.
+fn expect_column_diffs(summary: &serde_json::Value) {
+    let expect = |table: &str, want: &[&str]| expect_diffs(summary, table, want);
     expect(
         "t_type",
         &[
@@ -162,6 +175,21 @@ async fn each_structure_difference_is_reported_precisely() {
         ],
     );
     expect(
+        "t_coll",
+        &[
+            "column `a`: collation differs (upstream 'utf8mb4_general_ci', downstream \
+             'utf8mb4_bin')",
+            "column `b`: charset differs (upstream 'latin1', downstream 'utf8mb4')",
+            "column `b`: collation differs (upstream 'latin1_swedish_ci', downstream \
+             'utf8mb4_general_ci')",
+        ],
+    );
+}
+
+/// Keys, indexes, foreign keys (naming database `db`) and the table collation.
+fn expect_key_and_table_diffs(summary: &serde_json::Value, db: &str) {
+    let expect = |table: &str, want: &[&str]| expect_diffs(summary, table, want);
+    expect(
         "t_pk",
         &[
             "primary key `PRIMARY` differs (upstream primary key (id), downstream primary key \
@@ -177,7 +205,6 @@ async fn each_structure_difference_is_reported_precisely() {
             "index `by_a_b` (a, b) exists only downstream",
         ],
     );
-    let db = s.up.name();
     expect(
         "t_fk",
         &[
@@ -197,20 +224,19 @@ async fn each_structure_difference_is_reported_precisely() {
         ],
     );
     expect(
-        "t_coll",
-        &[
-            "column `a`: collation differs (upstream 'utf8mb4_general_ci', downstream \
-             'utf8mb4_bin')",
-            "column `b`: charset differs (upstream 'latin1', downstream 'utf8mb4')",
-            "column `b`: collation differs (upstream 'latin1_swedish_ci', downstream \
-             'utf8mb4_general_ci')",
-        ],
-    );
-    expect(
         "t_same",
         &["table collation differs (upstream 'utf8mb4_general_ci', downstream 'utf8mb4_bin')"],
     );
     expect("parent", &[]);
+}
+
+#[tokio::test]
+async fn each_structure_difference_is_reported_precisely() {
+    let s = Scenario::empty().await;
+    create_differing_structures(&s).await;
+    let summary = check_struct_only(&s);
+    expect_column_diffs(&summary);
+    expect_key_and_table_diffs(&summary, s.up.name());
 }
 
 /// The two sides differ in column order, integer width, string length, default collations,

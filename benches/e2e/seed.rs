@@ -1,0 +1,162 @@
+//! Data: both servers seeded with the same deterministic sysbench rows, then the downstream
+//! drifted with plain SQL.
+
+use crate::scenario::{DataSpec, Expected};
+use crate::{Res, DATABASE};
+use futures_util::future::try_join_all;
+use mysql_async::prelude::Queryable;
+use std::collections::HashSet;
+use syncgate::local::LocalServer;
+use syncgate::testdata::SplitMix64;
+
+/// `LPAD(FLOOR(RAND(seed) * 1e11), 11, '0')` groups joined by '-', seeds `first..first+n`
+/// offsets from the row's base seed: the same digits on every server.
+fn digit_groups(first: u64, n: u64) -> String {
+    let groups: Vec<String> = (first..first + n)
+        .map(|g| format!("LPAD(FLOOR(RAND(seq * 16 + @sg_t + {g}) * 1e11), 11, '0')"))
+        .collect();
+    format!("CONCAT_WS('-', {})", groups.join(", "))
+}
+
+/// The deterministic sysbench rows `from..=to` of a table (after `SET @sg_t`): `k` uniform in
+/// `1..=rows`, `c` 10 and `pad` 5 groups of 11 digits, as sysbench makes them.
+fn generator_select(from: u64, to: u64, rows: u64) -> String {
+    format!(
+        "SELECT seq, 1 + FLOOR(RAND(seq * 16 + @sg_t) * {rows}), {}, {} FROM seq_{from}_to_{to}",
+        digit_groups(1, 10),
+        digit_groups(11, 5)
+    )
+}
+
+/// Connection options with `sbtest` as the default database (the sequence tables need one).
+fn in_database(opts: mysql_async::Opts) -> mysql_async::Opts {
+    mysql_async::OptsBuilder::from_opts(opts)
+        .db_name(Some(DATABASE))
+        .into()
+}
+
+/// Create and fill `sbtest<table>` on one server.
+async fn seed_table(opts: mysql_async::Opts, table: u32, rows: u64) -> Res<()> {
+    let mut conn = mysql_async::Conn::new(in_database(opts)).await?;
+    conn.query_drop(format!(
+        "SET SESSION unique_checks = 0, foreign_key_checks = 0, @sg_t = {}",
+        u64::from(table) * 7919
+    ))
+    .await?;
+    conn.query_drop(syncgate::testdata::sbtest_ddl(table))
+        .await?;
+    // One statement into the empty table: MariaDB's bulk-insert path (no undo log, sorted
+    // index builds).
+    conn.query_drop(format!(
+        "INSERT INTO sbtest{table} (id, k, c, pad) {}",
+        generator_select(1, rows, rows)
+    ))
+    .await?;
+    conn.disconnect().await?;
+    Ok(())
+}
+
+async fn seed(servers: &[&LocalServer; 2], spec: &DataSpec) -> Res<()> {
+    for s in servers {
+        let mut conn = s.conn().await?;
+        conn.query_drop(format!(
+            "DROP DATABASE IF EXISTS `{DATABASE}`; CREATE DATABASE `{DATABASE}` \
+             CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci"
+        ))
+        .await?;
+        conn.disconnect().await?;
+    }
+    let mut loads = Vec::new();
+    for s in servers {
+        for t in 1..=spec.tables {
+            loads.push(seed_table(s.opts(), t, spec.rows));
+        }
+    }
+    try_join_all(loads).await?;
+    Ok(())
+}
+
+/// `want` distinct ids of `1..=rows` for the deleted and changed rows, chosen uniformly by a
+/// PRNG seeded per table.
+fn pick_ids(table: u32, rows: u64, want: usize) -> Res<Vec<u64>> {
+    if want as u64 > rows {
+        return Err(format!("cannot drift {want} of {rows} rows").into());
+    }
+    let mut rng = SplitMix64::new(0x5EED_0000 + u64::from(table));
+    let mut seen = HashSet::new();
+    let mut picked = Vec::with_capacity(want);
+    while picked.len() < want {
+        let id = 1 + rng.below(rows);
+        if seen.insert(id) {
+            picked.push(id);
+        }
+    }
+    Ok(picked)
+}
+
+/// Apply `e` to `sbtest<table>` on the downstream; plain SQL, deterministic.
+async fn drift_table(opts: mysql_async::Opts, table: u32, rows: u64, e: Expected) -> Res<()> {
+    if e.total() == 0 {
+        return Ok(());
+    }
+    let mut conn = mysql_async::Conn::new(in_database(opts)).await?;
+    let name = format!("`{DATABASE}`.sbtest{table}");
+    conn.query_drop(format!("SET @sg_t = {}", u64::from(table) * 7919))
+        .await?;
+    let picked = pick_ids(table, rows, (e.missing + e.changed) as usize)?;
+    let (missing, changed) = picked.split_at(e.missing as usize);
+    let ids = |chunk: &[u64]| {
+        chunk
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    conn.query_drop("START TRANSACTION").await?;
+    for chunk in missing.chunks(1000) {
+        conn.query_drop(format!("DELETE FROM {name} WHERE id IN ({})", ids(chunk)))
+            .await?;
+    }
+    // `c` starts with a digit, so an 'x' in front always changes it.
+    for chunk in changed.chunks(1000) {
+        conn.query_drop(format!(
+            "UPDATE {name} SET c = CONCAT('x', SUBSTRING(c, 2)) WHERE id IN ({})",
+            ids(chunk)
+        ))
+        .await?;
+    }
+    if e.extra > 0 {
+        conn.query_drop(format!(
+            "INSERT INTO {name} (id, k, c, pad) {}",
+            generator_select(rows + 1, rows + e.extra, rows)
+        ))
+        .await?;
+    }
+    conn.query_drop("COMMIT").await?;
+    let count: u64 = conn
+        .query_first(format!("SELECT COUNT(*) FROM {name}"))
+        .await?
+        .unwrap_or(0);
+    let want_count = rows - e.missing + e.extra;
+    if count != want_count {
+        return Err(format!("{name}: {count} rows after drift, expected {want_count}").into());
+    }
+    conn.disconnect().await?;
+    Ok(())
+}
+
+/// Seed both servers, then drift the downstream (`servers[1]`) by `plan`, all tables at once.
+pub(crate) async fn seed_and_drift(
+    servers: &[&LocalServer; 2],
+    spec: &DataSpec,
+    plan: &[Expected],
+) -> Res<()> {
+    seed(servers, spec).await?;
+    try_join_all(
+        plan.iter()
+            .enumerate()
+            .map(|(i, e)| drift_table(servers[1].opts(), i as u32 + 1, spec.rows, *e)),
+    )
+    .await?;
+    Ok(())
+}
