@@ -5,7 +5,7 @@
 //! developed; this follows `pdpb.proto` of pingcap/kvproto (service `pdpb.PD`, commit
 //! 007154d367a28e99981731e620a3f1a0c9716bca) and PD's server code (tikv/pd
 //! `server/grpc_service.go`, `pkg/gc/safepoint.go`, `pkg/gc/gc_state_manager.go`), and is
-//! covered by contract tests against a mock PD gRPC server (`tests/it/tidb_contract.rs`).
+//! covered by contract tests against a mock PD gRPC server (`tests/it/tidb_contract/`).
 //!
 //! # What is spoken
 //!

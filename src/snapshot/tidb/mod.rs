@@ -4,7 +4,7 @@
 //! **Built against TiDB's and PD's documented contracts.** TiDB cannot run where syncgate is
 //! developed, so everything here follows the documented interfaces (cited per item from
 //! `shared/reference/dr-interfaces.md`, `sync-diff-inspector.md`, TiDB's docs and PD's
-//! `pdpb.proto`) and is tested by *contract tests* (`tests/it/tidb_contract.rs`): pure
+//! `pdpb.proto`) and is tested by *contract tests* (`tests/it/tidb_contract/`): pure
 //! functions for SQL text and parsing, and a mock PD gRPC server on 127.0.0.1 that records
 //! every request. No test runs against a live TiDB or PD.
 //!
