@@ -40,7 +40,7 @@
 //! Types that cannot be ordered alike at all (a number on one side, a string on the other)
 //! are refused for the data check.
 
-use crate::checksum::{row_hash_expr_of, value_expr};
+use crate::checksum::{row_hash_expr_of, value_expr_with};
 use crate::row::KeyKind;
 use crate::schema::{Column, TableRef, TableSchema, TypeClass};
 use crate::sql::quote_ident;
@@ -263,15 +263,31 @@ impl TablePlan {
             .cols(side)
             .iter()
             .zip(&self.casts)
-            .map(|(c, cast)| {
+            .enumerate()
+            .map(|(i, (c, cast))| {
                 let value = match cast {
                     Some(t) => format!("CAST({} AS {t})", quote_ident(&c.name)),
-                    None => value_expr(c),
+                    None => value_expr_with(c, self.converts_text(side, i)),
                 };
                 (c, value)
             })
             .collect();
         row_hash_expr_of(&items)
+    }
+
+    /// Whether compared column `i` is converted to utf8mb4 on `side` before hashing: only
+    /// where the sides store it in different charsets, and then on every side not already
+    /// in utf8mb4. Each column then hashes in one charset on both sides (its own, or
+    /// utf8mb4), so the server's implicit conversions inside `CONCAT_WS`, which depend on the
+    /// set of charsets in the row, are the same on both sides.
+    fn converts_text(&self, side: Side, i: usize) -> bool {
+        let charset = |c: &Column| c.charset.as_deref().map(str::to_ascii_lowercase);
+        let (up, down) = (charset(&self.up_cols[i]), charset(&self.down_cols[i]));
+        let mine = match side {
+            Side::Up => &up,
+            Side::Down => &down,
+        };
+        up != down && mine.as_deref() != Some("utf8mb4")
     }
 }
 

@@ -355,3 +355,40 @@ fn sql_hint_use_index_forces_the_chunk_key_index_per_side() {
     let mut p = TablePlan::new(t, &keyless, &keyless, &[], &[], None, 10).unwrap();
     assert!(!p.force_key_index(Side::Up, &keyless));
 }
+
+#[test]
+fn text_is_converted_only_where_the_sides_charsets_differ() {
+    let cols = |b: &str, c: &str| {
+        vec![
+            col("id", TypeClass::Int, "int(11)", None),
+            col(
+                "a",
+                TypeClass::Text,
+                "varchar(20)",
+                Some("latin1_swedish_ci"),
+            ),
+            col("b", TypeClass::Text, "varchar(20)", Some(b)),
+            col("c", TypeClass::Text, "varchar(20)", Some(c)),
+        ]
+    };
+    let p = plan(
+        cols("ascii_general_ci", "utf8mb4_general_ci"),
+        cols("latin1_swedish_ci", "latin1_swedish_ci"),
+        &["id"],
+    );
+    let (up, down) = (
+        p.checksum_sql(Side::Up, &KeyRange::full()),
+        p.checksum_sql(Side::Down, &KeyRange::full()),
+    );
+    // `a` is latin1 on both sides: hashed as stored, no conversion on either side.
+    assert!(
+        !up.contains("CONVERT(`a`") && !down.contains("CONVERT(`a`"),
+        "{up}\n{down}"
+    );
+    // `b` differs (ascii / latin1): both sides convert, as neither is utf8mb4.
+    assert!(up.contains("CONVERT(`b` USING utf8mb4)"), "{up}");
+    assert!(down.contains("CONVERT(`b` USING utf8mb4)"), "{down}");
+    // `c` differs (utf8mb4 / latin1): only the latin1 side converts.
+    assert!(!up.contains("CONVERT(`c`"), "{up}");
+    assert!(down.contains("CONVERT(`c` USING utf8mb4)"), "{down}");
+}
