@@ -54,10 +54,14 @@ fn work_dir(label: &str) -> PathBuf {
 }
 
 pub(crate) async fn measure(spec: DataSpec, opts: &Opts) -> Res<Measurement> {
-    let label = spec.label();
+    // Kept data sets of another charset live in their own dirs.
+    let label = match &opts.charset {
+        Some(cs) => format!("{}-{cs}", spec.label()),
+        None => spec.label(),
+    };
     let work = work_dir(&label);
     std::fs::create_dir_all(&work)?;
-    let reuse = reuse_kept_data(&work, &label, opts)?;
+    let reuse = reuse_kept_data(&work, &spec.label(), opts)?;
     let (up, down) = start_servers(&spec, &work, reuse, opts).await?;
     let servers = [&up, &down];
     let plan = spec.plan();
@@ -114,11 +118,16 @@ async fn start_servers(
         spec.label(),
         if reuse { ", kept data" } else { "" }
     );
+    let mut args = vec![
+        format!("--innodb-buffer-pool-size={pool}"),
+        "--innodb-log-file-size=512M".into(),
+    ];
+    if let Some(cs) = &opts.charset {
+        eprintln!("== character-set-server={cs}");
+        args.push(format!("--character-set-server={cs}"));
+    }
     let server_opts = |side: &str| ServerOptions {
-        extra_args: vec![
-            format!("--innodb-buffer-pool-size={pool}"),
-            "--innodb-log-file-size=512M".into(),
-        ],
+        extra_args: args.clone(),
         data_dir: opts.keep_data.then(|| work.join(side)),
         ..ServerOptions::default()
     };

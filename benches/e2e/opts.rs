@@ -33,6 +33,9 @@ Options (environment variable in brackets):
   --chunk-size N       syncgate chunk-size (default: automatic) [SG_E2E_CHUNK_SIZE]
   --buffer-pool SIZE   innodb-buffer-pool-size of each server (default: 400 bytes per row,
                        at least 512M) [SG_E2E_BUFFER_POOL]
+  --charset NAME       character-set-server of both servers, so the sysbench tables are
+                       created in it (default: the servers' default, utf8mb4); e.g. latin1,
+                       MySQL 5.7's and unconfigured MariaDB's default [SG_E2E_CHARSET]
   --in-process         run the check through the library in this process (no peak RSS)
                        [SG_E2E_IN_PROCESS=1]
   --keep-data          keep each data set's two server dirs under target/e2e-bench/<data set>/
@@ -63,6 +66,8 @@ pub(crate) struct Opts {
     pub(crate) threads: Option<usize>,
     pub(crate) chunk_size: Option<u64>,
     pub(crate) buffer_pool: Option<String>,
+    /// `character-set-server` of both servers (`--charset`).
+    pub(crate) charset: Option<String>,
     pub(crate) in_process: bool,
     pub(crate) keep_data: bool,
     pub(crate) rss: RssMethod,
@@ -72,7 +77,7 @@ pub(crate) struct Opts {
 }
 
 /// The options that take a value, with their environment variables.
-const VALUE_OPTIONS: [(&str, &str); 12] = [
+const VALUE_OPTIONS: [(&str, &str); 13] = [
     ("scenario", "SG_E2E_SCENARIOS"),
     ("tables", "SG_E2E_TABLES"),
     ("rows", "SG_E2E_ROWS"),
@@ -81,6 +86,7 @@ const VALUE_OPTIONS: [(&str, &str); 12] = [
     ("threads", "SG_E2E_THREADS"),
     ("chunk-size", "SG_E2E_CHUNK_SIZE"),
     ("buffer-pool", "SG_E2E_BUFFER_POOL"),
+    ("charset", "SG_E2E_CHARSET"),
     ("rss", "SG_E2E_RSS"),
     ("reladiff", "SG_E2E_RELADIFF"),
     ("pt-table-checksum", "SG_E2E_PT_TABLE_CHECKSUM"),
@@ -259,6 +265,7 @@ pub(crate) fn parse_opts(args: &[String]) -> Res<Option<Opts>> {
         threads: raw.num("threads")?.map(|n| n as usize),
         chunk_size: raw.num("chunk-size")?,
         buffer_pool: raw.get("buffer-pool").cloned(),
+        charset: raw.get("charset").cloned(),
         in_process: raw.in_process,
         keep_data: raw.keep_data,
         rss,
