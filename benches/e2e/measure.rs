@@ -124,7 +124,13 @@ async fn start_servers(
     ];
     if let Some(cs) = &opts.charset {
         eprintln!("== character-set-server={cs}");
+        // The servers' collation-server names a utf8mb4 collation: give the charset's own.
+        let collation = match cs.as_str() {
+            "latin1" => "latin1_swedish_ci".to_string(),
+            other => format!("{other}_general_ci"),
+        };
         args.push(format!("--character-set-server={cs}"));
+        args.push(format!("--collation-server={collation}"));
     }
     let server_opts = |side: &str| ServerOptions {
         extra_args: args.clone(),

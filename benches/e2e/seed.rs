@@ -60,8 +60,8 @@ async fn seed(servers: &[&LocalServer; 2], spec: &DataSpec) -> Res<()> {
     for s in servers {
         let mut conn = s.conn().await?;
         conn.query_drop(format!(
-            "DROP DATABASE IF EXISTS `{DATABASE}`; CREATE DATABASE `{DATABASE}` \
-             CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci"
+            // The server's default charset (`--charset`; utf8mb4 otherwise).
+            "DROP DATABASE IF EXISTS `{DATABASE}`; CREATE DATABASE `{DATABASE}`"
         ))
         .await?;
         conn.disconnect().await?;
