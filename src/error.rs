@@ -20,11 +20,12 @@ pub const EXIT_ERROR: i32 = crate::exit::ERROR;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The configuration file could not be read.
-    #[error("cannot read config {path}: {source}")]
+    /// The I/O error is part of the message and deliberately not a `source()`: printing
+    /// the chain would state it twice.
+    #[error("cannot read config {path}: {cause}")]
     ConfigRead {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The configuration is syntactically or semantically invalid.
     #[error("{0}")]

@@ -118,6 +118,13 @@ fn config_warnings(config: &Config) -> Vec<String> {
                 .to_string(),
         );
     }
+    for name in config.table_configs.keys() {
+        if !config.task.target_configs.contains(name) {
+            out.push(format!(
+                "[table-configs.{name}] is not used: [task] target-configs does not list it"
+            ));
+        }
+    }
     for (name, tc) in &config.table_configs {
         if let Some(c) = &tc.collation {
             out.push(format!(

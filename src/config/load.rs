@@ -37,9 +37,9 @@ impl Config {
     /// Reads, parses and validates a configuration file. An unreadable file is
     /// [`Error::ConfigRead`]; anything wrong inside it is a one-line [`Error::Config`].
     pub fn from_file(path: &Path) -> Result<Config> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::ConfigRead {
+        let text = std::fs::read_to_string(path).map_err(|cause| Error::ConfigRead {
             path: path.to_path_buf(),
-            source,
+            cause,
         })?;
         Self::from_toml_str(&text, &path.display().to_string())
     }
@@ -250,6 +250,15 @@ fn expected_text(expected: &str, for_value: bool) -> String {
     }
 }
 
+/// [`expected_text`] for a value of `key`, with the key's own lower bound where validation
+/// asks for more than the type does (so `-3` and `0` get the same answer).
+fn expected_for(key: &str, expected: &str) -> String {
+    match key {
+        "check-thread-count" => "an integer of at least 1".to_string(),
+        _ => expected_text(expected, true),
+    }
+}
+
 /// The failing value's literal text, for "found …" in value errors.
 fn found_text(text: &str, span: Option<Range<usize>>) -> Option<String> {
     let raw = span.and_then(|s| text.get(s))?.trim();
@@ -309,6 +318,18 @@ fn describe_serde_error(
             .and_then(|h| h.value)
             .map(|v| article_type(v.type_str()))
             .unwrap_or_else(|| rest.split(',').next().unwrap_or(rest).to_string());
+        if found == expected_text(expected, false) {
+            // The right type, out of the target's range (say, an integer past 2^64).
+            let literal = found_text(text, span.clone()).unwrap_or(found);
+            return (
+                at,
+                format!(
+                    "invalid value for '{key}'{in_table}: {literal} is out of range (expected \
+                     {})",
+                    expected_for(&key, expected)
+                ),
+            );
+        }
         return (
             at,
             format!(
@@ -325,7 +346,7 @@ fn describe_serde_error(
             at,
             format!(
                 "invalid value for '{key}'{in_table}: expected {}, found {found}",
-                expected_text(expected, true)
+                expected_for(&key, expected)
             ),
         );
     }

@@ -263,7 +263,8 @@ fn wrong_type_is_one_line_with_position() {
 
     let err = load_err(&format!("check-thread-count = -1\n{BASE}"));
     assert!(
-        err.starts_with("config.toml:1:22: invalid value for 'check-thread-count': expected an integer of at least 0, found -1"),
+        // At least 1, as validation says of 0 (it said "at least 0" here before).
+        err.starts_with("config.toml:1:22: invalid value for 'check-thread-count': expected an integer of at least 1, found -1"),
         "{err}"
     );
 

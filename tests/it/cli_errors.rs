@@ -76,6 +76,37 @@ fn unknown_key_names_key_and_line() {
 }
 
 #[test]
+fn thread_count_bounds_and_huge_integers_read_as_one_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    for (value, needle) in [
+        ("-3", "expected an integer of at least 1, found -3"),
+        ("0", "check-thread-count must be at least 1"),
+        (
+            "99999999999999999999999",
+            "99999999999999999999999 is out of range (expected an integer of at least 1)",
+        ),
+    ] {
+        let text = format!(
+            "check-thread-count = {value}\n{}",
+            config(1, 2, "/tmp/x", "a.*", "")
+        );
+        let out = syncgate(&["check", "-C", &write(&dir, &text)]);
+        assert_clean_error(&out, &["check-thread-count", ":1:", needle]);
+    }
+}
+
+#[test]
+fn non_utf8_config_states_its_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, b"\xff\xfe not text\n").unwrap();
+    let out = syncgate(&["check", "-C", path.to_str().unwrap()]);
+    assert_clean_error(&out, &["cannot read config", "valid UTF-8"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.matches("valid UTF-8").count(), 1, "{stderr}");
+}
+
+#[test]
 fn wrong_type_names_key() {
     let dir = tempfile::tempdir().unwrap();
     let text = format!(

@@ -41,7 +41,7 @@ async fn sql_mode_of_a_data_source_is_the_session_sql_mode() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn splitter_strategy_and_collation_are_named_in_the_report() {
+async fn unused_settings_are_named_in_the_report() {
     let s = Scenario::empty().await;
     for db in [&s.up, &s.down] {
         db.exec("CREATE TABLE t (id INT PRIMARY KEY); INSERT INTO t VALUES (1)")
@@ -53,7 +53,7 @@ async fn splitter_strategy_and_collation_are_named_in_the_report() {
         "export-fix-sql = true\nsplitter-strategy = \"random\"\n",
         1,
     ) + "target-configs = [\"c\"]\n[table-configs.c]\ntarget-tables = [\"*.t\"]\n\
-           collation = \"utf8mb4_bin\"\n";
+           collation = \"utf8mb4_bin\"\n[table-configs.orphan]\ntarget-tables = [\"*.t\"]\n";
     std::fs::write(&path, text).unwrap();
     let out = syncgate(&["check", "-C", path.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
