@@ -18,7 +18,6 @@ use crate::diff::RowChange;
 use crate::error::{Error, Result};
 use crate::fixsql::{FixHeader, FixTable};
 use crate::report::progress::Progress;
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -34,7 +33,6 @@ pub(super) struct Aggregator<'a> {
     pub fix_dir: &'a Path,
     pub ck: &'a mut Checkpointer,
     pub header: FixHeader,
-    plans: BTreeMap<usize, Arc<TablePlan>>,
     /// The downstream connection fixes are applied on (`--apply-fix`).
     apply_conn: Option<Conn>,
 }
@@ -67,7 +65,6 @@ pub(super) async fn run_data_phase(
         tasks.spawn(worker::work(up, down, pair, pinned, job_rx, hints, msg_tx));
     }
     drop(msg_tx);
-    agg.plans = pending.iter().map(|(i, p, _)| (*i, p.clone())).collect();
     if job.apply_fix {
         let mut conn = down.connect().await?;
         for setting in crate::fixsql::APPLY_SESSION_SETTINGS {
@@ -125,7 +122,6 @@ impl<'a> Aggregator<'a> {
             fix_dir,
             ck,
             header,
-            plans: BTreeMap::new(),
             apply_conn: None,
         }
     }
@@ -200,8 +196,11 @@ impl<'a> Aggregator<'a> {
         range: KeyRange,
         changes: Vec<RowChange>,
     ) -> Result<()> {
-        let plan = &self.plans[&table];
         let st = &mut self.states[table];
+        // Only tables with a plan are given to the producer, so only they send changes.
+        let Some(plan) = st.plan.clone() else {
+            return Ok(());
+        };
         let (mut missing, mut extra, mut changed) = (0, 0, 0);
         for c in &changes {
             match c {

@@ -142,9 +142,7 @@ async fn run(job: CheckJob, progress: Progress) -> Result<RunReport> {
             .output_dir
             .join(format!("fix-on-{}", job.downstream.name)),
     };
-    let checked = run
-        .check_tables(saved.as_ref(), tidb_auto, &mut warnings)
-        .await;
+    let checked = run.check_tables(saved.as_ref(), tidb_auto, &warnings).await;
     let gc_notes = gc.stop(&mut warnings).await;
     let (states, points) = checked?;
     progress.finish();
@@ -195,7 +193,7 @@ impl Run<'_> {
         &self,
         saved: Option<&Checkpoint>,
         tidb_auto: Option<ReadAt>,
-        warnings: &mut [String],
+        warnings: &[String],
     ) -> Result<(Vec<TableState>, [ReadPoint; 2])> {
         let job = self.job;
         let plans = job

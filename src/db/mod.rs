@@ -261,7 +261,7 @@ async fn raw_connect(spec: &SourceSpec) -> Result<mysql_async::Conn> {
 /// One-line description of a driver error, without the driver's decorations.
 pub fn describe_mysql_error(e: &mysql_async::Error) -> String {
     match e {
-        mysql_async::Error::Server(s) => format!("{} (server error {})", s.message, s.code),
+        mysql_async::Error::Server(s) => ServerError::from(s).to_string(),
         mysql_async::Error::Io(io) => io.to_string(),
         other => other.to_string(),
     }
