@@ -84,6 +84,9 @@ pub enum Error {
     /// A local server (playground, tests, benches) could not be managed.
     #[error(transparent)]
     Local(#[from] crate::local::LocalError),
+    /// Object storage (S3, local directories) failed.
+    #[error(transparent)]
+    Storage(#[from] crate::storage::StorageError),
     /// SIGINT or SIGTERM stopped the run at a safe point (checkpoint written, servers
     /// released).
     #[error("interrupted by {signal}")]

@@ -20,7 +20,8 @@
 //! | reports, progress | [`report`] | sync |
 //! | checkpoint and resume | [`checkpoint`] | sync |
 //! | errors, exit codes, SIGINT/SIGTERM | [`error`], [`exit`], [`interrupt`] | sync / async |
-//! | local MariaDB servers (playground, tests, benches) | [`local`] | async |
+//! | object storage: S3 and local directories behind one trait | [`storage`] | async |
+//! | local MariaDB servers and a local S3 server (playground, tests, benches) | [`local`] | async |
 //! | generated data and drift (playground, tests, benches) | [`testdata`] | async |
 
 pub mod check;
@@ -42,6 +43,7 @@ pub mod row;
 pub mod schema;
 pub mod snapshot;
 pub mod sql;
+pub mod storage;
 pub mod testdata;
 
 pub use error::{Error, Result};
