@@ -115,6 +115,9 @@ pub enum LocalError {
         dir.display()
     )]
     NotRunning { role: &'static str, dir: PathBuf },
+    /// The local S3 server cannot serve its directory.
+    #[error("local S3 server on {}: {message}", root.display())]
+    S3Server { root: PathBuf, message: String },
     /// An error of one playground server (`upstream`, `downstream`).
     #[error("{role}: {error}")]
     Role {

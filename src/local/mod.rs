@@ -1,11 +1,13 @@
 //! Local MariaDB servers (`mariadbd`): throwaway and detached servers for the playground, the
-//! integration tests (`tests/it/support/mariadb.rs`), the benches and (later) DR steps.
+//! integration tests (`tests/it/support/mariadb.rs`), the benches and (later) DR steps; and a
+//! local S3 server ([`LocalS3`]) for the storage tests and the playground.
 //!
 //! - [`server`]: [`LocalServer`] (start, shutdown, kill, restart), [`DetachedServer`],
 //!   [`ServerOptions`] and the `mariadbd` command line.
 //! - [`template`]: the cached template data dir every server is copied from.
 //! - `process`: finding the binaries, spawning and waiting for `mariadbd`, `/proc` probes,
 //!   signals and the watchdog.
+//! - [`s3`]: [`LocalS3`], an S3-compatible server over a directory, in-process.
 //!
 //! Everything here fails with [`LocalError`] (which converts into [`crate::Error`]).
 //!
@@ -53,11 +55,13 @@
 
 mod error;
 mod process;
+pub mod s3;
 pub mod server;
 pub mod template;
 
 pub use error::{LocalError, Result, StartFailure};
 pub use process::mariadbd_available;
+pub use s3::LocalS3;
 pub use server::{DetachedServer, LocalServer, ServerOptions};
 
 use std::net::TcpListener;
