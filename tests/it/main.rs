@@ -9,6 +9,8 @@ mod support;
 // - check_e2e: the `check` command end to end on fixture scenarios.
 // - cli_errors: bad input -> one line on stderr, exit code 2.
 // - harness_smoke: the test harness itself.
+// - storage: the object-store conformance suite (local directory, S3 over HTTP against
+//   a local S3 server) and the errors of opening a store.
 // - tls: `[data-sources.NAME.security]` against a mariadbd with TLS on.
 mod check_e2e;
 mod cli_errors;
@@ -24,6 +26,7 @@ mod replica_fence;
 mod resume;
 mod signals;
 mod snapshot_mysql;
+mod storage;
 mod structure;
 mod tidb_contract;
 mod tls;
