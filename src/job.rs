@@ -23,7 +23,8 @@ pub struct Overrides {
     pub resume: bool,
 }
 
-fn spec(name: &str, ds: &DataSource) -> Result<SourceSpec> {
+/// The connection spec of data source `name`.
+pub(crate) fn spec(name: &str, ds: &DataSource) -> Result<SourceSpec> {
     let tls = match &ds.security {
         Some(sec) => crate::db::tls::ssl_opts(name, sec)?,
         None => None,

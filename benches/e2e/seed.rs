@@ -9,25 +9,6 @@ use std::collections::HashSet;
 use syncgate::local::LocalServer;
 use syncgate::testdata::SplitMix64;
 
-/// `LPAD(FLOOR(RAND(seed) * 1e11), 11, '0')` groups joined by '-', seeds `first..first+n`
-/// offsets from the row's base seed: the same digits on every server.
-fn digit_groups(first: u64, n: u64) -> String {
-    let groups: Vec<String> = (first..first + n)
-        .map(|g| format!("LPAD(FLOOR(RAND(seq * 16 + @sg_t + {g}) * 1e11), 11, '0')"))
-        .collect();
-    format!("CONCAT_WS('-', {})", groups.join(", "))
-}
-
-/// The deterministic sysbench rows `from..=to` of a table (after `SET @sg_t`): `k` uniform in
-/// `1..=rows`, `c` 10 and `pad` 5 groups of 11 digits, as sysbench makes them.
-fn generator_select(from: u64, to: u64, rows: u64) -> String {
-    format!(
-        "SELECT seq, 1 + FLOOR(RAND(seq * 16 + @sg_t) * {rows}), {}, {} FROM seq_{from}_to_{to}",
-        digit_groups(1, 10),
-        digit_groups(11, 5)
-    )
-}
-
 /// Connection options with `sbtest` as the default database (the sequence tables need one).
 fn in_database(opts: mysql_async::Opts) -> mysql_async::Opts {
     mysql_async::OptsBuilder::from_opts(opts)
@@ -37,22 +18,7 @@ fn in_database(opts: mysql_async::Opts) -> mysql_async::Opts {
 
 /// Create and fill `sbtest<table>` on one server.
 async fn seed_table(opts: mysql_async::Opts, table: u32, rows: u64) -> Res<()> {
-    let mut conn = mysql_async::Conn::new(in_database(opts)).await?;
-    conn.query_drop(format!(
-        "SET SESSION unique_checks = 0, foreign_key_checks = 0, @sg_t = {}",
-        u64::from(table) * 7919
-    ))
-    .await?;
-    conn.query_drop(syncgate::testdata::sbtest_ddl(table))
-        .await?;
-    // One statement into the empty table: MariaDB's bulk-insert path (no undo log, sorted
-    // index builds).
-    conn.query_drop(format!(
-        "INSERT INTO sbtest{table} (id, k, c, pad) {}",
-        generator_select(1, rows, rows)
-    ))
-    .await?;
-    conn.disconnect().await?;
+    syncgate::testdata::seq::seed_table(in_database(opts), table, rows).await?;
     Ok(())
 }
 
@@ -128,7 +94,7 @@ async fn drift_table(opts: mysql_async::Opts, table: u32, rows: u64, e: Expected
     if e.extra > 0 {
         conn.query_drop(format!(
             "INSERT INTO {name} (id, k, c, pad) {}",
-            generator_select(rows + 1, rows + e.extra, rows)
+            syncgate::testdata::seq::generator_select(rows + 1, rows + e.extra, rows)
         ))
         .await?;
     }

@@ -28,7 +28,7 @@ mod locate;
 mod merge;
 mod msg;
 mod open;
-mod plan;
+pub mod plan;
 mod prepare;
 mod resume;
 mod sides;

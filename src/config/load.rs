@@ -51,10 +51,11 @@ impl Config {
             let message = format!("invalid TOML: {}", syntax_message(text, &e));
             Error::Config(located(origin, text, e.span().map(|s| s.start), &message))
         })?;
-        let config: Config = toml::from_str(text).map_err(|e| {
+        let mut config: Config = toml::from_str(text).map_err(|e| {
             let (at, message) = describe_serde_error(text, doc.get_ref(), &e);
             Error::Config(located(origin, text, at, &message))
         })?;
+        config.apply_dr_defaults();
         if let Err(problem) = config.check() {
             let at = locate_path(doc.get_ref(), &problem.path).map(|s| s.start);
             return Err(Error::Config(located(origin, text, at, &problem.message)));

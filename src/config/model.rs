@@ -53,6 +53,10 @@ pub struct Config {
     pub table_configs: BTreeMap<String, TableConfig>,
     /// What to compare (`[task]`, required).
     pub task: Task,
+    /// The DR flow (`[dr]`): which sources are primary and secondary, where backups and
+    /// redo live.
+    #[serde(default)]
+    pub dr: Option<DrSection>,
 }
 
 impl Default for Config {
@@ -70,6 +74,7 @@ impl Default for Config {
             routes: BTreeMap::new(),
             table_configs: BTreeMap::new(),
             task: Task::default(),
+            dr: None,
         }
     }
 }
@@ -382,9 +387,13 @@ pub struct Task {
     /// relative to the working directory of the process, not to the config file.
     #[serde(default = "default_output_dir")]
     pub output_dir: PathBuf,
-    /// Data-source names forming the upstream (one, or several shards).
+    /// Data-source names forming the upstream (one, or several shards). With a `[dr]`
+    /// section it defaults to `[dr] primary`.
+    #[serde(default)]
     pub source_instances: Vec<String>,
-    /// Data-source name of the downstream.
+    /// Data-source name of the downstream. With a `[dr]` section it defaults to
+    /// `[dr] secondary`.
+    #[serde(default)]
     pub target_instance: String,
     /// Table-filter patterns of the downstream tables to check.
     pub target_check_tables: Vec<String>,
@@ -410,6 +419,87 @@ impl Default for Task {
             target_configs: Vec::new(),
             syncpoint_changefeed: None,
         }
+    }
+}
+
+/// The DR flow's settings (`[dr]`).
+///
+/// `Debug` and `Serialize` redact the secrets inside the storage URIs.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DrSection {
+    /// Data-source name of the primary.
+    pub primary: String,
+    /// Data-source name of the secondary.
+    pub secondary: String,
+    /// Where backups, their manifests and the flow state live (`s3://…`, `local:///…`).
+    #[serde(serialize_with = "serialize_uri")]
+    pub backup_storage: String,
+    /// Where redo lives: TiCDC's redo log, or archived binlogs on MariaDB/MySQL.
+    #[serde(
+        default,
+        deserialize_with = "empty_as_none",
+        serialize_with = "serialize_opt_uri"
+    )]
+    pub redo_storage: Option<String>,
+    /// TiCDC changefeed of the flow (TiDB).
+    #[serde(default, deserialize_with = "empty_as_none")]
+    pub changefeed_id: Option<String>,
+    /// TiDB: how long the PD service safepoint taken before a backup holds GC back when
+    /// nothing releases it (seconds, default 24 h).
+    #[serde(default = "default_gc_hold_ttl")]
+    pub gc_hold_ttl: u64,
+}
+
+fn default_gc_hold_ttl() -> u64 {
+    24 * 3600
+}
+
+impl fmt::Debug for DrSection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DrSection")
+            .field("primary", &self.primary)
+            .field("secondary", &self.secondary)
+            .field("backup_storage", &redact_uri(&self.backup_storage))
+            .field(
+                "redo_storage",
+                &self.redo_storage.as_deref().map(redact_uri),
+            )
+            .field("changefeed_id", &self.changefeed_id)
+            .field("gc_hold_ttl", &self.gc_hold_ttl)
+            .finish()
+    }
+}
+
+/// Query parameters of a storage URI whose values are secrets.
+const URI_SECRETS: &[&str] = &["secret-access-key", "session-token", "access-key"];
+
+/// A storage URI with the values of its secret parameters replaced (pure text work: it
+/// must not fail on a URI that does not parse).
+pub fn redact_uri(uri: &str) -> String {
+    let Some((base, query)) = uri.split_once('?') else {
+        return uri.to_string();
+    };
+    let params: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((k, v)) if URI_SECRETS.contains(&k) && !v.is_empty() => {
+                format!("{k}={REDACTED}")
+            }
+            _ => pair.to_string(),
+        })
+        .collect();
+    format!("{base}?{}", params.join("&"))
+}
+
+fn serialize_uri<S: Serializer>(uri: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&redact_uri(uri))
+}
+
+fn serialize_opt_uri<S: Serializer>(uri: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match uri {
+        Some(v) => s.serialize_some(&redact_uri(v)),
+        None => s.serialize_none(),
     }
 }
 

@@ -90,6 +90,7 @@ impl Config {
     /// [`Config::validate`] with the key path of the problem, for locating it in the file.
     pub(crate) fn check(&self) -> std::result::Result<(), Problem> {
         self.check_global()?;
+        self.check_dr()?;
         for (name, ds) in &self.data_sources {
             self.check_data_source(name, ds)?;
         }
@@ -284,6 +285,53 @@ impl Config {
         Ok(())
     }
 
+    /// With a `[dr]` section, `[task]` may leave out the two sides: every gate compares the
+    /// primary (upstream) with the secondary (downstream).
+    pub(crate) fn apply_dr_defaults(&mut self) {
+        if let Some(dr) = &self.dr {
+            if self.task.source_instances.is_empty() {
+                self.task.source_instances = vec![dr.primary.clone()];
+            }
+            if self.task.target_instance.is_empty() {
+                self.task.target_instance = dr.secondary.clone();
+            }
+        }
+    }
+
+    /// `[dr]`: both sides defined and distinct, storage URIs of a known scheme.
+    fn check_dr(&self) -> std::result::Result<(), Problem> {
+        let Some(dr) = &self.dr else {
+            return Ok(());
+        };
+        let path = |k: &str| vec![key("dr"), key(k)];
+        for (k, name) in [("primary", &dr.primary), ("secondary", &dr.secondary)] {
+            if !self.data_sources.contains_key(name) {
+                return Err(problem(
+                    path(k),
+                    format!("[dr] {k}: '{name}' is not defined in [data-sources]"),
+                ));
+            }
+        }
+        if dr.primary == dr.secondary {
+            return Err(problem(
+                path("secondary"),
+                format!("[dr] primary and secondary are both '{}'", dr.primary),
+            ));
+        }
+        let uris = [
+            ("backup-storage", Some(&dr.backup_storage)),
+            ("redo-storage", dr.redo_storage.as_ref()),
+        ];
+        for (k, uri) in uris {
+            if let Some(uri) = uri {
+                if let Err(e) = crate::storage::StorageUri::parse(uri) {
+                    return Err(problem(path(k), format!("[dr] {k}: {e}")));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// `source-instances`: at least one, each defined in `[data-sources]`, none twice.
     fn check_source_instances(&self) -> std::result::Result<(), Problem> {
         let task = &self.task;
@@ -320,7 +368,7 @@ impl Config {
         if target.is_empty() {
             return Err(problem(
                 path(),
-                "[task] target-instance must name a data source".into(),
+                "missing key 'target-instance' in [task]".into(),
             ));
         }
         let Some(target_ds) = self.data_sources.get(target) else {

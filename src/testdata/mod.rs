@@ -11,6 +11,7 @@
 
 pub mod drift;
 pub mod sbtest;
+pub mod seq;
 
 pub use drift::{inject_drift, DriftReport, DriftSpec, TableDrift};
 pub use sbtest::{

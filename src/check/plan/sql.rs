@@ -176,6 +176,48 @@ impl TablePlan {
         )
     }
 
+    /// Every row of the table as `(key columns…, row hash, sort values…)` in key order
+    /// (laid out for [`Self::fingerprint_layout`]): a whole table's fingerprint, compared
+    /// row by row through `diff::Merger` (the DR flow's gate at a backup point). A keyless
+    /// table yields `(hash, hash)` ordered by the hash: a sorted multiset.
+    pub fn fingerprint_sql(&self, side: Side) -> String {
+        let s = side.index();
+        let hash = self.row_hash(side);
+        if self.key.is_none() {
+            return format!(
+                "SELECT h, h FROM (SELECT {hash} AS h FROM {}) AS fp ORDER BY h",
+                self.from(side)
+            );
+        }
+        let mut select: Vec<String> = self
+            .key_parts
+            .iter()
+            .map(|k| self.select_expr(side, k.pos))
+            .collect();
+        select.push(hash);
+        select.extend(self.key_parts.iter().map(|k| k.sort[s].clone()));
+        format!(
+            "SELECT {} FROM {} ORDER BY {}",
+            select.join(", "),
+            self.from(side),
+            self.key_select_and_order(side).1
+        )
+    }
+
+    /// The layout of [`Self::fingerprint_sql`]'s rows: key columns and hash compared.
+    pub fn fingerprint_layout(&self) -> RowLayout {
+        if self.key.is_none() {
+            return RowLayout {
+                columns: 1,
+                sort_kinds: vec![crate::row::KeyKind::Int],
+            };
+        }
+        RowLayout {
+            columns: self.key_parts.len() + 1,
+            sort_kinds: self.key_parts.iter().map(|k| k.kind).collect(),
+        }
+    }
+
     /// Whether the table is keyed by one integer column read as is on both sides: it is
     /// then split by key value and checksummed per bucket of keys
     /// (see [`crate::chunk::Buckets`]).
