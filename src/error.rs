@@ -91,6 +91,9 @@ pub enum Error {
     /// released).
     #[error("interrupted by {signal}")]
     Interrupted { signal: crate::interrupt::Signal },
+    /// A DR step could not be carried out.
+    #[error(transparent)]
+    Dr(#[from] crate::dr::DrError),
     /// A bug or a panicked task: not the user's doing.
     #[error("internal error: {0}")]
     Internal(String),

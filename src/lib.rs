@@ -31,6 +31,7 @@ pub mod chunk;
 pub mod config;
 pub mod db;
 pub mod diff;
+pub mod dr;
 pub mod error;
 pub mod exit;
 pub mod fixsql;

@@ -1,6 +1,8 @@
 //! The `syncgate` binary: argument parsing, logging, the runtime, and mapping outcomes to
 //! exit codes (0 equal, 1 differences, 2 error). All real work lives in the library.
 
+mod dr_cli;
+
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use std::io::IsTerminal;
@@ -37,6 +39,11 @@ enum Command {
     },
     /// One-command tour: start the playground, drift the downstream, check, show fix SQL.
     Demo(DemoArgs),
+    /// The DR flow: backup, restore and the gates after each step (config with [dr]).
+    Dr {
+        #[command(subcommand)]
+        action: dr_cli::DrAction,
+    },
 }
 
 #[derive(Args)]
@@ -156,6 +163,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Check(args) => check(args).await,
         Command::Playground { action } => playground_cmd(action).await,
         Command::Demo(args) => demo(args).await,
+        Command::Dr { action } => dr_cli::run(action).await,
     }
 }
 

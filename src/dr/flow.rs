@@ -1,0 +1,404 @@
+//! The flow state: one small JSON document that carries the positions from step to step.
+//!
+//! It lives in backup-storage (`flow.json`), so any machine with the config can continue
+//! the flow, with a copy in the output directory for the operator. A lock object
+//! (`flow.lock`, created with put-if-absent) keeps two runs from advancing the same flow.
+//! A lock left by a process that died (kill -9) is taken over when its owner is provably
+//! gone: same host and the pid no longer runs, or its lease expired.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::DrError;
+use crate::error::Result;
+use crate::storage::ObjectStore;
+
+/// Key of the flow state in backup-storage.
+pub const FLOW_KEY: &str = "flow.json";
+/// Key of the lock object in backup-storage.
+pub const LOCK_KEY: &str = "flow.lock";
+/// A lock whose owner has not renewed it for this long is stale (its owner is gone).
+const LOCK_LEASE: Duration = Duration::from_secs(120);
+/// How often a running step renews its lock.
+pub const LOCK_RENEW: Duration = Duration::from_secs(30);
+
+/// The steps of the flow, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepName {
+    Backup,
+    Restore,
+}
+
+impl StepName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepName::Backup => "backup",
+            StepName::Restore => "restore",
+        }
+    }
+}
+
+impl std::fmt::Display for StepName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a step stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepStatus {
+    /// Started and not ended (or its process died: the lock tells which).
+    Running,
+    /// Ended and its gate (if any) found the sides equal.
+    Done,
+    /// Ended with an error; may be retried.
+    Failed,
+    /// Ended, but its gate found differences: the flow stops here until fixed.
+    GateFailed,
+    /// Stopped by SIGINT/SIGTERM; may be retried.
+    Interrupted,
+}
+
+/// A position in a server's history: what every step hands to the next.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Point {
+    /// TiDB: a TSO.
+    Tso { tso: u64 },
+    /// MariaDB/MySQL: a GTID position and the binlog coordinates it corresponds to.
+    Gtid {
+        gtid: String,
+        binlog_file: String,
+        binlog_pos: u64,
+    },
+}
+
+impl std::fmt::Display for Point {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Point::Tso { tso } => write!(f, "TSO {tso}"),
+            Point::Gtid {
+                gtid,
+                binlog_file,
+                binlog_pos,
+            } => write!(f, "GTID {gtid} ({binlog_file}:{binlog_pos})"),
+        }
+    }
+}
+
+/// A gate's verdict, as recorded for the step it follows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GateRecord {
+    /// `equal` or `different`.
+    pub result: String,
+    /// Rows found missing, extra or changed on the secondary.
+    pub differing_rows: u64,
+    /// The gate's report, relative to the output directory.
+    pub report: String,
+}
+
+/// One step's record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub status: StepStatus,
+    /// RFC 3339 UTC.
+    pub started: String,
+    pub ended: Option<String>,
+    /// The backup the step produced or consumed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_id: Option<String>,
+    /// The point the step produced (backup) or brought the secondary to (restore).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub point: Option<Point>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate: Option<GateRecord>,
+    /// Why the step failed, when it did (one line, no secrets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl StepRecord {
+    pub fn started_now() -> StepRecord {
+        StepRecord {
+            status: StepStatus::Running,
+            started: now_rfc3339(),
+            ended: None,
+            backup_id: None,
+            point: None,
+            gate: None,
+            error: None,
+        }
+    }
+
+    /// Close the record with `status`.
+    pub fn end(&mut self, status: StepStatus) {
+        self.status = status;
+        self.ended = Some(now_rfc3339());
+    }
+}
+
+/// The flow state document.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowState {
+    /// Format version of this document.
+    pub version: u32,
+    /// Flavour of the primary (`mariadb`, `mysql`, `tidb`) when the flow started.
+    #[serde(default)]
+    pub flavour: String,
+    #[serde(default)]
+    pub steps: BTreeMap<StepName, StepRecord>,
+    /// TiDB: the PD service GC safepoint held from before the backup until replication
+    /// starts (released by the step that no longer needs it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gc_hold: Option<GcHold>,
+}
+
+/// A PD service GC safepoint the flow holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GcHold {
+    pub service_id: String,
+    pub safe_point: u64,
+    /// PD endpoints it was set on.
+    pub pd: Vec<String>,
+}
+
+impl FlowState {
+    pub const VERSION: u32 = 1;
+
+    pub fn step(&self, name: StepName) -> Option<&StepRecord> {
+        self.steps.get(&name)
+    }
+
+    /// Parse a stored document; a damaged one is an error that says where it is, never a
+    /// silent fresh start (that would forget the positions).
+    pub fn parse(bytes: &[u8], location: &str) -> Result<FlowState> {
+        let state: FlowState = serde_json::from_slice(bytes).map_err(|e| {
+            DrError::Precondition(format!(
+                "the flow state {location}/{FLOW_KEY} is damaged ({e}); restore it from the \
+                 copy in the output directory or remove it to start the flow over"
+            ))
+        })?;
+        if state.version > Self::VERSION {
+            return Err(DrError::Precondition(format!(
+                "the flow state {location}/{FLOW_KEY} has version {}, newer than this \
+                 syncgate understands ({})",
+                state.version,
+                Self::VERSION
+            ))
+            .into());
+        }
+        Ok(state)
+    }
+}
+
+/// Current time as RFC 3339 UTC (seconds).
+pub fn now_rfc3339() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    now.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| now.unix_timestamp().to_string())
+}
+
+/// Who holds the lock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockOwner {
+    pub host: String,
+    pub pid: u32,
+    pub command: String,
+    /// Unix seconds of the last renewal.
+    pub renewed: i64,
+}
+
+impl LockOwner {
+    fn me(command: &str) -> LockOwner {
+        LockOwner {
+            host: host_name(),
+            pid: std::process::id(),
+            command: command.to_string(),
+            renewed: time::OffsetDateTime::now_utc().unix_timestamp(),
+        }
+    }
+
+    /// Whether the owner is provably gone: on this host and its pid no longer runs, or it
+    /// has not renewed the lease.
+    fn is_stale(&self) -> bool {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        if now - self.renewed > LOCK_LEASE.as_secs() as i64 {
+            return true;
+        }
+        self.host == host_name() && !pid_alive(self.pid)
+    }
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown-host".to_string())
+}
+
+fn pid_alive(pid: u32) -> bool {
+    // /proc/<pid> exists while the process (or its zombie) exists; a zombie of ours is not
+    // a lock owner because owners are other syncgate processes.
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// The flow's state in storage, held under its lock for the lifetime of this value.
+#[derive(Debug)]
+pub struct Flow {
+    store: Arc<dyn ObjectStore>,
+    output_dir: std::path::PathBuf,
+    pub state: FlowState,
+    owner: LockOwner,
+    /// A note for the user when a stale lock was taken over.
+    pub took_over: Option<LockOwner>,
+}
+
+impl Flow {
+    /// Take the lock and read the state (empty when the flow has not started).
+    pub async fn open(
+        store: Arc<dyn ObjectStore>,
+        output_dir: &Path,
+        command: &str,
+    ) -> Result<Flow> {
+        let owner = LockOwner::me(command);
+        let took_over = take_lock(store.as_ref(), &owner).await?;
+        let state = match store.get(FLOW_KEY).await {
+            Ok(Some(bytes)) => FlowState::parse(&bytes, &store.location()),
+            Ok(None) => Ok(FlowState {
+                version: FlowState::VERSION,
+                ..FlowState::default()
+            }),
+            Err(e) => Err(e.into()),
+        };
+        let state = match state {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = store.delete(LOCK_KEY).await;
+                return Err(e);
+            }
+        };
+        Ok(Flow {
+            store,
+            output_dir: output_dir.to_path_buf(),
+            state,
+            owner,
+            took_over,
+        })
+    }
+
+    /// Read the state without taking the lock (`dr status`, `--dry-run`).
+    pub async fn peek(store: &dyn ObjectStore) -> Result<(FlowState, Option<LockOwner>)> {
+        let state = match store.get(FLOW_KEY).await? {
+            Some(bytes) => FlowState::parse(&bytes, &store.location())?,
+            None => FlowState::default(),
+        };
+        let lock = store
+            .get(LOCK_KEY)
+            .await?
+            .and_then(|b| serde_json::from_slice::<LockOwner>(&b).ok());
+        Ok((state, lock))
+    }
+
+    /// Write the state to storage and its copy to the output directory.
+    pub async fn save(&self) -> Result<()> {
+        let text = serde_json::to_vec_pretty(&self.state).map_err(|e| {
+            crate::error::Error::Internal(format!("flow state does not serialise: {e}"))
+        })?;
+        self.store.put(FLOW_KEY, text.clone()).await?;
+        let dir = self.output_dir.clone();
+        tokio::task::spawn_blocking(move || write_copy(&dir, &text))
+            .await
+            .map_err(|e| crate::error::Error::Internal(e.to_string()))??;
+        Ok(())
+    }
+
+    /// Record `record` for `step` and save.
+    pub async fn set(&mut self, step: StepName, record: StepRecord) -> Result<()> {
+        self.state.steps.insert(step, record);
+        self.save().await
+    }
+
+    /// Renew the lease (called periodically by long steps).
+    pub async fn renew(&mut self) -> Result<()> {
+        self.owner.renewed = time::OffsetDateTime::now_utc().unix_timestamp();
+        let body = serde_json::to_vec(&self.owner).unwrap_or_default();
+        self.store.put(LOCK_KEY, body).await?;
+        Ok(())
+    }
+
+    /// Release the lock. Dropping a `Flow` without calling this leaves the lock for the
+    /// next run to take over (it is then provably stale).
+    pub async fn release(self) -> Result<()> {
+        self.store.delete(LOCK_KEY).await?;
+        Ok(())
+    }
+
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+}
+
+fn write_copy(dir: &Path, text: &[u8]) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| crate::error::Error::Output {
+        path: dir.to_path_buf(),
+        source: e,
+    })?;
+    let path = dir.join(FLOW_KEY);
+    let tmp = dir.join(format!(".{FLOW_KEY}.tmp"));
+    std::fs::write(&tmp, text)
+        .and_then(|_| std::fs::rename(&tmp, &path))
+        .map_err(|e| crate::error::Error::Output { path, source: e })
+}
+
+/// Create the lock, or take over a stale one. Returns the previous owner when taken over.
+async fn take_lock(store: &dyn ObjectStore, me: &LockOwner) -> Result<Option<LockOwner>> {
+    let body = serde_json::to_vec(me).unwrap_or_default();
+    // Two attempts: the second after removing a stale lock.
+    for _ in 0..2 {
+        if store.put_if_absent(LOCK_KEY, body.clone()).await? {
+            return Ok(None);
+        }
+        let held = store.get(LOCK_KEY).await?;
+        let owner = held
+            .as_deref()
+            .and_then(|b| serde_json::from_slice::<LockOwner>(b).ok());
+        match owner {
+            Some(o) if !o.is_stale() => {
+                return Err(DrError::Locked {
+                    owner: format!(
+                        "`{}` (pid {} on {}, renewed {} s ago)",
+                        o.command,
+                        o.pid,
+                        o.host,
+                        time::OffsetDateTime::now_utc().unix_timestamp() - o.renewed
+                    ),
+                    location: store.location(),
+                }
+                .into());
+            }
+            stale => {
+                tracing::warn!(
+                    "taking over the flow lock of a process that is gone: {:?}",
+                    stale
+                );
+                store.delete(LOCK_KEY).await?;
+                if store.put_if_absent(LOCK_KEY, body.clone()).await? {
+                    return Ok(stale);
+                }
+            }
+        }
+    }
+    Err(DrError::Locked {
+        owner: "another run (it took the lock while this one took over a stale lock)".into(),
+        location: store.location(),
+    }
+    .into())
+}

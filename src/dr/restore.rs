@@ -1,0 +1,359 @@
+//! `syncgate dr restore`: a backup onto the secondary, then gate 1.
+//!
+//! Order of work: refuse what would lose data (a secondary holding data in the backup's
+//! schemas, without `--overwrite`; a running replica), fetch every object and check it
+//! against the manifest *before* the secondary is touched, load the dump with the vendor
+//! client (`sql_log_bin = 0`: the restore creates no local GTIDs), set `gtid_slave_pos` to
+//! the backup's GTID (ready for `dr replicate`), and compare with the primary at the backup
+//! point (gate 1).
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use async_compression::tokio::bufread::ZstdDecoder;
+use tokio::io::{AsyncWriteExt, BufReader};
+
+use super::backup::DUMP_OBJECT;
+use super::flow::{Flow, GateRecord, Point, StepName, StepRecord, StepStatus};
+use super::gate::{self, GateReport};
+use super::manifest::{self, Manifest};
+use super::stream::Hashing;
+use super::tool::{self, ClientTool};
+use super::{DrContext, DrError};
+use crate::db::{cell_str, Conn, Flavour, Source};
+use crate::error::{Error, Result};
+use crate::storage::ObjectStore;
+
+/// Buffer size of the streams between storage, files and the client.
+const COPY_BUF: usize = 1 << 20;
+
+/// Options of `dr restore`.
+#[derive(Debug, Clone, Default)]
+pub struct RestoreOptions {
+    /// Backup id; default: the flow's backup, else the newest complete one.
+    pub backup: Option<String>,
+    /// Restore even though the secondary holds data in the backup's schemas.
+    pub overwrite: bool,
+    /// Run gate 1 only (after fixing what it found), without restoring.
+    pub gate_only: bool,
+    /// Restore again although the flow says it was done.
+    pub again: bool,
+}
+
+/// What `dr restore` did.
+#[derive(Debug)]
+pub struct RestoreOutcome {
+    pub manifest: Manifest,
+    /// Time spent loading (None with `--gate-only`).
+    pub restore_time: Option<Duration>,
+    pub gate: GateReport,
+}
+
+/// Run `dr restore` and gate 1.
+pub async fn run(ctx: &DrContext, opts: &RestoreOptions) -> Result<RestoreOutcome> {
+    let store = ctx.store().await?;
+    let secondary = Source::open(ctx.secondary.clone()).await?;
+    let mut flow = Flow::open(store.clone(), &ctx.output_dir, "dr restore").await?;
+    let outcome = run_locked(ctx, &mut flow, &secondary, opts).await;
+    let released = flow.release().await;
+    let outcome = outcome?;
+    released?;
+    Ok(outcome)
+}
+
+async fn run_locked(
+    ctx: &DrContext,
+    flow: &mut Flow,
+    secondary: &Source,
+    opts: &RestoreOptions,
+) -> Result<RestoreOutcome> {
+    let store = flow.store().clone();
+    let manifest = choose_backup(flow, opts).await?;
+    check_flavours(&manifest, secondary)?;
+    let mut record = StepRecord::started_now();
+    record.backup_id = Some(manifest.id.clone());
+    record.point = Some(manifest.point.clone());
+    flow.set(StepName::Restore, record.clone()).await?;
+    let work = async {
+        let restore_time = if opts.gate_only {
+            None
+        } else {
+            let started = Instant::now();
+            load(ctx, store.as_ref(), &manifest, secondary, opts.overwrite).await?;
+            Some(started.elapsed())
+        };
+        let gate = run_gate(ctx, store.as_ref(), &manifest, secondary).await?;
+        Ok::<_, Error>((restore_time, gate))
+    };
+    let result = match ctx.interrupt.interruptible(work).await {
+        Ok(r) => r,
+        Err(signal) => Err(signal.into()),
+    };
+    match result {
+        Ok((restore_time, gate)) => {
+            record.gate = Some(GateRecord {
+                result: gate.result.clone(),
+                differing_rows: gate.differing_rows,
+                report: format!("{}/gate.txt", StepName::Restore),
+            });
+            record.end(if gate.equal() {
+                StepStatus::Done
+            } else {
+                StepStatus::GateFailed
+            });
+            flow.set(StepName::Restore, record).await?;
+            Ok(RestoreOutcome {
+                manifest,
+                restore_time,
+                gate,
+            })
+        }
+        Err(e) => {
+            record.error = Some(e.to_string());
+            record.end(match e {
+                Error::Interrupted { .. } => StepStatus::Interrupted,
+                _ => StepStatus::Failed,
+            });
+            flow.set(StepName::Restore, record).await?;
+            Err(e)
+        }
+    }
+}
+
+/// The backup to restore, after the flow's rules: a restore that passed its gate is not
+/// run again by accident.
+async fn choose_backup(flow: &Flow, opts: &RestoreOptions) -> Result<Manifest> {
+    if let Some(done) = flow.state.step(StepName::Restore) {
+        if done.status == StepStatus::Done && !opts.again && !opts.gate_only {
+            return Err(DrError::Precondition(format!(
+                "backup {} was already restored and passed gate 1 ({}); pass --again to \
+                 restore again (with --overwrite), or --gate-only to re-run the gate",
+                done.backup_id.as_deref().unwrap_or("?"),
+                done.ended.as_deref().unwrap_or("?")
+            ))
+            .into());
+        }
+    }
+    let store = flow.store().as_ref();
+    let flow_backup = flow
+        .state
+        .step(StepName::Backup)
+        .filter(|b| b.status == StepStatus::Done)
+        .and_then(|b| b.backup_id.clone());
+    match opts.backup.as_deref().map(str::to_string).or(flow_backup) {
+        Some(id) => manifest::read(store, &id).await,
+        None => manifest::newest(store).await,
+    }
+}
+
+fn check_flavours(manifest: &Manifest, secondary: &Source) -> Result<()> {
+    let tidb_backup = manifest.flavour == Flavour::TiDb.as_str();
+    if tidb_backup != (secondary.flavour() == Flavour::TiDb) {
+        return Err(DrError::Precondition(format!(
+            "backup {} was taken from {} and cannot be restored onto {} ('{}')",
+            manifest.id,
+            manifest.flavour,
+            secondary.flavour(),
+            secondary.name()
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// Gate 1 by flavour.
+async fn run_gate(
+    ctx: &DrContext,
+    store: &dyn ObjectStore,
+    manifest: &Manifest,
+    secondary: &Source,
+) -> Result<GateReport> {
+    let dir = ctx.step_dir(StepName::Restore.as_str());
+    match manifest.point {
+        Point::Tso { tso } => super::tidb_steps::gate1(ctx, manifest, tso, &dir).await,
+        Point::Gtid { .. } => gate::fingerprints(ctx, store, manifest, secondary, &dir).await,
+    }
+}
+
+/// Restore the backup onto the secondary (all flavours).
+async fn load(
+    ctx: &DrContext,
+    store: &dyn ObjectStore,
+    manifest: &Manifest,
+    secondary: &Source,
+    overwrite: bool,
+) -> Result<()> {
+    let mut conn = secondary.connect().await?;
+    refuse_replica(&mut conn, secondary).await?;
+    let occupied = occupied_tables(&mut conn, manifest).await?;
+    if !occupied.is_empty() {
+        if !overwrite {
+            return Err(DrError::NotEmpty {
+                tables: occupied.join(", "),
+            }
+            .into());
+        }
+        tracing::warn!(
+            "--overwrite: replacing {} table(s) on the secondary: {}",
+            occupied.len(),
+            occupied.join(", ")
+        );
+    }
+    match &manifest.point {
+        Point::Tso { .. } => super::tidb_steps::restore(ctx, manifest).await,
+        Point::Gtid { gtid, .. } => {
+            load_dump(ctx, store, manifest).await?;
+            set_gtid_position(&mut conn, secondary, gtid).await?;
+            conn.close().await;
+            Ok(())
+        }
+    }
+}
+
+/// A secondary whose replication threads run would apply changes under the restore.
+async fn refuse_replica(conn: &mut Conn, secondary: &Source) -> Result<()> {
+    if secondary.flavour() == Flavour::TiDb {
+        return Ok(());
+    }
+    let status = conn.first_named("SHOW SLAVE STATUS").await?;
+    let running = |name: &str| {
+        status
+            .as_ref()
+            .and_then(|m| m.get(name).cloned().flatten())
+            .is_some_and(|v| v.eq_ignore_ascii_case("yes"))
+    };
+    if running("Slave_IO_Running") || running("Slave_SQL_Running") {
+        return Err(DrError::Precondition(format!(
+            "the secondary '{}' is replicating (SHOW SLAVE STATUS: threads running); stop \
+             replication before restoring onto it",
+            secondary.name()
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// Tables of the backup's schemas on the secondary that hold at least one row
+/// (`db.t (~N rows)`).
+async fn occupied_tables(conn: &mut Conn, manifest: &Manifest) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for schema in &manifest.schemas {
+        let sql = format!(
+            "SELECT TABLE_NAME, TABLE_ROWS FROM information_schema.TABLES WHERE \
+             TABLE_SCHEMA = {} AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME",
+            crate::sql::quote_str(schema)
+        );
+        for row in conn.rows(&sql).await? {
+            let Some(table) = cell_str(&row, 0) else {
+                continue;
+            };
+            let t = crate::schema::TableRef::new(schema.clone(), table);
+            let probe = format!("SELECT 1 FROM {} LIMIT 1", t.quoted());
+            if conn.first(&probe).await?.is_some() {
+                let estimate = cell_str(&row, 1).unwrap_or_else(|| "?".into());
+                out.push(format!("{t} (~{estimate} rows)"));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Fetch the dump (checked against the manifest first), then stream it into the client.
+async fn load_dump(ctx: &DrContext, store: &dyn ObjectStore, manifest: &Manifest) -> Result<()> {
+    let scratch = tempfile::Builder::new()
+        .prefix("syncgate-restore-")
+        .tempdir()?;
+    let path = scratch.path().join(DUMP_OBJECT);
+    gate::fetch_verified(store, manifest, DUMP_OBJECT, &path).await?;
+    // The fingerprints are fetched and checked too before anything is changed: a damaged
+    // backup is refused whole.
+    for t in &manifest.tables {
+        if let Some(key) = &t.fingerprint {
+            let fp = scratch.path().join("fp.check");
+            gate::fetch_verified(store, manifest, key, &fp).await?;
+        }
+    }
+    let ds = &ctx.config.data_sources[&ctx.dr.secondary];
+    let client = ClientTool::new(&["mariadb", "mysql"], "mariadb-client", ds)?;
+    let args: Vec<String> = vec![
+        "--init-command=SET SESSION sql_log_bin = 0".into(),
+        "--default-character-set=utf8mb4".into(),
+        "--binary-mode".into(),
+        "--max-allowed-packet=1073741824".into(),
+    ];
+    let mut running = client.spawn(&args, Stdio::piped(), Stdio::null())?;
+    let mut stdin = running.child.stdin.take().expect("stdin is piped");
+    let file = tokio::fs::File::open(&path).await?;
+    let (hashing, bytes, _) =
+        Hashing::new(ZstdDecoder::new(BufReader::with_capacity(COPY_BUF, file)));
+    let progress = super::progress::bytes("restore", bytes);
+    // Large reads and writes: the client is fed as fast as it parses.
+    let mut reader = BufReader::with_capacity(COPY_BUF, hashing);
+    let copied = tokio::io::copy_buf(&mut reader, &mut stdin).await;
+    let _ = stdin.shutdown().await;
+    drop(stdin);
+    progress.finish_and_clear();
+    // The client's own error (a failed statement) says more than a broken pipe.
+    tool::finish(running).await?;
+    copied?;
+    Ok(())
+}
+
+/// Leave the secondary ready to replicate from the backup point (dr-interfaces B2.1).
+async fn set_gtid_position(conn: &mut Conn, secondary: &Source, gtid: &str) -> Result<()> {
+    let sql = match secondary.flavour() {
+        Flavour::MySql => format!(
+            "SET @@GLOBAL.gtid_purged = {}",
+            crate::sql::quote_str(&format!("+{gtid}"))
+        ),
+        _ => format!(
+            "SET GLOBAL gtid_slave_pos = {}",
+            crate::sql::quote_str(gtid)
+        ),
+    };
+    conn.exec(&sql).await
+}
+
+/// What `dr restore` would do (`--dry-run`): read-only queries, nothing changed.
+pub async fn plan(ctx: &DrContext, opts: &RestoreOptions) -> Result<Vec<String>> {
+    let store = ctx.store().await?;
+    let secondary = Source::open(ctx.secondary.clone()).await?;
+    let (state, _) = Flow::peek(store.as_ref()).await?;
+    let flow_backup = state
+        .step(StepName::Backup)
+        .filter(|b| b.status == StepStatus::Done)
+        .and_then(|b| b.backup_id.clone());
+    let manifest = match opts.backup.clone().or(flow_backup) {
+        Some(id) => manifest::read(store.as_ref(), &id).await?,
+        None => manifest::newest(store.as_ref()).await?,
+    };
+    let mut lines = vec![format!(
+        "would restore backup {} ({} tables, {} bytes stored, at {}) onto '{}' ({} {})",
+        manifest.id,
+        manifest.tables.len(),
+        manifest.stored_bytes(),
+        manifest.point,
+        ctx.dr.secondary,
+        secondary.flavour(),
+        secondary.version()
+    )];
+    let mut conn = secondary.connect().await?;
+    let occupied = occupied_tables(&mut conn, &manifest).await?;
+    conn.close().await;
+    if !occupied.is_empty() {
+        lines.push(format!(
+            "the secondary holds data that the restore would replace{}: {}",
+            if opts.overwrite {
+                ""
+            } else {
+                " (refused without --overwrite)"
+            },
+            occupied.join(", ")
+        ));
+    }
+    if let Point::Gtid { gtid, .. } = &manifest.point {
+        lines.push(format!("then: SET GLOBAL gtid_slave_pos = '{gtid}'"));
+    }
+    lines.push("then gate 1: the secondary against the primary at the backup point".into());
+    Ok(lines)
+}

@@ -1,0 +1,1 @@
+//! TiDB BR through SQL (being built).

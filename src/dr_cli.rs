@@ -1,0 +1,258 @@
+//! `syncgate dr …`: the DR flow's commands (argument parsing and printing only; the steps
+//! live in `syncgate::dr`).
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use syncgate::config::Config;
+use syncgate::dr::backup::{self, BackupOptions};
+use syncgate::dr::flow::Flow;
+use syncgate::dr::restore::{self, RestoreOptions};
+use syncgate::dr::DrContext;
+use syncgate::exit::{DIFFERENT, EQUAL};
+
+#[derive(Args, Clone)]
+pub struct Common {
+    /// Configuration file (sync-diff-inspector TOML with a [dr] section).
+    #[arg(short = 'C', long = "config")]
+    config: PathBuf,
+    /// Log level on stderr (error, warn, info, debug, trace).
+    #[arg(short = 'L', long = "log-level", default_value = "warn")]
+    log_level: String,
+    /// Overrides `task.output-dir` (the flow state's copy, one directory per step).
+    #[arg(long)]
+    output_dir: Option<PathBuf>,
+    /// Print what would be done; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+#[derive(Subcommand)]
+pub enum DrAction {
+    /// Full backup of the primary into backup-storage; records the backup point.
+    Backup {
+        #[command(flatten)]
+        common: Common,
+        /// Take a new backup although the flow has one (the flow starts over).
+        #[arg(long)]
+        again: bool,
+    },
+    /// Restore a backup onto the secondary, then gate 1 (the secondary against the
+    /// primary at the backup point).
+    Restore {
+        #[command(flatten)]
+        common: Common,
+        /// Backup id (default: the flow's backup, else the newest complete one).
+        #[arg(long)]
+        backup: Option<String>,
+        /// Replace tables on the secondary that hold data.
+        #[arg(long)]
+        overwrite: bool,
+        /// Only run gate 1 again (after fixing what it found).
+        #[arg(long)]
+        gate_only: bool,
+        /// Restore again although the flow says it was done.
+        #[arg(long)]
+        again: bool,
+    },
+    /// The flow's state: each step, its point and gate; the backups in storage.
+    Status {
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+fn context(common: &Common) -> anyhow::Result<DrContext> {
+    let config = Config::from_file(&common.config)?;
+    let interrupt = syncgate::interrupt::Interrupt::on_signals()
+        .context("cannot install the SIGINT/SIGTERM handlers")?;
+    let mut ctx = DrContext::new(&config, common.output_dir.clone(), interrupt)?;
+    ctx.dry_run = common.dry_run;
+    std::fs::create_dir_all(&ctx.output_dir).with_context(|| {
+        format!(
+            "cannot create output directory {}",
+            ctx.output_dir.display()
+        )
+    })?;
+    crate::init_logging(
+        &common.log_level,
+        Some(&ctx.output_dir.join("dr.log")),
+        true,
+    )?;
+    Ok(ctx)
+}
+
+pub async fn run(action: DrAction) -> anyhow::Result<i32> {
+    let outcome = match action {
+        DrAction::Backup { common, again } => backup_cmd(&common, again).await,
+        DrAction::Restore {
+            common,
+            backup,
+            overwrite,
+            gate_only,
+            again,
+        } => {
+            let opts = RestoreOptions {
+                backup,
+                overwrite,
+                gate_only,
+                again,
+            };
+            restore_cmd(&common, &opts).await
+        }
+        DrAction::Status { common } => status_cmd(&common).await,
+    };
+    match outcome {
+        Err(e) => match e.downcast_ref::<syncgate::Error>() {
+            Some(syncgate::Error::Interrupted { signal }) => {
+                eprintln!(
+                    "syncgate: stopped by {signal}; the step is recorded as interrupted in the \
+                     flow state, nothing incomplete is left looking complete, and the lock is \
+                     released. Run the same command again to retry it."
+                );
+                Ok(signal.exit_code())
+            }
+            _ => Err(e),
+        },
+        ok => ok,
+    }
+}
+
+async fn backup_cmd(common: &Common, again: bool) -> anyhow::Result<i32> {
+    let ctx = context(common)?;
+    if ctx.dry_run {
+        for line in backup::plan(&ctx).await? {
+            println!("{line}");
+        }
+        return Ok(EQUAL);
+    }
+    tracing::info!(config = ?ctx.config, "dr backup");
+    let out = backup::run(&ctx, &BackupOptions { again }).await?;
+    let m = &out.manifest;
+    for id in &out.removed_incomplete {
+        println!("removed incomplete backup {id} (its writer stopped before the manifest)");
+    }
+    let rows: u64 = m.tables.iter().filter_map(|t| t.rows).sum();
+    println!(
+        "backup {} of '{}' ({} {}) at {}: {} table(s), {} row(s), {} stored in {}; {:.1} s{}",
+        m.id,
+        m.source,
+        m.flavour,
+        m.server_version,
+        m.point,
+        m.tables.len(),
+        rows,
+        human_bytes(m.stored_bytes()),
+        ctx.backup_uri,
+        out.elapsed.as_secs_f64(),
+        out.commit_hold
+            .map(|d| format!("; commits held {} ms", d.as_millis()))
+            .unwrap_or_default()
+    );
+    Ok(EQUAL)
+}
+
+async fn restore_cmd(common: &Common, opts: &RestoreOptions) -> anyhow::Result<i32> {
+    let ctx = context(common)?;
+    if ctx.dry_run {
+        for line in restore::plan(&ctx, opts).await? {
+            println!("{line}");
+        }
+        return Ok(EQUAL);
+    }
+    tracing::info!(config = ?ctx.config, "dr restore");
+    let out = restore::run(&ctx, opts).await?;
+    if let Some(t) = out.restore_time {
+        println!(
+            "restored backup {} onto '{}' in {:.1} s; the secondary is at {}",
+            out.manifest.id,
+            ctx.dr.secondary,
+            t.as_secs_f64(),
+            out.manifest.point
+        );
+    }
+    let report = ctx.step_dir("restore").join("gate.txt");
+    if out.gate.equal() {
+        println!(
+            "gate 1: equal ({} rows compared at the backup point, {:.1} s); report: {}",
+            out.gate.compared_rows,
+            out.gate.elapsed_secs,
+            report.display()
+        );
+        Ok(EQUAL)
+    } else {
+        print!("{}", syncgate::dr::gate::render_text(&out.gate));
+        println!(
+            "gate 1: DIFFERENT — the flow stops here until the secondary is fixed (restore \
+             again with --again --overwrite, then or after a fix run `dr restore --gate-only`); \
+             report: {}",
+            report.display()
+        );
+        Ok(DIFFERENT)
+    }
+}
+
+async fn status_cmd(common: &Common) -> anyhow::Result<i32> {
+    let ctx = context(common)?;
+    let store = ctx.store().await?;
+    let (state, lock) = Flow::peek(store.as_ref()).await?;
+    println!("flow in {} ({})", store.location(), state.flavour);
+    if state.steps.is_empty() {
+        println!("  no step has run yet");
+    }
+    for (name, s) in &state.steps {
+        println!(
+            "  {name}: {:?}{}{}{}{}",
+            s.status,
+            s.backup_id
+                .as_ref()
+                .map(|b| format!(", backup {b}"))
+                .unwrap_or_default(),
+            s.point
+                .as_ref()
+                .map(|p| format!(", at {p}"))
+                .unwrap_or_default(),
+            s.gate
+                .as_ref()
+                .map(|g| format!(", gate {} ({} differing rows)", g.result, g.differing_rows))
+                .unwrap_or_default(),
+            s.error
+                .as_ref()
+                .map(|e| format!(", error: {e}"))
+                .unwrap_or_default(),
+        );
+    }
+    if let Some(o) = lock {
+        println!("  locked by `{}` (pid {} on {})", o.command, o.pid, o.host);
+    }
+    let (complete, incomplete) = syncgate::dr::manifest::list(store.as_ref()).await?;
+    println!(
+        "backups: {} complete{}",
+        complete.len(),
+        if incomplete.is_empty() {
+            String::new()
+        } else {
+            format!(", {} incomplete", incomplete.len())
+        }
+    );
+    for id in complete {
+        println!("  {id}");
+    }
+    Ok(EQUAL)
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
