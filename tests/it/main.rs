@@ -9,6 +9,7 @@ mod support;
 // - check_e2e: the `check` command end to end on fixture scenarios.
 // - cli_errors: bad input -> one line on stderr, exit code 2.
 // - harness_smoke: the test harness itself.
+// - load: the sysbench-shaped write load and `playground load`.
 // - tls: `[data-sources.NAME.security]` against a mariadbd with TLS on.
 mod check_e2e;
 mod cli_errors;
@@ -17,6 +18,7 @@ mod config_honoured;
 mod harness_smoke;
 mod index_hint;
 mod int_split;
+mod load;
 mod names;
 mod prop_check;
 mod prop_schema;
