@@ -14,6 +14,7 @@ use syncgate::job::{job_from_config, Overrides};
 use syncgate::playground::{self, PlaygroundOptions};
 use syncgate::report::progress::Progress;
 use syncgate::report::{render_terminal, write_summary, RunReport};
+use syncgate::testdata::{run_load_with, LoadCounters, LoadOptions};
 
 #[derive(Parser)]
 #[command(
@@ -122,6 +123,28 @@ enum PlaygroundAction {
         #[arg(long, default_value_t = 5)]
         rows: u64,
     },
+    /// Write to the upstream's sbtest tables like sysbench oltp_write_only, at a fixed rate.
+    #[command(
+        after_help = "Runs for --seconds, or until SIGINT/SIGTERM. Either way it ends with a \
+                      one-line summary and exit code 0: stopping the load is how it is meant \
+                      to end. Exit code 2 if the load failed."
+    )]
+    Load(LoadArgs),
+}
+
+#[derive(Args)]
+struct LoadArgs {
+    #[arg(long, default_value = ".playground")]
+    dir: PathBuf,
+    /// Transactions per second, in total (0: as fast as the connections go).
+    #[arg(long)]
+    tps: u32,
+    /// Stop after this many seconds (default: run until SIGINT/SIGTERM).
+    #[arg(long)]
+    seconds: Option<u64>,
+    /// Connections sharing the load.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+    connections: u16,
 }
 
 #[derive(Args)]
@@ -309,6 +332,9 @@ fn playground_options(a: &PlaygroundArgs) -> PlaygroundOptions {
 }
 
 async fn playground_cmd(action: PlaygroundAction) -> anyhow::Result<i32> {
+    if let PlaygroundAction::Load(a) = action {
+        return playground_load(a).await;
+    }
     init_logging("info", None, false)?;
     match action {
         PlaygroundAction::Up(a) => {
@@ -335,8 +361,74 @@ async fn playground_cmd(action: PlaygroundAction) -> anyhow::Result<i32> {
             .await?;
             println!("{truth}");
         }
+        PlaygroundAction::Load(_) => unreachable!("handled above"),
     }
     Ok(EXIT_EQUAL)
+}
+
+/// `playground load`: progress as a spinner on a TTY (the library's progress lines, at info
+/// level, otherwise), then one summary line on stdout.
+async fn playground_load(a: LoadArgs) -> anyhow::Result<i32> {
+    let tty = std::io::stderr().is_terminal();
+    init_logging(if tty { "warn" } else { "info" }, None, false)?;
+    let (opts, tables) = playground::load_target(&a.dir).await?;
+    let load = LoadOptions {
+        tps: a.tps,
+        duration: a.seconds.map(std::time::Duration::from_secs),
+        tables,
+        connections: usize::from(a.connections),
+        seed: 0,
+    };
+    let interrupt = syncgate::interrupt::Interrupt::on_signals()
+        .context("cannot install the SIGINT/SIGTERM handlers")?;
+    let counters = LoadCounters::default();
+    let spinner = tty.then(|| tokio::spawn(load_spinner(counters.clone())));
+    let result = run_load_with(&opts, &load, &interrupt, &counters).await;
+    if let Some(spinner) = spinner {
+        spinner.abort();
+        let _ = spinner.await;
+    }
+    let stats = result?;
+    let stopped = interrupt
+        .fired()
+        .map_or(String::new(), |s| format!(" (stopped by {s})"));
+    println!(
+        "load: {} transactions in {:.1}s, {:.1} TPS (target {}), {} errors, {} retried{stopped}",
+        stats.transactions,
+        stats.elapsed.as_secs_f64(),
+        stats.achieved_tps(),
+        a.tps,
+        stats.errors,
+        stats.retried
+    );
+    Ok(EXIT_EQUAL)
+}
+
+/// A spinner showing the total and the rate over the last second, until aborted (which
+/// clears it).
+async fn load_spinner(counters: LoadCounters) {
+    let bar = indicatif::ProgressBar::new_spinner();
+    struct Clear(indicatif::ProgressBar);
+    impl Drop for Clear {
+        fn drop(&mut self) {
+            self.0.finish_and_clear();
+        }
+    }
+    let bar = Clear(bar);
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+    let mut last = counters.stats();
+    loop {
+        every.tick().await;
+        let now = counters.stats();
+        let secs = now.elapsed.saturating_sub(last.elapsed).as_secs_f64();
+        let tps = (now.transactions - last.transactions) as f64 / secs.max(1e-3);
+        bar.0.set_message(format!(
+            "load: {} transactions, {tps:.0} TPS now, {} errors, {} retried",
+            now.transactions, now.errors, now.retried
+        ));
+        bar.0.tick();
+        last = now;
+    }
 }
 
 async fn demo(args: DemoArgs) -> anyhow::Result<i32> {

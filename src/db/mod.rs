@@ -387,7 +387,7 @@ impl RowStream<'_> {
 const CONNECTION_ERRORS: [u16; 4] = [1927, 1053, 2006, 2013];
 
 /// Whether a driver error means the connection itself is broken.
-fn connection_lost(e: &mysql_async::Error) -> bool {
+pub(crate) fn connection_lost(e: &mysql_async::Error) -> bool {
     match e {
         mysql_async::Error::Io(_) => true,
         mysql_async::Error::Driver(d) => {

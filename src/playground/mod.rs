@@ -10,6 +10,8 @@
 //! - [`status`] reports each server: running, port, pid, `@@gtid_binlog_pos`, row counts.
 //! - [`inject_drift`] makes the downstream differ in a known way (with `sql_log_bin = 0`) and
 //!   returns the ground truth.
+//! - [`load_target`] names the upstream and its tables for a write load
+//!   ([`crate::testdata::load`]).
 //!
 //! The servers outlive the process that started them; they are found again through their
 //! pid files (see [`crate::local::DetachedServer`]). No command-line parsing happens here.
@@ -23,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::local::{absolute, conn_opts, connect, mariadbd_available, port_is_free};
 use crate::local::{DetachedServer, LocalError, LocalServer, Result, ServerOptions};
+use crate::schema::TableRef;
 use crate::testdata::{self, sbtest_tables, seed_sbtest};
 // The database the playground creates on both servers, and the types of `inject_drift`.
 pub use crate::testdata::{DriftReport, DriftSpec, TableDrift, DATABASE};
@@ -566,6 +569,32 @@ async fn describe(port: u16) -> Result<(String, Vec<(String, u64)>)> {
 
 fn query_err(port: u16, sql: &str, e: mysql_async::Error) -> LocalError {
     LocalError::query(&format!("127.0.0.1:{port}"), sql)(e)
+}
+
+/// Where `syncgate playground load` writes: the upstream of the playground in `dir` and its
+/// `sbtest` tables.
+pub async fn load_target(dir: &Path) -> Result<(mysql_async::Opts, Vec<TableRef>)> {
+    let dir = absolute(dir)?;
+    let role = ROLES[0];
+    let (Some(state), Some(server)) = (read_state(&dir)?, DetachedServer::find(&dir.join(role))?)
+    else {
+        return Err(LocalError::NotRunning { role, dir });
+    };
+    let opts = conn_opts(server.port);
+    let mut conn = connect(server.port).await?;
+    let tables = sbtest_tables(&mut conn, &crate::local::addr(&opts)).await?;
+    let _ = conn.disconnect().await;
+    if tables.is_empty() {
+        return Err(LocalError::Options(format!(
+            "the playground upstream has no tables in {}",
+            state.database
+        )));
+    }
+    let tables = tables
+        .into_iter()
+        .map(|t| TableRef::new(&state.database, t))
+        .collect();
+    Ok((opts, tables))
 }
 
 /// Make the downstream of the playground in `dir` differ from the upstream, with

@@ -6,14 +6,22 @@
 //!   loading them into servers.
 //! - [`drift`]: making a downstream differ from its upstream in a known way, with the exact
 //!   ground truth.
+//! - [`load`]: a sysbench `oltp_write_only` shaped write load paced to a rate ([`pace`]),
+//!   for showing a step correct while the primary takes writes.
 //!
-//! Errors are [`crate::local::LocalError`]s: the servers are local ones.
+//! Errors are [`crate::local::LocalError`]s: the servers are local ones ([`load`] returns
+//! them as [`crate::Error`]).
 
 pub mod drift;
+pub mod load;
+pub mod pace;
 pub mod sbtest;
 pub mod seq;
 
 pub use drift::{inject_drift, DriftReport, DriftSpec, TableDrift};
+pub use load::{
+    run_load, run_load_with, spawn_load, LoadCounters, LoadHandle, LoadOptions, LoadStats,
+};
 pub use sbtest::{
     sbtest_ddl, sbtest_rows, sbtest_tables, seed_sbtest, SbRow, SplitMix64, DATABASE,
 };

@@ -177,7 +177,7 @@ async fn fixed_port_in_use_is_reported() {
 }
 
 /// Stops a playground even when the test panics (its servers are detached).
-struct PlaygroundGuard(std::path::PathBuf);
+pub(crate) struct PlaygroundGuard(pub(crate) std::path::PathBuf);
 
 impl Drop for PlaygroundGuard {
     fn drop(&mut self) {
@@ -194,7 +194,10 @@ impl Drop for PlaygroundGuard {
 }
 
 /// Options for a 2 × 2000-row playground in `dir`, on two distinct free ports.
-fn playground_options(tmp: &std::path::Path, dir: &std::path::Path) -> PlaygroundOptions {
+pub(crate) fn playground_options(
+    tmp: &std::path::Path,
+    dir: &std::path::Path,
+) -> PlaygroundOptions {
     let upstream_port = local::free_port().unwrap();
     let downstream_port = loop {
         let p = local::free_port().unwrap();

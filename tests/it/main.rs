@@ -9,6 +9,7 @@ mod support;
 // - check_e2e: the `check` command end to end on fixture scenarios.
 // - cli_errors: bad input -> one line on stderr, exit code 2.
 // - harness_smoke: the test harness itself.
+// - load: the sysbench-shaped write load and `playground load`.
 // - storage: the object-store conformance suite (local directory, S3 over HTTP against
 //   a local S3 server) and the errors of opening a store.
 // - tls: `[data-sources.NAME.security]` against a mariadbd with TLS on.
@@ -20,6 +21,7 @@ mod dr_backup;
 mod harness_smoke;
 mod index_hint;
 mod int_split;
+mod load;
 mod names;
 mod prop_check;
 mod prop_schema;

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use syncgate::local::LocalServer;
 
 /// Start `syncgate` with `args`, capturing its output.
-fn spawn(args: &[&str]) -> Child {
+pub(crate) fn spawn(args: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_syncgate"))
         .args(args)
         .env_remove("RUST_LOG")
@@ -25,7 +25,7 @@ fn spawn(args: &[&str]) -> Child {
 }
 
 /// Send a signal by name with the `kill` utility.
-fn send(child: &Child, signal: &str) {
+pub(crate) fn send(child: &Child, signal: &str) {
     let status = Command::new("kill")
         .args([&format!("-{signal}"), &child.id().to_string()])
         .status()
@@ -34,7 +34,7 @@ fn send(child: &Child, signal: &str) {
 }
 
 /// Wait for the child to exit (bounded) and collect its output.
-fn finish(child: Child, within: Duration) -> (Output, Duration) {
+pub(crate) fn finish(child: Child, within: Duration) -> (Output, Duration) {
     let t = Instant::now();
     let id = child.id();
     let (tx, rx) = std::sync::mpsc::channel();
