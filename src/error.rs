@@ -68,6 +68,9 @@ pub enum Error {
     /// A TiDB snapshot could not be resolved, pinned or protected from GC.
     #[error(transparent)]
     Snapshot(#[from] crate::snapshot::tidb::SnapshotError),
+    /// A TiDB BACKUP/RESTORE, its result, or the DR flow's GC hold failed.
+    #[error(transparent)]
+    Br(#[from] crate::dr::tidb::BrError),
     /// A table that must exist was not found.
     #[error("table {table} does not exist in {side}")]
     MissingTable { table: String, side: String },
@@ -147,6 +150,7 @@ impl Error {
             Error::Connect { server, .. }
             | Error::Query { server, .. }
             | Error::ConnectionLost { server, .. } => server.as_deref(),
+            Error::Br(e) => e.server_error(),
             _ => None,
         }
     }

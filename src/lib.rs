@@ -17,6 +17,7 @@
 //! | fix SQL rendering and files | [`fixsql`], [`sql`] | sync |
 //! | the check: split, locate, merge, keyless, apply, aggregate | [`check`] | async |
 //! | read points: snapshots, fences, TiDB TSOs and PD | [`snapshot`] | async |
+//! | DR flow: TiDB BACKUP/RESTORE through SQL, the PD GC hold | [`dr`] | async |
 //! | reports, progress | [`report`] | sync |
 //! | checkpoint and resume | [`checkpoint`] | sync |
 //! | errors, exit codes, SIGINT/SIGTERM | [`error`], [`exit`], [`interrupt`] | sync / async |
