@@ -87,46 +87,18 @@ impl Flow {
     }
 }
 
-/// A sysbench-shaped writer on the primary (~`tps` transactions per second) until dropped.
-pub struct Writes {
-    stop: tokio::sync::watch::Sender<bool>,
-    task: tokio::task::JoinHandle<u64>,
-}
-
-impl Writes {
-    pub fn start(server: &LocalServer, tps: u32) -> Writes {
-        let opts = server.opts();
-        let (stop, mut stopped) = tokio::sync::watch::channel(false);
-        let task = tokio::spawn(async move {
-            let mut conn = mysql_async::Conn::new(opts).await.expect("writer connects");
-            let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / tps as f64));
-            let mut n: u64 = 0;
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    _ = stopped.changed() => break,
-                }
-                let id = 1 + (n * 7919) % 500;
-                let sql = format!(
-                    "BEGIN; UPDATE sbtest.sbtest1 SET k = k + 1 WHERE id = {id}; \
-                     DELETE FROM sbtest.sbtest2 WHERE id = {id}; \
-                     INSERT INTO sbtest.sbtest2 (id, k, c, pad) VALUES ({id}, {n}, 'w', 'w'); COMMIT"
-                );
-                if conn.query_drop(sql).await.is_err() {
-                    break;
-                }
-                n += 1;
-            }
-            n
-        });
-        Writes { stop, task }
-    }
-
-    /// Stop and return the number of transactions written.
-    pub async fn stop(self) -> u64 {
-        let _ = self.stop.send(true);
-        self.task.await.unwrap_or(0)
-    }
+/// The sysbench-shaped write load (`testdata::load`) on the primary's sbtest tables.
+pub fn writes(server: &LocalServer, tables: u32, tps: u32) -> syncgate::testdata::LoadHandle {
+    let load = syncgate::testdata::LoadOptions {
+        tps,
+        duration: None,
+        tables: (1..=tables)
+            .map(|t| syncgate::schema::TableRef::new("sbtest", format!("sbtest{t}")))
+            .collect(),
+        connections: 2,
+        seed: 11,
+    };
+    syncgate::testdata::spawn_load(server.opts(), load)
 }
 
 fn stdout(out: &Output) -> String {
@@ -145,7 +117,7 @@ async fn scalar(server: &LocalServer, sql: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backup_restore_gate_under_writes() {
     let flow = Flow::new(4, 5_000, None).await;
-    let writes = Writes::start(&flow.primary, 100);
+    let writes = writes(&flow.primary, 4, 100);
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let out = flow.run("backup", &[]);
@@ -163,8 +135,8 @@ async fn backup_restore_gate_under_writes() {
     let out = flow.run("restore", &[]);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     assert!(stdout(&out).contains("gate 1: equal"), "{}", describe(&out));
-    let written = writes.stop().await;
-    assert!(written > 50, "the load ran ({written} transactions)");
+    let stats = writes.stop().await.expect("the load ran without errors");
+    assert!(stats.transactions > 50, "the load ran: {stats:?}");
     assert_ne!(
         scalar(&flow.primary, "SELECT @@gtid_binlog_pos").await,
         gtid
@@ -378,4 +350,143 @@ async fn sigint_during_backup_is_recorded_and_retried() {
     );
     let out = flow.run("backup", &[]);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+}
+
+/// Every file under `dir`, with its contents (lossy UTF-8).
+fn files_under(dir: &Path) -> Vec<(PathBuf, String)> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else if let Ok(b) = std::fs::read(&p) {
+            out.push((p, String::from_utf8_lossy(&b).into_owned()));
+        }
+    }
+    out
+}
+
+const SECRET: &str = "s3cr3t-Never-Shown+/=";
+
+/// The whole flow with backups in a real S3 server over HTTP, under writes; the secret
+/// appears in no output, log, report, manifest or flow state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_flow_under_writes_never_shows_the_secret() {
+    let s3_root = tempfile::tempdir().unwrap();
+    let s3 = syncgate::local::LocalS3::start(s3_root.path(), "sgkey", SECRET)
+        .await
+        .unwrap();
+    s3.create_bucket("backup").unwrap();
+    let uri = format!(
+        "s3://backup/prod?access-key=sgkey&secret-access-key={}&endpoint={}&force-path-style=true",
+        syncgate::storage::encode_query_value(SECRET),
+        s3.endpoint()
+    );
+    let flow = Flow::new(2, 5_000, Some(uri)).await;
+    let load = writes(&flow.primary, 2, 100);
+    let mut outputs = Vec::new();
+    for (step, args) in [
+        ("backup", vec!["--dry-run"]),
+        ("backup", vec![]),
+        ("restore", vec!["--dry-run"]),
+        ("restore", vec![]),
+        ("status", vec![]),
+    ] {
+        let out = flow.run(step, &args);
+        assert_eq!(out.status.code(), Some(0), "{step}: {}", describe(&out));
+        outputs.push(out);
+    }
+    load.stop().await.expect("load");
+    assert!(
+        stdout(&outputs[3]).contains("gate 1: equal"),
+        "{}",
+        describe(&outputs[3])
+    );
+    assert!(stdout(&outputs[4]).contains("backups: 1 complete"));
+    // The objects really are in the S3 server's bucket.
+    let stored = files_under(s3_root.path());
+    assert!(
+        stored.iter().any(|(p, _)| p.ends_with("prod/flow.json")),
+        "{stored:?}"
+    );
+    assert!(stored.iter().any(|(p, _)| p.ends_with("manifest.json")));
+    let encoded = syncgate::storage::encode_query_value(SECRET);
+    let mut looked = 0;
+    for out in &outputs {
+        for text in [
+            stdout(out),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ] {
+            assert!(!text.contains(SECRET) && !text.contains(&encoded), "{text}");
+            looked += 1;
+        }
+    }
+    for (path, text) in files_under(&flow.out()).into_iter().chain(stored) {
+        if path.extension().is_some_and(|e| e == "zst") {
+            continue; // compressed data, not text
+        }
+        assert!(
+            !text.contains(SECRET) && !text.contains(&encoded),
+            "{} shows the secret",
+            path.display()
+        );
+        looked += 1;
+    }
+    assert!(looked > 10, "only {looked} texts were searched");
+    assert!(flow.out().join("dr.log").exists());
+}
+
+/// Wrong credentials, an unreachable endpoint and a missing bucket: one line each, exit 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage_failures_are_one_line_and_exit_2() {
+    let s3_root = tempfile::tempdir().unwrap();
+    let s3 = syncgate::local::LocalS3::start(s3_root.path(), "sgkey", SECRET)
+        .await
+        .unwrap();
+    s3.create_bucket("backup").unwrap();
+    let closed = syncgate::local::free_port().unwrap();
+    let cases = [
+        (
+            format!(
+                "s3://backup/p?access-key=sgkey&secret-access-key=wrong-{}&endpoint={}&force-path-style=true",
+                "x", s3.endpoint()
+            ),
+            "credentials were rejected",
+        ),
+        (
+            format!(
+                "s3://backup/p?access-key=sgkey&secret-access-key=whatever&endpoint=http://127.0.0.1:{closed}&force-path-style=true"
+            ),
+            "cannot reach",
+        ),
+        (
+            format!(
+                "s3://nobucket/p?access-key=sgkey&secret-access-key={}&endpoint={}&force-path-style=true",
+                syncgate::storage::encode_query_value(SECRET),
+                s3.endpoint()
+            ),
+            "does not exist",
+        ),
+    ];
+    let flow = Flow::new(1, 100, None).await;
+    for (uri, expected) in cases {
+        let text = std::fs::read_to_string(&flow.config).unwrap();
+        let start = text.find("backup-storage = ").unwrap();
+        let end = start + text[start..].find('\n').unwrap();
+        let changed = format!(
+            "{}backup-storage = \"{uri}\"{}",
+            &text[..start],
+            &text[end..]
+        );
+        std::fs::write(&flow.config, changed).unwrap();
+        let out = flow.run("backup", &[]);
+        assert_eq!(out.status.code(), Some(2), "{uri}: {}", describe(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.contains(expected), "{expected}: {err}");
+        assert!(!err.contains("whatever") && !err.contains("wrong-x") && !err.contains(SECRET));
+    }
 }
