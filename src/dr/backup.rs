@@ -15,12 +15,9 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_compression::tokio::bufread::ZstdEncoder;
-use tokio::io::BufReader;
-
 use super::flow::{Flow, Point, StepName, StepRecord, StepStatus};
 use super::manifest::{self, Manifest, ObjectEntry, TableEntry, ToolInfo};
-use super::stream::{Digested, DumpPosition, Hashing, PositionSniffer};
+use super::stream::{compress_dump, Digested, DumpPosition, Hashing};
 use super::tool::{self, ClientTool};
 use super::{DrContext, DrError};
 use crate::check::plan::TablePlan;
@@ -307,11 +304,9 @@ async fn backup_mysql(
     let snaps = open_snapshots(primary, ctx.threads.min(tables.len()).max(1)).await?;
     let mut running = dump.spawn(&args, Stdio::null(), Stdio::piped())?;
     let stdout = running.child.stdout.take().expect("stdout is piped");
-    let (sniffer, seen) = PositionSniffer::new(stdout);
-    let (hashing, bytes, digest) = Hashing::new(ZstdEncoder::with_quality(
-        BufReader::new(sniffer),
-        async_compression::Level::Fastest,
-    ));
+    let stdout = std::fs::File::from(stdout.into_owned_fd()?);
+    let (compressed, seen, compressing) = compress_dump(stdout);
+    let (hashing, bytes, digest) = Hashing::new(compressed);
     let dir = manifest::backup_dir(id);
     let dump_key = format!("{dir}/{DUMP_OBJECT}");
     let progress = super::progress::bytes("dump", bytes);
@@ -387,7 +382,11 @@ async fn backup_mysql(
         Ok((position, gtid, hold, captured))
     };
     let ((), (position, gtid, hold, captured)) = tokio::try_join!(upload, snapshot_side)?;
+    // The dump's own error (a failed statement) says more than the compressor's.
     tool::finish(running).await?;
+    compressing
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))??;
     progress.finish_and_clear();
     let dump_digest = take_digest(&digest, &dump_key)?;
 

@@ -83,7 +83,7 @@ pub async fn capture(conn: &mut Conn, plan: &TablePlan, path: PathBuf) -> Result
             path: path.clone(),
             source: e,
         })?;
-        let mut enc = zstd::Encoder::new(BufWriter::new(file), 3)?;
+        let mut enc = zstd::Encoder::new(BufWriter::new(file), 1)?;
         let mut buf = Vec::new();
         while let Some(batch) = rx.blocking_recv() {
             buf.clear();

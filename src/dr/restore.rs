@@ -10,14 +10,14 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use async_compression::tokio::bufread::ZstdDecoder;
-use tokio::io::{AsyncWriteExt, BufReader};
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use super::backup::DUMP_OBJECT;
 use super::flow::{Flow, GateRecord, Point, StepName, StepRecord, StepStatus};
 use super::gate::{self, GateReport};
 use super::manifest::{self, Manifest};
-use super::stream::Hashing;
 use super::tool::{self, ClientTool};
 use super::{DrContext, DrError};
 use crate::db::{cell_str, Conn, Flavour, Source};
@@ -282,21 +282,38 @@ async fn load_dump(ctx: &DrContext, store: &dyn ObjectStore, manifest: &Manifest
         "--max-allowed-packet=1073741824".into(),
     ];
     let mut running = client.spawn(&args, Stdio::piped(), Stdio::null())?;
-    let mut stdin = running.child.stdin.take().expect("stdin is piped");
-    let file = tokio::fs::File::open(&path).await?;
-    let (hashing, bytes, _) =
-        Hashing::new(ZstdDecoder::new(BufReader::with_capacity(COPY_BUF, file)));
-    let progress = super::progress::bytes("restore", bytes);
-    // Large reads and writes: the client is fed as fast as it parses.
-    let mut reader = BufReader::with_capacity(COPY_BUF, hashing);
-    let copied = tokio::io::copy_buf(&mut reader, &mut stdin).await;
-    let _ = stdin.shutdown().await;
-    drop(stdin);
+    let stdin = running.child.stdin.take().expect("stdin is piped");
+    let stdin = std::fs::File::from(stdin.into_owned_fd()?);
+    let bytes = Arc::new(AtomicU64::new(0));
+    let progress = super::progress::bytes("restore", bytes.clone());
+    // Decompression and the writes into the client run on a blocking thread, in large
+    // blocks: the client is fed as fast as it parses.
+    let feeding = tokio::task::spawn_blocking(move || feed(&path, stdin, &bytes));
+    let fed = feeding.await.map_err(|e| Error::Internal(e.to_string()))?;
     progress.finish_and_clear();
     // The client's own error (a failed statement) says more than a broken pipe.
     tool::finish(running).await?;
-    copied?;
+    fed?;
     Ok(())
+}
+
+/// Decompress the dump at `path` into the client's stdin, counting the bytes.
+fn feed(path: &std::path::Path, stdin: std::fs::File, bytes: &AtomicU64) -> std::io::Result<()> {
+    let file = std::fs::File::open(path)?;
+    let mut dec = zstd::Decoder::with_buffer(std::io::BufReader::with_capacity(COPY_BUF, file))?;
+    let mut out = stdin;
+    let mut buf = vec![0u8; COPY_BUF];
+    loop {
+        let n = match dec.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        out.write_all(&buf[..n])?;
+        bytes.fetch_add(n as u64, Ordering::Relaxed);
+    }
+    out.flush()
 }
 
 /// Leave the secondary ready to replicate from the backup point (dr-interfaces B2.1).
