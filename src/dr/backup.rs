@@ -336,51 +336,8 @@ async fn backup_mysql(
             Err(e) => Err(Error::Internal(e.to_string())),
         }
     };
-    let snapshot_side = async {
-        let Snapshots {
-            lock,
-            conns,
-            position,
-            gtid,
-            held_since,
-        } = snaps;
-        let dumped = tokio::time::timeout(SNAPSHOT_WAIT, seen).await;
-        // The dump has its snapshot (or failed): commits resume either way.
-        release_commits(lock, primary.flavour()).await;
-        let hold = held_since.elapsed();
-        let dumped = match dumped {
-            Ok(Ok(Some(p))) => p,
-            Ok(_) => {
-                return Err(Error::from(DrError::Precondition(
-                    "the dump's header has no binlog position (is the binary log on, and \
-                     does the user have RELOAD / BINLOG MONITOR?)"
-                        .into(),
-                )))
-            }
-            Err(_) => {
-                return Err(DrError::Precondition(format!(
-                    "the dump did not take its snapshot within {} s",
-                    SNAPSHOT_WAIT.as_secs()
-                ))
-                .into())
-            }
-        };
-        if dumped != position {
-            return Err(DrError::Precondition(format!(
-                "the dump's snapshot is at {}:{} but the fingerprints' at {}:{}: commits were \
-                 not held (is another BACKUP STAGE running?)",
-                dumped.file, dumped.pos, position.file, position.pos
-            ))
-            .into());
-        }
-        let captured = capture_all(conns, &tables, scratch.path().to_path_buf()).await?;
-        tracing::info!(
-            "backup phase: fingerprints read in {:.2} s (commits held {} ms)",
-            t0.elapsed().as_secs_f64(),
-            hold.as_millis()
-        );
-        Ok((position, gtid, hold, captured))
-    };
+    let snapshot_side =
+        fingerprint_in_dump_snapshot(snaps, seen, primary, &tables, scratch.path(), t0);
     let ((), (position, gtid, hold, captured)) = tokio::try_join!(upload, snapshot_side)?;
     // The dump's own error (a failed statement) says more than the compressor's.
     tool::finish(running).await?;
@@ -390,27 +347,13 @@ async fn backup_mysql(
     progress.finish_and_clear();
     let dump_digest = take_digest(&digest, &dump_key)?;
 
-    let mut objects = vec![ObjectEntry {
+    let dump_object = ObjectEntry {
         key: DUMP_OBJECT.into(),
         size: dump_digest.size,
         sha256: dump_digest.sha256,
-    }];
-    let mut entries = Vec::new();
-    for (i, (table, rows, path)) in captured.into_iter().enumerate() {
-        let key = format!("fingerprint/{i:05}.fp.zst");
-        let d = upload_file(store.as_ref(), &format!("{dir}/{key}"), &path).await?;
-        objects.push(ObjectEntry {
-            key: key.clone(),
-            size: d.size,
-            sha256: d.sha256,
-        });
-        entries.push(TableEntry {
-            schema: table.schema,
-            table: table.table,
-            rows: Some(rows),
-            fingerprint: Some(key),
-        });
-    }
+    };
+    let (objects, entries) =
+        store_fingerprints(store.as_ref(), &dir, dump_object, captured).await?;
     let manifest = Manifest {
         format: Manifest::FORMAT,
         id: id.to_string(),
@@ -436,6 +379,95 @@ async fn backup_mysql(
     };
     manifest::write(store.as_ref(), &manifest).await?;
     Ok((manifest, Some(hold)))
+}
+
+/// Once the dump has its snapshot (its header states the position), release the commit
+/// hold, check that the dump and the fingerprint connections share one snapshot, and read
+/// the fingerprints. Returns the point, how long commits were held, and the files.
+async fn fingerprint_in_dump_snapshot(
+    snaps: Snapshots,
+    seen: tokio::sync::oneshot::Receiver<Option<DumpPosition>>,
+    primary: &Source,
+    tables: &[TableRef],
+    scratch: &Path,
+    t0: Instant,
+) -> Result<(
+    DumpPosition,
+    String,
+    Duration,
+    Vec<(TableRef, u64, PathBuf)>,
+)> {
+    let Snapshots {
+        lock,
+        conns,
+        position,
+        gtid,
+        held_since,
+    } = snaps;
+    let dumped = tokio::time::timeout(SNAPSHOT_WAIT, seen).await;
+    // The dump has its snapshot (or failed): commits resume either way.
+    release_commits(lock, primary.flavour()).await;
+    let hold = held_since.elapsed();
+    let dumped = match dumped {
+        Ok(Ok(Some(p))) => p,
+        Ok(_) => {
+            return Err(DrError::Precondition(
+                "the dump's header has no binlog position (is the binary log on, and does \
+                 the user have RELOAD / BINLOG MONITOR?)"
+                    .into(),
+            )
+            .into())
+        }
+        Err(_) => {
+            return Err(DrError::Precondition(format!(
+                "the dump did not take its snapshot within {} s",
+                SNAPSHOT_WAIT.as_secs()
+            ))
+            .into())
+        }
+    };
+    if dumped != position {
+        return Err(DrError::Precondition(format!(
+            "the dump's snapshot is at {}:{} but the fingerprints' at {}:{}: commits were not \
+             held (is another BACKUP STAGE running?)",
+            dumped.file, dumped.pos, position.file, position.pos
+        ))
+        .into());
+    }
+    let captured = capture_all(conns, tables, scratch.to_path_buf()).await?;
+    tracing::info!(
+        "backup phase: fingerprints read in {:.2} s (commits held {} ms)",
+        t0.elapsed().as_secs_f64(),
+        hold.as_millis()
+    );
+    Ok((position, gtid, hold, captured))
+}
+
+/// Upload the fingerprint files; the manifest's object list (the dump first) and tables.
+async fn store_fingerprints(
+    store: &dyn ObjectStore,
+    dir: &str,
+    dump: ObjectEntry,
+    captured: Vec<(TableRef, u64, PathBuf)>,
+) -> Result<(Vec<ObjectEntry>, Vec<TableEntry>)> {
+    let mut objects = vec![dump];
+    let mut entries = Vec::new();
+    for (i, (table, rows, path)) in captured.into_iter().enumerate() {
+        let key = format!("fingerprint/{i:05}.fp.zst");
+        let d = upload_file(store, &format!("{dir}/{key}"), &path).await?;
+        objects.push(ObjectEntry {
+            key: key.clone(),
+            size: d.size,
+            sha256: d.sha256,
+        });
+        entries.push(TableEntry {
+            schema: table.schema,
+            table: table.table,
+            rows: Some(rows),
+            fingerprint: Some(key),
+        });
+    }
+    Ok((objects, entries))
 }
 
 /// Aborts the task when dropped (a `JoinHandle` alone would let it run on).
