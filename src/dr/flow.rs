@@ -24,7 +24,7 @@ pub const LOCK_KEY: &str = "flow.lock";
 /// A lock whose owner has not renewed it for this long is stale (its owner is gone).
 const LOCK_LEASE: Duration = Duration::from_secs(120);
 /// How often a running step renews its lock.
-pub const LOCK_RENEW: Duration = Duration::from_secs(30);
+const LOCK_RENEW: Duration = Duration::from_secs(30);
 
 /// The steps of the flow, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -256,9 +256,33 @@ pub struct Flow {
     store: Arc<dyn ObjectStore>,
     output_dir: std::path::PathBuf,
     pub state: FlowState,
-    owner: LockOwner,
     /// A note for the user when a stale lock was taken over.
     pub took_over: Option<LockOwner>,
+    /// Renews the lock's lease while the step runs (a step longer than the lease must not
+    /// look abandoned to a run on another machine).
+    renewer: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Flow {
+    fn drop(&mut self) {
+        if let Some(r) = self.renewer.take() {
+            r.abort();
+        }
+    }
+}
+
+/// Rewrite the lock with a fresh renewal time every [`LOCK_RENEW`].
+fn spawn_renewer(store: Arc<dyn ObjectStore>, mut owner: LockOwner) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(LOCK_RENEW).await;
+            owner.renewed = time::OffsetDateTime::now_utc().unix_timestamp();
+            let body = serde_json::to_vec(&owner).unwrap_or_default();
+            if let Err(e) = store.put(LOCK_KEY, body).await {
+                tracing::warn!("cannot renew the flow lock: {e}");
+            }
+        }
+    })
 }
 
 impl Flow {
@@ -285,12 +309,13 @@ impl Flow {
                 return Err(e);
             }
         };
+        let renewer = Some(spawn_renewer(store.clone(), owner));
         Ok(Flow {
             store,
             output_dir: output_dir.to_path_buf(),
             state,
-            owner,
             took_over,
+            renewer,
         })
     }
 
@@ -326,17 +351,14 @@ impl Flow {
         self.save().await
     }
 
-    /// Renew the lease (called periodically by long steps).
-    pub async fn renew(&mut self) -> Result<()> {
-        self.owner.renewed = time::OffsetDateTime::now_utc().unix_timestamp();
-        let body = serde_json::to_vec(&self.owner).unwrap_or_default();
-        self.store.put(LOCK_KEY, body).await?;
-        Ok(())
-    }
-
     /// Release the lock. Dropping a `Flow` without calling this leaves the lock for the
     /// next run to take over (it is then provably stale).
-    pub async fn release(self) -> Result<()> {
+    pub async fn release(mut self) -> Result<()> {
+        // Stop renewing first: a renewal after the delete would recreate the lock.
+        if let Some(r) = self.renewer.take() {
+            r.abort();
+            let _ = r.await;
+        }
         self.store.delete(LOCK_KEY).await?;
         Ok(())
     }
@@ -401,4 +423,72 @@ async fn take_lock(store: &dyn ObjectStore, me: &LockOwner) -> Result<Option<Loc
         location: store.location(),
     }
     .into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn store(dir: &Path) -> Arc<dyn ObjectStore> {
+        Arc::new(crate::storage::LocalStore::open(dir).await.unwrap())
+    }
+
+    async fn plant(store: &dyn ObjectStore, host: String, pid: u32, age_secs: i64) {
+        let owner = LockOwner {
+            host,
+            pid,
+            command: "dr backup".into(),
+            renewed: time::OffsetDateTime::now_utc().unix_timestamp() - age_secs,
+        };
+        store
+            .put(LOCK_KEY, serde_json::to_vec(&owner).unwrap())
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_live_owner_keeps_the_lock_and_a_gone_one_loses_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let s = store(&dir.path().join("storage")).await;
+        // Alive: this very process, on this host, renewed just now.
+        plant(s.as_ref(), host_name(), std::process::id(), 0).await;
+        let err = Flow::open(s.clone(), &out, "dr restore").await.unwrap_err();
+        assert!(
+            err.to_string().contains("is locked by `dr backup`"),
+            "{err}"
+        );
+        // Same host, pid gone (pids never reach u32::MAX - 1).
+        plant(s.as_ref(), host_name(), u32::MAX - 1, 0).await;
+        let flow = Flow::open(s.clone(), &out, "dr restore").await.unwrap();
+        assert_eq!(flow.took_over.as_ref().map(|o| o.pid), Some(u32::MAX - 1));
+        flow.release().await.unwrap();
+        assert!(s.get(LOCK_KEY).await.unwrap().is_none(), "released");
+        // Another host whose lease ran out.
+        plant(
+            s.as_ref(),
+            "elsewhere".into(),
+            1,
+            LOCK_LEASE.as_secs() as i64 + 5,
+        )
+        .await;
+        let flow = Flow::open(s.clone(), &out, "dr restore").await.unwrap();
+        assert!(flow.took_over.is_some());
+        drop(flow);
+        // Dropped without release (a crash): the lock stays, naming this process.
+        let left: LockOwner =
+            serde_json::from_slice(&s.get(LOCK_KEY).await.unwrap().unwrap()).unwrap();
+        assert_eq!(left.pid, std::process::id());
+        // Another host, lease fresh: refused.
+        plant(s.as_ref(), "elsewhere".into(), 1, 0).await;
+        assert!(Flow::open(s.clone(), &out, "dr restore").await.is_err());
+    }
+
+    #[test]
+    fn a_damaged_state_is_an_error_not_a_fresh_start() {
+        let e = FlowState::parse(b"{not json", "s3://b/p").unwrap_err();
+        assert!(e.to_string().contains("is damaged"), "{e}");
+        let ok = FlowState::parse(br#"{"version":1,"steps":{}}"#, "x").unwrap();
+        assert!(ok.steps.is_empty());
+    }
 }
