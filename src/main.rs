@@ -93,16 +93,25 @@ struct PlaygroundArgs {
     /// Rows per table.
     #[arg(long, default_value_t = 100_000)]
     rows: u64,
-    /// Where to write the ready-made config.
+    /// Where to write the ready-made config (the DR config goes next to it, as
+    /// NAME-dr.toml).
     #[arg(long, default_value = "configs/playground.toml")]
     config_path: PathBuf,
+    /// Port of the local S3 server [default: 6060, or a free port when 6060 is taken]; a port
+    /// given here must be free.
+    #[arg(long, conflicts_with = "no_s3")]
+    s3_port: Option<u16>,
+    /// Start no S3 server; the DR config keeps backups in DIR/backups.
+    #[arg(long)]
+    no_s3: bool,
 }
 
 #[derive(Subcommand)]
 enum PlaygroundAction {
-    /// Start both servers and seed identical data.
+    /// Start both servers and seed identical data; start a local S3 server; write a config
+    /// and a DR config.
     Up(PlaygroundArgs),
-    /// Stop both servers.
+    /// Stop both servers and the S3 server.
     Down {
         #[arg(long, default_value = ".playground")]
         dir: PathBuf,
@@ -110,7 +119,7 @@ enum PlaygroundAction {
         #[arg(long)]
         purge: bool,
     },
-    /// Show whether the servers run, their GTID positions and row counts.
+    /// Show whether the servers run, their GTID positions and row counts; the S3 server.
     Status {
         #[arg(long, default_value = ".playground")]
         dir: PathBuf,
@@ -130,6 +139,18 @@ enum PlaygroundAction {
                       to end. Exit code 2 if the load failed."
     )]
     Load(LoadArgs),
+    /// The playground's S3 server (started detached by `playground up`).
+    #[command(hide = true)]
+    S3Server {
+        /// The directory served.
+        #[arg(long)]
+        root: PathBuf,
+        #[arg(long)]
+        port: u16,
+        /// JSON file holding the key pair.
+        #[arg(long)]
+        credentials: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -321,14 +342,25 @@ fn finish_report(report: &RunReport, output_dir: &Path) -> anyhow::Result<i32> {
     Ok(code)
 }
 
-fn playground_options(a: &PlaygroundArgs) -> PlaygroundOptions {
-    PlaygroundOptions {
+fn playground_options(a: &PlaygroundArgs) -> anyhow::Result<PlaygroundOptions> {
+    let s3 = if a.no_s3 {
+        None
+    } else {
+        let program = std::env::current_exe()
+            .context("cannot find the syncgate executable to start the S3 server")?;
+        Some(playground::S3Options {
+            program,
+            port: a.s3_port,
+        })
+    };
+    Ok(PlaygroundOptions {
         dir: a.dir.clone(),
         tables: a.tables,
         rows: a.rows,
         config_path: a.config_path.clone(),
+        s3,
         ..PlaygroundOptions::default()
-    }
+    })
 }
 
 async fn playground_cmd(action: PlaygroundAction) -> anyhow::Result<i32> {
@@ -338,12 +370,21 @@ async fn playground_cmd(action: PlaygroundAction) -> anyhow::Result<i32> {
     init_logging("info", None, false)?;
     match action {
         PlaygroundAction::Up(a) => {
-            let up = playground::up(&playground_options(&a)).await?;
+            let up = playground::up(&playground_options(&a)?).await?;
             println!("{up}");
         }
         PlaygroundAction::Down { dir, purge } => {
-            playground::down(&dir, purge).await?;
-            println!("playground stopped");
+            let down = playground::down(&dir, purge).await?;
+            println!("playground stopped ({down})");
+        }
+        PlaygroundAction::S3Server {
+            root,
+            port,
+            credentials,
+        } => {
+            let creds = syncgate::local::S3Credentials::read(&credentials)?;
+            syncgate::local::s3::serve_forever(&root, port, &creds.access_key, &creds.secret_key)
+                .await?;
         }
         PlaygroundAction::Status { dir } => {
             println!("{}", playground::status(&dir).await?);
@@ -432,7 +473,7 @@ async fn load_spinner(counters: LoadCounters) {
 }
 
 async fn demo(args: DemoArgs) -> anyhow::Result<i32> {
-    let opts = playground_options(&args.playground);
+    let opts = playground_options(&args.playground)?;
     // A tour starts from identical data: drift from an earlier run would add up.
     if playground::status(&opts.dir).await.is_ok_and(|s| s.is_up()) {
         println!("== resetting the playground in {} ==", opts.dir.display());

@@ -28,7 +28,7 @@ pub enum LocalError {
     )]
     MissingBinaries,
     /// `mariadbd` did not come up; quotes the end of its error log.
-    #[error("{}; last lines of {}:\n{log_tail}", failure.describe(*port), log.display())]
+    #[error("{}; last lines of {}:\n{log_tail}", failure.describe("mariadbd", *port), log.display())]
     Start {
         port: u16,
         failure: StartFailure,
@@ -115,6 +115,27 @@ pub enum LocalError {
         dir.display()
     )]
     NotRunning { role: &'static str, dir: PathBuf },
+    /// The local S3 server process ([`crate::local::DetachedS3`]) did not come up; quotes the
+    /// end of its log.
+    #[error(
+        "{}; last lines of {}:\n{log_tail}",
+        failure.describe("the local S3 server", *port),
+        log.display()
+    )]
+    S3Start {
+        port: u16,
+        failure: StartFailure,
+        /// The server's log (its stdout and stderr).
+        log: PathBuf,
+        /// Its last non-empty lines written during this start.
+        log_tail: String,
+    },
+    /// The credentials file of a local S3 server cannot be read.
+    #[error("invalid {}: {error}", path.display())]
+    S3Credentials {
+        path: PathBuf,
+        error: serde_json::Error,
+    },
     /// The local S3 server cannot serve its directory.
     #[error("local S3 server on {}: {message}", root.display())]
     S3Server { root: PathBuf, message: String },
@@ -138,17 +159,18 @@ pub enum StartFailure {
 }
 
 impl StartFailure {
-    fn describe(&self, port: u16) -> String {
+    /// The failure of `program` (as named in messages) starting on `port`.
+    fn describe(&self, program: &str, port: u16) -> String {
         match self {
             StartFailure::Exited(status) => {
-                format!("mariadbd exited during start-up ({status}) on port {port}")
+                format!("{program} exited during start-up ({status}) on port {port}")
             }
             StartFailure::PortTaken(status) => format!(
-                "port {port} is already in use on 127.0.0.1: mariadbd exited during start-up \
+                "port {port} is already in use on 127.0.0.1: {program} exited during start-up \
                  ({status})"
             ),
             StartFailure::NotReady(timeout) => {
-                format!("mariadbd did not accept connections on port {port} within {timeout:?}")
+                format!("{program} did not accept connections on port {port} within {timeout:?}")
             }
         }
     }

@@ -8,6 +8,8 @@
 //! - `process`: finding the binaries, spawning and waiting for `mariadbd`, `/proc` probes,
 //!   signals and the watchdog.
 //! - [`s3`]: [`LocalS3`], an S3-compatible server over a directory, in-process.
+//! - `detached_s3`: [`DetachedS3`], that server as a detached process of its own (the
+//!   playground), and its key pair [`S3Credentials`].
 //!
 //! Everything here fails with [`LocalError`] (which converts into [`crate::Error`]).
 //!
@@ -53,12 +55,14 @@
 //! playground). [`DetachedServer::find`] and [`DetachedServer::stop`] find and stop such a
 //! server by its dir, using the pid file and the process command line.
 
+mod detached_s3;
 mod error;
 mod process;
 pub mod s3;
 pub mod server;
 pub mod template;
 
+pub use detached_s3::{write_private, DetachedS3, S3Credentials};
 pub use error::{LocalError, Result, StartFailure};
 pub use process::mariadbd_available;
 pub use s3::LocalS3;

@@ -119,7 +119,7 @@ pub(super) fn is_server_process(pid: u32) -> bool {
     matches!(comm.trim(), "mariadbd" | "mysqld")
 }
 
-fn read_cmdline(pid: u32) -> Option<Vec<String>> {
+pub(super) fn read_cmdline(pid: u32) -> Option<Vec<String>> {
     let raw = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     Some(
         raw.split(|b| *b == 0)

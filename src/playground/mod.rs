@@ -1,20 +1,24 @@
 //! `syncgate playground up|down|status|drift`: a local upstream/downstream pair of MariaDB
-//! servers holding identical sysbench-shaped data, for trying syncgate out and for demos.
+//! servers holding identical sysbench-shaped data, and a local S3 server, for trying syncgate
+//! and its DR flow out and for demos.
 //!
 //! - [`up`] starts two detached servers (`DIR/upstream`, server id 1, port 3307 and
 //!   `DIR/downstream`, server id 2, port 3308) with binlogs and `--gtid-strict-mode=ON`, loads
 //!   `sbtest.sbtest1..N` with the same deterministic rows on both sides
-//!   ([`crate::testdata`]), and writes a sync-diff-inspector style config plus
+//!   ([`crate::testdata`]), starts the S3 server (`DIR/s3`, port 6060; see [`S3Options`]),
+//!   and writes a sync-diff-inspector style config, the DR config next to it ([`dr`]) and
 //!   `DIR/state.json`.
-//! - [`down`] stops them (SHUTDOWN) and optionally removes their data.
-//! - [`status`] reports each server: running, port, pid, `@@gtid_binlog_pos`, row counts.
+//! - [`down`] stops them (SHUTDOWN; the S3 server SIGTERM) and optionally removes their data.
+//! - [`status`] reports each server: running, port, pid, `@@gtid_binlog_pos`, row counts; and
+//!   the S3 server.
 //! - [`inject_drift`] makes the downstream differ in a known way (with `sql_log_bin = 0`) and
 //!   returns the ground truth.
 //! - [`load_target`] names the upstream and its tables for a write load
 //!   ([`crate::testdata::load`]).
 //!
 //! The servers outlive the process that started them; they are found again through their
-//! pid files (see [`crate::local::DetachedServer`]). No command-line parsing happens here.
+//! pid files (see [`crate::local::DetachedServer`], [`crate::local::DetachedS3`]). No
+//! command-line parsing happens here.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -24,11 +28,14 @@ use mysql_async::prelude::Queryable;
 use serde::{Deserialize, Serialize};
 
 use crate::local::{absolute, conn_opts, connect, mariadbd_available, port_is_free};
-use crate::local::{DetachedServer, LocalError, LocalServer, Result, ServerOptions};
+use crate::local::{DetachedS3, DetachedServer, LocalError, LocalServer, Result, ServerOptions};
 use crate::schema::TableRef;
 use crate::testdata::{self, sbtest_tables, seed_sbtest};
 // The database the playground creates on both servers, and the types of `inject_drift`.
 pub use crate::testdata::{DriftReport, DriftSpec, TableDrift, DATABASE};
+pub use dr::{dr_config_path, render_dr_config, S3Options, DEFAULT_S3_PORT, S3_SERVER_SUBCOMMAND};
+
+pub mod dr;
 
 /// The two servers, in order.
 pub const ROLES: [&str; 2] = ["upstream", "downstream"];
@@ -50,6 +57,9 @@ pub struct PlaygroundOptions {
     pub upstream_port: u16,
     /// Downstream port (default 3308).
     pub downstream_port: u16,
+    /// The S3 server to start; `None`: none, and the DR config keeps backups in
+    /// `DIR/backups`.
+    pub s3: Option<S3Options>,
 }
 
 impl Default for PlaygroundOptions {
@@ -62,6 +72,7 @@ impl Default for PlaygroundOptions {
             config_path: PathBuf::from("configs/playground.toml"),
             upstream_port: 3307,
             downstream_port: 3308,
+            s3: None,
         }
     }
 }
@@ -81,6 +92,8 @@ pub struct UpReport {
     pub elapsed: Duration,
     /// The config written (None when already running).
     pub config_path: Option<PathBuf>,
+    /// The DR config written (None when already running).
+    pub dr_config_path: Option<PathBuf>,
     pub status: PlaygroundStatus,
 }
 
@@ -103,6 +116,9 @@ impl fmt::Display for UpReport {
             if let Some(p) = &self.config_path {
                 writeln!(f, "config: {}", p.display())?;
             }
+            if let Some(p) = &self.dr_config_path {
+                writeln!(f, "DR config: {}", p.display())?;
+            }
         }
         write!(f, "{}", self.status)
     }
@@ -118,6 +134,12 @@ pub struct PlaygroundState {
     pub rows: u64,
     pub seed: u64,
     pub config_path: PathBuf,
+    /// The S3 server (`dir` is its `DIR/s3`), if one was started.
+    #[serde(default)]
+    pub s3: Option<ServerState>,
+    /// The DR config.
+    #[serde(default)]
+    pub dr_config_path: Option<PathBuf>,
 }
 
 /// One server in [`PlaygroundState`].
@@ -202,15 +224,25 @@ fn server_options(role: &str, dir: &Path, port: u16) -> ServerOptions {
     }
 }
 
-/// Start the playground (see the module docs). Does nothing if both servers already run.
+/// What runs before [`up`] starts anything.
+struct Running {
+    servers: [Option<DetachedServer>; 2],
+    s3: Option<DetachedS3>,
+}
+
+/// Start the playground (see the module docs). Does nothing if both servers and the S3
+/// server (unless `opts.s3` is `None`) already run; otherwise starts what does not run.
 pub async fn up(opts: &PlaygroundOptions) -> Result<UpReport> {
     let t0 = Instant::now();
     let dir = absolute(&opts.dir)?;
-    let running = [
-        DetachedServer::find(&dir.join(ROLES[0]))?,
-        DetachedServer::find(&dir.join(ROLES[1]))?,
-    ];
-    if running.iter().all(Option::is_some) {
+    let running = Running {
+        servers: [
+            DetachedServer::find(&dir.join(ROLES[0]))?,
+            DetachedServer::find(&dir.join(ROLES[1]))?,
+        ],
+        s3: DetachedS3::find(&dr::s3_dir(&dir))?,
+    };
+    if running.servers.iter().all(Option::is_some) && (opts.s3.is_none() || running.s3.is_some()) {
         tracing::info!("playground in {} is already up", dir.display());
         return Ok(UpReport {
             already_running: true,
@@ -219,13 +251,24 @@ pub async fn up(opts: &PlaygroundOptions) -> Result<UpReport> {
             load_elapsed: Duration::ZERO,
             elapsed: t0.elapsed(),
             config_path: None,
+            dr_config_path: None,
             status: status(&dir).await?,
         });
     }
     check_can_start(opts, &running)?;
     std::fs::create_dir_all(&dir).map_err(LocalError::io("create", &dir))?;
 
-    let servers = start_servers(&dir, opts, &running).await?;
+    let servers = start_servers(&dir, opts, &running.servers).await?;
+    let s3 = match &opts.s3 {
+        None => None,
+        Some(s3_opts) => match dr::ensure_s3(&dir, s3_opts).await {
+            Ok(s3) => Some(s3),
+            Err(e) => {
+                stop_started(&dir, &running.servers, false).await;
+                return Err(e);
+            }
+        },
+    };
     let start_elapsed = t0.elapsed();
     tracing::info!("servers ready in {start_elapsed:.2?}");
 
@@ -233,13 +276,13 @@ pub async fn up(opts: &PlaygroundOptions) -> Result<UpReport> {
     let seeded = match seed_unless_present(opts, [servers[0].0, servers[1].0]).await {
         Ok(seeded) => seeded,
         Err(e) => {
-            stop_started(&dir, &running).await;
+            stop_started(&dir, &running.servers, running.s3.is_none()).await;
             return Err(e);
         }
     };
     let load_elapsed = t_load.elapsed();
 
-    let config_path = write_config_and_state(&dir, opts, servers)?;
+    let (config_path, dr_config_path) = write_config_and_state(&dir, opts, servers, s3)?;
     Ok(UpReport {
         already_running: false,
         seeded,
@@ -247,13 +290,14 @@ pub async fn up(opts: &PlaygroundOptions) -> Result<UpReport> {
         load_elapsed,
         elapsed: t0.elapsed(),
         config_path: Some(config_path),
+        dr_config_path: Some(dr_config_path),
         status: status(&dir).await?,
     })
 }
 
 /// Refuse options that cannot work, and ports (of servers to start) that are taken, before
 /// anything starts.
-fn check_can_start(opts: &PlaygroundOptions, running: &[Option<DetachedServer>; 2]) -> Result<()> {
+fn check_can_start(opts: &PlaygroundOptions, running: &Running) -> Result<()> {
     if opts.upstream_port == opts.downstream_port {
         return Err(LocalError::Options(format!(
             "upstream and downstream need different ports (both are {})",
@@ -270,10 +314,14 @@ fn check_can_start(opts: &PlaygroundOptions, running: &[Option<DetachedServer>; 
     }
     let ports = [opts.upstream_port, opts.downstream_port];
     for (i, role) in ROLES.into_iter().enumerate() {
-        if running[i].is_none() && !port_is_free(ports[i]) {
+        if running.servers[i].is_none() && !port_is_free(ports[i]) {
             let port = ports[i];
             return Err(LocalError::role(role)(LocalError::PortInUse { port }));
         }
+    }
+    let s3_taken = opts.s3.as_ref().and_then(dr::fixed_port_taken);
+    if let (None, Some(port)) = (&running.s3, s3_taken) {
+        return Err(LocalError::role("s3")(LocalError::PortInUse { port }));
     }
     Ok(())
 }
@@ -306,18 +354,22 @@ async fn start_servers(
     match tokio::join!(start_role(0), start_role(1)) {
         (Ok(a), Ok(b)) => Ok([a, b]),
         (a, b) => {
-            stop_started(dir, running).await;
+            stop_started(dir, running, false).await;
             Err(a.err().or(b.err()).expect("one side failed"))
         }
     }
 }
 
-/// Stop the servers that were not `running` before [`up`] (no-op for those that are not up).
-async fn stop_started(dir: &Path, running: &[Option<DetachedServer>; 2]) {
+/// Stop the servers that were not `running` before [`up`] (no-op for those that are not up),
+/// and the S3 server with `s3`.
+async fn stop_started(dir: &Path, running: &[Option<DetachedServer>; 2], s3: bool) {
     for (i, role) in ROLES.into_iter().enumerate() {
         if running[i].is_none() {
             let _ = DetachedServer::stop(&dir.join(role)).await;
         }
+    }
+    if s3 {
+        let _ = DetachedS3::stop(&dr::s3_dir(dir)).await;
     }
 }
 
@@ -353,13 +405,14 @@ async fn seed_unless_present(opts: &PlaygroundOptions, ports: [u16; 2]) -> Resul
     Ok(true)
 }
 
-/// Write the generated config and `DIR/state.json` for `servers` (`(port, pid)` of upstream
-/// and downstream); returns the config path.
+/// Write the generated configs and `DIR/state.json` for `servers` (`(port, pid)` of upstream
+/// and downstream) and the S3 server; returns the paths of the config and the DR config.
 fn write_config_and_state(
     dir: &Path,
     opts: &PlaygroundOptions,
     servers: [(u16, u32); 2],
-) -> Result<PathBuf> {
+    s3: Option<(DetachedS3, crate::local::S3Credentials)>,
+) -> Result<(PathBuf, PathBuf)> {
     let [(up_port, up_pid), (down_port, down_pid)] = servers;
     let config_path = opts.config_path.clone();
     if let Some(parent) = config_path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -367,6 +420,13 @@ fn write_config_and_state(
     }
     std::fs::write(&config_path, render_config(up_port, down_port))
         .map_err(LocalError::io("write", &config_path))?;
+    let backup_storage = match &s3 {
+        Some((server, creds)) => dr::s3_uri(server.port, creds),
+        None => dr::local_uri(dir),
+    };
+    let dr_config_path = dr_config_path(&config_path);
+    let dr_config = render_dr_config(up_port, down_port, &backup_storage);
+    dr::write_dr_config(&dr_config_path, &dr_config)?;
     let state = PlaygroundState {
         upstream: ServerState {
             port: up_port,
@@ -383,14 +443,21 @@ fn write_config_and_state(
         rows: opts.rows,
         seed: opts.seed,
         config_path: absolute(&config_path)?,
+        s3: s3.map(|(server, _)| ServerState {
+            port: server.port,
+            pid: server.pid,
+            dir: server.dir,
+        }),
+        dr_config_path: Some(absolute(&dr_config_path)?),
     };
     write_state(dir, &state)?;
     tracing::info!(
-        "wrote {} and {}",
+        "wrote {}, {} and {}",
         config_path.display(),
+        dr_config_path.display(),
         state_path(dir).display()
     );
-    Ok(config_path)
+    Ok((config_path, dr_config_path))
 }
 
 /// What [`down`] did.
@@ -416,8 +483,10 @@ impl fmt::Display for DownReport {
     }
 }
 
-/// Stop both servers (SHUTDOWN, waiting for exit). With `purge`, remove their data dirs and
-/// `state.json` (and `dir` itself if that leaves it empty); nothing else in `dir` is touched.
+/// Stop both servers (SHUTDOWN, waiting for exit) and the S3 server (SIGTERM). With `purge`,
+/// remove their data dirs (the S3 server's with its key pair), the local backups of a
+/// playground without S3 and `state.json` (and `dir` itself if that leaves it empty);
+/// nothing else in `dir` is touched. The generated configs are kept.
 pub async fn down(dir: &Path, purge: bool) -> Result<DownReport> {
     let dir = absolute(dir)?;
     let stop = |role: &'static str| {
@@ -432,13 +501,28 @@ pub async fn down(dir: &Path, purge: bool) -> Result<DownReport> {
             Ok::<_, LocalError>(was.then(|| role.to_string()))
         }
     };
-    let (a, b) = tokio::join!(stop(ROLES[0]), stop(ROLES[1]));
-    let stopped: Vec<String> = [a?, b?].into_iter().flatten().collect();
+    let s3_dir = dr::s3_dir(&dir);
+    let stop_s3 = async {
+        let was = DetachedS3::stop(&s3_dir)
+            .await
+            .map_err(LocalError::role("s3"))?;
+        if was {
+            tracing::info!("stopped the S3 server");
+        }
+        Ok::<_, LocalError>(was.then(|| "s3".to_string()))
+    };
+    let (a, b, c) = tokio::join!(stop(ROLES[0]), stop(ROLES[1]), stop_s3);
+    let stopped: Vec<String> = [a?, b?, c?].into_iter().flatten().collect();
     if purge {
-        for role in ROLES {
-            let d = dir.join(role);
+        let data = [
+            dir.join(ROLES[0]),
+            dir.join(ROLES[1]),
+            s3_dir,
+            dr::local_backups(&dir),
+        ];
+        for d in &data {
             if d.exists() {
-                std::fs::remove_dir_all(&d).map_err(LocalError::io("remove", &d))?;
+                std::fs::remove_dir_all(d).map_err(LocalError::io("remove", d))?;
             }
         }
         let _ = std::fs::remove_file(state_path(&dir));
@@ -470,6 +554,35 @@ pub struct ServerStatus {
 pub struct PlaygroundStatus {
     pub dir: PathBuf,
     pub servers: Vec<ServerStatus>,
+    /// The S3 server, when one runs or the state records one.
+    pub s3: Option<S3Status>,
+}
+
+/// The S3 server in [`PlaygroundStatus`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Status {
+    pub running: bool,
+    pub port: Option<u16>,
+    pub pid: Option<u32>,
+    /// The directory it serves.
+    pub root: PathBuf,
+}
+
+impl fmt::Display for S3Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let port = self.port.map_or("-".to_string(), |p| p.to_string());
+        match self.pid.filter(|_| self.running) {
+            Some(pid) => write!(
+                f,
+                "  {:<10}  running  port {port}  pid {pid}  s3://{}/{}, data in {}",
+                "s3",
+                dr::BUCKET,
+                dr::PREFIX,
+                self.root.display()
+            ),
+            None => write!(f, "  {:<10}  stopped  port {port}", "s3"),
+        }
+    }
 }
 
 impl PlaygroundStatus {
@@ -509,6 +622,9 @@ impl fmt::Display for PlaygroundStatus {
                 writeln!(f, "    {DATABASE}.{t:<12} {n:>10} rows")?;
             }
         }
+        if let Some(s3) = &self.s3 {
+            writeln!(f, "{s3}")?;
+        }
         Ok(())
     }
 }
@@ -543,7 +659,24 @@ pub async fn status(dir: &Path) -> Result<PlaygroundStatus> {
         }
         servers.push(st);
     }
-    Ok(PlaygroundStatus { dir, servers })
+    let s3 = s3_status(&dir, state.as_ref())?;
+    Ok(PlaygroundStatus { dir, servers, s3 })
+}
+
+/// The S3 server of the playground in `dir`: the running one, else the one `state` records.
+fn s3_status(dir: &Path, state: Option<&PlaygroundState>) -> Result<Option<S3Status>> {
+    let s3_dir = dr::s3_dir(dir);
+    let found = DetachedS3::find(&s3_dir)?;
+    let recorded = state.and_then(|s| s.s3.as_ref());
+    if found.is_none() && recorded.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(S3Status {
+        running: found.is_some(),
+        port: found.as_ref().map(|s| s.port).or(recorded.map(|s| s.port)),
+        pid: found.as_ref().map(|s| s.pid),
+        root: DetachedS3::root(&s3_dir),
+    }))
 }
 
 async fn describe(port: u16) -> Result<(String, Vec<(String, u64)>)> {

@@ -48,10 +48,73 @@ fn state_roundtrips() {
         rows: 10,
         seed: 0,
         config_path: "x.toml".into(),
+        s3: Some(ServerState {
+            port: 5,
+            pid: 6,
+            dir: dir.join("s3"),
+        }),
+        dr_config_path: Some("x-dr.toml".into()),
     };
     write_state(&dir, &s).unwrap();
-    assert_eq!(read_state(&dir).unwrap(), Some(s));
+    assert_eq!(read_state(&dir).unwrap(), Some(s.clone()));
+
+    // A state written before the S3 server existed reads as one without it.
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(state_path(&dir)).unwrap()).unwrap();
+    let o = v.as_object_mut().unwrap();
+    o.remove("s3");
+    o.remove("dr_config_path");
+    std::fs::write(state_path(&dir), v.to_string()).unwrap();
+    let old = read_state(&dir).unwrap().unwrap();
+    assert_eq!((old.s3, old.dr_config_path), (None, None));
+    assert_eq!(old.upstream, s.upstream);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn dr_config_loads_and_names_the_playground() {
+    let creds = crate::local::S3Credentials {
+        access_key: "AK".into(),
+        secret_key: "s/e+c=r&t".into(),
+    };
+    let uri = dr::s3_uri(6061, &creds);
+    assert_eq!(
+        uri,
+        "s3://backup/playground?access-key=AK&secret-access-key=s/e%2Bc%3Dr%26t\
+         &endpoint=http://127.0.0.1:6061&force-path-style=true"
+    );
+    let text = render_dr_config(4000, 4001, &uri);
+    let c = crate::config::Config::from_toml_str(&text, "playground-dr.toml").unwrap();
+    let dr = c.dr.as_ref().unwrap();
+    assert_eq!(
+        (dr.primary.as_str(), dr.secondary.as_str()),
+        ("primary", "secondary")
+    );
+    assert_eq!(dr.backup_storage, uri);
+    assert_eq!(c.data_sources["primary"].port, 4000);
+    assert_eq!(c.data_sources["secondary"].port, 4001);
+    assert_eq!(c.task.output_dir, std::path::Path::new("./dr-output"));
+    let storage = crate::storage::StorageUri::parse(&dr.backup_storage).unwrap();
+    assert_eq!(storage.expose_secret(), uri);
+    assert!(!storage.to_string().contains("s/e"), "{storage}");
+
+    // Without S3: a local directory, whatever its path holds.
+    let odd = std::path::Path::new("/tmp/a \"b\"/pg");
+    let text = render_dr_config(4000, 4001, &dr::local_uri(odd));
+    let c = crate::config::Config::from_toml_str(&text, "x").unwrap();
+    let storage = crate::storage::StorageUri::parse(&c.dr.unwrap().backup_storage).unwrap();
+    assert_eq!(storage.local_path(), Some(odd.join("backups").as_path()));
+}
+
+#[test]
+fn dr_config_sits_next_to_the_config() {
+    let p = |s: &str| std::path::PathBuf::from(s);
+    assert_eq!(
+        dr_config_path(&p("configs/playground.toml")),
+        p("configs/playground-dr.toml")
+    );
+    assert_eq!(dr_config_path(&p("/x/my.toml")), p("/x/my-dr.toml"));
+    assert_eq!(dr_config_path(&p("pg")), p("pg-dr.toml"));
 }
 
 #[tokio::test]
@@ -60,6 +123,7 @@ async fn status_of_nothing_is_not_up() {
     let st = status(&dir).await.unwrap();
     assert!(!st.is_up());
     assert_eq!(st.servers.len(), 2);
+    assert_eq!(st.s3, None);
     assert!(st.to_string().contains("upstream    stopped"), "{st}");
     let r = down(&dir, false).await.unwrap();
     assert!(r.stopped.is_empty());

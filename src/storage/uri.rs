@@ -161,6 +161,17 @@ impl StorageUri {
         Ok(StorageUri { backend })
     }
 
+    /// `local:///path` for the absolute directory `path` (percent-encoded where needed).
+    pub fn local(path: &Path) -> StorageUri {
+        debug_assert!(path.is_absolute(), "{}", path.display());
+        StorageUri {
+            backend: Backend::Local {
+                scheme: "local",
+                path: path.to_path_buf(),
+            },
+        }
+    }
+
     /// The URI with its secrets, for handing to a server that needs them (TiDB's
     /// `BACKUP … TO '<uri>'`). Never log it.
     pub fn expose_secret(&self) -> String {
@@ -610,6 +621,10 @@ mod tests {
         assert_eq!(f.to_string(), "file:///var/my%20backups");
         assert_eq!(StorageUri::parse(&f.expose_secret()).unwrap(), f);
         assert!(err("local://relative/path").contains("absolute path"));
+        let odd = Path::new("/var/my backups/a+b#?%");
+        let made = StorageUri::local(odd).expose_secret();
+        assert_eq!(made, "local:///var/my%20backups/a%2Bb%23%3F%25");
+        assert_eq!(StorageUri::parse(&made).unwrap().local_path(), Some(odd));
         assert!(
             err("file:///x?endpoint=http://h").contains("parameter 'endpoint' is not supported")
         );

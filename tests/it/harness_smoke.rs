@@ -193,7 +193,8 @@ impl Drop for PlaygroundGuard {
     }
 }
 
-/// Options for a 2 × 2000-row playground in `dir`, on two distinct free ports.
+/// Options for a 2 × 2000-row playground in `dir`, on two distinct free ports, without an S3
+/// server.
 pub(crate) fn playground_options(
     tmp: &std::path::Path,
     dir: &std::path::Path,
@@ -213,6 +214,7 @@ pub(crate) fn playground_options(
         config_path: tmp.join("configs/playground.toml"),
         upstream_port,
         downstream_port,
+        s3: None,
     }
 }
 

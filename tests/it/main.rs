@@ -10,6 +10,7 @@ mod support;
 // - cli_errors: bad input -> one line on stderr, exit code 2.
 // - harness_smoke: the test harness itself.
 // - load: the sysbench-shaped write load and `playground load`.
+// - playground_dr: the playground's S3 server and DR config, with the DR commands on them.
 // - storage: the object-store conformance suite (local directory, S3 over HTTP against
 //   a local S3 server) and the errors of opening a store.
 // - tls: `[data-sources.NAME.security]` against a mariadbd with TLS on.
@@ -23,6 +24,7 @@ mod index_hint;
 mod int_split;
 mod load;
 mod names;
+mod playground_dr;
 mod prop_check;
 mod prop_schema;
 mod replica_fence;
