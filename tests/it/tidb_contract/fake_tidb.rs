@@ -2,7 +2,10 @@
 //! pingcap/tidb `pkg/executor/brie.go`), built on `opensrv-mysql`, on 127.0.0.1. It answers
 //! `BACKUP`/`RESTORE` with the documented columns, `SHOW BACKUPS`, `SELECT CONNECTION_ID()`,
 //! `BEGIN`/`SELECT @@tidb_current_ts`/`ROLLBACK`, `SET` and `KILL TIDB QUERY`, and records
-//! every statement with the connection that sent it.
+//! every statement with the connection that sent it and when it arrived. For syncgate's own
+//! connection setup and discovery it also answers `SELECT VERSION()`, `SHOW SESSION STATUS
+//! LIKE 'Ssl_cipher'`, `SHOW DATABASES`, `SHOW FULL TABLES FROM …` and the PD discovery
+//! query on `information_schema.cluster_info`.
 //!
 //! Connection IDs are 64-bit, as with TiDB's global kill before v7.3: the handshake carries
 //! only their low 32 bits, `CONNECTION_ID()` the whole ID.
@@ -22,12 +25,25 @@ use tokio::io::AsyncWrite;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
+/// Columns and text rows of a canned answer.
+type TextResult = (Vec<Column>, Vec<Vec<Option<String>>>);
+
 /// The first connection's ID: above 32 bits, like TiDB's global connection IDs.
 pub(super) const FIRST_CONNECTION_ID: u64 = 5_857_102_839_209_263_511;
 /// TiDB's queue and start times in the result (UTC on syncgate's session).
 pub(super) const QUEUE_TIME: &str = "2024-05-01 10:00:00";
 pub(super) const EXECUTION_TIME: &str = "2024-05-01 10:00:01";
 const FINISH_TIME: &str = "2024-05-01 10:00:09";
+/// What `SELECT VERSION()` and the handshake report.
+pub(super) const VERSION: &str = "8.0.11-TiDB-v7.5.0";
+/// The system schemas `SHOW DATABASES` lists besides the user tables' schemas.
+const SYSTEM_SCHEMAS: [&str; 5] = [
+    "INFORMATION_SCHEMA",
+    "METRICS_SCHEMA",
+    "PERFORMANCE_SCHEMA",
+    "mysql",
+    "sys",
+];
 
 /// How a BACKUP or RESTORE ends.
 #[derive(Debug, Clone)]
@@ -73,6 +89,14 @@ pub(super) struct TidbState {
     pub(super) next_tso: u64,
     /// (connection ID, statement), in arrival order.
     pub(super) statements: Vec<(u64, String)>,
+    /// When each of `statements` arrived.
+    pub(super) arrived: Vec<Instant>,
+    /// Every TSO a `BEGIN` handed out, in order.
+    pub(super) handed_out: Vec<u64>,
+    /// The user tables (schema, table) that `SHOW DATABASES` / `SHOW FULL TABLES` list.
+    pub(super) tables: Vec<(String, String)>,
+    /// The PD client addresses (`host:port`) in `information_schema.cluster_info`.
+    pub(super) pd_instances: Vec<String>,
     pub(super) jobs: Vec<Job>,
     /// Connections with a statement held open, and how to end it.
     held: HashMap<u64, Arc<Notify>>,
@@ -104,6 +128,10 @@ impl FakeTidb {
             restore_ts: super::SAMPLE + (90_000 << 18),
             next_tso: super::SAMPLE + (100_000 << 18),
             statements: Vec::new(),
+            arrived: Vec::new(),
+            handed_out: Vec::new(),
+            tables: Vec::new(),
+            pd_instances: Vec::new(),
             jobs: Vec::new(),
             held: HashMap::new(),
             killed_at: Vec::new(),
@@ -276,6 +304,7 @@ impl Session {
         if !sql.starts_with("SELECT @@max_allowed_packet") {
             let mut s = self.state.lock().unwrap();
             s.statements.push((self.id, sql.to_string()));
+            s.arrived.push(Instant::now());
         }
     }
 
@@ -439,6 +468,47 @@ impl Session {
         rows(results, &columns, &table).await
     }
 
+    /// The answer to a connection-setup or discovery query, if `sql` is one.
+    fn discovery(&self, sql: &str) -> Option<TextResult> {
+        let s = self.state.lock().unwrap();
+        let text = |v: &str| Some(v.to_string());
+        if sql.eq_ignore_ascii_case("SELECT VERSION()") {
+            return Some((vec![column("VERSION()", TEXT)], vec![vec![text(VERSION)]]));
+        }
+        if sql.eq_ignore_ascii_case("SHOW SESSION STATUS LIKE 'Ssl_cipher'") {
+            let columns = vec![column("Variable_name", TEXT), column("Value", TEXT)];
+            return Some((columns, vec![vec![text("Ssl_cipher"), text("")]]));
+        }
+        if sql == syncgate::snapshot::tidb::pd_discovery_sql() {
+            let table = s.pd_instances.iter().map(|a| vec![text(a)]).collect();
+            return Some((vec![column("INSTANCE", TEXT)], table));
+        }
+        if sql.eq_ignore_ascii_case("SHOW DATABASES") {
+            let mut names: Vec<&str> = SYSTEM_SCHEMAS.to_vec();
+            for (schema, _) in &s.tables {
+                if !names.contains(&schema.as_str()) {
+                    names.push(schema);
+                }
+            }
+            let table = names.into_iter().map(|n| vec![text(n)]).collect();
+            return Some((vec![column("Database", TEXT)], table));
+        }
+        let rest = sql.strip_prefix("SHOW FULL TABLES FROM `")?;
+        let (quoted, _) = rest.split_once("` WHERE Table_type = 'BASE TABLE'")?;
+        let schema = quoted.replace("``", "`");
+        let columns = vec![
+            column(&format!("Tables_in_{schema}"), TEXT),
+            column("Table_type", TEXT),
+        ];
+        let table = s
+            .tables
+            .iter()
+            .filter(|(db, _)| *db == schema)
+            .map(|(_, t)| vec![text(t), text("BASE TABLE")])
+            .collect();
+        Some((columns, table))
+    }
+
     async fn kill<W: AsyncWrite + Send + Unpin>(
         &self,
         sql: &str,
@@ -471,7 +541,7 @@ impl<W: AsyncWrite + Send + Unpin> AsyncMysqlShim<W> for Session {
     type Error = io::Error;
 
     fn version(&self) -> String {
-        "8.0.11-TiDB-v7.1.5".to_string()
+        VERSION.to_string()
     }
 
     fn connect_id(&self) -> u32 {
@@ -522,8 +592,10 @@ impl<W: AsyncWrite + Send + Unpin> AsyncMysqlShim<W> for Session {
         } else if upper == "BEGIN" || upper == "START TRANSACTION" {
             self.txn_ts = Some({
                 let mut s = self.state.lock().unwrap();
+                let ts = s.next_tso;
                 s.next_tso += 1 << 18;
-                s.next_tso - (1 << 18)
+                s.handed_out.push(ts);
+                ts
             });
             ok(results).await
         } else if upper == "ROLLBACK" || upper == "COMMIT" {
@@ -537,6 +609,9 @@ impl<W: AsyncWrite + Send + Unpin> AsyncMysqlShim<W> for Session {
             self.brie("Restore", sql, results).await
         } else if upper == "SHOW BACKUPS" {
             self.show_backups(results).await
+        } else if let Some(answer) = self.discovery(sql) {
+            let (columns, table) = answer;
+            rows(results, &columns, &table).await
         } else if upper.starts_with("KILL TIDB QUERY ") {
             self.kill(sql, results).await
         } else {

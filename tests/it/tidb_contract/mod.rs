@@ -19,6 +19,7 @@ fn row(cells: &[Option<&str>]) -> Vec<Option<Vec<u8>>> {
 }
 
 mod br;
+mod dr_flow;
 mod fake_tidb;
 mod gc_keeper;
 mod mock_pd;
