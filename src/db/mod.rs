@@ -102,6 +102,19 @@ impl SourceSpec {
     pub fn address(&self) -> String {
         format!("{}:{}", self.host, self.port)
     }
+
+    /// The driver's connection options (no session setup: [`Source::connect`] adds it).
+    pub fn opts(&self) -> mysql_async::Opts {
+        mysql_async::OptsBuilder::default()
+            .ip_or_hostname(self.host.clone())
+            .tcp_port(self.port)
+            .user(Some(self.user.clone()))
+            .pass(Some(self.password.clone()))
+            .prefer_socket(false)
+            .stmt_cache_size(0)
+            .ssl_opts(self.tls.clone())
+            .into()
+    }
 }
 
 /// An opened data source: its spec plus what was learned on the first connection.
@@ -228,14 +241,7 @@ impl Source {
 }
 
 async fn raw_connect(spec: &SourceSpec) -> Result<mysql_async::Conn> {
-    let opts = mysql_async::OptsBuilder::default()
-        .ip_or_hostname(spec.host.clone())
-        .tcp_port(spec.port)
-        .user(Some(spec.user.clone()))
-        .pass(Some(spec.password.clone()))
-        .prefer_socket(false)
-        .stmt_cache_size(0)
-        .ssl_opts(spec.tls.clone());
+    let opts = spec.opts();
     let connect_error = |message: String, server: Option<Box<ServerError>>| Error::Connect {
         source_name: spec.name.clone(),
         addr: spec.address(),

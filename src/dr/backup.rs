@@ -53,12 +53,13 @@ pub struct BackupOutcome {
 pub async fn run(ctx: &DrContext, opts: &BackupOptions) -> Result<BackupOutcome> {
     let store = ctx.store().await?;
     let primary = Source::open(ctx.primary.clone()).await?;
-    let mut flow = Flow::open(store.clone(), &ctx.output_dir, "dr backup").await?;
-    let outcome = run_locked(ctx, &mut flow, &primary, opts).await;
-    let released = flow.release().await;
-    let outcome = outcome?;
-    released?;
-    Ok(outcome)
+    Flow::with_lock(
+        store,
+        &ctx.output_dir,
+        "dr backup",
+        async |flow: &mut Flow| run_locked(ctx, flow, &primary, opts).await,
+    )
+    .await
 }
 
 async fn run_locked(
@@ -87,10 +88,11 @@ async fn run_locked(
             _ => backup_mysql(ctx, store.clone(), primary, &id).await,
         }
     };
-    let result = match ctx.interrupt.interruptible(work).await {
-        Ok(r) => r,
-        Err(signal) => Err(signal.into()),
-    };
+    let result = ctx
+        .interrupt
+        .interruptible(work)
+        .await
+        .unwrap_or_else(|signal| Err(signal.into()));
     match result {
         Ok((manifest, commit_hold)) => {
             record.point = Some(manifest.point.clone());
@@ -104,11 +106,7 @@ async fn run_locked(
             })
         }
         Err(e) => {
-            record.error = Some(e.to_string());
-            record.end(match e {
-                Error::Interrupted { .. } => StepStatus::Interrupted,
-                _ => StepStatus::Failed,
-            });
+            record.end_with_error(&e);
             flow.set(StepName::Backup, record).await?;
             // Nothing of a failed backup is kept: it has no manifest and never will.
             let _ = manifest::remove_incomplete(store.as_ref(), &id).await;

@@ -141,6 +141,16 @@ impl StepRecord {
         self.status = status;
         self.ended = Some(now_rfc3339());
     }
+
+    /// Close the record for a step that stopped with `e`: interrupted by a signal, or
+    /// failed (either may be retried).
+    pub fn end_with_error(&mut self, e: &crate::error::Error) {
+        self.error = Some(e.to_string());
+        self.end(match e {
+            crate::error::Error::Interrupted { .. } => StepStatus::Interrupted,
+            _ => StepStatus::Failed,
+        });
+    }
 }
 
 /// The flow state document.
@@ -317,6 +327,22 @@ impl Flow {
             took_over,
             renewer,
         })
+    }
+
+    /// Run `work` on the flow under its lock, and release the lock whatever `work` returned
+    /// (the work's error wins over a failure to release).
+    pub async fn with_lock<T>(
+        store: Arc<dyn ObjectStore>,
+        output_dir: &Path,
+        command: &str,
+        work: impl AsyncFnOnce(&mut Flow) -> Result<T>,
+    ) -> Result<T> {
+        let mut flow = Flow::open(store, output_dir, command).await?;
+        let outcome = work(&mut flow).await;
+        let released = flow.release().await;
+        let outcome = outcome?;
+        released?;
+        Ok(outcome)
     }
 
     /// Read the state without taking the lock (`dr status`, `--dry-run`).

@@ -53,12 +53,13 @@ pub struct RestoreOutcome {
 pub async fn run(ctx: &DrContext, opts: &RestoreOptions) -> Result<RestoreOutcome> {
     let store = ctx.store().await?;
     let secondary = Source::open(ctx.secondary.clone()).await?;
-    let mut flow = Flow::open(store.clone(), &ctx.output_dir, "dr restore").await?;
-    let outcome = run_locked(ctx, &mut flow, &secondary, opts).await;
-    let released = flow.release().await;
-    let outcome = outcome?;
-    released?;
-    Ok(outcome)
+    Flow::with_lock(
+        store,
+        &ctx.output_dir,
+        "dr restore",
+        async |flow: &mut Flow| run_locked(ctx, flow, &secondary, opts).await,
+    )
+    .await
 }
 
 async fn run_locked(
@@ -85,10 +86,11 @@ async fn run_locked(
         let gate = run_gate(ctx, store.as_ref(), &manifest, secondary).await?;
         Ok::<_, Error>((restore_time, gate))
     };
-    let result = match ctx.interrupt.interruptible(work).await {
-        Ok(r) => r,
-        Err(signal) => Err(signal.into()),
-    };
+    let result = ctx
+        .interrupt
+        .interruptible(work)
+        .await
+        .unwrap_or_else(|signal| Err(signal.into()));
     match result {
         Ok((restore_time, gate)) => {
             record.gate = Some(GateRecord {
@@ -109,11 +111,7 @@ async fn run_locked(
             })
         }
         Err(e) => {
-            record.error = Some(e.to_string());
-            record.end(match e {
-                Error::Interrupted { .. } => StepStatus::Interrupted,
-                _ => StepStatus::Failed,
-            });
+            record.end_with_error(&e);
             flow.set(StepName::Restore, record).await?;
             Err(e)
         }

@@ -11,7 +11,7 @@ use super::gate::GateReport;
 use super::manifest::{self, Manifest, TableEntry, ToolInfo};
 use super::tidb::{self as br, BrOptions};
 use super::{DrContext, DrError};
-use crate::db::{Source, SourceSpec};
+use crate::db::Source;
 use crate::error::Result;
 use crate::snapshot::tidb::Tso;
 use crate::snapshot::Snapshot;
@@ -26,17 +26,6 @@ pub fn gc_service_id(id: &str) -> String {
 fn br_uri(ctx: &DrContext, id: &str) -> crate::storage::StorageUri {
     ctx.backup_uri
         .join(&format!("{}/br", manifest::backup_dir(id)))
-}
-
-fn mysql_opts(spec: &SourceSpec) -> mysql_async::Opts {
-    mysql_async::OptsBuilder::default()
-        .ip_or_hostname(spec.host.clone())
-        .tcp_port(spec.port)
-        .user(Some(spec.user.clone()))
-        .pass(Some(spec.password.clone()))
-        .prefer_socket(false)
-        .ssl_opts(spec.tls.clone())
-        .into()
 }
 
 /// `BACKUP DATABASE … TO` the backup's directory, under a PD GC hold taken first.
@@ -79,7 +68,7 @@ pub async fn run_backup(
         checksum: true,
     };
     let result = br::backup(
-        &mysql_opts(&ctx.primary),
+        &ctx.primary.opts(),
         &schemas,
         &uri.expose_secret(),
         &opts,
@@ -138,7 +127,7 @@ pub async fn restore(ctx: &DrContext, manifest: &Manifest) -> Result<()> {
         checksum: true,
     };
     let result = br::restore(
-        &mysql_opts(&ctx.secondary),
+        &ctx.secondary.opts(),
         &manifest.schemas,
         &uri.expose_secret(),
         &opts,
