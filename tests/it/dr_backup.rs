@@ -221,17 +221,40 @@ async fn damaged_backup_is_refused_before_restoring() {
 
 /// The first file named `name` under `dir`.
 pub fn find(dir: &Path, name: &str) -> Option<PathBuf> {
+    find_where(dir, &|p: &Path| p.file_name().is_some_and(|n| n == name))
+}
+
+/// The first file under `dir` (recursively) that `pred` accepts.
+fn find_where(dir: &Path, pred: &dyn Fn(&Path) -> bool) -> Option<PathBuf> {
     for entry in std::fs::read_dir(dir).ok()? {
         let p = entry.ok()?.path();
         if p.is_dir() {
-            if let Some(f) = find(&p, name) {
+            if let Some(f) = find_where(&p, pred) {
                 return Some(f);
             }
-        } else if p.file_name().is_some_and(|n| n == name) {
+        } else if pred(&p) {
             return Some(p);
         }
     }
     None
+}
+
+/// Wait until the backup's dump is being uploaded: its temporary object in local storage
+/// holds at least 1 MiB (of about 11 MiB), so the step is midway whatever the machine's speed.
+fn wait_uploading(flow: &Flow, child: &mut std::process::Child) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let midway = |p: &Path| {
+        p.file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with(".dump.sql.zst.sg-tmp-"))
+            && p.metadata().is_ok_and(|m| m.len() >= 1 << 20)
+    };
+    while find_where(&flow.storage(), &midway).is_none() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("dr backup ended ({status}) before it was seen uploading");
+        }
+        assert!(std::time::Instant::now() < deadline, "dr backup never uploaded");
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }
 
 /// Wait until the flow state's copy says `step` is running (the step is under way).
@@ -274,8 +297,7 @@ fn signal(child: &std::process::Child, sig: &str) {
 async fn kill_9_midway_leaves_nothing_that_looks_complete() {
     let flow = Flow::new(2, 60_000, None).await;
     let mut child = flow.command("backup", &[]).spawn().unwrap();
-    wait_running(&flow, "backup", &mut child);
-    std::thread::sleep(Duration::from_millis(400));
+    wait_uploading(&flow, &mut child);
     signal(&child, "-9");
     let _ = child.wait();
     assert!(
@@ -332,8 +354,7 @@ async fn sigint_during_backup_is_recorded_and_retried() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    wait_running(&flow, "backup", &mut child);
-    std::thread::sleep(Duration::from_millis(300));
+    wait_uploading(&flow, &mut child);
     signal(&child, "-INT");
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130), "{}", describe(&out));
