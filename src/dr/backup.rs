@@ -78,21 +78,18 @@ async fn run_locked(
     flow.set(StepName::Backup, record.clone()).await?;
     let started = Instant::now();
     let store = flow.store().clone();
-    let work = async {
-        match primary.flavour() {
-            Flavour::TiDb => {
-                let m =
-                    super::tidb_steps::run_backup(ctx, store.as_ref(), primary, &id, flow).await?;
-                Ok((m, None))
-            }
-            _ => backup_mysql(ctx, store.clone(), primary, &id).await,
-        }
+    let result = match primary.flavour() {
+        // TiDB's path answers the signal itself: dropping it midway would leave the BACKUP
+        // job running and the GC hold set, so it sends KILL TIDB QUERY and releases the hold.
+        Flavour::TiDb => super::tidb_steps::run_backup(ctx, store.as_ref(), primary, &id, flow)
+            .await
+            .map(|m| (m, None)),
+        _ => ctx
+            .interrupt
+            .interruptible(backup_mysql(ctx, store.clone(), primary, &id))
+            .await
+            .unwrap_or_else(|signal| Err(signal.into())),
     };
-    let result = ctx
-        .interrupt
-        .interruptible(work)
-        .await
-        .unwrap_or_else(|signal| Err(signal.into()));
     match result {
         Ok((manifest, commit_hold)) => {
             record.point = Some(manifest.point.clone());

@@ -86,11 +86,16 @@ async fn run_locked(
         let gate = run_gate(ctx, store.as_ref(), &manifest, secondary).await?;
         Ok::<_, Error>((restore_time, gate))
     };
-    let result = ctx
-        .interrupt
-        .interruptible(work)
-        .await
-        .unwrap_or_else(|signal| Err(signal.into()));
+    let result = match manifest.point {
+        // TiDB's RESTORE and its gate answer the signal themselves (KILL TIDB QUERY; the
+        // check stops its workers): dropping them midway would leave the job running.
+        Point::Tso { .. } => work.await,
+        Point::Gtid { .. } => ctx
+            .interrupt
+            .interruptible(work)
+            .await
+            .unwrap_or_else(|signal| Err(signal.into())),
+    };
     match result {
         Ok((restore_time, gate)) => {
             record.gate = Some(GateRecord {

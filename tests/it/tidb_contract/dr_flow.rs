@@ -66,13 +66,19 @@ impl Primary {
         }
     }
 
-    /// `syncgate dr backup -C <config>`, off the runtime that serves the stand-ins.
-    async fn backup(&self) -> Output {
+    /// `syncgate dr backup -C <config>`, not started.
+    fn backup_command(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_syncgate"));
         cmd.args(["dr", "backup", "-C"])
             .arg(&self.config)
             .current_dir(self.dir.path())
             .env_remove("RUST_LOG");
+        cmd
+    }
+
+    /// `syncgate dr backup -C <config>`, off the runtime that serves the stand-ins.
+    async fn backup(&self) -> Output {
+        let mut cmd = self.backup_command();
         tokio::task::spawn_blocking(move || cmd.output().expect("run syncgate"))
             .await
             .unwrap()
@@ -227,4 +233,66 @@ async fn dr_backup_whose_backup_fails_releases_the_gc_hold_and_keeps_no_manifest
     assert_eq!(state["steps"]["backup"]["status"], "failed");
     assert!(state.get("gc_hold").is_none(), "{state}");
     assert!(!p.storage.join(format!("backups/{id}")).exists());
+}
+
+/// SIGINT while TiDB runs the BACKUP job: the job is cancelled with `KILL TIDB QUERY`, the
+/// GC hold is released (TTL 0) after the kill, the step is recorded as interrupted, no
+/// manifest is kept, and the exit code is 130.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_during_backup_kills_the_job_and_releases_the_gc_hold() {
+    let p = Primary::start().await;
+    p.tidb.with(|s| s.backup = Outcome::Hold);
+    let mut child = p
+        .backup_command()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + std::time::Duration::from_secs(30);
+    while p.backups().is_empty() {
+        assert!(Instant::now() < deadline, "BACKUP never arrived");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = tokio::task::spawn_blocking(move || {
+        let _ = &mut child;
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", describe(&out));
+
+    let killed = p.tidb.with(|s| s.killed_at.clone());
+    assert_eq!(killed.len(), 1, "the BACKUP job was killed once");
+    let id = p.backup_id();
+    let tso = p.hold_tso();
+    let service = format!("syncgate-dr-{id}");
+    let updates = p.pd_updates();
+    let calls: Vec<Call> = updates.iter().map(|(_, c)| c.clone()).collect();
+    assert_eq!(
+        calls,
+        vec![
+            update(CLUSTER, &service, GC_HOLD_TTL, tso),
+            update(CLUSTER, &service, 0, 0),
+        ],
+        "the hold is set, then removed (TTL 0)"
+    );
+    assert!(
+        updates[1].0 >= killed[0],
+        "the hold was released after the kill"
+    );
+    assert!(p.pd.with(|s| s.services.is_empty()));
+
+    let state = p.flow_state();
+    assert_eq!(state["steps"]["backup"]["status"], "interrupted");
+    assert!(state.get("gc_hold").is_none(), "{state}");
+    assert!(!p.storage.join(format!("backups/{id}")).exists());
+    assert!(
+        !p.storage.join("flow.lock").exists(),
+        "the lock is released"
+    );
 }
