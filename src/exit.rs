@@ -4,13 +4,13 @@
 //!
 //! | code | meaning |
 //! |---|---|
-//! | 0 | every checked table is equal |
+//! | 0 | every checked table is equal, or was repaired by `--apply-fix` and re-checked equal |
 //! | 1 | at least one table differs (data or structure) |
 //! | 2 | the run could not complete (bad config, connection failure, missing table, server error); partial results are still written when possible |
 //! | 130 | stopped by SIGINT (Ctrl-C): checkpoint written, resumable with `--resume` |
 //! | 143 | stopped by SIGTERM: as 130 |
 
-/// All tables equal.
+/// All tables equal (or repaired and re-checked equal).
 pub const EQUAL: i32 = 0;
 /// Differences found.
 pub const DIFFERENT: i32 = 1;
@@ -39,6 +39,7 @@ mod tests {
             ..serde_json::from_str::<RunReport>(MINIMAL).unwrap()
         };
         assert_eq!(report(RunResult::Equal).exit_code(), 0);
+        assert_eq!(report(RunResult::Repaired).exit_code(), 0);
         assert_eq!(report(RunResult::Different).exit_code(), 1);
         assert_eq!(report(RunResult::Error).exit_code(), 2);
     }

@@ -131,6 +131,20 @@ async fn run(job: CheckJob, progress: Progress) -> Result<RunReport> {
     let (up, down, tidb_auto) = open_sources(&job, saved.as_ref()).await?;
     let mut warnings = job.warnings.clone();
     warnings.extend(live_warnings(&up, &down));
+    let fix_dir = job
+        .output_dir
+        .join(format!("fix-on-{}", job.downstream.name));
+    if saved.is_none() {
+        if let Some(old) = crate::fixsql::supersede_previous(&job.output_dir, &fix_dir)? {
+            warnings.push(format!(
+                "moved an earlier run's fix SQL ({} file(s)) to {}: it was written for data \
+                 that may have changed since; only this run's fix SQL is in {}",
+                old.files,
+                old.moved_to.display(),
+                fix_dir.display()
+            ));
+        }
+    }
     // Hold GC behind the TiDB snapshots (PD service safepoints) until the last read.
     let mut gc = open::start_gc_keepers(&up, &down, &mut warnings).await?;
     let run = Run {
@@ -138,9 +152,7 @@ async fn run(job: CheckJob, progress: Progress) -> Result<RunReport> {
         up: &up,
         down: &down,
         progress: &progress,
-        fix_dir: job
-            .output_dir
-            .join(format!("fix-on-{}", job.downstream.name)),
+        fix_dir,
     };
     let checked = run.check_tables(saved.as_ref(), tidb_auto, &warnings).await;
     let gc_notes = gc.stop(&mut warnings).await;
@@ -219,7 +231,7 @@ impl Run<'_> {
         for st in states.iter().filter(|s| s.finished) {
             self.progress
                 .table_started(&st.report.name(), Some(0))
-                .finish(st.report.result);
+                .finish_resumed(st.report.result, st.report.resumed_chunks);
         }
         let mut points = [snapshot_point(self.up), snapshot_point(self.down)];
         if let Some(at) = states.iter().find_map(|s| s.read_at.last()) {

@@ -249,3 +249,67 @@ pub(super) fn format_utc(secs: u64) -> String {
         rem % 60
     )
 }
+
+/// Where an earlier run's fix SQL went when a new run started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Superseded {
+    pub files: usize,
+    pub moved_to: PathBuf,
+}
+
+/// Moves the `.sql` files an earlier run left in `fix_dir` to
+/// `<output_dir>/superseded/<that run's start>/<fix_dir's name>/`, so that no fix SQL in the
+/// output directory looks current unless this run wrote it: applying a fix written for data
+/// that has changed since would damage it. The earlier run is named by `started_at` of the
+/// `summary.json` it left (the file's time when it left none).
+pub fn supersede_previous(output_dir: &Path, fix_dir: &Path) -> Result<Option<Superseded>> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| Error::Output { path, source }
+    };
+    let entries = match std::fs::read_dir(fix_dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io(fix_dir)(e)),
+    };
+    let files: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "sql"))
+        .collect();
+    let Some(first) = files.first() else {
+        return Ok(None);
+    };
+    let summary = output_dir.join(crate::report::summary::SUMMARY_JSON);
+    let started = std::fs::read_to_string(&summary)
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .and_then(|v| v["started_at"].as_str().map(str::to_string))
+        .or_else(|| {
+            let modified = first.metadata().ok()?.modified().ok()?;
+            let secs = modified.duration_since(std::time::UNIX_EPOCH).ok()?;
+            Some(format_utc(secs.as_secs()))
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let stamp: String = started
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let name = fix_dir.file_name().unwrap_or(fix_dir.as_os_str());
+    let root = output_dir.join("superseded");
+    let mut moved_to = root.join(&stamp).join(name);
+    let mut n = 2;
+    while moved_to.exists() {
+        moved_to = root.join(format!("{stamp}.{n}")).join(name);
+        n += 1;
+    }
+    std::fs::create_dir_all(&moved_to).map_err(io(&moved_to))?;
+    for file in &files {
+        let to = moved_to.join(file.file_name().unwrap_or_default());
+        std::fs::rename(file, &to).map_err(io(file))?;
+    }
+    Ok(Some(Superseded {
+        files: files.len(),
+        moved_to,
+    }))
+}

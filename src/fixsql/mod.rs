@@ -61,5 +61,5 @@ mod render;
 mod tests;
 
 pub use apply::{statements_for_apply, APPLY_SESSION_SETTINGS};
-pub use file::{chunk_block, file_name, FixHeader, FixSqlWriter};
+pub use file::{chunk_block, file_name, supersede_previous, FixHeader, FixSqlWriter, Superseded};
 pub use render::{render_changes, FixTable};

@@ -28,6 +28,9 @@ pub const SNAPSHOT_LIVE: &str = "live, not pinned";
 #[serde(rename_all = "lowercase")]
 pub enum RunResult {
     Equal,
+    /// Differences were found, `--apply-fix` applied the fix SQL and the re-check of every
+    /// repaired table found it equal: the downstream is now equal (exit 0).
+    Repaired,
     Different,
     Error,
 }
@@ -132,6 +135,7 @@ impl RunResult {
     pub fn as_str(self) -> &'static str {
         match self {
             RunResult::Equal => "equal",
+            RunResult::Repaired => "repaired",
             RunResult::Different => "different",
             RunResult::Error => "error",
         }
@@ -225,7 +229,17 @@ impl RunReport {
         self.result = if self.error.is_some() || any(TableResult::Error) {
             RunResult::Error
         } else if any(TableResult::Different) {
-            RunResult::Different
+            let repaired = |t: &TableReport| t.fix_applied && t.recheck_equal == Some(true);
+            let all_repaired = self
+                .tables
+                .iter()
+                .filter(|t| t.result == TableResult::Different)
+                .all(repaired);
+            if all_repaired {
+                RunResult::Repaired
+            } else {
+                RunResult::Different
+            }
         } else {
             RunResult::Equal
         };
@@ -235,7 +249,7 @@ impl RunReport {
     /// first.
     pub fn exit_code(&self) -> i32 {
         match self.result {
-            RunResult::Equal => crate::exit::EQUAL,
+            RunResult::Equal | RunResult::Repaired => crate::exit::EQUAL,
             RunResult::Different => crate::exit::DIFFERENT,
             RunResult::Error => crate::exit::ERROR,
         }

@@ -223,19 +223,38 @@ impl TableProgress {
 
     /// Records the table's outcome and prints its line; later calls do nothing.
     pub fn finish(&self, result: TableResult) {
+        self.finish_with(result, None);
+    }
+
+    /// As [`Self::finish`] for a table whose `chunks` results were all taken from a
+    /// checkpoint (`check --resume`): the line says so instead of `0 chunks, 0.0s`.
+    pub fn finish_resumed(&self, result: TableResult, chunks: u64) {
+        self.finish_with(result, Some(chunks));
+    }
+
+    fn finish_with(&self, result: TableResult, resumed: Option<u64>) {
         let t = &self.inner;
         if t.finished.swap(true, Ordering::Relaxed) {
             return;
         }
         let p = &t.progress.inner;
         let done = p.done.fetch_add(1, Ordering::Relaxed) + 1;
-        let chunks = t.chunks.load(Ordering::Relaxed);
+        let plural = |n: u64| if n == 1 { "chunk" } else { "chunks" };
+        let detail = match resumed {
+            Some(n) => format!("{n} {} from the checkpoint", plural(n)),
+            None => {
+                let chunks = t.chunks.load(Ordering::Relaxed);
+                format!(
+                    "{chunks} {}, {}",
+                    plural(chunks),
+                    duration_ms(t.started.elapsed().as_millis() as u64)
+                )
+            }
+        };
         let line = format!(
-            "[{done}/{}] {}: {result} ({chunks} {}, {})",
+            "[{done}/{}] {}: {result} ({detail})",
             p.total.load(Ordering::Relaxed),
             t.name,
-            if chunks == 1 { "chunk" } else { "chunks" },
-            duration_ms(t.started.elapsed().as_millis() as u64),
         );
         match &p.sink {
             Sink::Hidden => {}

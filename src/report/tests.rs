@@ -122,6 +122,23 @@ fn compute_result_and_exit_code() {
     r.compute_result();
     assert_eq!((r.result, r.exit_code()), (RunResult::Error, 2));
     assert_eq!((EXIT_EQUAL, EXIT_DIFFERENT, EXIT_ERROR), (0, 1, 2));
+
+    // --apply-fix: repaired only when every different table was fixed and re-checked equal.
+    let mut r = with_results(&[Equal, Different, Different]);
+    for t in &mut r.tables[1..] {
+        t.fix_applied = true;
+        t.recheck_equal = Some(true);
+    }
+    r.compute_result();
+    assert_eq!((r.result, r.exit_code()), (RunResult::Repaired, 0));
+    assert_eq!(r.result.as_str(), "repaired");
+    r.tables[2].recheck_equal = Some(false);
+    r.compute_result();
+    assert_eq!((r.result, r.exit_code()), (RunResult::Different, 1));
+    r.tables[2].recheck_equal = None;
+    r.tables[2].fix_applied = false;
+    r.compute_result();
+    assert_eq!((r.result, r.exit_code()), (RunResult::Different, 1));
 }
 
 #[test]

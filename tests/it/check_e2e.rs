@@ -35,7 +35,51 @@ async fn drifted_fixture_reports_ground_truth_and_fix_sql_repairs_it() {
     assert_eq!(s.apply_fix_files().await, 3);
     let out = syncgate(&["check", "-C", cfg.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-    assert_eq!(s.summary()["result"], "equal");
+    let summary = s.summary();
+    assert_eq!(summary["result"], "equal");
+
+    // The first run's fix SQL no longer looks current: moved aside, and the report says so.
+    let sql_files = |dir: &std::path::Path| -> Vec<std::path::PathBuf> {
+        walk(dir)
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|x| x == "sql"))
+            .collect()
+    };
+    let out_dir = s.output_dir();
+    let current: Vec<_> = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("fix-on-")
+        })
+        .flat_map(|d| sql_files(&d))
+        .collect();
+    assert!(current.is_empty(), "stale fix SQL left: {current:?}");
+    let moved = sql_files(&out_dir.join("superseded"));
+    assert_eq!(moved.len(), 3, "{moved:?}");
+    let warnings = summary["warnings"].to_string();
+    assert!(
+        warnings.contains("moved an earlier run's fix SQL (3 file(s))"),
+        "{warnings}"
+    );
+}
+
+/// Every file under `dir`, recursively.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = entry.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }
 
 #[tokio::test]
@@ -65,7 +109,12 @@ async fn apply_fix_repairs_downstream_and_rechecks() {
         s.up.name()
     ));
     let out = syncgate(&["check", "-C", cfg.to_str().unwrap(), "--apply-fix"]);
+    // Everything found was repaired and re-checked equal: exit 0, result "repaired".
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     let summary = s.summary();
+    assert_eq!(summary["result"], "repaired");
+    let txt = std::fs::read_to_string(s.output_dir().join("summary.txt")).unwrap();
+    assert!(txt.ends_with("Result: repaired\n"), "{txt}");
     for t in summary["tables"].as_array().unwrap() {
         assert_eq!(t["fix_applied"], true, "{t:#}\n{}", describe(&out));
         assert_eq!(t["recheck_equal"], true, "{t:#}");

@@ -216,7 +216,9 @@ async fn names_that_need_quoting_work_everywhere() {
     // The same drift again, repaired by --apply-fix.
     s.down.exec(&drift).await;
     let out = run(&["--apply-fix"]);
+    assert_eq!(out.status.code(), Some(0), "repaired: {}", describe(&out));
     let summary = s.summary();
+    assert_eq!(summary["result"], "repaired");
     for name in [BIG, SMALL, KEYLESS] {
         assert_eq!(
             table_field(&summary, name, "recheck_equal"),

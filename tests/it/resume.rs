@@ -275,6 +275,10 @@ async fn killed_run_resumes_to_the_uninterrupted_result() {
     assert!(!checkpoint_file(&out_dir).exists());
     assert!(!out_dir.join("fix-on-down").join(".parts").exists());
     assert!(progress_of(&saved).0 >= 1);
+    // A table finished before the interruption says where its chunks came from.
+    let text = describe(&out);
+    assert!(text.contains("chunks from the checkpoint)"), "{text}");
+    assert!(!text.contains(": different (0 chunks"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
