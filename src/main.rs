@@ -175,6 +175,10 @@ struct DemoArgs {
     /// Rows deleted, inserted and changed downstream.
     #[arg(long, default_value_t = 5)]
     drift: u64,
+    /// Stop a playground that is up and delete its data before the tour, without asking
+    /// (on a terminal the demo asks; elsewhere it refuses without this flag).
+    #[arg(long)]
+    reset: bool,
 }
 
 fn main() -> ExitCode {
@@ -472,10 +476,35 @@ async fn load_spinner(counters: LoadCounters) {
     }
 }
 
+/// Asks `question` on stderr; true only for an answer starting with `y`.
+fn confirm(question: &str) -> bool {
+    use std::io::Write;
+    eprint!("{question}");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer).is_ok()
+        && answer.trim_start().to_ascii_lowercase().starts_with('y')
+}
+
 async fn demo(args: DemoArgs) -> anyhow::Result<i32> {
     let opts = playground_options(&args.playground)?;
-    // A tour starts from identical data: drift from an earlier run would add up.
+    // A tour starts from identical data: drift from an earlier run would add up. Resetting
+    // deletes data, so it is asked for, never assumed.
     if playground::status(&opts.dir).await.is_ok_and(|s| s.is_up()) {
+        let question = format!(
+            "The playground in {} is up; the demo stops it and deletes its data. Continue? [y/N] ",
+            opts.dir.display()
+        );
+        let reset = args.reset
+            || (std::io::stdin().is_terminal()
+                && tokio::task::spawn_blocking(move || confirm(&question)).await?);
+        if !reset {
+            anyhow::bail!(
+                "the playground in {} is up and holds data; pass --reset to delete it and start \
+                 the demo over, or stop it with `syncgate playground down --purge`",
+                opts.dir.display()
+            );
+        }
         println!("== resetting the playground in {} ==", opts.dir.display());
         playground::down(&opts.dir, true).await?;
     }

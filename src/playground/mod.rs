@@ -95,12 +95,40 @@ pub struct UpReport {
     /// The DR config written (None when already running).
     pub dr_config_path: Option<PathBuf>,
     pub status: PlaygroundStatus,
+    /// The `(tables, rows per table)` asked for; only a new playground is seeded with them.
+    pub requested: (u32, u64),
+}
+
+impl UpReport {
+    /// When data was kept and it is not the shape asked for: a line saying the request was
+    /// not applied and how to reseed, instead of ignoring it silently.
+    pub fn unapplied_note(&self) -> Option<String> {
+        if self.seeded {
+            return None;
+        }
+        let held = &self.status.servers.first()?.tables;
+        let (tables, rows) = self.requested;
+        let near = |n: u64| n.abs_diff(rows) <= rows / 10 + 10;
+        if held.len() == tables as usize && held.iter().all(|(_, n)| near(*n)) {
+            return None;
+        }
+        let first = held.first().map(|(_, n)| *n).unwrap_or(0);
+        Some(format!(
+            "note: the playground keeps its existing data ({} table(s), {first} rows in the \
+             first), not the {tables} x {rows} asked for; to reseed, run `syncgate playground \
+             down --purge` and then `up` again",
+            held.len()
+        ))
+    }
 }
 
 impl fmt::Display for UpReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.already_running {
             writeln!(f, "playground is already up")?;
+            if let Some(note) = self.unapplied_note() {
+                writeln!(f, "{note}")?;
+            }
         } else {
             write!(
                 f,
@@ -113,6 +141,9 @@ impl fmt::Display for UpReport {
                 write!(f, ", existing data kept")?;
             }
             writeln!(f, ")")?;
+            if let Some(note) = self.unapplied_note() {
+                writeln!(f, "{note}")?;
+            }
             if let Some(p) = &self.config_path {
                 writeln!(f, "config: {}", p.display())?;
             }
@@ -253,6 +284,7 @@ pub async fn up(opts: &PlaygroundOptions) -> Result<UpReport> {
             config_path: None,
             dr_config_path: None,
             status: status(&dir).await?,
+            requested: (opts.tables, opts.rows),
         });
     }
     check_can_start(opts, &running)?;
@@ -292,6 +324,7 @@ pub async fn up(opts: &PlaygroundOptions) -> Result<UpReport> {
         config_path: Some(config_path),
         dr_config_path: Some(dr_config_path),
         status: status(&dir).await?,
+        requested: (opts.tables, opts.rows),
     })
 }
 

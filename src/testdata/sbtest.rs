@@ -118,8 +118,18 @@ pub async fn seed_sbtest(targets: &[Opts], tables: u32, rows: u64, seed: u64) ->
         }
     }
     let mut first_err = None;
+    let (total, mut done) = (set.len(), 0);
+    let started = std::time::Instant::now();
     while let Some(res) = set.join_next().await {
         let res = res.map_err(LocalError::task("load")).and_then(|r| r);
+        if res.is_ok() {
+            // Seeding millions of rows takes minutes: say how far it is.
+            done += 1;
+            tracing::info!(
+                "seeding: {done}/{total} tables of {rows} rows loaded ({:.0?})",
+                started.elapsed()
+            );
+        }
         if let Err(e) = res {
             if first_err.is_none() {
                 first_err = Some(e);

@@ -332,8 +332,36 @@ async fn playground_up_status_drift_down() {
     assert_eq!(a, b);
     let gtid_before = gtid_binlog_pos(&mut down).await;
 
-    // Idempotent.
-    assert!(playground::up(&opts).await.unwrap().already_running);
+    // Idempotent; a request for another shape is not applied, and the report says so.
+    let again = playground::up(&opts).await.unwrap();
+    assert!(again.already_running);
+    assert_eq!(again.unapplied_note(), None, "{again}");
+    let mut other = opts.clone();
+    other.tables += 1;
+    other.rows *= 10;
+    let again = playground::up(&other).await.unwrap();
+    assert!(again.already_running);
+    let text = again.to_string();
+    assert!(text.contains("keeps its existing data"), "{text}");
+    assert!(text.contains("down --purge"), "{text}");
+
+    // `demo` never deletes a playground that is up unless told: without a terminal and
+    // without --reset it refuses, and the data stays.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_syncgate"))
+        .args(["demo", "--dir"])
+        .arg(&dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        crate::scenario::describe(&out)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("pass --reset"), "{stderr}");
+    assert!(playground::status(&dir).await.unwrap().is_up());
 
     // Drift: ground truth matches the data.
     let drift = playground::inject_drift(&dir, &DriftSpec::default())
