@@ -56,7 +56,10 @@ impl Config {
             Error::Config(located(origin, text, at, &message))
         })?;
         config.apply_dr_defaults();
-        if let Err(problem) = config.check() {
+        if let Err(problem) = config
+            .resolve_secrets(&super::secret::System)
+            .and_then(|()| config.check())
+        {
             let at = locate_path(doc.get_ref(), &problem.path).map(|s| s.start);
             return Err(Error::Config(located(origin, text, at, &problem.message)));
         }

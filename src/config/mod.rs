@@ -11,13 +11,16 @@
 //! the working directory), not a timestamped directory under the system temp directory.
 //! `dm-addr` / `dm-task` parse but are rejected by validation.
 //!
-//! Pure: no I/O beyond reading the file, no async.
+//! Pure: no I/O beyond reading the file (and the secret files it names), no async.
+//! Secrets may come from the environment or a file: see `secret.rs` (`${env:NAME}`,
+//! `${file:PATH}`).
 
 mod filter;
 mod load;
 mod model;
 mod pattern;
 mod route;
+mod secret;
 mod validate;
 
 pub use filter::{is_system_schema, TableFilter};

@@ -630,3 +630,69 @@ fn example_configs_load() {
     let tc = pair.table_config_for("shop", "orders").unwrap().unwrap();
     assert!(tc.range.is_some() && !tc.ignore_columns.is_empty() && tc.chunk_size > 0);
 }
+
+/// Secrets from the environment or a file: replaced on load, redacted like any other, the
+/// fingerprint unchanged when only their value changes; a missing one names its key.
+#[test]
+fn secrets_from_the_environment_or_a_file() {
+    let var = format!("SG_CONFIG_TEST_{}", std::process::id());
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("key.pem");
+    std::fs::write(&key_file, "-----BEGIN PRIVATE KEY-----\nAAAA\n").unwrap();
+    let text = with(
+        "",
+        &format!(
+            "[dr]\nprimary = \"up\"\nsecondary = \"down\"\n\
+             backup-storage = \"s3://b/p?access-key=AK&secret-access-key=${{env:{var}}}\"\n"
+        ),
+    )
+    .replacen(
+        "port = 3307",
+        &format!(
+            "port = 3307\npassword = \"${{env:{var}}}\"\n\
+             [data-sources.up.security]\ncert-path = \"/c.pem\"\n\
+             key-bytes = \"${{file:{}}}\"",
+            key_file.display()
+        ),
+        1,
+    );
+    // The variable's name is unique to this test, so setting it races with nothing.
+    std::env::set_var(&var, "s3cr+t/1");
+    let c = Config::from_toml_str(&text, "c.toml").unwrap();
+    assert_eq!(c.data_sources["up"].password, "s3cr+t/1");
+    let key = c.data_sources["up"].security.as_ref().unwrap();
+    assert_eq!(
+        key.key_bytes.as_deref(),
+        Some("-----BEGIN PRIVATE KEY-----\nAAAA")
+    );
+    let dr = c.dr.as_ref().unwrap();
+    assert!(dr
+        .backup_storage
+        .ends_with("secret-access-key=s3cr%2Bt%2F1"));
+    assert!(!format!("{c:?}").contains("s3cr"));
+    let fp = |c: &Config| {
+        crate::checkpoint::fingerprint(c, &Default::default())
+            .unwrap()
+            .hash
+    };
+    let before = fp(&c);
+    std::env::set_var(&var, "another");
+    let c2 = Config::from_toml_str(&text, "c.toml").unwrap();
+    assert_eq!(c2.data_sources["up"].password, "another");
+    assert_eq!(fp(&c2), before, "only a secret's value changed");
+
+    std::env::remove_var(&var);
+    let err = Config::from_toml_str(&text, "c.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&format!("environment variable {var} is not set")),
+        "{err}"
+    );
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("password"))
+        .unwrap()
+        + 1;
+    assert!(err.starts_with(&format!("c.toml:{line}:")), "{err}");
+}

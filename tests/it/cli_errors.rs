@@ -172,3 +172,62 @@ async fn wrong_password_and_missing_table() {
     let summary = crate::scenario::summary(&s.output_dir());
     assert_eq!(summary["tables"][0]["result"], "skipped");
 }
+
+/// A password read from the environment (`${env:NAME}`) or a file (`${file:PATH}`) connects;
+/// a variable that is not set is one line naming the key and the variable, not an empty
+/// password.
+#[tokio::test]
+async fn password_from_the_environment_or_a_file() {
+    let s = Scenario::load("basic_drift", false).await;
+    let user = format!("sg_{}", s.down.name());
+    let secret = "pa$s w/rd+'\"";
+    s.down
+        .exec(&format!(
+            "CREATE USER '{user}'@'%' IDENTIFIED BY 'pa$s w/rd+''\"'; \
+             GRANT SELECT, SHOW VIEW, RELOAD, REPLICATION CLIENT ON *.* TO '{user}'@'%'"
+        ))
+        .await;
+    let out_dir = s.output_dir();
+    let out_dir = out_dir.to_str().unwrap();
+    let tables = format!("{}.*", s.up.name());
+    let var = format!("SG_TEST_PW_{}", std::process::id());
+    let secret_file = s.dir.path().join("pw");
+    std::fs::write(&secret_file, format!("{secret}\n")).unwrap();
+    let with_password = |password: &str| {
+        let text = config(
+            s.up.port(),
+            s.down.port(),
+            out_dir,
+            &tables,
+            &format!("user = \"{user}\"\npassword = \"{password}\""),
+        );
+        write(&s.dir, &text)
+    };
+    let run = |path: &str, env: Option<&str>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_syncgate"));
+        cmd.args(["check", "-C", path]).env_remove(&var);
+        if let Some(v) = env {
+            cmd.env(&var, v);
+        }
+        cmd.output().unwrap()
+    };
+
+    let from_env = with_password(&format!("${{env:{var}}}"));
+    let out = run(&from_env, Some(secret));
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let out = run(&from_env, Some("wrong"));
+    assert_clean_error(&out, &["cannot connect", "Access denied"]);
+    let out = run(&from_env, None);
+    assert_clean_error(&out, &["password", &var, "is not set"]);
+
+    let from_file = with_password(&format!("${{file:{}}}", secret_file.display()));
+    let out = run(&from_file, None);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    for file in ["summary.json", "summary.txt", "syncgate.log"] {
+        let text = std::fs::read_to_string(s.output_dir().join(file)).unwrap_or_default();
+        assert!(!text.contains(secret), "{file} holds the secret");
+    }
+    std::fs::remove_file(&secret_file).unwrap();
+    let out = run(&from_file, None);
+    assert_clean_error(&out, &["password", "cannot read secret file"]);
+}
