@@ -696,3 +696,101 @@ fn secrets_from_the_environment_or_a_file() {
         + 1;
     assert!(err.starts_with(&format!("c.toml:{line}:")), "{err}");
 }
+
+/// The example configs shipped in `configs/`.
+const EXAMPLES: [(&str, &str); 3] = [
+    (
+        "full-reference.toml",
+        include_str!("../../configs/full-reference.toml"),
+    ),
+    (
+        "mariadb-pair.toml",
+        include_str!("../../configs/mariadb-pair.toml"),
+    ),
+    (
+        "sync-diff-example.toml",
+        include_str!("../../configs/sync-diff-example.toml"),
+    ),
+];
+
+/// `(line index, key, value)` of every `key = value` line outside `.session` tables (whose
+/// keys are server variables of any type, so no mutation there is an error).
+fn mutable_lines(text: &str) -> Vec<(usize, String, String)> {
+    let mut out = Vec::new();
+    let mut in_session = false;
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            in_session = t.ends_with(".session]");
+            continue;
+        }
+        if in_session || t.starts_with('#') {
+            continue;
+        }
+        if let Some((k, v)) = t.split_once('=') {
+            let v = v.split(" #").next().unwrap_or(v).trim();
+            out.push((i, k.trim().to_string(), v.to_string()));
+        }
+    }
+    out
+}
+
+/// A value of another type than `value`'s.
+fn swapped_type(value: &str) -> &'static str {
+    match value.chars().next() {
+        Some('"') => "12345",
+        Some('[') => "7",
+        Some('t' | 'f') => "\"yes\"",
+        _ => "\"text\"",
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+
+    /// Random mutations of the example configs (a key misspelt, a value of another type, an
+    /// integer out of range) never panic and are always one `Error::Config` line (exit 2)
+    /// that names the key.
+    #[test]
+    fn mutated_example_configs_are_one_line_naming_the_key(
+        example in 0..EXAMPLES.len(),
+        pick in proptest::prelude::any::<proptest::sample::Index>(),
+        kind in 0..3u8,
+        huge in proptest::prelude::any::<bool>(),
+    ) {
+        let (name, text) = EXAMPLES[example];
+        let lines = mutable_lines(text);
+        let (at, key, value) = &lines[pick.index(lines.len())];
+        let integer = value.chars().next().is_some_and(|c| c.is_ascii_digit() || c == '-');
+        let (new_line, needle) = match kind {
+            0 => (format!("{key}x = {value}"), format!("{key}x")),
+            2 if integer => {
+                let v = if huge { "99999999999999999999999" } else { "-5" };
+                (format!("{key} = {v}"), key.clone())
+            }
+            _ => (format!("{key} = {}", swapped_type(value)), key.clone()),
+        };
+        let mutated: String = text
+            .lines()
+            .enumerate()
+            .map(|(i, l)| if i == *at { new_line.clone() } else { l.to_string() })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let result = std::panic::catch_unwind(|| Config::from_toml_str(&mutated, name));
+        proptest::prop_assert!(result.is_ok(), "panicked on {new_line:?} in {name}");
+        let err = match result.unwrap() {
+            Ok(_) => return Err(proptest::test_runner::TestCaseError::fail(format!(
+                "{new_line:?} in {name} was accepted"
+            ))),
+            Err(e) => e,
+        };
+        proptest::prop_assert!(matches!(err, Error::Config(_)), "{err:?}");
+        proptest::prop_assert_eq!(err.exit_code(), 2);
+        let message = err.to_string();
+        proptest::prop_assert!(!message.contains('\n'), "not one line: {message}");
+        proptest::prop_assert!(
+            message.contains(&needle),
+            "{new_line:?} in {name}: {message:?} does not name {needle:?}"
+        );
+    }
+}
