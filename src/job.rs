@@ -127,6 +127,12 @@ fn config_warnings(config: &Config) -> Vec<String> {
         }
     }
     for (name, tc) in &config.table_configs {
+        if tc.chunk_size == Some(0) {
+            out.push(format!(
+                "[table-configs.{name}] chunk-size = 0 means automatic (about 20000 rows per \
+                 chunk, as when it is left out)"
+            ));
+        }
         if let Some(c) = &tc.collation {
             out.push(format!(
                 "[table-configs.{name}] collation '{c}' is not used: syncgate orders and bounds \
@@ -165,7 +171,7 @@ impl TableSelector for ConfigSelector {
                     ignore_columns: tc.ignore_columns.clone(),
                     index_fields: tc.index_fields.clone(),
                     range: tc.range.clone(),
-                    chunk_size: tc.chunk_size,
+                    chunk_size: tc.chunk_size.unwrap_or(0),
                 },
             },
         )

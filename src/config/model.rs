@@ -371,9 +371,10 @@ pub struct TableConfig {
     /// Columns left out of the comparison.
     #[serde(default)]
     pub ignore_columns: Vec<String>,
-    /// Rows per chunk; 0 = automatic.
+    /// Rows per chunk; absent or 0 = automatic (0 is accepted as sync-diff-inspector does,
+    /// and named in the report's warnings, so it is kept apart from "absent").
     #[serde(default)]
-    pub chunk_size: u64,
+    pub chunk_size: Option<u64>,
     /// Collation for ordering and range predicates (not for the checksum).
     #[serde(default, deserialize_with = "empty_as_none")]
     pub collation: Option<String>,

@@ -189,7 +189,7 @@ collation = "utf8mb4_bin"
     assert_eq!(tc.range.as_deref(), Some("id > 10"));
     assert_eq!(tc.index_fields, ["id"]);
     assert_eq!(tc.ignore_columns, ["ts", "note"]);
-    assert_eq!(tc.chunk_size, 1000);
+    assert_eq!(tc.chunk_size, Some(1000));
     assert_eq!(tc.collation.as_deref(), Some("utf8mb4_bin"));
     assert_eq!(c.task.output_dir, PathBuf::from("/tmp/out"));
     assert_eq!(
@@ -544,13 +544,13 @@ target-tables = ["*.*"]
 fn table_config_lookup() {
     let c = config_with_table_configs();
     let orders = c.table_config_for("shop", "orders").unwrap().unwrap();
-    assert_eq!(orders.chunk_size, 100);
+    assert_eq!(orders.chunk_size, Some(100));
     assert_eq!(
         c.table_config_for("SHOP", "Orders")
             .unwrap()
             .unwrap()
             .chunk_size,
-        100
+        Some(100)
     );
     assert!(c.table_config_for("app", "log_2024").unwrap().is_some());
     assert!(c.table_config_for("archive", "log_2024").unwrap().is_none());
@@ -628,7 +628,7 @@ fn example_configs_load() {
     assert_eq!(pair.data_sources["up"].port, 3307);
     assert_eq!(pair.data_sources["down"].port, 3308);
     let tc = pair.table_config_for("shop", "orders").unwrap().unwrap();
-    assert!(tc.range.is_some() && !tc.ignore_columns.is_empty() && tc.chunk_size > 0);
+    assert!(tc.range.is_some() && !tc.ignore_columns.is_empty() && tc.chunk_size > Some(0));
 }
 
 /// Secrets from the environment or a file: replaced on load, redacted like any other, the

@@ -53,7 +53,7 @@ async fn unused_settings_are_named_in_the_report() {
         "export-fix-sql = true\nsplitter-strategy = \"random\"\n",
         1,
     ) + "target-configs = [\"c\"]\n[table-configs.c]\ntarget-tables = [\"*.t\"]\n\
-           collation = \"utf8mb4_bin\"\n[table-configs.orphan]\ntarget-tables = [\"*.t\"]\n";
+           collation = \"utf8mb4_bin\"\nchunk-size = 0\n[table-configs.orphan]\ntarget-tables = [\"*.t\"]\n";
     std::fs::write(&path, text).unwrap();
     let out = syncgate(&["check", "-C", path.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
@@ -63,6 +63,12 @@ async fn unused_settings_are_named_in_the_report() {
             .as_str()
             .unwrap()
             .starts_with("splitter-strategy is not used")),
+        "{warnings:#}"
+    );
+    assert!(
+        warnings
+            .to_string()
+            .contains("[table-configs.c] chunk-size = 0 means automatic"),
         "{warnings:#}"
     );
 }
