@@ -338,6 +338,9 @@ async fn open_sources(
 ) -> Result<(Source, Source, Option<ReadAt>)> {
     let up = Source::open(job.upstream.clone()).await?;
     let down = Source::open(job.downstream.clone()).await?;
+    for s in [&up, &down] {
+        refuse_foreign_point(s)?;
+    }
     let tidb_auto = wants_auto(&up) && wants_auto(&down) && down.flavour() == Flavour::TiDb;
     let (up, down) = match saved.and_then(|c| c.tidb_auto.clone()) {
         // A resume reads at the TSOs the interrupted run used, not at a newer syncpoint.
@@ -363,6 +366,23 @@ async fn open_sources(
 
 /// Warnings for sides read live: a snapshot setting their flavour cannot honour, and
 /// concurrent writes showing up as differences.
+/// A TiDB point in time (TSO or datetime) on a server that cannot read the past: reading
+/// it live instead would compare something other than what was asked for, so it stops the
+/// check and names the modes that work there.
+fn refuse_foreign_point(s: &Source) -> Result<()> {
+    let configured = &s.spec().snapshot;
+    if !configured.is_tidb_point() || s.flavour() == Flavour::TiDb {
+        return Ok(());
+    }
+    Err(crate::error::Error::Config(format!(
+        "data source '{}': snapshot '{configured}' is a TiDB point in time, which a {} server \
+         cannot read; use \"consistent\" (one snapshot shared by every worker), \"auto\" on a \
+         primary and its replica (both at one GTID), or \"\" to read live",
+        s.name(),
+        s.flavour()
+    )))
+}
+
 fn live_warnings(up: &Source, down: &Source) -> Vec<String> {
     let mut warnings = Vec::new();
     for s in [up, down] {

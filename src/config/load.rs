@@ -56,6 +56,7 @@ impl Config {
             Error::Config(located(origin, text, at, &message))
         })?;
         config.apply_dr_defaults();
+        config.normalize_unset_lists();
         if let Err(problem) = config
             .resolve_secrets(&super::secret::System)
             .and_then(|()| config.check())

@@ -794,3 +794,24 @@ proptest::proptest! {
         );
     }
 }
+
+/// `[""]` is sync-diff-inspector's "not set" for `index-fields` and `ignore-columns`; an
+/// empty name among real ones is still refused, naming the list.
+#[test]
+fn a_list_of_one_empty_name_is_unset() {
+    let text = with(
+        "",
+        "target-configs = [\"t\"]\n[table-configs.t]\ntarget-tables = [\"a.b\"]\n\
+         index-fields = [\"\"]\nignore-columns = [\"\"]\n",
+    );
+    let c = load(&text).unwrap();
+    let t = &c.table_configs["t"];
+    assert!(
+        t.index_fields.is_empty() && t.ignore_columns.is_empty(),
+        "{t:?}"
+    );
+
+    let bad = text.replace("ignore-columns = [\"\"]", "ignore-columns = [\"x\", \"\"]");
+    let err = load_err(&bad);
+    assert!(err.contains("ignore-columns: empty column name"), "{err}");
+}

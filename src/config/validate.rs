@@ -287,6 +287,19 @@ impl Config {
 
     /// With a `[dr]` section, `[task]` may leave out the two sides: every gate compares the
     /// primary (upstream) with the secondary (downstream).
+    /// sync-diff-inspector's own configs write `index-fields = [""]` and
+    /// `ignore-columns = [""]` for "not set": a list holding only one empty name is empty. An
+    /// empty name among real ones is still an error (see `check`).
+    pub(crate) fn normalize_unset_lists(&mut self) {
+        for tc in self.table_configs.values_mut() {
+            for list in [&mut tc.index_fields, &mut tc.ignore_columns] {
+                if list.len() == 1 && list[0].trim().is_empty() {
+                    list.clear();
+                }
+            }
+        }
+    }
+
     pub(crate) fn apply_dr_defaults(&mut self) {
         if let Some(dr) = &self.dr {
             if self.task.source_instances.is_empty() {
