@@ -66,6 +66,18 @@ pub(super) async fn prepare_tables(
                 report.result = TableResult::Skipped;
                 report.structure_equal = false;
                 report.skip_reason = Some(format!("table does not exist in {side}"));
+                // As sync-diff-inspector's summary: the existing side's rows are all
+                // missing (upstream only) or extra (downstream only). Counted live.
+                match &upstream {
+                    Some(up_table) => {
+                        let n = count_rows(&mut up_conn, up_table).await?;
+                        (report.rows_upstream, report.rows_missing) = (n, n);
+                    }
+                    None => {
+                        let n = count_rows(&mut down_conn, &target).await?;
+                        (report.rows_downstream, report.rows_extra) = (n, n);
+                    }
+                }
                 out.push(Prepared { report, plan: None });
                 continue;
             }
@@ -77,6 +89,17 @@ pub(super) async fn prepare_tables(
     up_conn.close().await;
     down_conn.close().await;
     Ok(out)
+}
+
+/// `COUNT(*)` of `table`.
+async fn count_rows(conn: &mut Conn, table: &TableRef) -> Result<u64> {
+    let row = conn
+        .first(&format!("SELECT COUNT(*) FROM {}", table.quoted()))
+        .await?;
+    Ok(row
+        .and_then(|r| r.into_iter().next().flatten())
+        .and_then(|v| std::str::from_utf8(&v).ok()?.parse().ok())
+        .unwrap_or(0))
 }
 
 /// List both sides' tables and keep the selected ones; tables named without wildcards must

@@ -159,7 +159,10 @@ async fn wrong_password_and_missing_table() {
     assert_clean_error(&out, &["no_such_table", "does not exist"]);
 
     // Present upstream only: an error unless skip-non-existing-table.
-    s.up.exec("CREATE TABLE only_up (id INT PRIMARY KEY)").await;
+    s.up.exec(
+        "CREATE TABLE only_up (id INT PRIMARY KEY); INSERT INTO only_up VALUES (1), (2), (3)",
+    )
+    .await;
     let only_up = format!("{}.only_up", s.up.name());
     let path = write(
         &s.dir,
@@ -171,6 +174,30 @@ async fn wrong_password_and_missing_table() {
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     let summary = crate::scenario::summary(&s.output_dir());
     assert_eq!(summary["tables"][0]["result"], "skipped");
+    // As sync-diff-inspector: the existing side's rows are counted, as missing downstream.
+    assert_eq!(summary["tables"][0]["rows_upstream"], 3);
+    assert_eq!(summary["tables"][0]["rows_missing"], 3);
+    assert_eq!(summary["tables"][0]["rows_extra"], 0);
+
+    // Present downstream only: its rows are extra.
+    s.down
+        .exec("CREATE TABLE only_down (id INT PRIMARY KEY); INSERT INTO only_down VALUES (7), (8)")
+        .await;
+    let only_down = format!("{}.only_down", s.down.name());
+    let path = write(
+        &s.dir,
+        &config(s.up.port(), s.down.port(), out_dir, &only_down, ""),
+    );
+    let out = syncgate(&["check", "-C", &path, "--skip-non-existing-table"]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let t = &crate::scenario::summary(&s.output_dir())["tables"][0];
+    assert_eq!(t["result"], "skipped", "{t:#}");
+    assert_eq!(
+        (&t["rows_downstream"], &t["rows_extra"]),
+        (&2.into(), &2.into()),
+        "{t:#}"
+    );
+    assert_eq!(t["rows_missing"], 0);
 }
 
 /// A password read from the environment (`${env:NAME}`) or a file (`${file:PATH}`) connects;
