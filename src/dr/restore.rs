@@ -243,7 +243,8 @@ async fn occupied_tables(conn: &mut Conn, manifest: &Manifest) -> Result<Vec<Str
     for schema in &manifest.schemas {
         let sql = format!(
             "SELECT TABLE_NAME, TABLE_ROWS FROM information_schema.TABLES WHERE \
-             TABLE_SCHEMA = {} AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME",
+             TABLE_SCHEMA = {} AND TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED') \
+             ORDER BY TABLE_NAME",
             crate::sql::quote_str(schema)
         );
         for row in conn.rows(&sql).await? {

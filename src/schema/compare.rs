@@ -159,6 +159,20 @@ pub fn compare_structure(up: &TableSchema, down: &TableSchema) -> Vec<StructureD
     compare_column_sets(up, down, &mut out);
     compare_indexes(up, down, &mut out);
     compare_foreign_keys(up, down, &mut out);
+    if up.system_versioned != down.system_versioned {
+        let v = |b: bool| {
+            if b {
+                "system-versioned"
+            } else {
+                "not versioned"
+            }
+        };
+        out.push(StructureDiff(format!(
+            "system versioning differs (upstream {}, downstream {})",
+            v(up.system_versioned),
+            v(down.system_versioned)
+        )));
+    }
     if up.collation != down.collation {
         out.push(StructureDiff(format!(
             "table collation differs (upstream {}, downstream {})",

@@ -45,18 +45,24 @@ pub async fn discover_table(conn: &mut Conn, table: &TableRef) -> Result<Option<
     let table_lit = quote_str(&table.table);
     let where_clause = format!("TABLE_SCHEMA = {schema_lit} AND TABLE_NAME = {table_lit}");
 
+    // MariaDB lists a system-versioned table as 'SYSTEM VERSIONED' here (and as 'BASE
+    // TABLE' in SHOW FULL TABLES): it is an ordinary table to its users.
     let Some(info) = conn
         .first(&format!(
-            "SELECT TABLE_COLLATION, ENGINE FROM information_schema.TABLES WHERE {where_clause} \
-             AND TABLE_TYPE = 'BASE TABLE'"
+            "SELECT TABLE_COLLATION, ENGINE, TABLE_TYPE FROM information_schema.TABLES \
+             WHERE {where_clause} AND TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED')"
         ))
         .await?
     else {
         return Ok(None);
     };
-    let columns = read_columns(conn, &where_clause).await?;
-    let indexes = read_indexes(conn, &where_clause).await?;
+    let mut columns = read_columns(conn, &where_clause).await?;
+    let mut indexes = read_indexes(conn, &where_clause).await?;
     let foreign_keys = read_foreign_keys(conn, &schema_lit, &table_lit).await?;
+    let system_versioned = cell_str(&info, 2).as_deref() == Some("SYSTEM VERSIONED");
+    if system_versioned {
+        drop_period_columns(&mut columns, &mut indexes);
+    }
 
     Ok(Some(TableSchema {
         table: table.clone(),
@@ -65,7 +71,31 @@ pub async fn discover_table(conn: &mut Conn, table: &TableRef) -> Result<Option<
         foreign_keys,
         collation: cell_str(&info, 0),
         engine: cell_str(&info, 1),
+        system_versioned,
     }))
+}
+
+/// Removes a system-versioned table's explicit period columns (generated `ROW START` /
+/// `ROW END`) from its columns and keys. MariaDB appends the row-end column to every unique
+/// key; among current rows it is the same maximum for all, so the rest of the key stays
+/// unique. (Implicit period columns are hidden and never listed.)
+fn drop_period_columns(columns: &mut Vec<Column>, indexes: &mut [Index]) {
+    let is_period = |c: &Column| {
+        c.generated.as_ref().is_some_and(|g| {
+            let e = g.expression.trim().to_ascii_uppercase();
+            e == "ROW START" || e == "ROW END"
+        })
+    };
+    let period: Vec<String> = columns
+        .iter()
+        .filter(|c| is_period(c))
+        .map(|c| c.name.clone())
+        .collect();
+    columns.retain(|c| !is_period(c));
+    for idx in indexes.iter_mut() {
+        idx.columns
+            .retain(|c| !period.iter().any(|p| p.eq_ignore_ascii_case(c)));
+    }
 }
 
 /// The table's columns in ordinal order (`information_schema.COLUMNS`), `where_clause`

@@ -213,6 +213,10 @@ pub struct TableSchema {
     pub foreign_keys: Vec<ForeignKey>,
     pub collation: Option<String>,
     pub engine: Option<String>,
+    /// `WITH SYSTEM VERSIONING` (MariaDB): the check reads the current rows; the period
+    /// columns (`AS ROW START` / `AS ROW END`) are left out of `columns` and of the keys,
+    /// since they record when each server wrote a row version, not data.
+    pub system_versioned: bool,
 }
 
 impl TableSchema {

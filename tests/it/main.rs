@@ -24,6 +24,7 @@ mod index_hint;
 mod int_split;
 mod load;
 mod names;
+mod objects;
 mod playground_dr;
 mod prop_check;
 mod prop_schema;

@@ -37,6 +37,7 @@ fn schema(columns: Vec<Column>, key: &[&str]) -> TableSchema {
         foreign_keys: Vec::new(),
         collation: None,
         engine: None,
+        system_versioned: false,
     }
 }
 
