@@ -27,6 +27,7 @@ mod keyless;
 mod locate;
 mod merge;
 mod msg;
+mod objects;
 mod open;
 pub mod plan;
 mod prepare;
@@ -53,7 +54,7 @@ use msg::ChunkStart;
 use open::{open_sides, snapshot_point, wants_auto};
 use resume::{open_checkpoint, Checkpointer};
 use state::TableState;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -165,6 +166,7 @@ async fn run(job: CheckJob, progress: Progress) -> Result<RunReport> {
             job.apply_fix,
         ));
     }
+    let not_compared = not_compared_objects(&job, &up, &down, &states).await;
     let mut report = RunReport {
         result: RunResult::Equal,
         syncgate_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -177,6 +179,7 @@ async fn run(job: CheckJob, progress: Progress) -> Result<RunReport> {
         tables: relative_fix_paths(states, &job.output_dir),
         error: None,
         warnings,
+        not_compared,
     };
     report.compute_result();
     // A run that completes (whatever its result) leaves no checkpoint, as sync-diff-inspector.
@@ -187,6 +190,29 @@ async fn run(job: CheckJob, progress: Progress) -> Result<RunReport> {
         tracing::warn!("cannot remove the checkpoint of the completed run: {e}");
     }
     Ok(report)
+}
+
+/// The objects of the checked schemas that are not compared; a failure to list them costs
+/// the list, not the run's result (logged).
+async fn not_compared_objects(
+    job: &CheckJob,
+    up: &Source,
+    down: &Source,
+    states: &[TableState],
+) -> Vec<crate::report::NotCompared> {
+    let mut schemas: [BTreeSet<String>; 2] = Default::default();
+    for st in states {
+        let up_schema = st.plan.as_ref().map(|p| &p.upstream.schema);
+        schemas[0].insert(up_schema.unwrap_or(&st.report.schema).clone());
+        schemas[1].insert(st.report.schema.clone());
+    }
+    match objects::not_compared(job, up, down, schemas).await {
+        Ok(list) => list,
+        Err(e) => {
+            tracing::warn!("cannot list the views, sequences and routines not compared: {e}");
+            Vec::new()
+        }
+    }
 }
 
 /// One run's fixed inputs.

@@ -112,6 +112,20 @@ pub struct SourceReport {
     pub tls_cipher: Option<String>,
 }
 
+/// An object in a checked schema that the check does not compare (it holds no table data):
+/// a view, sequence, procedure, function, trigger or event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotCompared {
+    /// `view`, `sequence`, `procedure`, `function`, `package`, `package body`, `trigger`
+    /// or `event`.
+    pub kind: String,
+    /// Schema (downstream name for views and sequences).
+    pub schema: String,
+    pub name: String,
+    /// `both`, `upstream only` or `downstream only`.
+    pub on: String,
+}
+
 /// The whole run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunReport {
@@ -128,6 +142,9 @@ pub struct RunReport {
     /// A run-level error (tables may still carry their own).
     pub error: Option<String>,
     pub warnings: Vec<String>,
+    /// Objects of the checked schemas that were not compared (see [`NotCompared`]).
+    #[serde(default)]
+    pub not_compared: Vec<NotCompared>,
 }
 
 impl RunResult {

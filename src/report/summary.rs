@@ -103,6 +103,20 @@ fn render_into(out: &mut String, r: &RunReport) -> std::fmt::Result {
         writeln!(out)?;
     }
     structure_differences(out, r)?;
+    if !r.not_compared.is_empty() {
+        writeln!(out, "Not compared ({})", r.not_compared.len())?;
+        for o in &r.not_compared {
+            writeln!(
+                out,
+                "  {} {}.{} ({})",
+                o.kind,
+                crate::sql::quote_ident(&o.schema),
+                crate::sql::quote_ident(&o.name),
+                o.on
+            )?;
+        }
+        writeln!(out)?;
+    }
     if !r.warnings.is_empty() {
         writeln!(out, "Warnings ({})", r.warnings.len())?;
         for w in &r.warnings {

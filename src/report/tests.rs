@@ -80,6 +80,7 @@ fn mixed() -> RunReport {
         tables: vec![equal, data, structure, skipped, failed],
         error: None,
         warnings: vec!["upstream binlog is not row-based".into()],
+        not_compared: Vec::new(),
     }
 }
 

@@ -83,3 +83,64 @@ async fn system_versioned_tables_are_compared_on_their_current_rows() {
     );
     assert_eq!(counts(&summary, "implicit_sv"), (0, 0, 0));
 }
+
+/// Views, sequences, routines, triggers and events hold no table data the check compares:
+/// the report lists each as not compared, with the side it exists on, instead of passing
+/// over it.
+#[tokio::test]
+async fn objects_that_are_not_tables_are_listed_as_not_compared() {
+    let s = Scenario::empty().await;
+    for db in [&s.up, &s.down] {
+        db.exec(
+            "CREATE TABLE t (id INT PRIMARY KEY, v INT); INSERT INTO t VALUES (1, 1); \
+             CREATE VIEW v_both AS SELECT id FROM t; \
+             CREATE SEQUENCE seq_both; \
+             CREATE TRIGGER trg_both BEFORE INSERT ON t FOR EACH ROW SET NEW.v = NEW.v",
+        )
+        .await;
+    }
+    s.up.exec(
+        "CREATE PROCEDURE proc_up() SELECT 1; \
+         CREATE FUNCTION fn_up() RETURNS INT DETERMINISTIC RETURN 1; \
+         CREATE EVENT ev_up ON SCHEDULE EVERY 1 DAY DISABLE DO SELECT 1",
+    )
+    .await;
+    s.down.exec("CREATE VIEW v_down AS SELECT v FROM t").await;
+
+    let cfg = s.config("");
+    let out = syncgate(&["check", "-C", cfg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let summary = s.summary();
+    let listed: Vec<(String, String, String)> = summary["not_compared"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["kind"].as_str().unwrap().to_string(),
+                o["name"].as_str().unwrap().to_string(),
+                o["on"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let want = |k: &str, n: &str, on: &str| (k.to_string(), n.to_string(), on.to_string());
+    for expected in [
+        want("view", "v_both", "both"),
+        want("view", "v_down", "downstream only"),
+        want("sequence", "seq_both", "both"),
+        want("trigger", "trg_both", "both"),
+        want("procedure", "proc_up", "upstream only"),
+        want("function", "fn_up", "upstream only"),
+        want("event", "ev_up", "upstream only"),
+    ] {
+        assert!(listed.contains(&expected), "{expected:?} not in {listed:?}");
+    }
+    assert_eq!(listed.len(), 7, "{listed:?}");
+    let txt = std::fs::read_to_string(s.output_dir().join("summary.txt")).unwrap();
+    assert!(txt.contains("Not compared (7)"), "{txt}");
+    assert_eq!(
+        summary["tables"].as_array().unwrap().len(),
+        1,
+        "{summary:#}"
+    );
+}
