@@ -9,22 +9,17 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use super::DrError;
 use crate::error::Result;
-use crate::storage::ObjectStore;
+use crate::storage::{Lease, LeaseError, ObjectStore};
 
 /// Key of the flow state in backup-storage.
 pub const FLOW_KEY: &str = "flow.json";
-/// Key of the lock object in backup-storage.
+/// Key of the lock object (a [`Lease`]) in backup-storage.
 pub const LOCK_KEY: &str = "flow.lock";
-/// A lock whose owner has not renewed it for this long is stale (its owner is gone).
-const LOCK_LEASE: Duration = Duration::from_secs(120);
-/// How often a running step renews its lock.
-const LOCK_RENEW: Duration = Duration::from_secs(30);
 
 /// The steps of the flow, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -214,51 +209,8 @@ pub fn now_rfc3339() -> String {
         .unwrap_or_else(|_| now.unix_timestamp().to_string())
 }
 
-/// Who holds the lock.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LockOwner {
-    pub host: String,
-    pub pid: u32,
-    pub command: String,
-    /// Unix seconds of the last renewal.
-    pub renewed: i64,
-}
-
-impl LockOwner {
-    fn me(command: &str) -> LockOwner {
-        LockOwner {
-            host: host_name(),
-            pid: std::process::id(),
-            command: command.to_string(),
-            renewed: time::OffsetDateTime::now_utc().unix_timestamp(),
-        }
-    }
-
-    /// Whether the owner is provably gone: on this host and its pid no longer runs, or it
-    /// has not renewed the lease.
-    fn is_stale(&self) -> bool {
-        let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        if now - self.renewed > LOCK_LEASE.as_secs() as i64 {
-            return true;
-        }
-        self.host == host_name() && !pid_alive(self.pid)
-    }
-}
-
-fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "unknown-host".to_string())
-}
-
-fn pid_alive(pid: u32) -> bool {
-    // /proc/<pid> exists while the process (or its zombie) exists; a zombie of ours is not
-    // a lock owner because owners are other syncgate processes.
-    Path::new(&format!("/proc/{pid}")).exists()
-}
+/// Who holds the flow lock.
+pub type LockOwner = crate::storage::LeaseOwner;
 
 /// The flow's state in storage, held under its lock for the lifetime of this value.
 #[derive(Debug)]
@@ -268,31 +220,9 @@ pub struct Flow {
     pub state: FlowState,
     /// A note for the user when a stale lock was taken over.
     pub took_over: Option<LockOwner>,
-    /// Renews the lock's lease while the step runs (a step longer than the lease must not
-    /// look abandoned to a run on another machine).
-    renewer: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Drop for Flow {
-    fn drop(&mut self) {
-        if let Some(r) = self.renewer.take() {
-            r.abort();
-        }
-    }
-}
-
-/// Rewrite the lock with a fresh renewal time every [`LOCK_RENEW`].
-fn spawn_renewer(store: Arc<dyn ObjectStore>, mut owner: LockOwner) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(LOCK_RENEW).await;
-            owner.renewed = time::OffsetDateTime::now_utc().unix_timestamp();
-            let body = serde_json::to_vec(&owner).unwrap_or_default();
-            if let Err(e) = store.put(LOCK_KEY, body).await {
-                tracing::warn!("cannot renew the flow lock: {e}");
-            }
-        }
-    })
+    /// The lock, renewed while the step runs (a step longer than the lease must not look
+    /// abandoned to a run on another machine).
+    lease: Lease,
 }
 
 impl Flow {
@@ -302,8 +232,24 @@ impl Flow {
         output_dir: &Path,
         command: &str,
     ) -> Result<Flow> {
-        let owner = LockOwner::me(command);
-        let took_over = take_lock(store.as_ref(), &owner).await?;
+        let lease = Lease::acquire(store.clone(), LOCK_KEY, command)
+            .await
+            .map_err(|e| match e {
+                LeaseError::Storage(e) => crate::error::Error::from(e),
+                LeaseError::Held { owner, location } => DrError::Locked {
+                    owner: owner.describe(),
+                    location,
+                }
+                .into(),
+                LeaseError::Raced { location } => DrError::Locked {
+                    owner: "another run (it took the lock while this one took over a stale \
+                            lock)"
+                        .into(),
+                    location,
+                }
+                .into(),
+            })?;
+        let took_over = lease.took_over().cloned();
         let state = match store.get(FLOW_KEY).await {
             Ok(Some(bytes)) => FlowState::parse(&bytes, &store.location()),
             Ok(None) => Ok(FlowState {
@@ -315,17 +261,16 @@ impl Flow {
         let state = match state {
             Ok(s) => s,
             Err(e) => {
-                let _ = store.delete(LOCK_KEY).await;
+                let _ = lease.release().await;
                 return Err(e);
             }
         };
-        let renewer = Some(spawn_renewer(store.clone(), owner));
         Ok(Flow {
             store,
             output_dir: output_dir.to_path_buf(),
             state,
             took_over,
-            renewer,
+            lease,
         })
     }
 
@@ -379,13 +324,8 @@ impl Flow {
 
     /// Release the lock. Dropping a `Flow` without calling this leaves the lock for the
     /// next run to take over (it is then provably stale).
-    pub async fn release(mut self) -> Result<()> {
-        // Stop renewing first: a renewal after the delete would recreate the lock.
-        if let Some(r) = self.renewer.take() {
-            r.abort();
-            let _ = r.await;
-        }
-        self.store.delete(LOCK_KEY).await?;
+    pub async fn release(self) -> Result<()> {
+        self.lease.release().await?;
         Ok(())
     }
 
@@ -406,51 +346,6 @@ fn write_copy(dir: &Path, text: &[u8]) -> Result<()> {
         .map_err(|e| crate::error::Error::Output { path, source: e })
 }
 
-/// Create the lock, or take over a stale one. Returns the previous owner when taken over.
-async fn take_lock(store: &dyn ObjectStore, me: &LockOwner) -> Result<Option<LockOwner>> {
-    let body = serde_json::to_vec(me).unwrap_or_default();
-    // Two attempts: the second after removing a stale lock.
-    for _ in 0..2 {
-        if store.put_if_absent(LOCK_KEY, body.clone()).await? {
-            return Ok(None);
-        }
-        let held = store.get(LOCK_KEY).await?;
-        let owner = held
-            .as_deref()
-            .and_then(|b| serde_json::from_slice::<LockOwner>(b).ok());
-        match owner {
-            Some(o) if !o.is_stale() => {
-                return Err(DrError::Locked {
-                    owner: format!(
-                        "`{}` (pid {} on {}, renewed {} s ago)",
-                        o.command,
-                        o.pid,
-                        o.host,
-                        time::OffsetDateTime::now_utc().unix_timestamp() - o.renewed
-                    ),
-                    location: store.location(),
-                }
-                .into());
-            }
-            stale => {
-                tracing::warn!(
-                    "taking over the flow lock of a process that is gone: {:?}",
-                    stale
-                );
-                store.delete(LOCK_KEY).await?;
-                if store.put_if_absent(LOCK_KEY, body.clone()).await? {
-                    return Ok(stale);
-                }
-            }
-        }
-    }
-    Err(DrError::Locked {
-        owner: "another run (it took the lock while this one took over a stale lock)".into(),
-        location: store.location(),
-    }
-    .into())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -459,55 +354,20 @@ mod tests {
         Arc::new(crate::storage::LocalStore::open(dir).await.unwrap())
     }
 
-    async fn plant(store: &dyn ObjectStore, host: String, pid: u32, age_secs: i64) {
-        let owner = LockOwner {
-            host,
-            pid,
-            command: "dr backup".into(),
-            renewed: time::OffsetDateTime::now_utc().unix_timestamp() - age_secs,
-        };
-        store
-            .put(LOCK_KEY, serde_json::to_vec(&owner).unwrap())
-            .await
-            .unwrap();
-    }
-
     #[tokio::test]
-    async fn a_live_owner_keeps_the_lock_and_a_gone_one_loses_it() {
+    async fn a_held_lock_is_refused_naming_its_owner() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("out");
         let s = store(&dir.path().join("storage")).await;
-        // Alive: this very process, on this host, renewed just now.
-        plant(s.as_ref(), host_name(), std::process::id(), 0).await;
+        let flow = Flow::open(s.clone(), &out, "dr backup").await.unwrap();
         let err = Flow::open(s.clone(), &out, "dr restore").await.unwrap_err();
         assert!(
             err.to_string().contains("is locked by `dr backup`"),
             "{err}"
         );
-        // Same host, pid gone (pids never reach u32::MAX - 1).
-        plant(s.as_ref(), host_name(), u32::MAX - 1, 0).await;
-        let flow = Flow::open(s.clone(), &out, "dr restore").await.unwrap();
-        assert_eq!(flow.took_over.as_ref().map(|o| o.pid), Some(u32::MAX - 1));
         flow.release().await.unwrap();
         assert!(s.get(LOCK_KEY).await.unwrap().is_none(), "released");
-        // Another host whose lease ran out.
-        plant(
-            s.as_ref(),
-            "elsewhere".into(),
-            1,
-            LOCK_LEASE.as_secs() as i64 + 5,
-        )
-        .await;
-        let flow = Flow::open(s.clone(), &out, "dr restore").await.unwrap();
-        assert!(flow.took_over.is_some());
-        drop(flow);
-        // Dropped without release (a crash): the lock stays, naming this process.
-        let left: LockOwner =
-            serde_json::from_slice(&s.get(LOCK_KEY).await.unwrap().unwrap()).unwrap();
-        assert_eq!(left.pid, std::process::id());
-        // Another host, lease fresh: refused.
-        plant(s.as_ref(), "elsewhere".into(), 1, 0).await;
-        assert!(Flow::open(s.clone(), &out, "dr restore").await.is_err());
+        Flow::open(s, &out, "dr restore").await.unwrap();
     }
 
     #[test]

@@ -29,11 +29,13 @@
 //!   `delete` succeeds.
 
 mod error;
+pub mod lease;
 mod local;
 mod s3;
 mod uri;
 
 pub use error::StorageError;
+pub use lease::{Lease, LeaseError, LeaseOwner};
 pub use local::LocalStore;
 pub use s3::{S3Store, PART_SIZE};
 pub use uri::{encode_value as encode_query_value, StorageUri};
