@@ -7,6 +7,8 @@
 //! | 0 | every checked table is equal, or was repaired by `--apply-fix` and re-checked equal |
 //! | 1 | at least one table differs (data or structure) |
 //! | 2 | the run could not complete (bad config, connection failure, missing table, server error); partial results are still written when possible |
+//! | 3 | incomplete: `--max-runtime` passed; checkpoint written, resumable with `--resume` |
+//! | 4 | not started: another run holds the lock (`check --lock`) |
 //! | 130 | stopped by SIGINT (Ctrl-C): checkpoint written, resumable with `--resume` |
 //! | 143 | stopped by SIGTERM: as 130 |
 
@@ -16,6 +18,10 @@ pub const EQUAL: i32 = 0;
 pub const DIFFERENT: i32 = 1;
 /// The run could not be completed.
 pub const ERROR: i32 = 2;
+/// Stopped by `--max-runtime` at a safe point; resumable.
+pub const INCOMPLETE: i32 = 3;
+/// Another run holds the lock (`check --lock`).
+pub const LOCKED: i32 = 4;
 /// Stopped by SIGINT (128 + 2).
 pub const SIGINT: i32 = 130;
 /// Stopped by SIGTERM (128 + 15).

@@ -15,6 +15,8 @@ pub enum Signal {
     Interrupt,
     /// SIGTERM.
     Terminate,
+    /// The run's time limit (`check --max-runtime`) passed.
+    Deadline,
 }
 
 impl Signal {
@@ -23,6 +25,7 @@ impl Signal {
         match self {
             Signal::Interrupt => crate::exit::SIGINT,
             Signal::Terminate => crate::exit::SIGTERM,
+            Signal::Deadline => crate::exit::INCOMPLETE,
         }
     }
 
@@ -30,6 +33,7 @@ impl Signal {
         match self {
             Signal::Interrupt => "SIGINT",
             Signal::Terminate => "SIGTERM",
+            Signal::Deadline => "the --max-runtime limit",
         }
     }
 }
@@ -98,6 +102,26 @@ impl Interrupt {
         Ok(handle)
     }
 
+    /// This handle, also fired with [`Signal::Deadline`] once `after` has passed (unless a
+    /// signal came first). Must be called inside a tokio runtime.
+    pub fn with_deadline(&self, after: std::time::Duration) -> Interrupt {
+        let (handle, fire) = Interrupt::manual();
+        let outer = self.clone();
+        tokio::spawn(async move {
+            let s = tokio::select! {
+                s = outer.wait() => s,
+                _ = tokio::time::sleep(after) => {
+                    tracing::warn!(
+                        "the --max-runtime limit ({after:?}) passed: stopping at the next safe point"
+                    );
+                    Signal::Deadline
+                }
+            };
+            fire(s);
+        });
+        handle
+    }
+
     /// The signal received so far, if any.
     pub fn fired(&self) -> Option<Signal> {
         *self.rx.borrow()
@@ -158,5 +182,20 @@ mod tests {
     fn exit_codes_are_128_plus_signal() {
         assert_eq!(Signal::Interrupt.exit_code(), 130);
         assert_eq!(Signal::Terminate.exit_code(), 143);
+        assert_eq!(Signal::Deadline.exit_code(), 3, "incomplete, resumable");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_deadline_fires_unless_a_signal_comes_first() {
+        let d = std::time::Duration::from_secs(60);
+        let i = Interrupt::never().with_deadline(d);
+        tokio::task::yield_now().await;
+        assert_eq!(i.fired(), None);
+        assert_eq!(i.wait().await, Signal::Deadline);
+
+        let (outer, fire) = Interrupt::manual();
+        let i = outer.with_deadline(d);
+        fire(Signal::Interrupt);
+        assert_eq!(i.wait().await, Signal::Interrupt);
     }
 }

@@ -42,6 +42,7 @@ pub mod local;
 pub mod playground;
 pub mod report;
 pub mod row;
+pub mod runs;
 pub mod schema;
 pub mod snapshot;
 pub mod sql;

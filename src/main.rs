@@ -14,6 +14,7 @@ use syncgate::job::{job_from_config, Overrides};
 use syncgate::playground::{self, PlaygroundOptions};
 use syncgate::report::progress::Progress;
 use syncgate::report::{render_terminal, write_summary, RunReport};
+use syncgate::storage;
 use syncgate::testdata::{run_load_with, LoadCounters, LoadOptions};
 
 #[derive(Parser)]
@@ -44,6 +45,11 @@ enum Command {
     Dr {
         #[command(subcommand)]
         action: dr_cli::DrAction,
+    },
+    /// Reports of scheduled checks kept in `[task] report-storage`.
+    Report {
+        #[command(subcommand)]
+        action: ReportAction,
     },
 }
 
@@ -80,6 +86,31 @@ struct CheckArgs {
     /// configuration required). Without it an existing checkpoint is discarded.
     #[arg(long)]
     resume: bool,
+    /// Refuse to start while another run holds the lock (a lease in `[task] report-storage`,
+    /// or in the output directory): exit 4.
+    #[arg(long)]
+    lock: bool,
+    /// Stop at the next chunk boundary after this long (e.g. `30m`, `2h`), with the
+    /// checkpoint written: exit 3, continue with `--resume`.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    max_runtime: Option<std::time::Duration>,
+    /// Write Prometheus metrics of the run to this file (node_exporter's textfile
+    /// collector), replaced atomically at the end of every run.
+    #[arg(long)]
+    metrics_file: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum ReportAction {
+    /// The runs published to `[task] report-storage`, oldest first.
+    History {
+        /// Configuration file naming `[task] report-storage`.
+        #[arg(short = 'C', long = "config")]
+        config: PathBuf,
+        /// One JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args, Clone)]
@@ -212,6 +243,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Playground { action } => playground_cmd(action).await,
         Command::Demo(args) => demo(args).await,
         Command::Dr { action } => dr_cli::run(action).await,
+        Command::Report { action } => report_cmd(action).await,
     }
 }
 
@@ -264,9 +296,54 @@ async fn check(args: CheckArgs) -> anyhow::Result<i32> {
         apply_fix: args.apply_fix,
         resume: args.resume,
     };
-    match run_config(&config, &overrides, &args.log_level).await {
+    let output_dir = args
+        .output_dir
+        .clone()
+        .unwrap_or_else(|| config.task.output_dir.clone());
+    let report_store = match config.task.report_storage.as_ref().and_then(|u| u.get()) {
+        Some(uri) => Some(storage::open(&storage::StorageUri::parse(uri)?).await?),
+        None => None,
+    };
+    let lease = match args.lock {
+        false => None,
+        true => match take_check_lock(&args, report_store.clone(), &output_dir).await? {
+            Ok(lease) => Some(lease),
+            Err(held) => {
+                eprintln!("error: {held}; this run did not start");
+                return Ok(syncgate::exit::LOCKED);
+            }
+        },
+    };
+    let outcome = run_config_report(&config, &overrides, &args.log_level, args.max_runtime).await;
+    let code = match &outcome {
+        Ok(report) => report.exit_code(),
         Err(e) => match e.downcast_ref::<syncgate::Error>() {
-            // Not a failure: the user stopped the run, and it can go on.
+            Some(e) => e.exit_code(),
+            None => EXIT_ERROR,
+        },
+    };
+    let report = outcome.as_ref().ok();
+    if let (Some(store), Some(report)) = (&report_store, report) {
+        match syncgate::runs::publish(store.as_ref(), report, &output_dir).await {
+            Ok(prefix) => tracing::info!("report published to {}/{prefix}/", store.location()),
+            Err(e) => {
+                eprintln!("error: the run's report could not be published: {e}");
+                tracing::error!("the run's report could not be published: {e}");
+            }
+        }
+    }
+    if let Some(path) = &args.metrics_file {
+        write_metrics(path, report, code)?;
+    }
+    if let Some(lease) = lease {
+        if let Err(e) = lease.release().await {
+            tracing::warn!("cannot release the run's lock: {e}");
+        }
+    }
+    match outcome {
+        Ok(report) => Ok(report.exit_code()),
+        Err(e) => match e.downcast_ref::<syncgate::Error>() {
+            // Not a failure: the run was stopped at a safe point, and it can go on.
             Some(syncgate::Error::Interrupted { signal }) => {
                 eprintln!(
                     "syncgate: stopped by {signal}; the checkpoint keeps the finished chunks \
@@ -277,8 +354,67 @@ async fn check(args: CheckArgs) -> anyhow::Result<i32> {
             }
             _ => Err(e),
         },
-        ok => ok,
     }
+}
+
+/// `check --lock`: a lease in report-storage (shared by schedulers on several machines), or
+/// in the output directory. `Ok(Err(message))` when another live run holds it.
+async fn take_check_lock(
+    args: &CheckArgs,
+    report_store: Option<std::sync::Arc<dyn storage::ObjectStore>>,
+    output_dir: &Path,
+) -> anyhow::Result<Result<storage::Lease, String>> {
+    let store = match report_store {
+        Some(s) => s,
+        None => std::sync::Arc::new(storage::LocalStore::open(output_dir).await?),
+    };
+    let command = format!("check -C {}", args.config.display());
+    match storage::Lease::acquire(store, syncgate::runs::LOCK_KEY, &command).await {
+        Ok(lease) => {
+            if let Some(old) = lease.took_over() {
+                eprintln!(
+                    "note: took over the lock of a run that is gone: {}",
+                    old.describe()
+                );
+            }
+            Ok(Ok(lease))
+        }
+        Err(e @ (storage::LeaseError::Held { .. } | storage::LeaseError::Raced { .. })) => {
+            Ok(Err(e.to_string()))
+        }
+        Err(storage::LeaseError::Storage(e)) => Err(e.into()),
+    }
+}
+
+/// Replace the metrics textfile atomically (a collector never reads half a file).
+fn write_metrics(path: &Path, report: Option<&RunReport>, code: i32) -> anyhow::Result<()> {
+    let previous = std::fs::read_to_string(path).unwrap_or_default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let text = syncgate::report::metrics::render(report, code, now, &previous);
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .with_context(|| format!("cannot write the metrics file {}", path.display()))
+}
+
+async fn report_cmd(action: ReportAction) -> anyhow::Result<i32> {
+    let ReportAction::History { config, json } = action;
+    let config = Config::from_file(&config)?;
+    let Some(uri) = config.task.report_storage.as_ref().and_then(|u| u.get()) else {
+        anyhow::bail!("the config sets no [task] report-storage: no runs are published");
+    };
+    let store = storage::open(&storage::StorageUri::parse(uri)?).await?;
+    let entries = syncgate::runs::history(store.as_ref()).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&entries)?);
+    } else {
+        print!("{}", syncgate::runs::render_history(&entries));
+    }
+    Ok(EXIT_EQUAL)
 }
 
 /// The command line that continues an interrupted check: this one with `--resume`.
@@ -316,6 +452,19 @@ async fn run_config(
     overrides: &Overrides,
     log_level: &str,
 ) -> anyhow::Result<i32> {
+    Ok(run_config_report(config, overrides, log_level, None)
+        .await?
+        .exit_code())
+}
+
+/// Run a check for `config` (stopped at a safe point after `max_runtime`), write its
+/// summary and print it; returns the report.
+async fn run_config_report(
+    config: &Config,
+    overrides: &Overrides,
+    log_level: &str,
+    max_runtime: Option<std::time::Duration>,
+) -> anyhow::Result<RunReport> {
     let job = job_from_config(config, overrides)?;
     let output_dir = job.output_dir.clone();
     std::fs::create_dir_all(&output_dir)
@@ -328,10 +477,14 @@ async fn run_config(
     let mut job = job;
     job.interrupt = syncgate::interrupt::Interrupt::on_signals()
         .context("cannot install the SIGINT/SIGTERM handlers")?;
+    if let Some(limit) = max_runtime {
+        job.interrupt = job.interrupt.with_deadline(limit);
+    }
     tracing::info!(config = ?config, "starting check");
     let progress = Progress::new(0, std::io::stderr().is_terminal());
     let report = syncgate::check::run_check(job, progress).await?;
-    finish_report(&report, &output_dir)
+    finish_report(&report, &output_dir)?;
+    Ok(report)
 }
 
 fn finish_report(report: &RunReport, output_dir: &Path) -> anyhow::Result<i32> {

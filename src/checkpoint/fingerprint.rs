@@ -66,6 +66,7 @@ pub fn fingerprint(config: &Config, effective: &Effective) -> Result<Fingerprint
         }
         if let Some(Value::Object(task)) = m.get_mut("task") {
             task.remove("output-dir");
+            task.remove("report-storage");
         }
         let flags = [
             ("export-fix-sql", effective.export_fix_sql),

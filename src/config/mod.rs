@@ -26,7 +26,7 @@ mod validate;
 pub use filter::{is_system_schema, TableFilter};
 pub use model::{
     redact_uri, Config, DataSource, DrSection, Route, Security, SessionValue, SplitterStrategy,
-    TableConfig, Task, REDACTED,
+    TableConfig, Task, UriSetting, REDACTED,
 };
 pub use route::RouteRules;
 

@@ -404,6 +404,34 @@ pub struct Task {
     /// TiCDC changefeed whose syncpoints `snapshot = "auto"` uses.
     #[serde(default, deserialize_with = "empty_as_none")]
     pub syncpoint_changefeed: Option<String>,
+    /// Where every run's report and fix SQL are uploaded (`s3://…`, `local:///…`), under
+    /// `runs/<run id>/`; also where `check --lock` keeps its lease. Unset: nowhere.
+    #[serde(default)]
+    pub report_storage: Option<UriSetting>,
+}
+
+/// A storage URI in the config: `Debug` and `Serialize` redact its secrets.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct UriSetting(pub String);
+
+impl UriSetting {
+    /// The URI, `None` when empty.
+    pub fn get(&self) -> Option<&str> {
+        Some(self.0.as_str()).filter(|s| !s.trim().is_empty())
+    }
+}
+
+impl fmt::Debug for UriSetting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&redact_uri(&self.0), f)
+    }
+}
+
+impl Serialize for UriSetting {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        serialize_uri(&self.0, s)
+    }
 }
 
 fn default_output_dir() -> PathBuf {
@@ -419,6 +447,7 @@ impl Default for Task {
             target_check_tables: Vec::new(),
             target_configs: Vec::new(),
             syncpoint_changefeed: None,
+            report_storage: None,
         }
     }
 }

@@ -148,6 +148,10 @@ impl Config {
                 replace(bytes, Context::Plain, lookup).map_err(fail(path))?;
             }
         }
+        if let Some(uri) = self.task.report_storage.as_mut() {
+            replace(&mut uri.0, Context::Uri, lookup)
+                .map_err(fail(vec![key("task"), key("report-storage")]))?;
+        }
         if let Some(dr) = &mut self.dr {
             let at = |k: &str| vec![key("dr"), key(k)];
             replace(&mut dr.backup_storage, Context::Uri, lookup)

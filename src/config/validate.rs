@@ -254,6 +254,14 @@ impl Config {
     fn check_task(&self) -> std::result::Result<(), Problem> {
         let task = &self.task;
         let path = |k: &str| vec![key("task"), key(k)];
+        if let Some(uri) = task.report_storage.as_ref().and_then(|u| u.get()) {
+            if let Err(e) = crate::storage::StorageUri::parse(uri) {
+                return Err(problem(
+                    path("report-storage"),
+                    format!("[task] report-storage: {e}"),
+                ));
+            }
+        }
         self.check_source_instances()?;
         let target_ds = self.check_target_instance()?;
         if task.target_check_tables.is_empty() {

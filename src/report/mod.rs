@@ -7,6 +7,7 @@
 //! end-of-run table, [`progress`] shows live progress (bars on a TTY, plain lines otherwise).
 
 mod format;
+pub mod metrics;
 pub mod progress;
 pub mod summary;
 pub mod terminal;

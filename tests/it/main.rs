@@ -30,6 +30,7 @@ mod prop_check;
 mod prop_schema;
 mod replica_fence;
 mod resume;
+mod scheduled;
 mod signals;
 mod snapshot_mysql;
 mod storage;

@@ -130,7 +130,7 @@ pub(crate) fn fix_sql(out: &Path) -> Vec<(String, Vec<String>)> {
 
 /// The reference: one uninterrupted run into another output directory (not part of the
 /// fingerprint), with other parallelism (not part of it either). Its directory and wall time.
-fn uninterrupted_reference(s: &Scenario, cfg: &str) -> (PathBuf, Duration) {
+pub(crate) fn uninterrupted_reference(s: &Scenario, cfg: &str) -> (PathBuf, Duration) {
     let reference = s.dir.path().join("reference");
     let t0 = Instant::now();
     let out = syncgate(&[
