@@ -258,3 +258,57 @@ async fn password_from_the_environment_or_a_file() {
     let out = run(&from_file, None);
     assert_clean_error(&out, &["password", "cannot read secret file"]);
 }
+
+/// Least privilege: a SELECT-only user checks in live mode; the modes that need more say
+/// which privilege is missing, in one line, and nothing is written to a source.
+#[tokio::test]
+async fn a_select_only_user_checks_live_and_is_told_what_else_needs() {
+    let s = Scenario::load("basic_drift", true).await;
+    let user = format!("ro_{}", s.down.name());
+    for db in [&s.up, &s.down] {
+        db.exec(&format!(
+            "CREATE USER IF NOT EXISTS '{user}'@'%' IDENTIFIED BY 'ro'; \
+             GRANT SELECT ON *.* TO '{user}'@'%'"
+        ))
+        .await;
+    }
+    let out_dir = s.output_dir();
+    let out_dir = out_dir.to_str().unwrap();
+    let tables = format!("{}.*", s.up.name());
+    let cfg = |snapshot: &str| {
+        let text = config(s.up.port(), s.down.port(), out_dir, &tables, "").replace(
+            "[data-sources.down]",
+            &format!("user = \"{user}\"\npassword = \"ro\"\n{snapshot}\n[data-sources.down]"),
+        );
+        let text = text.replacen(
+            "[task]",
+            &format!("user = \"{user}\"\npassword = \"ro\"\n{snapshot}\n\n[task]"),
+            1,
+        );
+        write(&s.dir, &text)
+    };
+    let live = cfg("");
+    let out = syncgate(&["check", "-C", &live]);
+    assert_eq!(out.status.code(), Some(1), "live works: {}", describe(&out));
+
+    let consistent = cfg("snapshot = \"consistent\"");
+    let fresh = s.dir.path().join("out-consistent");
+    let out = syncgate(&[
+        "check",
+        "-C",
+        &consistent,
+        "--output-dir",
+        fresh.to_str().unwrap(),
+    ]);
+    assert_clean_error(&out, &["RELOAD"]);
+
+    // (The same file, rewritten live.)
+    let live = cfg("");
+    let out = syncgate(&["check", "-C", &live, "--apply-fix"]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let text = describe(&out);
+    assert!(text.contains("command denied to user"), "{text}");
+    // Nothing was written: the drift is still all there.
+    let out = syncgate(&["check", "-C", &live]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+}
