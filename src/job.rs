@@ -21,6 +21,8 @@ pub struct Overrides {
     pub apply_fix: bool,
     /// Continue from the checkpoint in the output directory (`--resume`).
     pub resume: bool,
+    /// `--shard I/N`: check only this shard's tables.
+    pub shard: Option<crate::check::Shard>,
 }
 
 /// The connection spec of data source `name`.
@@ -82,6 +84,7 @@ pub fn job_from_config(config: &Config, o: &Overrides) -> Result<CheckJob> {
         struct_only: o.check_struct_only || config.check_struct_only,
         data_only: o.check_data_only || config.check_data_only,
         skip_missing: o.skip_non_existing_table || config.skip_non_existing_table,
+        shard: o.shard.map(|s| (s.index, s.count)),
     };
     Ok(CheckJob {
         upstream: spec(up_name, up_ds)?,
@@ -105,6 +108,7 @@ pub fn job_from_config(config: &Config, o: &Overrides) -> Result<CheckJob> {
         selector: Box::new(selector),
         interrupt: crate::interrupt::Interrupt::never(),
         warnings: config_warnings(config),
+        shard: o.shard,
     })
 }
 

@@ -98,6 +98,10 @@ struct CheckArgs {
     /// collector), replaced atomically at the end of every run.
     #[arg(long)]
     metrics_file: Option<PathBuf>,
+    /// Check only this process's share of the tables: `I/N` (0-based), or `N` with `I` from
+    /// `JOB_COMPLETION_INDEX` (a Kubernetes Indexed Job). `report merge` joins the shares.
+    #[arg(long)]
+    shard: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -110,6 +114,16 @@ enum ReportAction {
         /// One JSON array instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// Join the output directories of the shards of one check (`check --shard I/N`) into
+    /// one report and one set of fix SQL files, as a single run would have written them.
+    Merge {
+        /// Where the joined summary and fix SQL go.
+        #[arg(long)]
+        output_dir: PathBuf,
+        /// The shards' output directories.
+        #[arg(required = true)]
+        shards: Vec<PathBuf>,
     },
 }
 
@@ -295,6 +309,7 @@ async fn check(args: CheckArgs) -> anyhow::Result<i32> {
         output_dir: args.output_dir.clone(),
         apply_fix: args.apply_fix,
         resume: args.resume,
+        shard: args.shard.as_deref().map(parse_shard).transpose()?,
     };
     let output_dir = args
         .output_dir
@@ -401,8 +416,31 @@ fn write_metrics(path: &Path, report: Option<&RunReport>, code: i32) -> anyhow::
         .with_context(|| format!("cannot write the metrics file {}", path.display()))
 }
 
+/// `I/N`, or `N` with the index from `JOB_COMPLETION_INDEX`.
+fn parse_shard(text: &str) -> anyhow::Result<syncgate::check::Shard> {
+    let spec = if text.contains('/') {
+        text.to_string()
+    } else {
+        let index = std::env::var("JOB_COMPLETION_INDEX").map_err(|_| {
+            anyhow::anyhow!(
+                "--shard {text} takes the index from JOB_COMPLETION_INDEX, which is not set; \
+                 give it as --shard INDEX/{text}"
+            )
+        })?;
+        format!("{index}/{text}")
+    };
+    syncgate::check::Shard::parse(&spec).map_err(|e| anyhow::anyhow!("--shard: {e}"))
+}
+
 async fn report_cmd(action: ReportAction) -> anyhow::Result<i32> {
-    let ReportAction::History { config, json } = action;
+    let (config, json) = match action {
+        ReportAction::History { config, json } => (config, json),
+        ReportAction::Merge { output_dir, shards } => {
+            let report = syncgate::runs::merge_dirs(&shards, &output_dir)?;
+            print!("{}", render_terminal(&report));
+            return Ok(report.exit_code());
+        }
+    };
     let config = Config::from_file(&config)?;
     let Some(uri) = config.task.report_storage.as_ref().and_then(|u| u.get()) else {
         anyhow::bail!("the config sets no [task] report-storage: no runs are published");

@@ -191,3 +191,82 @@ pub fn render_history(entries: &[RunEntry]) -> String {
     t.with(Style::sharp());
     format!("{t}\n")
 }
+
+/// Joins the reports of the shards of one check (`check --shard I/N`): tables of all
+/// shards in name order, the earliest start, the longest duration, warnings and
+/// not-compared objects without repeats, the first run-level error; the result recomputed.
+pub fn merge_reports(mut reports: Vec<RunReport>) -> Option<RunReport> {
+    let mut merged = reports.first()?.clone();
+    merged.tables.clear();
+    merged.warnings.clear();
+    merged.not_compared.clear();
+    merged.error = None;
+    for r in reports.drain(..) {
+        merged.started_at = merged.started_at.clone().min(r.started_at.clone());
+        merged.duration_ms = merged.duration_ms.max(r.duration_ms);
+        merged.tables.extend(r.tables);
+        for w in r.warnings {
+            if !merged.warnings.contains(&w) {
+                merged.warnings.push(w);
+            }
+        }
+        for o in r.not_compared {
+            if !merged.not_compared.contains(&o) {
+                merged.not_compared.push(o);
+            }
+        }
+        if merged.error.is_none() {
+            merged.error = r.error;
+        }
+    }
+    merged
+        .tables
+        .sort_by(|a, b| (&a.schema, &a.table).cmp(&(&b.schema, &b.table)));
+    merged.compute_result();
+    Some(merged)
+}
+
+/// [`merge_reports`] over the shards' output directories: reads each `summary.json`, copies
+/// every fix (and undo) SQL file into `output_dir` (shards check disjoint tables, so no
+/// file is written twice; a clash is an error), and writes the joined summary there.
+pub fn merge_dirs(shards: &[PathBuf], output_dir: &Path) -> Result<RunReport> {
+    // Fix SQL of an earlier merge must not look like part of this one.
+    if let Ok(entries) = std::fs::read_dir(output_dir) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with("fix-on-") || name.starts_with("undo-on-") {
+                crate::fixsql::supersede_previous(output_dir, &e.path())?;
+            }
+        }
+    }
+    let mut reports = Vec::new();
+    let mut copied = std::collections::BTreeSet::new();
+    for dir in shards {
+        let path = dir.join(SUMMARY_JSON);
+        let text = std::fs::read_to_string(&path).map_err(|source| Error::Output {
+            path: path.clone(),
+            source,
+        })?;
+        let report: RunReport = serde_json::from_str(&text).map_err(|e| {
+            Error::Config(format!("{} is not a syncgate summary: {e}", path.display()))
+        })?;
+        for (rel, file) in sql_files(dir)? {
+            if !copied.insert(rel.clone()) {
+                return Err(Error::Config(format!(
+                    "{rel} is in two shards' output: are these shards of one check?"
+                )));
+            }
+            let to = output_dir.join(&rel);
+            let parent = to.parent().unwrap_or(output_dir).to_path_buf();
+            std::fs::create_dir_all(&parent)
+                .and_then(|()| std::fs::copy(&file, &to).map(|_| ()))
+                .map_err(|source| Error::Output { path: to, source })?;
+        }
+        reports.push(report);
+    }
+    let mut merged = merge_reports(reports)
+        .ok_or_else(|| Error::Config("no shard output directories given".into()))?;
+    merged.output_dir = output_dir.to_path_buf();
+    crate::report::write_summary(&merged, output_dir)?;
+    Ok(merged)
+}

@@ -110,6 +110,56 @@ pub struct CheckJob {
     pub interrupt: Interrupt,
     /// Notes from building the job (settings accepted but not used), for the report.
     pub warnings: Vec<String>,
+    /// `check --shard I/N`: this run checks only the tables [`Shard::owns`].
+    pub shard: Option<Shard>,
+}
+
+/// One of `count` processes sharing a check (`--shard index/count`, e.g. a Kubernetes
+/// Indexed Job). Tables are dealt out by a hash of their target name, so every process
+/// agrees without talking to the others and the split is stable under `--resume`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Shard {
+    /// `I/N` with `0 <= I < N`.
+    pub fn parse(text: &str) -> std::result::Result<Shard, String> {
+        let (i, n) = text
+            .split_once('/')
+            .ok_or_else(|| format!("shard '{text}' is not of the form INDEX/COUNT"))?;
+        let index: u32 = i
+            .trim()
+            .parse()
+            .map_err(|_| format!("shard index '{i}' is not a number"))?;
+        let count: u32 = n
+            .trim()
+            .parse()
+            .map_err(|_| format!("shard count '{n}' is not a number"))?;
+        if count == 0 || index >= count {
+            return Err(format!(
+                "shard {index}/{count}: the index must be below the count"
+            ));
+        }
+        Ok(Shard { index, count })
+    }
+
+    /// Whether this shard checks `target` (its downstream name, case-insensitively).
+    pub fn owns(&self, target: &crate::schema::TableRef) -> bool {
+        let key = format!(
+            "{}\0{}",
+            target.schema.to_lowercase(),
+            target.table.to_lowercase()
+        );
+        xxhash_rust::xxh3::xxh3_64(key.as_bytes()) % u64::from(self.count) == u64::from(self.index)
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
 }
 
 /// Run a check to completion and return its report. Errors that stop the whole run (bad

@@ -17,6 +17,8 @@ pub struct Effective {
     pub struct_only: bool,
     pub data_only: bool,
     pub skip_missing: bool,
+    /// `--shard I/N` as `(I, N)`: which tables the run checks.
+    pub shard: Option<(u32, u32)>,
 }
 
 /// A configuration's identity for resuming.
@@ -77,6 +79,9 @@ pub fn fingerprint(config: &Config, effective: &Effective) -> Result<Fingerprint
         ];
         for (k, b) in flags {
             m.insert(k.to_string(), Value::Bool(b));
+        }
+        if let Some((i, n)) = effective.shard {
+            m.insert("shard".to_string(), Value::String(format!("{i}/{n}")));
         }
         m.insert(
             "checksum".to_string(),

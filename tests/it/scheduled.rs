@@ -137,3 +137,55 @@ async fn lock_refuses_overlaps_and_report_storage_keeps_the_history() {
         "{table}"
     );
 }
+
+/// One check spread over three processes (`--shard I/3`, the index also from
+/// `JOB_COMPLETION_INDEX` as in a Kubernetes Indexed Job), joined by `report merge`: the
+/// same tables, counts and fix SQL as a single process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shards_merged_equal_a_single_process_run() {
+    let s = Scenario::empty().await;
+    load(&s).await;
+    let cfg = crate::resume::config(&s);
+    let cfg = cfg.to_str().unwrap().to_string();
+    let (reference, _) = uninterrupted_reference(&s, &cfg);
+
+    let mut dirs = Vec::new();
+    let mut owned = 0;
+    for i in 0..3 {
+        let dir = s.dir.path().join(format!("shard-{i}"));
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_syncgate"));
+        cmd.args(["check", "-C", &cfg, "--output-dir", dir.to_str().unwrap()]);
+        if i == 2 {
+            cmd.args(["--shard", "3"]).env("JOB_COMPLETION_INDEX", "2");
+        } else {
+            cmd.args(["--shard", &format!("{i}/3")]);
+        }
+        let out = cmd.env_remove("RUST_LOG").output().unwrap();
+        assert!(
+            matches!(out.status.code(), Some(0 | 1)),
+            "{}",
+            describe(&out)
+        );
+        let tables = crate::scenario::summary(&dir)["tables"]
+            .as_array()
+            .unwrap()
+            .len();
+        owned += tables;
+        dirs.push(dir);
+    }
+    assert_eq!(owned, 4, "every table in exactly one shard");
+
+    let merged = s.dir.path().join("merged");
+    let mut args = vec!["report", "merge", "--output-dir", merged.to_str().unwrap()];
+    args.extend(dirs.iter().map(|d| d.to_str().unwrap()));
+    let out = syncgate(&args);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert_eq!(
+        results(&crate::scenario::summary(&merged)),
+        results(&crate::scenario::summary(&reference))
+    );
+    assert_eq!(fix_sql(&merged), fix_sql(&reference));
+
+    let out = syncgate(&["check", "-C", &cfg, "--shard", "3/3"]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+}
