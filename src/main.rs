@@ -384,7 +384,12 @@ async fn take_check_lock(
         None => std::sync::Arc::new(storage::LocalStore::open(output_dir).await?),
     };
     let command = format!("check -C {}", args.config.display());
-    match storage::Lease::acquire(store, syncgate::runs::LOCK_KEY, &command).await {
+    // The shards of one check run at once: each holds its own lock.
+    let key = match &args.shard {
+        Some(shard) => format!("syncgate.shard-{}.lock", parse_shard(shard)?.to_string().replace('/', "-of-")),
+        None => syncgate::runs::LOCK_KEY.to_string(),
+    };
+    match storage::Lease::acquire(store, &key, &command).await {
         Ok(lease) => {
             if let Some(old) = lease.took_over() {
                 eprintln!(
