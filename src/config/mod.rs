@@ -22,8 +22,8 @@ mod validate;
 
 pub use filter::{is_system_schema, TableFilter};
 pub use model::{
-    redact_uri, Config, DataSource, DrSection, Route, Security, SessionValue, SplitterStrategy,
-    TableConfig, Task, REDACTED,
+    redact_uri, Config, DataSource, DrSection, FixSqlBinlog, Route, Security, SessionValue,
+    SplitterStrategy, TableConfig, Task, REDACTED,
 };
 pub use route::RouteRules;
 

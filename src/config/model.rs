@@ -87,6 +87,19 @@ fn default_true() -> bool {
     true
 }
 
+/// `[task] fix-sql-binlog`: whether applying fix (and undo) SQL is binary-logged on the
+/// downstream. Matters when the downstream is a replica: logged local writes become errant
+/// GTIDs (MySQL) or local GTIDs in another server's domain (MariaDB).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FixSqlBinlog {
+    /// Leave the session's binary logging as it is (apply the fix on the primary instead,
+    /// so that it replicates).
+    Keep,
+    /// `SET SESSION sql_log_bin = 0` at the top of every file and on `--apply-fix`.
+    Skip,
+}
+
 /// sync-diff-inspector's `splitter-strategy`. syncgate accepts and records it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -403,6 +416,10 @@ pub struct Task {
     /// TiCDC changefeed whose syncpoints `snapshot = "auto"` uses.
     #[serde(default, deserialize_with = "empty_as_none")]
     pub syncpoint_changefeed: Option<String>,
+    /// Whether applied fix SQL is binary-logged (see [`FixSqlBinlog`]); unset: logged, and
+    /// `--apply-fix` is refused on a replica.
+    #[serde(default)]
+    pub fix_sql_binlog: Option<FixSqlBinlog>,
 }
 
 fn default_output_dir() -> PathBuf {
@@ -418,6 +435,7 @@ impl Default for Task {
             target_check_tables: Vec::new(),
             target_configs: Vec::new(),
             syncpoint_changefeed: None,
+            fix_sql_binlog: None,
         }
     }
 }
