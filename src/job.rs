@@ -101,6 +101,7 @@ pub fn job_from_config(config: &Config, o: &Overrides) -> Result<CheckJob> {
         resume: o.resume,
         fingerprint: fingerprint(config, &effective)?,
         syncpoint_changefeed: config.task.syncpoint_changefeed.clone(),
+        fix_sql_binlog: config.task.fix_sql_binlog,
         output_dir: o
             .output_dir
             .clone()

@@ -31,6 +31,7 @@ pub(super) struct Aggregator<'a> {
     pub states: &'a mut [TableState],
     pub progress: &'a Progress,
     pub fix_dir: &'a Path,
+    pub undo_dir: &'a Path,
     pub ck: &'a mut Checkpointer,
     pub header: FixHeader,
     /// The downstream connection fixes are applied on (`--apply-fix`).
@@ -69,6 +70,9 @@ pub(super) async fn run_data_phase(
         let mut conn = down.connect().await?;
         for setting in crate::fixsql::APPLY_SESSION_SETTINGS {
             conn.exec(setting).await?;
+        }
+        if job.fix_sql_binlog == Some(crate::config::FixSqlBinlog::Skip) {
+            conn.exec(crate::fixsql::SKIP_BINLOG).await?;
         }
         agg.apply_conn = Some(conn);
     }
@@ -112,7 +116,7 @@ impl<'a> Aggregator<'a> {
     pub fn new(
         states: &'a mut [TableState],
         progress: &'a Progress,
-        fix_dir: &'a Path,
+        (fix_dir, undo_dir): (&'a Path, &'a Path),
         ck: &'a mut Checkpointer,
         header: FixHeader,
     ) -> Self {
@@ -120,6 +124,7 @@ impl<'a> Aggregator<'a> {
             states,
             progress,
             fix_dir,
+            undo_dir,
             ck,
             header,
             apply_conn: None,
@@ -158,11 +163,17 @@ impl<'a> Aggregator<'a> {
                     p.chunk_done();
                 }
                 // A part must be on disk before a checkpoint counts its chunk as finished.
-                if let (true, Some(dir)) = (st.unsynced_parts.remove(&seq), &st.parts) {
-                    let path = checkpoint::part_path(dir, seq);
-                    tokio::task::spawn_blocking(move || sync_file(&path))
-                        .await
-                        .map_err(join_error)??;
+                if st.unsynced_parts.remove(&seq) {
+                    let paths: Vec<_> = [&st.parts, &st.undo_parts]
+                        .into_iter()
+                        .flatten()
+                        .map(|dir| checkpoint::part_path(dir, seq))
+                        .collect();
+                    tokio::task::spawn_blocking(move || {
+                        paths.iter().try_for_each(|p| sync_file(p))
+                    })
+                    .await
+                    .map_err(join_error)??;
                 }
                 self.ck.dirty |= st.chunks.done(seq, up_count, down_count, different);
             }
@@ -221,12 +232,19 @@ impl<'a> Aggregator<'a> {
             columns: &plan.up_cols,
             key: plan.key.clone(),
         };
-        if let Some(dir) = &st.parts {
+        if let (Some(dir), Some(undo_dir)) = (&st.parts, &st.undo_parts) {
+            let described = range.describe(&plan.key_cols());
             let block = crate::fixsql::chunk_block(
-                &range.describe(&plan.key_cols()),
+                &described,
                 &crate::fixsql::render_changes(&fix_table, &changes),
             );
+            let (deletes, writes) = crate::fixsql::render_undo_split(&fix_table, &changes);
             append_part(dir, seq, &block)?;
+            append_part(
+                undo_dir,
+                seq,
+                &crate::fixsql::undo_part(&described, &deletes, &writes),
+            )?;
             st.unsynced_parts.insert(seq);
         }
         if let Some(conn) = self.apply_conn.as_mut() {
@@ -244,7 +262,7 @@ impl<'a> Aggregator<'a> {
     /// Close the tables whose chunks are all done.
     async fn finish_ready(&mut self) -> Result<()> {
         for st in self.states.iter_mut().filter(|s| s.ready_to_finish()) {
-            let cleanup = finish_table(st, self.fix_dir, &self.header).await?;
+            let cleanup = finish_table(st, (self.fix_dir, self.undo_dir), &self.header).await?;
             self.ck.cleanup.extend(cleanup);
             self.ck.dirty = true;
         }
@@ -257,7 +275,7 @@ impl<'a> Aggregator<'a> {
             if st.report.error.is_none() {
                 st.report.error = Some("data check did not complete".into());
             }
-            let cleanup = finish_table(st, self.fix_dir, &self.header).await?;
+            let cleanup = finish_table(st, (self.fix_dir, self.undo_dir), &self.header).await?;
             self.ck.cleanup.extend(cleanup);
         }
         self.ck.write(self.states).await;

@@ -31,6 +31,7 @@ mod objects;
 mod open;
 pub mod plan;
 mod prepare;
+mod replica;
 mod resume;
 mod sides;
 mod split;
@@ -103,6 +104,8 @@ pub struct CheckJob {
     pub fingerprint: Fingerprint,
     /// `[task] syncpoint-changefeed`: which changefeed's syncpoints TiDB `auto` uses.
     pub syncpoint_changefeed: Option<String>,
+    /// `[task] fix-sql-binlog`: whether applied fix SQL is binary-logged downstream.
+    pub fix_sql_binlog: Option<crate::config::FixSqlBinlog>,
     pub output_dir: PathBuf,
     pub selector: Box<dyn TableSelector>,
     /// Ctrl-C / SIGTERM: the run stops at the next safe point with the checkpoint written
@@ -185,16 +188,26 @@ async fn run(job: CheckJob, progress: Progress) -> Result<RunReport> {
     let fix_dir = job
         .output_dir
         .join(format!("fix-on-{}", job.downstream.name));
+    let undo_dir = job
+        .output_dir
+        .join(format!("undo-on-{}", job.downstream.name));
     if saved.is_none() {
-        if let Some(old) = crate::fixsql::supersede_previous(&job.output_dir, &fix_dir)? {
-            warnings.push(format!(
-                "moved an earlier run's fix SQL ({} file(s)) to {}: it was written for data \
-                 that may have changed since; only this run's fix SQL is in {}",
-                old.files,
-                old.moved_to.display(),
-                fix_dir.display()
-            ));
+        for (dir, what) in [(&fix_dir, "fix"), (&undo_dir, "undo")] {
+            if let Some(old) = crate::fixsql::supersede_previous(&job.output_dir, dir)? {
+                warnings.push(format!(
+                    "moved an earlier run's {what} SQL ({} file(s)) to {}: it was written for \
+                     data that may have changed since; only this run's {what} SQL is in {}",
+                    old.files,
+                    old.moved_to.display(),
+                    dir.display()
+                ));
+            }
         }
+    }
+    let replica = replica::detect(&down).await?;
+    if let Some(r) = &replica {
+        warnings.push(replica::warning(r, job.fix_sql_binlog));
+        replica::refuse_apply(&job, r)?;
     }
     // Hold GC behind the TiDB snapshots (PD service safepoints) until the last read.
     let mut gc = open::start_gc_keepers(&up, &down, &mut warnings).await?;
@@ -204,6 +217,8 @@ async fn run(job: CheckJob, progress: Progress) -> Result<RunReport> {
         down: &down,
         progress: &progress,
         fix_dir,
+        undo_dir,
+        replica,
     };
     let checked = run.check_tables(saved.as_ref(), tidb_auto, &warnings).await;
     let gc_notes = gc.stop(&mut warnings).await;
@@ -236,6 +251,7 @@ async fn run(job: CheckJob, progress: Progress) -> Result<RunReport> {
     // The checkpoint goes first: parts without it are never read.
     if let Err(e) = checkpoint::remove(&job.output_dir)
         .and_then(|()| checkpoint::prune_parts(&run.fix_dir, &BTreeMap::new()))
+        .and_then(|()| checkpoint::prune_parts(&run.undo_dir, &BTreeMap::new()))
     {
         tracing::warn!("cannot remove the checkpoint of the completed run: {e}");
     }
@@ -272,6 +288,10 @@ struct Run<'a> {
     down: &'a Source,
     progress: &'a Progress,
     fix_dir: PathBuf,
+    /// `undo-on-<target>/`: the undo SQL beside the fix SQL.
+    undo_dir: PathBuf,
+    /// The downstream's replication, when it is a replica.
+    replica: Option<replica::Replica>,
 }
 
 impl Run<'_> {
@@ -304,6 +324,7 @@ impl Run<'_> {
         };
         // Parts after a saved prefix (or of any earlier run, when not resuming) are redone.
         checkpoint::prune_parts(&self.fix_dir, &keep_parts)?;
+        checkpoint::prune_parts(&self.undo_dir, &keep_parts)?;
         for st in states.iter().filter(|s| s.finished) {
             self.progress
                 .table_started(&st.report.name(), Some(0))
@@ -347,7 +368,10 @@ impl Run<'_> {
                     .filter(|_| self.job.export_fix_sql)
                     .map(|plan| {
                         let name = crate::fixsql::file_name(&plan.target);
-                        checkpoint::parts_dir(&self.fix_dir, &name)
+                        (
+                            checkpoint::parts_dir(&self.fix_dir, &name),
+                            checkpoint::parts_dir(&self.undo_dir, &name),
+                        )
                     });
                 TableState::new(p.report, plan, parts)
             })
@@ -373,8 +397,14 @@ impl Run<'_> {
             downstream: format!("{} ({})", self.down.name(), self.down.spec().address()),
             upstream_point: at.upstream,
             downstream_point: at.downstream,
+            replica_warning: self
+                .replica
+                .as_ref()
+                .map(|r| replica::warning(r, job.fix_sql_binlog)),
+            skip_binlog: job.fix_sql_binlog == Some(crate::config::FixSqlBinlog::Skip),
         };
-        let mut agg = Aggregator::new(states, self.progress, &self.fix_dir, &mut ck, header);
+        let dirs = (self.fix_dir.as_path(), self.undo_dir.as_path());
+        let mut agg = Aggregator::new(states, self.progress, dirs, &mut ck, header);
         aggregate::run_data_phase(
             job,
             (self.up, up_side),
@@ -484,12 +514,10 @@ fn live_warnings(up: &Source, down: &Source) -> Vec<String> {
 fn relative_fix_paths(states: Vec<TableState>, output_dir: &Path) -> Vec<TableReport> {
     let mut tables: Vec<TableReport> = states.into_iter().map(|s| s.report).collect();
     for t in &mut tables {
-        if let Some(p) = &t.fix_sql {
-            t.fix_sql = Some(
-                p.strip_prefix(output_dir)
-                    .map(|p| p.to_path_buf())
-                    .unwrap_or_else(|_| p.clone()),
-            );
+        for p in [&mut t.fix_sql, &mut t.undo_sql].into_iter().flatten() {
+            if let Ok(rel) = p.strip_prefix(output_dir) {
+                *p = rel.to_path_buf();
+            }
         }
     }
     tables

@@ -10,7 +10,7 @@ use crate::checkpoint::{
 };
 use crate::error::{Error, Result};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// Without `--resume`, discard any checkpoint; with it, load the checkpoint and refuse one
@@ -65,6 +65,7 @@ pub(super) fn resume_states(
                 r.structure_equal = st.report.structure_equal;
                 r.structure_diffs = std::mem::take(&mut st.report.structure_diffs);
                 r.fix_sql = r.fix_sql.map(|p| job.output_dir.join(p));
+                r.undo_sql = r.undo_sql.map(|p| job.output_dir.join(p));
                 r.resumed_chunks = r.chunks;
                 r.result = table_result(&r);
                 st.report = r;
@@ -259,11 +260,14 @@ impl Checkpointer {
         st.plan.as_ref()?;
         let state = if st.finished && st.report.error.is_none() {
             let mut report = st.report.clone();
-            report.fix_sql = report.fix_sql.map(|p| {
-                p.strip_prefix(&self.output_dir)
-                    .map(Path::to_path_buf)
-                    .unwrap_or(p)
-            });
+            for p in [&mut report.fix_sql, &mut report.undo_sql]
+                .into_iter()
+                .flatten()
+            {
+                if let Ok(rel) = p.strip_prefix(&self.output_dir) {
+                    *p = rel.to_path_buf();
+                }
+            }
             EntryState::Finished {
                 report: Box::new(report),
                 dirty: if self.apply_fix {

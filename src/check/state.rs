@@ -5,7 +5,7 @@ use super::plan::TablePlan;
 use crate::checkpoint::{self, ChunkTracker, Prefix, ReadAt};
 use crate::chunk::KeyRange;
 use crate::error::{Error, Result};
-use crate::fixsql::{FixHeader, FixSqlWriter};
+use crate::fixsql::{FileKind, FixHeader, FixSqlWriter};
 use crate::report::progress::TableProgress;
 use crate::report::{TableReport, TableResult};
 use crate::schema::TableRef;
@@ -30,6 +30,8 @@ pub(super) struct TableState {
     pub chunks: ChunkTracker,
     /// Directory of this table's fix SQL part files, when fix SQL is exported.
     pub parts: Option<PathBuf>,
+    /// Directory of its undo SQL part files (same names, under `undo-on-<target>/`).
+    pub undo_parts: Option<PathBuf>,
     /// Chunks whose part file was written but not yet synced to disk.
     pub unsynced_parts: BTreeSet<u64>,
     /// The points earlier (interrupted) runs read this table's resumed part at.
@@ -41,7 +43,12 @@ pub(super) struct TableState {
 impl TableState {
     /// A table about to be checked (`plan` set) or already decided (no plan: missing,
     /// skipped, refused, or a structure-only run). `parts` is its fix SQL part directory.
-    pub fn new(report: TableReport, plan: Option<Arc<TablePlan>>, parts: Option<PathBuf>) -> Self {
+    pub fn new(
+        report: TableReport,
+        plan: Option<Arc<TablePlan>>,
+        parts: Option<(PathBuf, PathBuf)>,
+    ) -> Self {
+        let (parts, undo_parts) = parts.unzip();
         let key = plan.as_ref().map_or_else(Vec::new, |p| {
             p.key_cols().iter().map(|c| c.name.clone()).collect()
         });
@@ -59,6 +66,7 @@ impl TableState {
                 ..Prefix::default()
             }),
             parts,
+            undo_parts,
             unsynced_parts: BTreeSet::new(),
             read_at: Vec::new(),
             resumed_whole: false,
@@ -89,6 +97,7 @@ pub(super) fn empty_report(target: &TableRef, upstream: &TableRef) -> TableRepor
         chunks: 0,
         chunks_different: 0,
         fix_sql: None,
+        undo_sql: None,
         fix_applied: false,
         recheck_equal: None,
         skip_reason: None,
@@ -103,24 +112,29 @@ pub(super) fn empty_report(target: &TableRef, upstream: &TableRef) -> TableRepor
 /// checkpoint records the table finished.
 pub(super) async fn finish_table(
     st: &mut TableState,
-    fix_dir: &Path,
+    (fix_dir, undo_dir): (&Path, &Path),
     header: &FixHeader,
-) -> Result<Option<PathBuf>> {
+) -> Result<Vec<PathBuf>> {
     st.finished = true;
     st.report.duration_ms = st.started.elapsed().as_millis() as u64;
-    let mut cleanup = None;
-    if let (Some(parts), Some(plan)) = (&st.parts, &st.plan) {
+    let mut cleanup = Vec::new();
+    if let (Some(parts), Some(undo_parts), Some(plan)) = (&st.parts, &st.undo_parts, &st.plan) {
         let header = header_with_resumed_points(header, &st.read_at);
-        let (parts_dir, fix_dir, target) =
-            (parts.clone(), fix_dir.to_path_buf(), plan.target.clone());
-        let joined =
-            tokio::task::spawn_blocking(move || join_parts(&parts_dir, &fix_dir, &target, &header))
-                .await
-                .map_err(super::join_error)??;
-        if let Some(path) = joined {
-            st.report.fix_sql = Some(path);
-        }
-        cleanup = Some(parts.clone());
+        let dirs = [
+            (parts.clone(), fix_dir.to_path_buf()),
+            (undo_parts.clone(), undo_dir.to_path_buf()),
+        ];
+        let target = plan.target.clone();
+        let joined = tokio::task::spawn_blocking(move || {
+            let fix = join_parts(&dirs[0].0, &dirs[0].1, &target, &header, FileKind::Fix)?;
+            let undo = join_parts(&dirs[1].0, &dirs[1].1, &target, &header, FileKind::Undo)?;
+            Ok::<_, Error>((fix, undo))
+        })
+        .await
+        .map_err(super::join_error)??;
+        st.report.fix_sql = joined.0.or(st.report.fix_sql.take());
+        st.report.undo_sql = joined.1.or(st.report.undo_sql.take());
+        cleanup = vec![parts.clone(), undo_parts.clone()];
     }
     st.report.result = table_result(&st.report);
     if let Some(p) = st.progress.take() {
@@ -129,20 +143,30 @@ pub(super) async fn finish_table(
     Ok(cleanup)
 }
 
-/// Join a table's part files into its fix SQL file and sync it; `None` when there are none.
+/// Join a table's part files into its fix (or undo) SQL file and sync it; `None` when there
+/// are none.
 fn join_parts(
     parts: &Path,
-    fix_dir: &Path,
+    dir: &Path,
     target: &TableRef,
     header: &FixHeader,
+    kind: FileKind,
 ) -> Result<Option<PathBuf>> {
     let list = checkpoint::list_parts(parts)?;
     if list.is_empty() {
         return Ok(None);
     }
-    let mut w = FixSqlWriter::create(fix_dir, target, header)?;
-    for (_, part) in &list {
-        w.append_part(part)?;
+    let mut w = FixSqlWriter::create_kind(dir, target, header, kind)?;
+    match kind {
+        FileKind::Fix => {
+            for (_, part) in &list {
+                w.append_part(part)?;
+            }
+        }
+        FileKind::Undo => {
+            let paths: Vec<PathBuf> = list.into_iter().map(|(_, p)| p).collect();
+            w.append_undo_parts(&paths)?;
+        }
     }
     let path = w.finish()?;
     sync_file(&path)?;

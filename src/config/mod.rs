@@ -25,8 +25,8 @@ mod validate;
 
 pub use filter::{is_system_schema, TableFilter};
 pub use model::{
-    redact_uri, Config, DataSource, DrSection, Route, Security, SessionValue, SplitterStrategy,
-    TableConfig, Task, UriSetting, REDACTED,
+    redact_uri, Config, DataSource, DrSection, FixSqlBinlog, Route, Security, SessionValue,
+    SplitterStrategy, TableConfig, Task, UriSetting, REDACTED,
 };
 pub use route::RouteRules;
 

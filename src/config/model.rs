@@ -87,6 +87,19 @@ fn default_true() -> bool {
     true
 }
 
+/// `[task] fix-sql-binlog`: whether applying fix (and undo) SQL is binary-logged on the
+/// downstream. Matters when the downstream is a replica: logged local writes become errant
+/// GTIDs (MySQL) or local GTIDs in another server's domain (MariaDB).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FixSqlBinlog {
+    /// Leave the session's binary logging as it is (apply the fix on the primary instead,
+    /// so that it replicates).
+    Keep,
+    /// `SET SESSION sql_log_bin = 0` at the top of every file and on `--apply-fix`.
+    Skip,
+}
+
 /// sync-diff-inspector's `splitter-strategy`. syncgate accepts and records it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -408,6 +421,10 @@ pub struct Task {
     /// `runs/<run id>/`; also where `check --lock` keeps its lease. Unset: nowhere.
     #[serde(default)]
     pub report_storage: Option<UriSetting>,
+    /// Whether applied fix SQL is binary-logged (see [`FixSqlBinlog`]); unset: logged, and
+    /// `--apply-fix` is refused on a replica.
+    #[serde(default)]
+    pub fix_sql_binlog: Option<FixSqlBinlog>,
 }
 
 /// A storage URI in the config: `Debug` and `Serialize` redact its secrets.
@@ -448,6 +465,7 @@ impl Default for Task {
             target_configs: Vec::new(),
             syncpoint_changefeed: None,
             report_storage: None,
+            fix_sql_binlog: None,
         }
     }
 }

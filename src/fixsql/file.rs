@@ -24,6 +24,40 @@ pub struct FixHeader {
     pub upstream_point: String,
     /// The point the downstream was read at.
     pub downstream_point: String,
+    /// Why applying the file on the downstream needs care (it is a replica), if it does.
+    pub replica_warning: Option<String>,
+    /// `[task] fix-sql-binlog = "skip"`: the file turns binary logging off for its session.
+    pub skip_binlog: bool,
+}
+
+/// Which of a table's two files is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    /// `fix-on-<target>/`: makes the downstream equal to the upstream.
+    Fix,
+    /// `undo-on-<target>/`: applied after the fix, puts the downstream back as it was read.
+    Undo,
+}
+
+/// Lines that open the `DELETE` and the write section of an undo part (statement lines never
+/// start with `--`: literals with control characters are hex).
+const UNDO_DELETES_MARK: &str = "-- undo deletes";
+const UNDO_WRITES_MARK: &str = "-- undo writes";
+
+/// One range's undo statements as saved in a part file (one or more per chunk): its
+/// `DELETE`s, then its writes. [`FixSqlWriter::append_undo_parts`] puts every range's
+/// `DELETE`s before any write.
+pub fn undo_part(range_description: &str, deletes: &str, writes: &str) -> String {
+    let mut text = format!("{UNDO_DELETES_MARK}\n");
+    if !deletes.is_empty() {
+        text.push_str(&chunk_block(range_description, deletes));
+    }
+    text.push_str(UNDO_WRITES_MARK);
+    text.push('\n');
+    if !writes.is_empty() {
+        text.push_str(&chunk_block(range_description, writes));
+    }
+    text
 }
 
 /// `<schema>.<table>.sql`, each name percent-encoded outside `[A-Za-z0-9_-]` (so `.`
@@ -73,11 +107,23 @@ fn percent_encode(name: &str) -> String {
 pub struct FixSqlWriter {
     path: PathBuf,
     out: BufWriter<File>,
+    kind: FileKind,
+    skip_binlog: bool,
 }
 
 impl FixSqlWriter {
     /// Create (truncate) `dir/<file_name(table)>`, creating `dir` if needed.
     pub fn create(dir: &Path, table: &TableRef, header: &FixHeader) -> Result<FixSqlWriter> {
+        Self::create_kind(dir, table, header, FileKind::Fix)
+    }
+
+    /// Create (truncate) the undo file `dir/<file_name(table)>` (see [`FileKind::Undo`]).
+    pub fn create_kind(
+        dir: &Path,
+        table: &TableRef,
+        header: &FixHeader,
+        kind: FileKind,
+    ) -> Result<FixSqlWriter> {
         std::fs::create_dir_all(dir).map_err(|source| Error::Output {
             path: dir.to_path_buf(),
             source,
@@ -90,8 +136,10 @@ impl FixSqlWriter {
         let mut w = FixSqlWriter {
             path,
             out: BufWriter::with_capacity(64 * 1024, file),
+            kind,
+            skip_binlog: header.skip_binlog,
         };
-        let text = header_text(table, header, &utc_now());
+        let text = header_text(table, header, &utc_now(), kind);
         w.write(text.as_bytes())?;
         Ok(w)
     }
@@ -122,10 +170,36 @@ impl FixSqlWriter {
         Ok(())
     }
 
+    /// Add undo part files (as from [`undo_part`]), in key order: first the `DELETE`s of
+    /// every part, then the writes of every part. Deleting first everywhere keeps a row the
+    /// fix wrote under a case-insensitive key from colliding with the row the undo puts
+    /// back in another range.
+    pub fn append_undo_parts(&mut self, parts: &[PathBuf]) -> Result<()> {
+        for half in 0..2 {
+            for part in parts {
+                let text = std::fs::read_to_string(part).map_err(|source| Error::Output {
+                    path: part.to_path_buf(),
+                    source,
+                })?;
+                let mut writing = false;
+                for line in text.split_inclusive('\n') {
+                    match line.trim_end_matches('\n') {
+                        UNDO_DELETES_MARK => writing = false,
+                        UNDO_WRITES_MARK => writing = true,
+                        _ if writing == (half == 1) => self.write(line.as_bytes())?,
+                        _ => {}
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Write the footer, flush, and return the file's path.
     pub fn finish(mut self) -> Result<PathBuf> {
-        self.write(FOOTER.as_bytes())?;
-        let FixSqlWriter { path, out } = self;
+        let footer = footer_text(self.kind, self.skip_binlog);
+        self.write(footer.as_bytes())?;
+        let FixSqlWriter { path, out, .. } = self;
         match out.into_inner() {
             Ok(_) => Ok(path),
             Err(e) => Err(Error::Output {
@@ -169,15 +243,40 @@ SET SESSION foreign_key_checks = @syncgate_fk;\n\
 SET time_zone = @syncgate_tz;\n\
 SET character_set_client = @syncgate_cs_client, \
 character_set_results = @syncgate_cs_results, \
-collation_connection = @syncgate_coll_conn;\n\
--- end of fix SQL\n";
+collation_connection = @syncgate_coll_conn;\n";
 
-fn header_text(table: &TableRef, h: &FixHeader, time: &str) -> String {
+/// Turns binary logging off for the file's session (`fix-sql-binlog = "skip"`); the footer
+/// turns it back on. Needs the SUPER (MariaDB: BINLOG ADMIN) privilege.
+pub const SKIP_BINLOG: &str = "SET SESSION sql_log_bin = 0";
+
+fn footer_text(kind: FileKind, skip_binlog: bool) -> String {
+    let mut s = FOOTER.to_string();
+    if skip_binlog {
+        s.push_str("SET SESSION sql_log_bin = @syncgate_log_bin;\n");
+    }
+    s.push_str(match kind {
+        FileKind::Fix => "-- end of fix SQL\n",
+        FileKind::Undo => "-- end of undo SQL\n",
+    });
+    s
+}
+
+fn header_text(table: &TableRef, h: &FixHeader, time: &str, kind: FileKind) -> String {
     let mut s = String::new();
-    s.push_str(&format!(
-        "-- Fix SQL generated by syncgate {} at {time}.\n",
-        env!("CARGO_PKG_VERSION")
-    ));
+    let name = file_name(table);
+    match kind {
+        FileKind::Fix => s.push_str(&format!(
+            "-- Fix SQL generated by syncgate {} at {time}.\n",
+            env!("CARGO_PKG_VERSION")
+        )),
+        FileKind::Undo => s.push_str(&format!(
+            "-- Undo SQL generated by syncgate {} at {time}.\n\
+             -- It undoes fix-on-<downstream>/{name}: applied AFTER that fix file, it puts the\n\
+             -- downstream rows back as they were read (extra rows re-inserted, changed rows\n\
+             -- restored, inserted rows deleted). DELETEs of all ranges come before the writes.\n",
+            env!("CARGO_PKG_VERSION")
+        )),
+    }
     s.push_str(&format!(
         "-- Table (downstream name): {}\n",
         single_line(&table.quoted())
@@ -211,7 +310,16 @@ fn header_text(table: &TableRef, h: &FixHeader, time: &str) -> String {
 -- no COMMIT. Within each range, DELETEs come before REPLACE/INSERT.
 ",
     );
+    if let Some(w) = &h.replica_warning {
+        s.push_str(&format!("--\n-- WARNING: {}\n", single_line(w)));
+    }
     s.push_str(SAVE_SETTINGS);
+    if h.skip_binlog {
+        s.push_str(&format!(
+            "-- fix-sql-binlog = \"skip\": not binary-logged, so a replica's GTIDs stay its source's.\n\
+             SET @syncgate_log_bin = @@SESSION.sql_log_bin;\n{SKIP_BINLOG};\n"
+        ));
+    }
     for setting in APPLY_SESSION_SETTINGS {
         s.push_str(setting);
         s.push_str(";\n");

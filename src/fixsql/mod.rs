@@ -52,6 +52,19 @@
 //! case-insensitive key, an extra `'ABC'` and a missing `'abc'` are the same key, and deleting
 //! after writing would delete the upstream row.
 //!
+//! Every statement is preceded by a one-line `/* … */` comment saying what it does to which
+//! row: an extra row's downstream values, a missing row's key, a changed row's differing
+//! columns (values cut to a few dozen characters; `*/` and `/*` inside them are broken up).
+//!
+//! # Undo
+//!
+//! [`render_undo`] gives the statements that, applied after the fix, restore the downstream
+//! as it was read: deleted rows re-inserted with every writable column, changed rows written
+//! back (`REPLACE`, or `DELETE` + `INSERT` of one copy in a keyless table), inserted rows
+//! deleted (by key, byte-exactly). Its `DELETE`s also come first, and across the whole file
+//! (not only within a range): with a case-insensitive key the fix may have written `'abc'`
+//! in one range where the undo puts back `'ABC'` in another.
+//!
 //! [`RowChange`]: crate::diff::RowChange
 
 mod apply;
@@ -61,5 +74,8 @@ mod render;
 mod tests;
 
 pub use apply::{statements_for_apply, APPLY_SESSION_SETTINGS};
-pub use file::{chunk_block, file_name, supersede_previous, FixHeader, FixSqlWriter, Superseded};
-pub use render::{render_changes, FixTable};
+pub use file::{
+    chunk_block, file_name, supersede_previous, undo_part, FileKind, FixHeader, FixSqlWriter,
+    Superseded, SKIP_BINLOG,
+};
+pub use render::{render_changes, render_undo, render_undo_split, FixTable};

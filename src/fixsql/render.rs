@@ -7,7 +7,7 @@ use crate::row::Value;
 use crate::schema::{Column, TableRef, TypeClass};
 use crate::sql::{ident_list, quote_ident, text_literal};
 
-/// Longest value shown in a `/* changed: … */` comment, in characters.
+/// Longest value shown in a statement's comment, in characters.
 const COMMENT_VALUE_CHARS: usize = 64;
 
 /// What fix SQL needs to know about one table.
@@ -38,10 +38,28 @@ pub(super) struct Statement {
 }
 
 /// The fix statements for `changes`, as file text: one statement per line, `DELETE`s first,
-/// changed rows preceded by a `/* changed: … */` comment.
+/// each preceded by a one-line comment saying what it does to which row.
 pub fn render_changes(table: &FixTable, changes: &[RowChange]) -> String {
+    render(plan(table, changes))
+}
+
+/// The statements that undo [`render_changes`] applied to the downstream it was computed
+/// from: extra rows re-inserted, changed rows put back, missing rows deleted again. Same
+/// order rule (`DELETE`s first), each statement with its comment.
+pub fn render_undo(table: &FixTable, changes: &[RowChange]) -> String {
+    render(undo_plan(table, changes))
+}
+
+/// [`render_undo`] as two texts, its `DELETE`s and its writes, so a file joined from many
+/// ranges can put every `DELETE` before every write (see [`crate::fixsql::undo_part`]).
+pub fn render_undo_split(table: &FixTable, changes: &[RowChange]) -> (String, String) {
+    let (deletes, writes) = undo_statements(table, changes);
+    (render(deletes), render(writes))
+}
+
+fn render(statements: Vec<Statement>) -> String {
     let mut out = String::new();
-    for st in plan(table, changes) {
+    for st in statements {
         if let Some(c) = st.comment {
             out.push_str(&c);
             out.push('\n');
@@ -60,11 +78,11 @@ pub(super) fn plan(table: &FixTable, changes: &[RowChange]) -> Vec<Statement> {
     for change in changes {
         match change {
             RowChange::Missing { up } => writes.push(Statement {
-                comment: None,
+                comment: Some(row_comment("missing row, inserted", table, up, false)),
                 sql: write_row(table, up, keyed),
             }),
             RowChange::Extra { down } => deletes.push(Statement {
-                comment: None,
+                comment: Some(row_comment("extra row, deleted", table, down, true)),
                 sql: delete_row(table, down),
             }),
             RowChange::Changed { up, down } => {
@@ -72,7 +90,12 @@ pub(super) fn plan(table: &FixTable, changes: &[RowChange]) -> Vec<Statement> {
                 // new one.
                 if !keyed {
                     deletes.push(Statement {
-                        comment: None,
+                        comment: Some(row_comment(
+                            "changed row, old copy deleted",
+                            table,
+                            down,
+                            true,
+                        )),
                         sql: delete_row(table, down),
                     });
                 }
@@ -85,6 +108,87 @@ pub(super) fn plan(table: &FixTable, changes: &[RowChange]) -> Vec<Statement> {
     }
     deletes.extend(writes);
     deletes
+}
+
+/// The undo statements, deletes first.
+fn undo_plan(table: &FixTable, changes: &[RowChange]) -> Vec<Statement> {
+    let (mut deletes, writes) = undo_statements(table, changes);
+    deletes.extend(writes);
+    deletes
+}
+
+/// The undo's deletes and writes (each in input order). A keyed row is written back with
+/// `REPLACE`, so a row the fix wrote under an equal (case-insensitive) key is replaced.
+fn undo_statements(table: &FixTable, changes: &[RowChange]) -> (Vec<Statement>, Vec<Statement>) {
+    let keyed = table.usable_key().is_some();
+    let mut deletes = Vec::new();
+    let mut writes = Vec::new();
+    for change in changes {
+        match change {
+            RowChange::Missing { up } => deletes.push(Statement {
+                comment: Some(row_comment(
+                    "undo: delete the row the fix inserted",
+                    table,
+                    up,
+                    false,
+                )),
+                sql: delete_row(table, up),
+            }),
+            RowChange::Extra { down } => writes.push(Statement {
+                comment: Some(row_comment(
+                    "undo: re-insert the row the fix deleted",
+                    table,
+                    down,
+                    true,
+                )),
+                sql: write_row(table, down, keyed),
+            }),
+            RowChange::Changed { up, down } => {
+                if !keyed {
+                    deletes.push(Statement {
+                        comment: Some(row_comment(
+                            "undo: delete the copy the fix inserted",
+                            table,
+                            up,
+                            true,
+                        )),
+                        sql: delete_row(table, up),
+                    });
+                }
+                let c = changed_comment(table.columns, down, up);
+                writes.push(Statement {
+                    comment: Some(c.replacen("/* changed:", "/* undo, changed back:", 1)),
+                    sql: write_row(table, down, keyed),
+                });
+            }
+        }
+    }
+    (deletes, writes)
+}
+
+/// `/* <what>: col = value, … */`: every column when `whole` (a row that is removed: what a
+/// reviewer loses) or the table is keyless (its values are its identity), else the key
+/// columns; values shortened, escaped for the comment.
+fn row_comment(what: &str, table: &FixTable, row: &[Value], whole: bool) -> String {
+    let shown: Vec<usize> = match table.usable_key() {
+        Some(key) if !whole => key.iter().copied().filter(|&i| i < row.len()).collect(),
+        _ => (0..table.columns.len().min(row.len())).collect(),
+    };
+    let parts: Vec<String> = shown
+        .iter()
+        .map(|&i| {
+            let c = &table.columns[i];
+            format!(
+                "{} = {}",
+                single_line(&quote_ident(&c.name)),
+                shorten(&c.literal(row[i].as_deref()))
+            )
+        })
+        .collect();
+    format!(
+        "/* {what}: {} */",
+        escape_comment(&single_line(&parts.join(", ")))
+    )
 }
 
 /// `REPLACE INTO` (keyed) or `INSERT INTO` (keyless, one more copy) of the writable columns.

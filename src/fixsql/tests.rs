@@ -421,6 +421,8 @@ fn writer_produces_a_pipeable_file() {
         downstream: "tidb\n0".into(),
         upstream_point: "live, not pinned".into(),
         downstream_point: "snapshot 2024-01-02".into(),
+        replica_warning: Some("a replica\nof x".into()),
+        skip_binlog: true,
     };
     let mut w = FixSqlWriter::create(&out_dir, &t, &header).unwrap();
     assert_eq!(w.path(), out_dir.join("s.t%60x.sql"));

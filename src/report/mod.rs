@@ -72,6 +72,10 @@ pub struct TableReport {
     pub chunks_different: u64,
     /// Fix SQL file, relative to the output directory, when one was written.
     pub fix_sql: Option<PathBuf>,
+    /// Undo SQL file (restores the downstream as read, applied after the fix), relative to
+    /// the output directory, written beside the fix SQL.
+    #[serde(default)]
+    pub undo_sql: Option<PathBuf>,
     pub skip_reason: Option<String>,
     pub error: Option<String>,
     pub duration_ms: u64,

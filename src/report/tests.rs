@@ -23,6 +23,7 @@ fn table(schema: &str, name: &str, result: TableResult) -> TableReport {
         chunks: 4,
         chunks_different: 0,
         fix_sql: None,
+        undo_sql: None,
         skip_reason: None,
         error: None,
         duration_ms: 1200,
