@@ -389,9 +389,8 @@ async fn replicate_creates_the_changefeed_waits_for_normal_then_releases_the_gc_
             start_ts: BACKUP_TS,
             state: "normal".into(),
             adopted: false,
-            redo_storage: format!(
-                "s3://redo-bucket/dr/{FEED}?access-key=<redacted>&secret-access-key=<redacted>&endpoint=http://127.0.0.1:9"
-            ),
+            // The redacted form leaves the key pair out.
+            redo_storage: format!("s3://redo-bucket/dr/{FEED}?endpoint=http://127.0.0.1:9"),
             gc_hold_released: true,
         }
     );
