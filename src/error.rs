@@ -71,6 +71,9 @@ pub enum Error {
     /// A TiDB BACKUP/RESTORE, its result, or the DR flow's GC hold failed.
     #[error(transparent)]
     Br(#[from] crate::dr::tidb::BrError),
+
+    #[error(transparent)]
+    Cdc(#[from] crate::dr::ticdc::CdcError),
     /// A table that must exist was not found.
     #[error("table {table} does not exist in {side}")]
     MissingTable { table: String, side: String },

@@ -152,6 +152,10 @@ pub struct DataSource {
     /// keys empty) means plain TCP.
     #[serde(default)]
     pub security: Option<Security>,
+    /// TiDB: the TiCDC server's OpenAPI address (`host:port` or `http://host:port`) of the
+    /// cluster this source belongs to; `dr replicate` creates its changefeed there.
+    #[serde(default, deserialize_with = "empty_as_none")]
+    pub cdc_addr: Option<String>,
 }
 
 fn default_host() -> String {
@@ -179,6 +183,7 @@ impl Default for DataSource {
             route_rules: Vec::new(),
             session: BTreeMap::new(),
             security: None,
+            cdc_addr: None,
         }
     }
 }
@@ -213,6 +218,7 @@ impl fmt::Debug for DataSource {
             .field("route_rules", &self.route_rules)
             .field("session", &self.session)
             .field("security", &self.security)
+            .field("cdc_addr", &self.cdc_addr)
             .finish()
     }
 }

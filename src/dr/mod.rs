@@ -11,6 +11,7 @@
 //! | `dr backup` | [`backup`] |
 //! | `dr restore` and gate 1 | [`restore`], [`gate`] |
 //! | TiDB's BR through SQL, PD GC hold | [`tidb`] |
+//! | TiCDC OpenAPI v2 client (the changefeed of `replicate`) | [`ticdc`] |
 //!
 //! docs/dr.md describes the commands, what each gate proves, and the flow state.
 
@@ -23,6 +24,7 @@ pub mod manifest;
 pub mod progress;
 pub mod restore;
 pub mod stream;
+pub mod ticdc;
 pub mod tidb;
 pub mod tidb_steps;
 pub mod tool;

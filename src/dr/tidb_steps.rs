@@ -1,14 +1,22 @@
 //! The DR steps on TiDB: BR through SQL ([`super::tidb`]) with a PD service GC safepoint
 //! held from before the backup until replication starts, and gate 1 by the checker itself:
 //! the primary at `tidb_snapshot = BackupTS` (GC is held), the secondary at a fresh TSO
-//! taken after `RESTORE` returned (dr-interfaces A1.3, A10).
+//! taken after `RESTORE` returned (dr-interfaces A1.3, A10); then replication through a
+//! TiCDC changefeed from BackupTS ([`replicate`], A6-A8), which ends the GC hold.
 
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::time::Duration;
 
-use super::flow::{Flow, Point};
+use serde::Serialize;
+
+use super::flow::{Flow, Point, StepName, StepStatus};
 use super::gate::GateReport;
 use super::manifest::{self, Manifest, TableEntry, ToolInfo};
+use super::ticdc::{
+    mysql_sink_uri, CdcClient, ChangefeedConfig, ChangefeedInfo, ConsistentConfig, ReplicaConfig,
+    SecretUri,
+};
 use super::tidb::{self as br, BrOptions};
 use super::{DrContext, DrError};
 use crate::db::Source;
@@ -171,4 +179,262 @@ pub async fn gate1(
         format!("primary TSO {tso}, secondary TSO {down_ts}"),
         started.elapsed(),
     ))
+}
+
+/// The changefeed `id` when `[dr] changefeed-id` is unset: one per backup, so a reseed's
+/// changefeed never collides with the one it replaces.
+pub fn default_changefeed_id(backup_id: &str) -> String {
+    format!("syncgate-dr-{}", backup_id.to_ascii_lowercase())
+}
+
+/// TiCDC's rule for changefeed IDs (A6.2).
+fn valid_changefeed_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .split('-')
+            .all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric()))
+}
+
+/// How `replicate` sets up and waits for its changefeed.
+#[derive(Debug, Clone)]
+pub struct ReplicateOptions {
+    /// How long the changefeed may take to become `normal`.
+    pub wait_normal: Duration,
+    /// How often its state is read meanwhile.
+    pub poll: Duration,
+    /// `sync_point_interval` (TiCDC's minimum is 30 s): how stale gate 2's newest pair may be.
+    pub sync_point_interval: Duration,
+    /// Redo `flush_interval` in ms: bounds what a disaster loses beyond the redo log (A9).
+    pub redo_flush_interval_ms: u64,
+}
+
+impl Default for ReplicateOptions {
+    fn default() -> Self {
+        ReplicateOptions {
+            wait_normal: Duration::from_secs(300),
+            poll: Duration::from_secs(2),
+            sync_point_interval: Duration::from_secs(60),
+            redo_flush_interval_ms: 1000,
+        }
+    }
+}
+
+/// What `replicate` did, for the flow state (no secrets).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReplicateOutcome {
+    pub changefeed_id: String,
+    /// The backup's BackupTS.
+    pub start_ts: u64,
+    /// The changefeed's state when `replicate` returned (`normal`).
+    pub state: String,
+    /// An existing changefeed of this flow (same start-ts, same sink) was taken over.
+    pub adopted: bool,
+    /// Where its redo log goes, redacted.
+    pub redo_storage: String,
+    /// The flow's GC hold was released (the changefeed holds GC itself from now on). False
+    /// when PD could not be reached: the hold stays recorded and a rerun releases it.
+    pub gc_hold_released: bool,
+}
+
+/// Replication on TiDB (A10 step 5): a TiCDC changefeed from BackupTS to the secondary with
+/// syncpoints and a redo log, then the release of the flow's GC hold, and only once the
+/// changefeed is `normal` (until then nothing else keeps BackupTS from GC). Every failure
+/// before that keeps the hold. A changefeed of the same ID is adopted when it is this flow's
+/// (same start-ts, same sink), refused otherwise. Nothing here removes a changefeed: removing
+/// one deletes its redo log (A8.2).
+pub async fn replicate(
+    ctx: &DrContext,
+    flow: &mut Flow,
+    opts: &ReplicateOptions,
+) -> Result<ReplicateOutcome> {
+    let refuse = |m: String| crate::error::Error::from(DrError::Precondition(m));
+    let backup = flow
+        .state
+        .step(StepName::Backup)
+        .filter(|r| r.status == StepStatus::Done)
+        .ok_or_else(|| refuse("no completed backup in the flow: run `dr backup` first".into()))?;
+    let (Some(Point::Tso { tso: start_ts }), Some(backup_id)) =
+        (backup.point.clone(), backup.backup_id.clone())
+    else {
+        return Err(refuse(
+            "the flow's backup has no TSO: replication through TiCDC needs a TiDB backup".into(),
+        ));
+    };
+    if flow
+        .state
+        .step(StepName::Restore)
+        .is_none_or(|r| r.status != StepStatus::Done)
+    {
+        return Err(refuse(
+            "the secondary is not restored with a passed gate: run `dr restore` first".into(),
+        ));
+    }
+    let hold = flow.state.gc_hold.clone().ok_or_else(|| {
+        refuse(format!(
+            "the flow holds no GC safepoint: data at BackupTS {start_ts} may be collected \
+             already, and a changefeed from there could miss changes; take a new backup"
+        ))
+    })?;
+    if hold.safe_point > start_ts {
+        return Err(refuse(format!(
+            "the flow's GC hold {} is at {}, after BackupTS {start_ts}: it does not protect the \
+             backup point; take a new backup",
+            hold.service_id, hold.safe_point
+        )));
+    }
+    let primary = ctx
+        .config
+        .data_sources
+        .get(&ctx.dr.primary)
+        .ok_or_else(|| refuse(format!("[dr] primary '{}' is not defined", ctx.dr.primary)))?;
+    let cdc_addr = primary.cdc_addr.clone().ok_or_else(|| {
+        refuse(format!(
+            "[data-sources.{}] has no cdc-addr: the TiCDC server of the primary's cluster \
+             (host:8300)",
+            ctx.dr.primary
+        ))
+    })?;
+    let redo_root = ctx.dr.redo_storage.as_deref().ok_or_else(|| {
+        refuse("[dr] has no redo-storage: TiCDC's redo log must go somewhere".into())
+    })?;
+    let id = ctx
+        .dr
+        .changefeed_id
+        .clone()
+        .unwrap_or_else(|| default_changefeed_id(&backup_id));
+    if !valid_changefeed_id(&id) {
+        return Err(refuse(format!(
+            "[dr] changefeed-id {id:?}: TiCDC takes letters and digits in groups joined by \
+             single '-', at most 128 characters"
+        )));
+    }
+    // One redo prefix per changefeed: `cdc redo apply` reads every meta file under it (A8.4).
+    let redo = crate::storage::StorageUri::parse(redo_root)?.join(&id);
+    let config = changefeed_config(ctx, &id, start_ts, &redo, opts)?;
+    let client = CdcClient::new(&cdc_addr)?.masking(config.secrets());
+
+    // The hold must still be in force: setting it again at its point is refused when GC
+    // has passed it (its TTL ran out and GC moved on), and extends it while we wait.
+    br::hold_gc(
+        &hold.pd,
+        &hold.service_id,
+        hold.safe_point,
+        ctx.dr.gc_hold_ttl as i64,
+    )
+    .await?;
+
+    let adopted = match client.get(&id).await? {
+        Some(found) => {
+            adopt(&found, &config, client.addr())?;
+            tracing::info!("changefeed {id} from BackupTS {start_ts} exists: adopting it");
+            true
+        }
+        None => {
+            tracing::info!(
+                "creating changefeed {id} on TiCDC {} from BackupTS {start_ts} to {}",
+                client.addr(),
+                config.sink_uri
+            );
+            client.create(&config).await?;
+            false
+        }
+    };
+    let wait = client.wait_normal(&id, opts.wait_normal, opts.poll);
+    let info = ctx.interrupt.interruptible(wait).await??;
+
+    let released = match br::release_gc(&hold.pd, &hold.service_id).await {
+        Ok(()) => {
+            flow.state.gc_hold = None;
+            flow.save().await?;
+            true
+        }
+        Err(e) => {
+            tracing::warn!(
+                "changefeed {id} is normal but the GC hold {} could not be released ({e}); it \
+                 expires with its TTL, or run the step again",
+                hold.service_id
+            );
+            false
+        }
+    };
+    Ok(ReplicateOutcome {
+        changefeed_id: id,
+        start_ts,
+        state: info.state.to_string(),
+        adopted,
+        redo_storage: redo.redacted(),
+        gc_hold_released: released,
+    })
+}
+
+/// The changefeed's body: BackupTS, the secondary as a MySQL sink, syncpoints, redo.
+fn changefeed_config(
+    ctx: &DrContext,
+    id: &str,
+    start_ts: u64,
+    redo: &crate::storage::StorageUri,
+    opts: &ReplicateOptions,
+) -> Result<ChangefeedConfig> {
+    let ds = ctx
+        .config
+        .data_sources
+        .get(&ctx.dr.secondary)
+        .ok_or_else(|| {
+            DrError::Precondition(format!(
+                "[dr] secondary '{}' is not defined",
+                ctx.dr.secondary
+            ))
+        })?;
+    let mut tls: Vec<(&str, &str)> = Vec::new();
+    if let Some(sec) = &ds.security {
+        if sec.ca_bytes.is_some() || sec.cert_bytes.is_some() || sec.key_bytes.is_some() {
+            return Err(DrError::Precondition(format!(
+                "[data-sources.{}.security] gives PEM text; TiCDC's sink takes file paths \
+                 (ca-path, cert-path, key-path) readable on the TiCDC server",
+                ctx.dr.secondary
+            ))
+            .into());
+        }
+        for (k, v) in [
+            ("ssl-ca", &sec.ca_path),
+            ("ssl-cert", &sec.cert_path),
+            ("ssl-key", &sec.key_path),
+        ] {
+            if let Some(v) = v {
+                tls.push((k, v));
+            }
+        }
+    }
+    Ok(ChangefeedConfig {
+        namespace: "default".into(),
+        changefeed_id: id.to_string(),
+        start_ts,
+        sink_uri: mysql_sink_uri(&ds.host, ds.port, &ds.user, &ds.password, &tls),
+        replica_config: ReplicaConfig {
+            enable_sync_point: true,
+            sync_point_interval: Some(opts.sync_point_interval),
+            consistent: Some(ConsistentConfig {
+                level: "eventual".into(),
+                storage: SecretUri::new(redo.expose_secret()),
+                flush_interval: opts.redo_flush_interval_ms,
+                meta_flush_interval: 200,
+            }),
+        },
+    })
+}
+
+/// An existing changefeed is this flow's when it starts at BackupTS and writes to the
+/// secondary; anything else is someone else's and is left alone.
+fn adopt(found: &ChangefeedInfo, wanted: &ChangefeedConfig, addr: &str) -> Result<()> {
+    if found.start_ts == wanted.start_ts && found.sink_uri.same_target(&wanted.sink_uri) {
+        return Ok(());
+    }
+    Err(DrError::Precondition(format!(
+        "changefeed {} already exists on TiCDC {addr} (start-ts {}, sink {}, state {}) and is \
+         not this flow's (start-ts {}, sink {}); set [dr] changefeed-id to another name, or \
+         remove that changefeed if nothing needs it",
+        found.id, found.start_ts, found.sink_uri, found.state, wanted.start_ts, wanted.sink_uri
+    ))
+    .into())
 }

@@ -6,7 +6,8 @@
 //! service `pdpb.PD` (`GetMembers`, `UpdateServiceGCSafePoint`, with PD's leader and
 //! cluster-ID checks) on 127.0.0.1 that records every request, and a MySQL-protocol
 //! stand-in for TiDB's BR statements (`fake_tidb`) that records every statement. No live
-//! TiDB or PD is involved.
+//! TiDB or PD is involved. The TiCDC OpenAPI v2 client and `replicate` are checked against an
+//! in-process HTTP stand-in answering as A6 documents (`ticdc`).
 
 /// 2022-02-25 11:57:59.990 UTC, logical 1.
 const SAMPLE: u64 = 431_434_047_157_698_561;
@@ -26,4 +27,5 @@ mod mock_pd;
 mod pd_discovery;
 mod snapshot;
 mod syncpoint;
+mod ticdc;
 mod tso;

@@ -1,0 +1,617 @@
+//! `syncgate::dr::tidb_steps::replicate` against a TiCDC OpenAPI v2 stand-in (dr-interfaces
+//! A6: endpoints, `ChangefeedConfig`, validation, states, error bodies) and the mock PD that
+//! holds the flow's GC safepoint: the exact create body, a changefeed walked through its
+//! states, the documented errors, and the order of "changefeed normal" and "GC hold removed".
+
+use super::mock_pd::{update, Call, MockPd};
+use super::SAMPLE;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use syncgate::dr::flow::Flow;
+use syncgate::dr::tidb_steps::{replicate, ReplicateOptions, ReplicateOutcome};
+use syncgate::dr::DrContext;
+use tokio::net::TcpListener;
+
+const CLUSTER: u64 = 6_923_430_002_174_811_241;
+const GC_HOLD_TTL: i64 = 7_200;
+const HOLD_AT: u64 = SAMPLE + (100_000 << 18);
+const BACKUP_TS: u64 = SAMPLE + (200_000 << 18);
+const BACKUP_ID: &str = "20260105T101500Z-0a1b2";
+const FEED: &str = "syncgate-dr-20260105t101500z-0a1b2";
+const SERVICE: &str = "syncgate-dr-20260105T101500Z-0a1b2";
+/// The secondary's password: needs percent-encoding in a URI.
+const PASSWORD: &str = "s3cr:t@pw/1";
+const REDO_SECRET: &str = "REDOSECRETKEY0123";
+const SINK: &str = "mysql://repl:s3cr%3At%40pw%2F1@127.0.0.1:4001/";
+
+/// One request the stand-in received.
+#[derive(Debug, Clone)]
+struct Req {
+    at: Instant,
+    method: String,
+    path: String,
+    body: String,
+}
+
+/// A changefeed the stand-in knows: its info, and the states its next GETs answer (the last
+/// one repeats).
+struct Feed {
+    start_ts: u64,
+    sink_uri: String,
+    script: Vec<(&'static str, Option<String>)>,
+}
+
+#[derive(Default)]
+struct CdcState {
+    feeds: BTreeMap<String, Feed>,
+    /// The states a created changefeed walks through.
+    script: Vec<(&'static str, Option<String>)>,
+    /// `start_ts` at or below this is refused with `ErrStartTsBeforeGC` (A6.3).
+    gc_safe_point: u64,
+    requests: Vec<Req>,
+}
+
+fn error_body(code: &str, msg: &str) -> (u16, Value) {
+    (
+        400,
+        json!({"error_msg": format!("[{code}]{msg}"), "error_code": code}),
+    )
+}
+
+impl CdcState {
+    /// TiCDC's GET answer masks the sink's password (`xxxxx`); the rest as documented.
+    fn info(id: &str, f: &Feed, state: &str, error: &Option<String>) -> Value {
+        let masked = match f.sink_uri.split_once('@') {
+            Some((userinfo, rest)) => {
+                let user = userinfo.rsplit_once(':').map_or(userinfo, |(u, _)| u);
+                format!("{user}:xxxxx@{rest}")
+            }
+            None => f.sink_uri.clone(),
+        };
+        json!({
+            "upstream_id": 7, "namespace": "default", "id": id, "sink_uri": masked,
+            "create_time": "2026-01-05 10:20:00.000", "start_ts": f.start_ts, "target_ts": 0,
+            "admin_job_type": 0, "state": state, "creator_version": "v8.5.0",
+            "resolved_ts": f.start_ts, "checkpoint_ts": f.start_ts,
+            "checkpoint_time": "2026-01-05 10:15:00.000",
+            "error": error.as_ref().map(|m| json!({"time": "2026-01-05T10:20:01Z",
+                "addr": "10.0.0.5:8300", "code": "CDC:ErrMySQLConnectionError", "message": m})),
+        })
+    }
+
+    fn answer(&mut self, method: &str, path: &str, body: &str) -> (u16, Value) {
+        let (path, query) = path.split_once('?').unwrap_or((path, ""));
+        assert!(
+            query.contains("namespace=default"),
+            "every changefeed call names its namespace: {query}"
+        );
+        let parts: Vec<&str> = path.trim_start_matches("/api/v2/").split('/').collect();
+        match (method, parts.as_slice()) {
+            ("POST", ["changefeeds"]) => {
+                let cfg: Value = serde_json::from_str(body).expect("create body is JSON");
+                let id = cfg["changefeed_id"].as_str().unwrap().to_string();
+                let start_ts = cfg["start_ts"].as_u64().unwrap();
+                if self.feeds.contains_key(&id) {
+                    return error_body(
+                        "CDC:ErrChangeFeedAlreadyExists",
+                        &format!("changefeed already exists, namespace: default, id: {id}"),
+                    );
+                }
+                if start_ts <= self.gc_safe_point {
+                    return error_body(
+                        "CDC:ErrStartTsBeforeGC",
+                        &format!(
+                            "fail to create or maintain changefeed because start-ts {start_ts} \
+                             is earlier than or equal to GC safepoint at {}",
+                            self.gc_safe_point
+                        ),
+                    );
+                }
+                let feed = Feed {
+                    start_ts,
+                    sink_uri: cfg["sink_uri"].as_str().unwrap().to_string(),
+                    script: self.script.clone(),
+                };
+                let info = Self::info(&id, &feed, "normal", &None);
+                self.feeds.insert(id, feed);
+                (200, info)
+            }
+            ("GET", [feed]) if *feed == "changefeeds" => (200, json!({"total": 0, "items": []})),
+            ("GET", ["changefeeds", id]) => match self.feeds.get_mut(*id) {
+                None => error_body(
+                    "CDC:ErrChangeFeedNotExists",
+                    &format!("changefeed not exists, namespace: default, id: {id}"),
+                ),
+                Some(f) => {
+                    let (state, error) = if f.script.len() > 1 {
+                        f.script.remove(0)
+                    } else {
+                        f.script[0].clone()
+                    };
+                    (200, Self::info(id, f, state, &error))
+                }
+            },
+            ("POST", ["changefeeds", _, "pause" | "resume"]) | ("DELETE", ["changefeeds", _]) => {
+                (200, json!({}))
+            }
+            _ => (
+                404,
+                json!({"error_msg": "no such route", "error_code": "CDC:ErrUnknown"}),
+            ),
+        }
+    }
+}
+
+/// The TiCDC stand-in on 127.0.0.1.
+struct MockCdc {
+    addr: SocketAddr,
+    state: Arc<Mutex<CdcState>>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl MockCdc {
+    async fn start() -> MockCdc {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(Mutex::new(CdcState {
+            script: vec![("normal", None)],
+            ..CdcState::default()
+        }));
+        let shared = state.clone();
+        let server = tokio::spawn(async move {
+            loop {
+                let Ok((socket, _)) = listener.accept().await else {
+                    return;
+                };
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    let svc =
+                        hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                            let shared = shared.clone();
+                            async move {
+                                let method = req.method().to_string();
+                                let path = req.uri().to_string();
+                                let body = req.into_body().collect().await.unwrap().to_bytes();
+                                let body = String::from_utf8(body.to_vec()).unwrap();
+                                let mut s = shared.lock().unwrap();
+                                s.requests.push(Req {
+                                    at: Instant::now(),
+                                    method: method.clone(),
+                                    path: path.clone(),
+                                    body: body.clone(),
+                                });
+                                let (status, answer) = s.answer(&method, &path, &body);
+                                let resp = Response::builder()
+                                    .status(status)
+                                    .header("content-type", "application/json")
+                                    .body(Full::new(Bytes::from(answer.to_string())))
+                                    .unwrap();
+                                Ok::<_, Infallible>(resp)
+                            }
+                        });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(socket), svc)
+                        .await;
+                });
+            }
+        });
+        MockCdc {
+            addr,
+            state,
+            server,
+        }
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut CdcState) -> R) -> R {
+        f(&mut self.state.lock().unwrap())
+    }
+
+    fn requests(&self) -> Vec<Req> {
+        self.with(|s| s.requests.clone())
+    }
+
+    fn creates(&self) -> Vec<Value> {
+        self.requests()
+            .iter()
+            .filter(|r| r.method == "POST" && r.path.starts_with("/api/v2/changefeeds?"))
+            .map(|r| serde_json::from_str(&r.body).unwrap())
+            .collect()
+    }
+}
+
+impl Drop for MockCdc {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// The mock PD holding the flow's GC safepoint, the TiCDC stand-in, storage with a flow that
+/// has a TiDB backup at BACKUP_TS, a restore with its gate passed, and the GC hold.
+struct Setup {
+    pd: MockPd,
+    cdc: MockCdc,
+    _dir: tempfile::TempDir,
+    storage: PathBuf,
+    ctx: DrContext,
+}
+
+impl Setup {
+    async fn start() -> Setup {
+        Self::start_with(true).await
+    }
+
+    async fn start_with(hold: bool) -> Setup {
+        let pd = MockPd::start(CLUSTER, SAMPLE).await;
+        pd.with(|s| {
+            s.services
+                .insert(SERVICE.to_string(), (HOLD_AT, GC_HOLD_TTL))
+        });
+        let cdc = MockCdc::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let storage = dir.path().join("storage");
+        std::fs::create_dir_all(&storage).unwrap();
+        let mut flow = json!({
+            "version": 1, "flavour": "tidb",
+            "steps": {
+                "backup": {"status": "done", "started": "2026-01-05T10:15:00Z",
+                    "ended": "2026-01-05T10:16:00Z", "backup_id": BACKUP_ID,
+                    "point": {"kind": "tso", "tso": BACKUP_TS}},
+                "restore": {"status": "done", "started": "2026-01-05T10:17:00Z",
+                    "ended": "2026-01-05T10:18:00Z", "backup_id": BACKUP_ID,
+                    "point": {"kind": "tso", "tso": BACKUP_TS},
+                    "gate": {"result": "equal", "differing_rows": 0, "report": "restore"}},
+            },
+        });
+        if hold {
+            flow["gc_hold"] = json!({"service_id": SERVICE, "safe_point": HOLD_AT,
+                "pd": [pd.url()]});
+        }
+        std::fs::write(storage.join("flow.json"), flow.to_string()).unwrap();
+        let text = format!(
+            "[data-sources.primary]\nhost = \"127.0.0.1\"\nport = 4000\n\
+             cdc-addr = \"http://{}\"\n\
+             [data-sources.secondary]\nhost = \"127.0.0.1\"\nport = 4001\nuser = \"repl\"\n\
+             password = \"{PASSWORD}\"\n\
+             [dr]\nprimary = \"primary\"\nsecondary = \"secondary\"\n\
+             backup-storage = \"local://{}\"\ngc-hold-ttl = {GC_HOLD_TTL}\n\
+             redo-storage = \"s3://redo-bucket/dr?access-key=AKIDREDO&secret-access-key={REDO_SECRET}&endpoint=http://127.0.0.1:9\"\n\
+             [task]\noutput-dir = \"{}\"\ntarget-check-tables = [\"*.*\"]\n",
+            cdc.addr,
+            storage.display(),
+            dir.path().join("out").display()
+        );
+        let config = syncgate::config::Config::from_toml_str(&text, "dr.toml").unwrap();
+        let ctx = DrContext::new(
+            &config,
+            Some(dir.path().join("out")),
+            syncgate::interrupt::Interrupt::never(),
+        )
+        .unwrap();
+        Setup {
+            pd,
+            cdc,
+            _dir: dir,
+            storage,
+            ctx,
+        }
+    }
+
+    async fn replicate(&self, wait: Duration) -> syncgate::Result<ReplicateOutcome> {
+        let store = self.ctx.store().await.unwrap();
+        let opts = ReplicateOptions {
+            wait_normal: wait,
+            poll: Duration::from_millis(20),
+            ..ReplicateOptions::default()
+        };
+        let out = self.ctx.output_dir.clone();
+        Flow::with_lock(store, &out, "dr replicate", async |flow| {
+            replicate(&self.ctx, flow, &opts).await
+        })
+        .await
+    }
+
+    fn flow_state(&self) -> Value {
+        serde_json::from_str(&std::fs::read_to_string(self.storage.join("flow.json")).unwrap())
+            .unwrap()
+    }
+
+    fn pd_updates(&self) -> Vec<(Instant, Call)> {
+        self.pd.with(|s| {
+            s.calls
+                .iter()
+                .filter(|(_, c)| matches!(c, Call::Update { .. }))
+                .cloned()
+                .collect()
+        })
+    }
+
+    /// The hold was set again at its point (the check that it is still in force) and never
+    /// removed.
+    fn assert_hold_kept(&self) {
+        let calls: Vec<Call> = self.pd_updates().into_iter().map(|(_, c)| c).collect();
+        assert!(
+            calls
+                .iter()
+                .all(|c| *c == update(CLUSTER, SERVICE, GC_HOLD_TTL, HOLD_AT)),
+            "the hold is only renewed, never removed: {calls:?}"
+        );
+        assert!(self.pd.with(|s| s.services.contains_key(SERVICE)));
+        assert_eq!(self.flow_state()["gc_hold"]["service_id"], SERVICE);
+    }
+}
+
+/// The exact create body (A6.2): BackupTS, the secondary as a MySQL sink with its password
+/// percent-encoded, syncpoints every minute, eventual redo under a prefix of its own.
+fn expected_create_body() -> Value {
+    json!({
+        "namespace": "default",
+        "changefeed_id": FEED,
+        "start_ts": BACKUP_TS,
+        "sink_uri": SINK,
+        "replica_config": {
+            "enable_sync_point": true,
+            "sync_point_interval": "60s",
+            "consistent": {
+                "level": "eventual",
+                "storage": format!("s3://redo-bucket/dr/{FEED}?access-key=AKIDREDO&secret-access-key={REDO_SECRET}&endpoint=http://127.0.0.1:9"),
+                "flush_interval": 1000,
+                "meta_flush_interval": 200,
+            },
+        },
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicate_creates_the_changefeed_waits_for_normal_then_releases_the_gc_hold() {
+    let s = Setup::start().await;
+    s.cdc.with(|c| {
+        c.script = vec![
+            ("warning", Some("sink not ready, retrying".into())),
+            ("pending", None),
+            ("normal", None),
+        ]
+    });
+    let outcome = s.replicate(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(
+        outcome,
+        ReplicateOutcome {
+            changefeed_id: FEED.into(),
+            start_ts: BACKUP_TS,
+            state: "normal".into(),
+            adopted: false,
+            // The redacted form leaves the key pair out.
+            redo_storage: format!("s3://redo-bucket/dr/{FEED}?endpoint=http://127.0.0.1:9"),
+            gc_hold_released: true,
+        }
+    );
+    let creates = s.cdc.creates();
+    assert_eq!(
+        creates,
+        vec![expected_create_body()],
+        "one create, exact body"
+    );
+
+    // The GET that answered `normal` came before the hold's removal, and the removal is the
+    // last PD call.
+    let requests = s.cdc.requests();
+    let gets: Vec<&Req> = requests
+        .iter()
+        .filter(|r| {
+            r.method == "GET" && r.path.starts_with(&format!("/api/v2/changefeeds/{FEED}?"))
+        })
+        .collect();
+    // One existence check before create, then warning, pending, normal.
+    assert_eq!(gets.len(), 4, "{requests:?}");
+    let normal_at = gets[3].at;
+    let updates = s.pd_updates();
+    let calls: Vec<Call> = updates.iter().map(|(_, c)| c.clone()).collect();
+    assert_eq!(
+        calls,
+        vec![
+            update(CLUSTER, SERVICE, GC_HOLD_TTL, HOLD_AT),
+            update(CLUSTER, SERVICE, 0, 0),
+        ],
+        "renewed at its point, removed once normal"
+    );
+    assert!(updates[0].0 < requests[0].at, "the hold was checked first");
+    assert!(
+        updates[1].0 > normal_at,
+        "the hold was removed before normal"
+    );
+    assert!(s.pd.with(|p| !p.services.contains_key(SERVICE)));
+    let state = s.flow_state();
+    assert!(state.get("gc_hold").is_none(), "release recorded: {state}");
+    let text = state.to_string();
+    assert!(
+        !text.contains(REDO_SECRET) && !text.contains("s3cr"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_ts_below_the_gc_safepoint_is_a_clear_error_and_the_hold_stays() {
+    let s = Setup::start().await;
+    s.cdc.with(|c| c.gc_safe_point = BACKUP_TS + 5);
+    let err = s.replicate(Duration::from_secs(5)).await.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        matches!(
+            &err,
+            syncgate::Error::Cdc(syncgate::dr::ticdc::CdcError::StartTsBeforeGc {
+                start_ts: BACKUP_TS,
+                gc_safe_point: Some(g),
+                ..
+            }) if *g == BACKUP_TS + 5
+        ),
+        "{err:?}"
+    );
+    assert!(text.contains("take a new backup"), "{text}");
+    assert_eq!(s.cdc.creates().len(), 1);
+    s.assert_hold_kept();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changefeed_id_taken_by_another_feed_is_refused_and_nothing_is_created() {
+    let s = Setup::start().await;
+    s.cdc.with(|c| {
+        c.feeds.insert(
+            FEED.into(),
+            Feed {
+                start_ts: BACKUP_TS - 1000,
+                sink_uri: "mysql://root:other@10.9.9.9:4000/".into(),
+                script: vec![("normal", None)],
+            },
+        )
+    });
+    let err = s.replicate(Duration::from_secs(5)).await.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("changefeed {FEED} already exists"))
+            && text.contains("not this flow's")
+            && text.contains("changefeed-id"),
+        "{text}"
+    );
+    assert!(s.cdc.creates().is_empty(), "nothing created");
+    assert!(
+        s.cdc.requests().iter().all(|r| r.method == "GET"),
+        "nothing paused, resumed or removed: {:?}",
+        s.cdc.requests()
+    );
+    s.assert_hold_kept();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn this_flows_own_changefeed_is_adopted_not_created_again() {
+    let s = Setup::start().await;
+    s.cdc.with(|c| {
+        c.feeds.insert(
+            FEED.into(),
+            Feed {
+                start_ts: BACKUP_TS,
+                sink_uri: SINK.into(),
+                script: vec![("warning", None), ("normal", None)],
+            },
+        )
+    });
+    let outcome = s.replicate(Duration::from_secs(5)).await.unwrap();
+    assert!(outcome.adopted && outcome.gc_hold_released, "{outcome:?}");
+    assert!(s.cdc.creates().is_empty());
+    assert!(s.flow_state().get("gc_hold").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changefeed_that_never_becomes_normal_times_out_and_the_hold_stays() {
+    let s = Setup::start().await;
+    s.cdc
+        .with(|c| c.script = vec![("warning", Some("downstream unreachable".into()))]);
+    let started = Instant::now();
+    let err = s.replicate(Duration::from_millis(600)).await.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("changefeed {FEED} did not become normal"))
+            && text.contains("last state warning")
+            && text.contains("downstream unreachable"),
+        "{text}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    s.assert_hold_kept();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_gc_hold_or_with_gc_past_it_nothing_is_sent_to_ticdc() {
+    let s = Setup::start_with(false).await;
+    let err = s.replicate(Duration::from_secs(5)).await.unwrap_err();
+    assert!(err.to_string().contains("holds no GC safepoint"), "{err}");
+    assert!(s.cdc.requests().is_empty());
+
+    // The hold expired and GC moved past it: PD refuses to set it again.
+    let s = Setup::start().await;
+    s.pd.with(|p| {
+        p.services.clear();
+        p.gc_floor = BACKUP_TS + 1;
+    });
+    let err = s.replicate(Duration::from_secs(5)).await.unwrap_err();
+    assert!(
+        err.to_string().contains("GC has already passed it"),
+        "{err}"
+    );
+    assert!(s.cdc.requests().is_empty());
+}
+
+/// Captures the log lines of one test (current-thread runtime: the subscriber is
+/// thread-local).
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn sink_and_redo_secrets_stay_out_of_errors_logs_and_the_flow_state() {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let s = Setup::start().await;
+    // TiCDC echoes the sink URI, password and all, in the changefeed's error, then gives
+    // up naming the redo storage with its key.
+    let redo = format!("s3://redo-bucket/dr/{FEED}?secret-access-key={REDO_SECRET}");
+    s.cdc.with(|c| {
+        c.script = vec![
+            (
+                "warning",
+                Some(format!(
+                    "cannot connect to mysql://repl:{PASSWORD}@127.0.0.1:4001/ ({SINK})"
+                )),
+            ),
+            (
+                "failed",
+                Some(format!("redo storage {redo} is unreachable")),
+            ),
+        ]
+    });
+    let err = s.replicate(Duration::from_secs(5)).await.unwrap_err();
+    let text = format!("{err} {err:?}");
+    assert!(
+        text.contains("is failed") && text.contains("<redacted>"),
+        "{text}"
+    );
+    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("creating changefeed"),
+        "logs captured: {logs}"
+    );
+    for secret in [PASSWORD, "s3cr%3At%40pw%2F1", REDO_SECRET] {
+        assert!(!text.contains(secret), "{secret} in the error: {text}");
+        assert!(!logs.contains(secret), "{secret} in the logs: {logs}");
+        assert!(
+            !s.flow_state().to_string().contains(secret),
+            "{secret} in the flow state"
+        );
+    }
+    // The secrets did reach TiCDC, which needs them.
+    assert_eq!(s.cdc.creates(), vec![expected_create_body()]);
+    s.assert_hold_kept();
+}
