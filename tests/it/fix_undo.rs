@@ -90,7 +90,10 @@ async fn fix_then_undo_restores_the_downstream_and_every_statement_is_commented(
         all_fix.contains("/* extra row, deleted: `id` = 100001, `name` = 'gone * / DROP TABLE k; / *', `b` = X'DEAD'"),
         "{all_fix}"
     );
-    assert!(all_fix.contains("/* missing row, inserted: `id` = 2 */"), "{all_fix}");
+    assert!(
+        all_fix.contains("/* missing row, inserted: `id` = 2 */"),
+        "{all_fix}"
+    );
     // Apply the fix: the downstream equals the upstream.
     let applied = s.apply_fix_files().await;
     assert_eq!(applied, 3);
