@@ -31,10 +31,19 @@ DELETE FROM bag WHERE a = 2;
 
 async fn dump(db: &crate::support::TestDb) -> Vec<String> {
     let mut out = Vec::new();
-    for (t, order) in [("k", "id"), ("ci", "code"), ("bag", "a, t, b")] {
+    for (t, cols) in [
+        ("k", "id, name, b, g"),
+        ("ci", "code, v"),
+        ("bag", "a, t, b"),
+    ] {
+        let hexed: Vec<String> = cols
+            .split(", ")
+            .map(|c| format!("IFNULL(HEX({c}), 'NULL')"))
+            .collect();
         let rows: Vec<(String,)> = db
             .query(&format!(
-                "SELECT CONCAT_WS('|', HEX(CONCAT_WS(',', {order})), HEX(CAST(JSON_ARRAY(*) AS CHAR))) FROM {t} ORDER BY {order}"
+                "SELECT CONCAT_WS('|', {}) FROM {t} ORDER BY {cols}",
+                hexed.join(", ")
             ))
             .await;
         out.push(format!("{t}: {rows:?}"));
