@@ -74,7 +74,9 @@ fn keyed_statements() {
     ];
     assert_eq!(
         render_changes(&table, &changes),
-        "DELETE FROM `s`.`t` WHERE `id` = 3 LIMIT 1;\n\
+        "/* extra row, deleted: `id` = 3, `name` = NULL, `g` = 4, `b` = NULL */\n\
+         DELETE FROM `s`.`t` WHERE `id` = 3 LIMIT 1;\n\
+         /* missing row, inserted: `id` = 1 */\n\
          REPLACE INTO `s`.`t` (`id`, `name`, `b`) VALUES (1, 'it''s', X'0001');\n\
          /* changed: name: 'old' -> 'new' */\n\
          REPLACE INTO `s`.`t` (`id`, `name`, `b`) VALUES (2, 'new', X'');\n"
@@ -214,7 +216,8 @@ fn keyless_changed_row_is_delete_then_insert() {
     );
     assert_eq!(
         out,
-        "DELETE FROM `s`.`t` WHERE `a` = 1 AND `b` = 3 LIMIT 1;\n\
+        "/* changed row, old copy deleted: `a` = 1, `b` = 3 */\n\
+         DELETE FROM `s`.`t` WHERE `a` = 1 AND `b` = 3 LIMIT 1;\n\
          /* changed: b: 3 -> 2 */\n\
          INSERT INTO `s`.`t` (`a`, `b`) VALUES (1, 2);\n"
     );
@@ -449,7 +452,12 @@ fn writer_produces_a_pipeable_file() {
         "\n-- range: (`id` > 5)\u{FFFD}AND 1\nDELETE FROM `s`.`t``x` WHERE `id` = 6 LIMIT 1;\n\
          \n-- range: all\nREPLACE INTO x VALUES (1);\n\nCOMMIT;\n"
     ));
-    assert!(text.ends_with("-- end of fix SQL\n"));
+    assert!(text.ends_with("SET SESSION sql_log_bin = @syncgate_log_bin;\n-- end of fix SQL\n"));
+    assert!(text.contains("-- WARNING: a replica\u{FFFD}of x\n"));
+    let off = text
+        .find("SET SESSION sql_log_bin = 0;\n")
+        .expect("binlog off");
+    assert!(off < text.find("START TRANSACTION").unwrap());
     // Every line is a comment, or a statement ending in `;`.
     for line in text.lines().filter(|l| !l.is_empty()) {
         assert!(line.starts_with("--") || line.ends_with(';'), "{line}");
@@ -474,4 +482,94 @@ fn utc_formatting() {
     assert_eq!(format_utc(951_782_400), "2000-02-29 00:00:00 UTC");
     assert_eq!(format_utc(1_704_164_645), "2024-01-02 03:04:05 UTC");
     assert_eq!(format_utc(4_107_542_399), "2100-02-28 23:59:59 UTC");
+}
+
+#[test]
+fn undo_reverses_each_change_deletes_first() {
+    let t = target();
+    let cols = [
+        col("id", TypeClass::Int),
+        col("name", TypeClass::Text),
+        gen("g", TypeClass::Int),
+    ];
+    let table = FixTable {
+        target: &t,
+        columns: &cols,
+        key: Some(vec![0]),
+    };
+    let changes = [
+        RowChange::Extra {
+            down: vec![v("3"), v("x*/y"), v("6")],
+        },
+        RowChange::Missing {
+            up: vec![v("1"), None, v("2")],
+        },
+        RowChange::Changed {
+            up: vec![v("2"), v("new"), v("4")],
+            down: vec![v("2"), v("old"), v("4")],
+        },
+    ];
+    assert_eq!(
+        render_undo(&table, &changes),
+        "/* undo: delete the row the fix inserted: `id` = 1 */\n\
+         DELETE FROM `s`.`t` WHERE `id` = 1 LIMIT 1;\n\
+         /* undo: re-insert the row the fix deleted: `id` = 3, `name` = 'x* /y', `g` = 6 */\n\
+         REPLACE INTO `s`.`t` (`id`, `name`) VALUES (3, 'x*/y');\n\
+         /* undo, changed back: name: 'new' -> 'old' */\n\
+         REPLACE INTO `s`.`t` (`id`, `name`) VALUES (2, 'old');\n"
+    );
+    let fix = render_changes(&table, &changes);
+    assert!(
+        fix.starts_with(
+            "/* extra row, deleted: `id` = 3, `name` = 'x* /y', `g` = 6 */\n\
+             DELETE FROM `s`.`t` WHERE `id` = 3 LIMIT 1;\n\
+             /* missing row, inserted: `id` = 1 */\n"
+        ),
+        "{fix}"
+    );
+}
+
+#[test]
+fn undo_parts_join_every_delete_before_any_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let parts: Vec<std::path::PathBuf> = (0..2)
+        .map(|i| {
+            let p = dir.path().join(format!("{i}.sql"));
+            let text = undo_part(
+                &format!("r{i}"),
+                &format!("DELETE {i};\n"),
+                &format!("REPLACE {i};\n"),
+            );
+            // A chunk may append more than one batch to its part.
+            std::fs::write(&p, format!("{text}{text}")).unwrap();
+            p
+        })
+        .collect();
+    let t = target();
+    let mut w =
+        FixSqlWriter::create_kind(dir.path(), &t, &FixHeader::default(), FileKind::Undo).unwrap();
+    w.append_undo_parts(&parts).unwrap();
+    let text = std::fs::read_to_string(w.finish().unwrap()).unwrap();
+    let body: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("DELETE ") || l.starts_with("REPLACE "))
+        .collect();
+    assert_eq!(
+        body,
+        [
+            "DELETE 0;",
+            "DELETE 0;",
+            "DELETE 1;",
+            "DELETE 1;",
+            "REPLACE 0;",
+            "REPLACE 0;",
+            "REPLACE 1;",
+            "REPLACE 1;"
+        ]
+    );
+    assert!(
+        text.contains("It undoes fix-on-<downstream>/s.t.sql"),
+        "{text}"
+    );
+    assert!(!text.contains("sql_log_bin"), "{text}");
 }
