@@ -32,6 +32,7 @@ const LOCK_RENEW: Duration = Duration::from_secs(30);
 pub enum StepName {
     Backup,
     Restore,
+    Replicate,
 }
 
 impl StepName {
@@ -39,6 +40,7 @@ impl StepName {
         match self {
             StepName::Backup => "backup",
             StepName::Restore => "restore",
+            StepName::Replicate => "replicate",
         }
     }
 }
@@ -121,6 +123,9 @@ pub struct StepRecord {
     /// Why the step failed, when it did (one line, no secrets).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Replication: the `host:port` the secondary replicates from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 impl StepRecord {
@@ -133,6 +138,7 @@ impl StepRecord {
             point: None,
             gate: None,
             error: None,
+            source: None,
         }
     }
 
@@ -167,6 +173,30 @@ pub struct FlowState {
     /// starts (released by the step that no longer needs it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gc_hold: Option<GcHold>,
+    /// Gate 2 runs (`dr verify`), oldest first, the last [`GATE_HISTORY_CAP`] kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gate_history: Vec<GateRun>,
+}
+
+/// How many gate 2 runs the flow state keeps (a scheduler runs `dr verify` forever).
+pub const GATE_HISTORY_CAP: usize = 100;
+
+/// One `dr verify` run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GateRun {
+    /// RFC 3339 UTC, when it ended.
+    pub time: String,
+    /// `equal`, `different`, `error` or `interrupted`.
+    pub result: String,
+    /// The GTID both sides were read at (None when the run ended before the fence).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fence: Option<String>,
+    pub compared_rows: u64,
+    pub differing_rows: u64,
+    /// The report, relative to the output directory.
+    pub report: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// A PD service GC safepoint the flow holds.
@@ -183,6 +213,13 @@ impl FlowState {
 
     pub fn step(&self, name: StepName) -> Option<&StepRecord> {
         self.steps.get(&name)
+    }
+
+    /// Append a gate 2 run, dropping the oldest beyond the cap.
+    pub fn push_gate_run(&mut self, run: GateRun) {
+        self.gate_history.push(run);
+        let over = self.gate_history.len().saturating_sub(GATE_HISTORY_CAP);
+        self.gate_history.drain(..over);
     }
 
     /// Parse a stored document; a damaged one is an error that says where it is, never a
@@ -508,6 +545,28 @@ mod tests {
         // Another host, lease fresh: refused.
         plant(s.as_ref(), "elsewhere".into(), 1, 0).await;
         assert!(Flow::open(s.clone(), &out, "dr restore").await.is_err());
+    }
+
+    #[test]
+    fn the_gate_history_keeps_the_newest_runs() {
+        let mut s = FlowState::default();
+        for i in 0..GATE_HISTORY_CAP + 7 {
+            s.push_gate_run(GateRun {
+                time: i.to_string(),
+                result: "equal".into(),
+                fence: None,
+                compared_rows: 0,
+                differing_rows: 0,
+                report: String::new(),
+                error: None,
+            });
+        }
+        assert_eq!(s.gate_history.len(), GATE_HISTORY_CAP);
+        assert_eq!(s.gate_history[0].time, "7");
+        assert_eq!(
+            s.gate_history.last().unwrap().time,
+            (GATE_HISTORY_CAP + 6).to_string()
+        );
     }
 
     #[test]

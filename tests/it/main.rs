@@ -19,6 +19,7 @@ mod cli_errors;
 mod collation;
 mod config_honoured;
 mod dr_backup;
+mod dr_replicate;
 mod harness_smoke;
 mod index_hint;
 mod int_split;
