@@ -7,8 +7,9 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use syncgate::config::Config;
 use syncgate::dr::backup::{self, BackupOptions};
-use syncgate::dr::flow::Flow;
+use syncgate::dr::replicate::{self, ReplicateOptions};
 use syncgate::dr::restore::{self, RestoreOptions};
+use syncgate::dr::verify;
 use syncgate::dr::DrContext;
 use syncgate::exit::{DIFFERENT, EQUAL};
 
@@ -56,10 +57,32 @@ pub enum DrAction {
         #[arg(long)]
         again: bool,
     },
-    /// The flow's state: each step, its point and gate; the backups in storage.
+    /// Replicate the restored secondary from the primary, starting at the backup's GTID;
+    /// then gate 2 once.
+    Replicate {
+        #[command(flatten)]
+        common: Common,
+        /// Set replication up again although the flow says it was done.
+        #[arg(long)]
+        again: bool,
+    },
+    /// Gate 2: the replicating secondary against the primary at one GTID fence, while
+    /// writes go on (exit 0 equal, 1 different, 2 error).
+    Verify {
+        #[command(flatten)]
+        common: Common,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The flow's state: each step, its point and gate; replication; gate 2's last runs;
+    /// the backups in storage.
     Status {
         #[command(flatten)]
         common: Common,
+        /// Print the status as JSON (schema in docs/dr.md).
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -101,7 +124,12 @@ pub async fn run(action: DrAction) -> anyhow::Result<i32> {
             };
             restore_cmd(&common, &opts).await
         }
-        DrAction::Status { common } => status_cmd(&common).await,
+        DrAction::Replicate { common, again } => replicate_cmd(&common, again).await,
+        DrAction::Verify { common, json } => {
+            let ctx = context(&common)?;
+            verify_cmd(&ctx, json).await
+        }
+        DrAction::Status { common, json } => status_cmd(&common, json).await,
     };
     match outcome {
         Err(e) => match e.downcast_ref::<syncgate::Error>() {
@@ -193,51 +221,77 @@ async fn restore_cmd(common: &Common, opts: &RestoreOptions) -> anyhow::Result<i
     }
 }
 
-async fn status_cmd(common: &Common) -> anyhow::Result<i32> {
+async fn replicate_cmd(common: &Common, again: bool) -> anyhow::Result<i32> {
     let ctx = context(common)?;
-    let store = ctx.store().await?;
-    let (state, lock) = Flow::peek(store.as_ref()).await?;
-    println!("flow in {} ({})", store.location(), state.flavour);
-    if state.steps.is_empty() {
-        println!("  no step has run yet");
+    let plan = replicate::plan(&ctx).await?;
+    for line in &plan {
+        println!("{line}");
     }
-    for (name, s) in &state.steps {
+    if ctx.dry_run {
+        return Ok(EQUAL);
+    }
+    tracing::info!(config = ?ctx.config, "dr replicate");
+    let out = replicate::run(&ctx, &ReplicateOptions { again }).await?;
+    println!(
+        "replication runs: '{}' replicates from {} starting after GTID {} ({:.1} s)",
+        ctx.dr.secondary,
+        out.source,
+        out.gtid,
+        out.elapsed.as_secs_f64()
+    );
+    verify_cmd(&ctx, false).await
+}
+
+async fn verify_cmd(ctx: &DrContext, json: bool) -> anyhow::Result<i32> {
+    if ctx.dry_run {
         println!(
-            "  {name}: {:?}{}{}{}{}",
-            s.status,
-            s.backup_id
-                .as_ref()
-                .map(|b| format!(", backup {b}"))
-                .unwrap_or_default(),
-            s.point
-                .as_ref()
-                .map(|p| format!(", at {p}"))
-                .unwrap_or_default(),
-            s.gate
-                .as_ref()
-                .map(|g| format!(", gate {} ({} differing rows)", g.result, g.differing_rows))
-                .unwrap_or_default(),
-            s.error
-                .as_ref()
-                .map(|e| format!(", error: {e}"))
-                .unwrap_or_default(),
+            "would run gate 2: '{}' against '{}' at one GTID fence (the replica is stopped \
+             briefly and restarted); report in {}",
+            ctx.dr.primary,
+            ctx.dr.secondary,
+            ctx.step_dir(verify::VERIFY_DIR).display()
+        );
+        return Ok(EQUAL);
+    }
+    let out = verify::run(ctx).await?;
+    let code = out.report.exit_code();
+    if json {
+        let doc = serde_json::json!({
+            "gate": "gate 2",
+            "result": out.run.result,
+            "exit_code": code,
+            "fence": out.run.fence,
+            "compared_rows": out.run.compared_rows,
+            "differing_rows": out.run.differing_rows,
+            "report_dir": out.dir,
+            "time": out.run.time,
+            "error": out.run.error,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(code);
+    }
+    if code != EQUAL {
+        print!(
+            "{}",
+            std::fs::read_to_string(out.dir.join("summary.txt")).unwrap_or_default()
         );
     }
-    if let Some(o) = lock {
-        println!("  locked by `{}` (pid {} on {})", o.command, o.pid, o.host);
-    }
-    let (complete, incomplete) = syncgate::dr::manifest::list(store.as_ref()).await?;
     println!(
-        "backups: {} complete{}",
-        complete.len(),
-        if incomplete.is_empty() {
-            String::new()
-        } else {
-            format!(", {} incomplete", incomplete.len())
-        }
+        "gate 2: {} — {}; report and fix SQL: {}",
+        out.run.result,
+        syncgate::dr::status::render_gate_run(&out.run),
+        out.dir.display()
     );
-    for id in complete {
-        println!("  {id}");
+    Ok(code)
+}
+
+async fn status_cmd(common: &Common, json: bool) -> anyhow::Result<i32> {
+    let ctx = context(common)?;
+    let report = syncgate::dr::status::gather(&ctx).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", syncgate::dr::status::render_text(&report));
     }
     Ok(EQUAL)
 }

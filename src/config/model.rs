@@ -503,6 +503,21 @@ pub struct DrSection {
     /// nothing releases it (seconds, default 24 h).
     #[serde(default = "default_gc_hold_ttl")]
     pub gc_hold_ttl: u64,
+    /// MariaDB/MySQL: the user the secondary replicates as (default: the primary data
+    /// source's user).
+    #[serde(default, deserialize_with = "empty_as_none")]
+    pub replication_user: Option<String>,
+    /// Its password (default: the primary data source's password). Never printed.
+    #[serde(
+        default,
+        deserialize_with = "empty_as_none",
+        serialize_with = "serialize_opt_secret"
+    )]
+    pub replication_password: Option<String>,
+    /// `host:port` the secondary reaches the primary at, when it differs from the primary
+    /// data source's address (NAT, another network).
+    #[serde(default, deserialize_with = "empty_as_none")]
+    pub primary_host_for_replica: Option<String>,
 }
 
 fn default_gc_hold_ttl() -> u64 {
@@ -521,6 +536,12 @@ impl fmt::Debug for DrSection {
             )
             .field("changefeed_id", &self.changefeed_id)
             .field("gc_hold_ttl", &self.gc_hold_ttl)
+            .field("replication_user", &self.replication_user)
+            .field(
+                "replication_password",
+                &self.replication_password.as_deref().map(redact),
+            )
+            .field("primary_host_for_replica", &self.primary_host_for_replica)
             .finish()
     }
 }

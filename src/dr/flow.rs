@@ -27,6 +27,7 @@ pub const LOCK_KEY: &str = "flow.lock";
 pub enum StepName {
     Backup,
     Restore,
+    Replicate,
 }
 
 impl StepName {
@@ -34,6 +35,7 @@ impl StepName {
         match self {
             StepName::Backup => "backup",
             StepName::Restore => "restore",
+            StepName::Replicate => "replicate",
         }
     }
 }
@@ -116,6 +118,9 @@ pub struct StepRecord {
     /// Why the step failed, when it did (one line, no secrets).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Replication: the `host:port` the secondary replicates from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 impl StepRecord {
@@ -128,6 +133,7 @@ impl StepRecord {
             point: None,
             gate: None,
             error: None,
+            source: None,
         }
     }
 
@@ -162,6 +168,30 @@ pub struct FlowState {
     /// starts (released by the step that no longer needs it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gc_hold: Option<GcHold>,
+    /// Gate 2 runs (`dr verify`), oldest first, the last [`GATE_HISTORY_CAP`] kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gate_history: Vec<GateRun>,
+}
+
+/// How many gate 2 runs the flow state keeps (a scheduler runs `dr verify` forever).
+pub const GATE_HISTORY_CAP: usize = 100;
+
+/// One `dr verify` run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GateRun {
+    /// RFC 3339 UTC, when it ended.
+    pub time: String,
+    /// `equal`, `different`, `error` or `interrupted`.
+    pub result: String,
+    /// The GTID both sides were read at (None when the run ended before the fence).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fence: Option<String>,
+    pub compared_rows: u64,
+    pub differing_rows: u64,
+    /// The report, relative to the output directory.
+    pub report: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// A PD service GC safepoint the flow holds.
@@ -178,6 +208,13 @@ impl FlowState {
 
     pub fn step(&self, name: StepName) -> Option<&StepRecord> {
         self.steps.get(&name)
+    }
+
+    /// Append a gate 2 run, dropping the oldest beyond the cap.
+    pub fn push_gate_run(&mut self, run: GateRun) {
+        self.gate_history.push(run);
+        let over = self.gate_history.len().saturating_sub(GATE_HISTORY_CAP);
+        self.gate_history.drain(..over);
     }
 
     /// Parse a stored document; a damaged one is an error that says where it is, never a
@@ -368,6 +405,28 @@ mod tests {
         flow.release().await.unwrap();
         assert!(s.get(LOCK_KEY).await.unwrap().is_none(), "released");
         Flow::open(s, &out, "dr restore").await.unwrap();
+    }
+
+    #[test]
+    fn the_gate_history_keeps_the_newest_runs() {
+        let mut s = FlowState::default();
+        for i in 0..GATE_HISTORY_CAP + 7 {
+            s.push_gate_run(GateRun {
+                time: i.to_string(),
+                result: "equal".into(),
+                fence: None,
+                compared_rows: 0,
+                differing_rows: 0,
+                report: String::new(),
+                error: None,
+            });
+        }
+        assert_eq!(s.gate_history.len(), GATE_HISTORY_CAP);
+        assert_eq!(s.gate_history[0].time, "7");
+        assert_eq!(
+            s.gate_history.last().unwrap().time,
+            (GATE_HISTORY_CAP + 6).to_string()
+        );
     }
 
     #[test]

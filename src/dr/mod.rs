@@ -10,6 +10,9 @@
 //! | row fingerprints taken in the backup's snapshot (gate 1 on MariaDB/MySQL) | [`fingerprint`] |
 //! | `dr backup` | [`backup`] |
 //! | `dr restore` and gate 1 | [`restore`], [`gate`] |
+//! | `dr replicate` (MariaDB/MySQL replication from the backup's GTID) | [`replicate`] |
+//! | `dr verify`: gate 2 at a GTID fence, its history | [`verify`] |
+//! | `dr status` | [`status`] |
 //! | TiDB's BR through SQL, PD GC hold | [`tidb`] |
 //! | TiCDC OpenAPI v2 client (the changefeed of `replicate`) | [`ticdc`] |
 //!
@@ -22,12 +25,15 @@ pub mod flow;
 pub mod gate;
 pub mod manifest;
 pub mod progress;
+pub mod replicate;
 pub mod restore;
+pub mod status;
 pub mod stream;
 pub mod ticdc;
 pub mod tidb;
 pub mod tidb_steps;
 pub mod tool;
+pub mod verify;
 
 pub use context::DrContext;
 
@@ -62,6 +68,16 @@ pub enum DrError {
         expected: String,
         actual: String,
     },
+    /// A step this build does not have for the flow's flavour yet.
+    #[error("{step} on {flavour} is not built yet")]
+    NotBuilt {
+        step: &'static str,
+        flavour: &'static str,
+    },
+    /// Replication did not start or broke; `errno` is the server's (`Last_IO_Errno`,
+    /// `Last_SQL_Errno`), 0 when it never connected in time.
+    #[error("{message}")]
+    Replication { errno: u32, message: String },
     /// The secondary holds data the restore would replace.
     #[error("the secondary holds data in the backup's schemas: {tables}; the restore would replace these tables (tables not in the backup are left as they are). Pass --overwrite to restore anyway")]
     NotEmpty { tables: String },

@@ -20,6 +20,7 @@ mod collation;
 mod config_honoured;
 mod dr_backup;
 mod fix_undo;
+mod dr_replicate;
 mod harness_smoke;
 mod index_hint;
 mod int_split;
