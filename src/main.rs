@@ -386,7 +386,10 @@ async fn take_check_lock(
     let command = format!("check -C {}", args.config.display());
     // The shards of one check run at once: each holds its own lock.
     let key = match &args.shard {
-        Some(shard) => format!("syncgate.shard-{}.lock", parse_shard(shard)?.to_string().replace('/', "-of-")),
+        Some(shard) => format!(
+            "syncgate.shard-{}.lock",
+            parse_shard(shard)?.to_string().replace('/', "-of-")
+        ),
         None => syncgate::runs::LOCK_KEY.to_string(),
     };
     match storage::Lease::acquire(store, &key, &command).await {

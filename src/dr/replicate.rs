@@ -519,7 +519,7 @@ mod tests {
         assert_eq!(
             s[2],
             "CHANGE MASTER TO MASTER_HOST = '10.0.0.1', MASTER_PORT = 3307, MASTER_USER = \
-             'repl', MASTER_PASSWORD = 's3cr\\'et', MASTER_USE_GTID = slave_pos"
+             'repl', MASTER_PASSWORD = 's3cr''et', MASTER_USE_GTID = slave_pos"
         );
         assert_eq!(s.last().unwrap(), "START SLAVE");
     }

@@ -60,7 +60,12 @@ async fn drifted_fixture_reports_ground_truth_and_fix_sql_repairs_it() {
         .collect();
     assert!(current.is_empty(), "stale fix SQL left: {current:?}");
     let moved = sql_files(&out_dir.join("superseded"));
-    assert_eq!(moved.len(), 3, "{moved:?}");
+    let fix_moved = moved
+        .iter()
+        .filter(|p| p.to_string_lossy().contains("/fix-on-down/"))
+        .count();
+    assert_eq!(fix_moved, 3, "{moved:?}");
+    assert_eq!(moved.len(), 6, "the undo files go with the fix: {moved:?}");
     let warnings = summary["warnings"].to_string();
     assert!(
         warnings.contains("moved an earlier run's fix SQL (3 file(s))"),
