@@ -449,6 +449,13 @@ pub struct DrSection {
     /// nothing releases it (seconds, default 24 h).
     #[serde(default = "default_gc_hold_ttl")]
     pub gc_hold_ttl: u64,
+    /// `dr archive`: seconds between writes of the open segment (default 1).
+    #[serde(default = "default_flush_interval")]
+    pub flush_interval: f64,
+}
+
+fn default_flush_interval() -> f64 {
+    1.0
 }
 
 fn default_gc_hold_ttl() -> u64 {
@@ -467,6 +474,7 @@ impl fmt::Debug for DrSection {
             )
             .field("changefeed_id", &self.changefeed_id)
             .field("gc_hold_ttl", &self.gc_hold_ttl)
+            .field("flush_interval", &self.flush_interval)
             .finish()
     }
 }
