@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use syncgate::config::Config;
+use syncgate::dr::archive;
 use syncgate::dr::backup::{self, BackupOptions};
 use syncgate::dr::replicate::{self, ReplicateOptions};
 use syncgate::dr::restore::{self, RestoreOptions};
@@ -75,6 +76,19 @@ pub enum DrAction {
         #[arg(long)]
         json: bool,
     },
+    /// Archive the primary's binlog into redo-storage as transaction-complete segments,
+    /// until SIGTERM (exit 0) or SIGINT (130); resumes after the last archived transaction.
+    Archive {
+        #[command(flatten)]
+        common: Common,
+        /// Seconds between writes of the open segment (bounds the data at risk).
+        #[arg(long)]
+        flush_interval: Option<f64>,
+        /// Start after this GTID position when the archive is empty (default: the flow's
+        /// backup point).
+        #[arg(long)]
+        start_gtid: Option<String>,
+    },
     /// The flow's state: each step, its point and gate; replication; gate 2's last runs;
     /// the backups in storage.
     Status {
@@ -129,6 +143,11 @@ pub async fn run(action: DrAction) -> anyhow::Result<i32> {
             let ctx = context(&common)?;
             verify_cmd(&ctx, json).await
         }
+        DrAction::Archive {
+            common,
+            flush_interval,
+            start_gtid,
+        } => archive_cmd(&common, flush_interval, start_gtid).await,
         DrAction::Status { common, json } => status_cmd(&common, json).await,
     };
     match outcome {
@@ -221,6 +240,37 @@ async fn restore_cmd(common: &Common, opts: &RestoreOptions) -> anyhow::Result<i
     }
 }
 
+async fn archive_cmd(
+    common: &Common,
+    flush_interval: Option<f64>,
+    start_gtid: Option<String>,
+) -> anyhow::Result<i32> {
+    let ctx = context(common)?;
+    let secs = flush_interval.unwrap_or(ctx.dr.flush_interval);
+    anyhow::ensure!(
+        secs.is_finite() && secs > 0.0,
+        "--flush-interval must be a positive number of seconds"
+    );
+    let start = start_gtid
+        .map(|g| syncgate::dr::binlog::GtidPos::parse(&g))
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let opts = archive::ArchiveOptions {
+        flush_interval: std::time::Duration::from_secs_f64(secs),
+        start,
+    };
+    let signal = archive::run(&ctx, &opts).await?;
+    eprintln!(
+        "syncgate: dr archive stopped by {}; complete transactions are archived",
+        signal.name()
+    );
+    // SIGTERM is the normal way to stop the archiver: exit 0.
+    Ok(match signal {
+        syncgate::interrupt::Signal::Terminate => EQUAL,
+        s => s.exit_code(),
+    })
+}
+
 async fn replicate_cmd(common: &Common, again: bool) -> anyhow::Result<i32> {
     let ctx = context(common)?;
     let plan = replicate::plan(&ctx).await?;
@@ -292,6 +342,12 @@ async fn status_cmd(common: &Common, json: bool) -> anyhow::Result<i32> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", syncgate::dr::status::render_text(&report));
+    }
+    if ctx.dr.redo_storage.is_some() && !json {
+        let redo = archive::redo_store(&ctx).await?;
+        for line in archive::status_lines(redo.as_ref()).await? {
+            println!("{line}");
+        }
     }
     Ok(EQUAL)
 }

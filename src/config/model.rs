@@ -518,6 +518,13 @@ pub struct DrSection {
     /// data source's address (NAT, another network).
     #[serde(default, deserialize_with = "empty_as_none")]
     pub primary_host_for_replica: Option<String>,
+    /// `dr archive`: seconds between writes of the open segment (default 1).
+    #[serde(default = "default_flush_interval")]
+    pub flush_interval: f64,
+}
+
+fn default_flush_interval() -> f64 {
+    1.0
 }
 
 fn default_gc_hold_ttl() -> u64 {
@@ -542,6 +549,7 @@ impl fmt::Debug for DrSection {
                 &self.replication_password.as_deref().map(redact),
             )
             .field("primary_host_for_replica", &self.primary_host_for_replica)
+            .field("flush_interval", &self.flush_interval)
             .finish()
     }
 }

@@ -18,7 +18,9 @@
 //!
 //! docs/dr.md describes the commands, what each gate proves, and the flow state.
 
+pub mod archive;
 pub mod backup;
+pub mod binlog;
 pub mod context;
 pub mod fingerprint;
 pub mod flow;
