@@ -20,6 +20,7 @@ pub mod fingerprint;
 pub mod flow;
 pub mod gate;
 pub mod manifest;
+pub mod parts;
 pub mod progress;
 pub mod restore;
 pub mod stream;

@@ -252,7 +252,10 @@ fn wait_uploading(flow: &Flow, child: &mut std::process::Child) {
         if let Ok(Some(status)) = child.try_wait() {
             panic!("dr backup ended ({status}) before it was seen uploading");
         }
-        assert!(std::time::Instant::now() < deadline, "dr backup never uploaded");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "dr backup never uploaded"
+        );
         std::thread::sleep(Duration::from_millis(2));
     }
 }
