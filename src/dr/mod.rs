@@ -26,6 +26,7 @@ pub mod fingerprint;
 pub mod flow;
 pub mod gate;
 pub mod manifest;
+pub mod parts;
 pub mod progress;
 pub mod replicate;
 pub mod restore;
