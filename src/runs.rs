@@ -41,7 +41,9 @@ pub async fn publish(
     let files = tokio::task::spawn_blocking(move || sql_files(&dir))
         .await
         .map_err(|e| Error::Internal(format!("listing the fix SQL files: {e}")))??;
-    for (rel, path) in files {
+    // The summaries last: a run that `history` lists has all its files.
+    let summaries = [SUMMARY_TXT, SUMMARY_JSON].map(|n| (n.to_string(), output_dir.join(n)));
+    for (rel, path) in files.into_iter().chain(summaries) {
         let body = tokio::fs::read(&path)
             .await
             .map_err(|source| Error::Output {
@@ -49,16 +51,6 @@ pub async fn publish(
                 source,
             })?;
         store.put(&format!("{prefix}/{rel}"), body).await?;
-    }
-    for name in [SUMMARY_TXT, SUMMARY_JSON] {
-        let path = output_dir.join(name);
-        let body = tokio::fs::read(&path)
-            .await
-            .map_err(|source| Error::Output {
-                path: path.clone(),
-                source,
-            })?;
-        store.put(&format!("{prefix}/{name}"), body).await?;
     }
     Ok(prefix)
 }
@@ -71,7 +63,7 @@ fn sql_files(output_dir: &Path) -> Result<Vec<(String, PathBuf)>> {
     };
     for dir in entries.flatten() {
         let name = dir.file_name().to_string_lossy().into_owned();
-        if !(name.starts_with("fix-on-") || name.starts_with("undo-on-")) || !dir.path().is_dir() {
+        if !is_sql_dir(&name) || !dir.path().is_dir() {
             continue;
         }
         let files = std::fs::read_dir(dir.path()).map_err(|source| Error::Output {
@@ -87,6 +79,11 @@ fn sql_files(output_dir: &Path) -> Result<Vec<(String, PathBuf)>> {
     }
     out.sort();
     Ok(out)
+}
+
+/// Whether an output-directory entry holds fix or undo SQL files.
+fn is_sql_dir(name: &str) -> bool {
+    name.starts_with("fix-on-") || name.starts_with("undo-on-")
 }
 
 /// One published run, as `report history` lists it.
@@ -234,7 +231,7 @@ pub fn merge_dirs(shards: &[PathBuf], output_dir: &Path) -> Result<RunReport> {
     if let Ok(entries) = std::fs::read_dir(output_dir) {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with("fix-on-") || name.starts_with("undo-on-") {
+            if is_sql_dir(&name) {
                 crate::fixsql::supersede_previous(output_dir, &e.path())?;
             }
         }
