@@ -206,7 +206,7 @@ async fn timed_runs(
     work: &Path,
     opts: &Opts,
 ) -> Res<TimedRuns> {
-    let mut raw = RawConns::open(servers, spec.tables).await?;
+    let mut raw = RawConns::open(servers, spec.tables, opts.threads.unwrap_or(4)).await?;
     // Warm-up (and a sanity check of the data: sides equal exactly where no drift was put).
     let (_, sums) = raw.run().await?;
     check_against_plan(&sums, plan)?;

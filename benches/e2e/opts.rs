@@ -49,6 +49,8 @@ Options (environment variable in brackets):
                        pt-table-checksum executable, or `off` (default: found on PATH)
                        [SG_E2E_PT_TABLE_CHECKSUM]
   --output FILE        also write the results (markdown) to FILE [SG_E2E_OUTPUT]
+  SG_E2E_SYNCGATE=PATH run this syncgate binary instead of the one built with the bench
+                       (before/after comparisons of two builds on the same data)
   -h, --help           this text
 ";
 

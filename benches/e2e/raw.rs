@@ -1,4 +1,5 @@
-//! The raw limit: one `COUNT(*), BIT_XOR(CRC32(…))` per table per side, all at once.
+//! The raw limit: one `COUNT(*), BIT_XOR(CRC32(…))` per table per side over
+//! `check-thread-count` connections per side (as many as syncgate gets), all at once.
 
 use crate::scenario::Expected;
 use crate::{Res, DATABASE};
@@ -9,37 +10,52 @@ use syncgate::local::LocalServer;
 
 const RAW_SQL: &str = "SELECT COUNT(*), BIT_XOR(CRC32(CONCAT_WS(',', id, k, c, pad)))";
 
-/// One connection per table per side, opened once.
+/// `per_side` connections per side, opened once; connection `i` of a side checksums tables
+/// `i + 1`, `i + 1 + per_side`, … in turn (with at least as many connections as tables, one
+/// table each).
 pub(crate) struct RawConns {
-    /// (side 0 = upstream / 1 = downstream, table, connection)
-    conns: Vec<(usize, u32, mysql_async::Conn)>,
+    /// (side 0 = upstream / 1 = downstream, its tables, connection)
+    conns: Vec<(usize, Vec<u32>, mysql_async::Conn)>,
 }
 
 impl RawConns {
-    pub(crate) async fn open(servers: &[&LocalServer; 2], tables: u32) -> Res<RawConns> {
+    pub(crate) async fn open(
+        servers: &[&LocalServer; 2],
+        tables: u32,
+        per_side: usize,
+    ) -> Res<RawConns> {
+        let per_side = per_side.clamp(1, tables.max(1) as usize);
         let mut conns = Vec::new();
         for (side, s) in servers.iter().enumerate() {
-            for t in 1..=tables {
-                conns.push((side, t, s.conn().await?));
+            for i in 0..per_side {
+                let mine = (1..=tables)
+                    .filter(|t| (*t as usize - 1) % per_side == i)
+                    .collect();
+                conns.push((side, mine, s.conn().await?));
             }
         }
         Ok(RawConns { conns })
     }
 
-    /// All tables, both sides at once; returns the wall time and each (count, xor).
+    /// All tables, both sides at once; returns the wall time and each (side, table, count,
+    /// xor).
     pub(crate) async fn run(&mut self) -> Res<(Duration, Vec<(usize, u32, u64, u64)>)> {
         let start = Instant::now();
-        let results = try_join_all(self.conns.iter_mut().map(|(side, t, conn)| {
-            let sql = format!("{RAW_SQL} FROM `{DATABASE}`.sbtest{t}");
-            let (side, t) = (*side, *t);
+        let per_conn = try_join_all(self.conns.iter_mut().map(|(side, tables, conn)| {
+            let side = *side;
             async move {
-                let r: Option<(u64, u64)> = conn.query_first(sql).await?;
-                let (count, xor) = r.unwrap_or((0, 0));
-                Ok::<_, mysql_async::Error>((side, t, count, xor))
+                let mut out = Vec::with_capacity(tables.len());
+                for &t in tables.iter() {
+                    let sql = format!("{RAW_SQL} FROM `{DATABASE}`.sbtest{t}");
+                    let r: Option<(u64, u64)> = conn.query_first(sql).await?;
+                    let (count, xor) = r.unwrap_or((0, 0));
+                    out.push((side, t, count, xor));
+                }
+                Ok::<_, mysql_async::Error>(out)
             }
         }))
         .await?;
-        Ok((start.elapsed(), results))
+        Ok((start.elapsed(), per_conn.into_iter().flatten().collect()))
     }
 
     pub(crate) async fn close(self) {

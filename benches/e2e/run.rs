@@ -87,7 +87,11 @@ async fn run_child(
     method: RssMethod,
 ) -> Res<(Duration, Option<u64>)> {
     let rss_file = work.join("rss.txt");
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_syncgate"));
+    // Another build (say, the commit before a change) when SG_E2E_SYNCGATE names one.
+    let bin = std::env::var_os("SG_E2E_SYNCGATE").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_syncgate")),
+        PathBuf::from,
+    );
     let mut cmd = match method {
         RssMethod::Time => {
             let mut c = Command::new("/usr/bin/time");

@@ -57,7 +57,8 @@ impl DataSpec {
         let (t, r) = size.split_once(['x', 'X'])?;
         Some(DataSpec {
             tables: t.parse().ok().filter(|t| *t > 0)?,
-            rows: parse_count(r).filter(|r| *r > 0)?,
+            // 0: empty tables (the many-tables scenarios).
+            rows: parse_count(r)?,
             drift: Drift::parse(drift)?,
         })
     }

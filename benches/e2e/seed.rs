@@ -3,7 +3,7 @@
 
 use crate::scenario::{DataSpec, Expected};
 use crate::{Res, DATABASE};
-use futures_util::future::try_join_all;
+use futures_util::stream::{self, StreamExt, TryStreamExt};
 use mysql_async::prelude::Queryable;
 use std::collections::HashSet;
 use syncgate::local::LocalServer;
@@ -38,8 +38,7 @@ async fn seed(servers: &[&LocalServer; 2], spec: &DataSpec) -> Res<()> {
             loads.push(seed_table(s.opts(), t, spec.rows));
         }
     }
-    try_join_all(loads).await?;
-    Ok(())
+    run_bounded(loads).await
 }
 
 /// `want` distinct ids of `1..=rows` for the deleted and changed rows, chosen uniformly by a
@@ -118,11 +117,26 @@ pub(crate) async fn seed_and_drift(
     plan: &[Expected],
 ) -> Res<()> {
     seed(servers, spec).await?;
-    try_join_all(
+    run_bounded(
         plan.iter()
             .enumerate()
             .map(|(i, e)| drift_table(servers[1].opts(), i as u32 + 1, spec.rows, *e)),
     )
-    .await?;
+    .await
+}
+
+/// Runs `jobs` at most [`SEED_CONNECTIONS`] at a time (each holds a connection: a thousand
+/// tables must not open a thousand connections per server).
+async fn run_bounded<F>(jobs: impl IntoIterator<Item = F>) -> Res<()>
+where
+    F: std::future::Future<Output = Res<()>>,
+{
+    stream::iter(jobs)
+        .buffer_unordered(SEED_CONNECTIONS)
+        .try_collect::<Vec<()>>()
+        .await?;
     Ok(())
 }
+
+/// Seeding and drifting connections in flight (both servers together).
+const SEED_CONNECTIONS: usize = 16;

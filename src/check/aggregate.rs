@@ -94,8 +94,9 @@ pub(super) async fn run_data_phase(
             msg = msg_rx.recv() => msg,
         };
         let Some(msg) = msg else { break };
+        let table = msg.table();
         agg.handle(msg).await?;
-        agg.finish_ready().await?;
+        agg.finish_if_ready(table).await?;
         agg.ck.write_if_due(agg.states).await;
     }
     while let Some(done) = tasks.join_next().await {
@@ -259,9 +260,11 @@ impl<'a> Aggregator<'a> {
         Ok(())
     }
 
-    /// Close the tables whose chunks are all done.
-    async fn finish_ready(&mut self) -> Result<()> {
-        for st in self.states.iter_mut().filter(|s| s.ready_to_finish()) {
+    /// Close `table` if its chunks are all done (only the table a message is about can
+    /// have become ready: no scan of all tables per message).
+    async fn finish_if_ready(&mut self, table: usize) -> Result<()> {
+        let st = &mut self.states[table];
+        if st.ready_to_finish() {
             let cleanup = finish_table(st, (self.fix_dir, self.undo_dir), &self.header).await?;
             self.ck.cleanup.extend(cleanup);
             self.ck.dirty = true;

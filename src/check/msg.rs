@@ -76,6 +76,20 @@ pub enum WorkerMsg {
     },
 }
 
+impl WorkerMsg {
+    /// The table the message is about.
+    pub fn table(&self) -> usize {
+        match self {
+            WorkerMsg::TableStarted { table }
+            | WorkerMsg::TableChunks { table, .. }
+            | WorkerMsg::ChunkQueued { table, .. }
+            | WorkerMsg::Changes { table, .. }
+            | WorkerMsg::ChunkDone { table, .. }
+            | WorkerMsg::TableError { table, .. } => *table,
+        }
+    }
+}
+
 /// Where the producer starts a table: after the finished prefix of a resumed run.
 #[derive(Debug, Clone, Default)]
 pub struct ChunkStart {

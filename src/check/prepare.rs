@@ -8,7 +8,9 @@ use super::{CheckJob, DEFAULT_CHUNK_SIZE};
 use crate::db::{Conn, Source};
 use crate::error::{Error, Result};
 use crate::report::{TableReport, TableResult};
-use crate::schema::{compare_structure, discover_table, list_tables, TableRef, TableSchema};
+use crate::schema::{
+    compare_structure, discover_tables, list_tables, Discovered, TableRef, TableSchema,
+};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// A table ready for the data phase (or already decided).
@@ -49,6 +51,8 @@ pub(super) async fn prepare_tables(
         .into_iter()
         .filter(|t| job.shard.is_none_or(|s| s.owns(t)));
     let mut out = Vec::new();
+    // Pairs present on both sides, discovered together after the loop.
+    let mut pairs = Vec::new();
     for target in targets {
         let upstream = sel.up.get(&target).cloned();
         let in_down = sel.down.contains(&target);
@@ -86,12 +90,31 @@ pub(super) async fn prepare_tables(
                 continue;
             }
         };
-        let conns = (&mut up_conn, &mut down_conn);
-        let pair = prepare_pair((job, up, down), conns, &upstream, &target, report);
-        out.push(pair.await?);
+        pairs.push((out.len(), upstream, target, report));
+        // A placeholder, replaced below (keeps the tables in target order).
+        out.push(Prepared {
+            report: empty_report(&TableRef::new("", ""), &TableRef::new("", "")),
+            plan: None,
+        });
     }
+    let up_names: Vec<TableRef> = pairs.iter().map(|p| p.1.clone()).collect();
+    let down_names: Vec<TableRef> = pairs.iter().map(|p| p.2.clone()).collect();
+    let (mut up_found, mut down_found) = tokio::try_join!(
+        discover_tables(&mut up_conn, &up_names),
+        discover_tables(&mut down_conn, &down_names)
+    )?;
     up_conn.close().await;
     down_conn.close().await;
+    for (i, upstream, target, report) in pairs {
+        let found = (up_found.remove(&upstream), down_found.remove(&target));
+        let (Some(up_schema), Some(down_schema)) = found else {
+            return Err(Error::MissingTable {
+                table: target.to_string(),
+                side: "upstream or downstream (dropped during the check)".into(),
+            });
+        };
+        out[i] = prepare_pair((job, up, down), [up_schema, down_schema], &target, report)?;
+    }
     Ok(out)
 }
 
@@ -152,22 +175,14 @@ async fn select_tables(job: &CheckJob, up: &mut Conn, down: &mut Conn) -> Result
     })
 }
 
-/// Discover and compare one pair's structures and plan its data comparison.
-async fn prepare_pair(
+/// Compare one pair's discovered structures and plan its data comparison.
+fn prepare_pair(
     (job, up, down): (&CheckJob, &Source, &Source),
-    (up_conn, down_conn): (&mut Conn, &mut Conn),
-    upstream: &TableRef,
+    [up_found, down_found]: [Discovered; 2],
     target: &TableRef,
     mut report: TableReport,
 ) -> Result<Prepared> {
-    let up_schema = discover_table(up_conn, upstream).await?;
-    let down_schema = discover_table(down_conn, target).await?;
-    let (Some(up_schema), Some(down_schema)) = (up_schema, down_schema) else {
-        return Err(Error::MissingTable {
-            table: target.to_string(),
-            side: "upstream or downstream (dropped during the check)".into(),
-        });
-    };
+    let (up_schema, down_schema) = (up_found.schema, down_found.schema);
     if !job.data_only {
         let diffs = compare_structure(&up_schema, &down_schema);
         report.structure_equal = diffs.is_empty();
@@ -194,6 +209,7 @@ async fn prepare_pair(
     Ok(match plan {
         Ok(mut plan) => {
             force_key_index(&mut plan, [up, down], [&up_schema, &down_schema]);
+            plan.rows_estimate = up_found.rows_estimate;
             Prepared {
                 report,
                 plan: Some(plan),

@@ -77,7 +77,13 @@ pub async fn produce(
             jobs: &jobs,
             msgs: &msgs,
         };
-        let split = if plan.int_key() {
+        let split = if plan.fits_one_chunk() {
+            let range = KeyRange {
+                lower: start.lower,
+                upper: None,
+            };
+            Ok(out.emit(range).await)
+        } else if plan.int_key() {
             split_int(conn, &mut out, start.lower).await
         } else {
             walk(conn, &mut out, start.lower).await

@@ -6,6 +6,7 @@ use crate::db::{cell_str, cell_u64, Conn};
 use crate::error::Result;
 use crate::row::Row;
 use crate::sql::quote_str;
+use std::collections::BTreeMap;
 
 /// Every base table visible on the connection outside the system schemas, sorted by schema
 /// and name.
@@ -41,38 +42,129 @@ pub async fn list_tables(conn: &mut Conn) -> Result<Vec<TableRef>> {
 
 /// The structure of `table`, or `None` when it does not exist.
 pub async fn discover_table(conn: &mut Conn, table: &TableRef) -> Result<Option<TableSchema>> {
-    let schema_lit = quote_str(&table.schema);
-    let table_lit = quote_str(&table.table);
-    let where_clause = format!("TABLE_SCHEMA = {schema_lit} AND TABLE_NAME = {table_lit}");
+    let found = discover_in_schema(conn, &table.schema, Some(&table.table)).await?;
+    Ok(found.into_values().next().map(|d| d.schema))
+}
+
+/// A table's structure and the server's estimate of its rows.
+#[derive(Debug, Clone)]
+pub struct Discovered {
+    pub schema: TableSchema,
+    /// `information_schema.TABLES.TABLE_ROWS`: an estimate (InnoDB's statistics), `None`
+    /// when the server gives none.
+    pub rows_estimate: Option<u64>,
+}
+
+/// Schemas with more selected tables than this are read with one query per kind for the
+/// whole schema instead of per table: a thousand small tables cost four queries, not four
+/// thousand. Below it, per-table queries avoid opening every table of a large schema.
+const PER_SCHEMA_FROM: usize = 8;
+
+/// The structures of `tables` that exist, by name (a table missing from the result does not
+/// exist). Tables are read per schema when many of one schema are asked for.
+pub async fn discover_tables(
+    conn: &mut Conn,
+    tables: &[TableRef],
+) -> Result<BTreeMap<TableRef, Discovered>> {
+    let mut by_schema: BTreeMap<&str, Vec<&TableRef>> = BTreeMap::new();
+    for t in tables {
+        by_schema.entry(t.schema.as_str()).or_default().push(t);
+    }
+    let mut out = BTreeMap::new();
+    for (schema, wanted) in by_schema {
+        let mut found = if wanted.len() > PER_SCHEMA_FROM {
+            discover_in_schema(conn, schema, None).await?
+        } else {
+            BTreeMap::new()
+        };
+        for t in wanted {
+            // Not found by exact name in the whole-schema read (a name that differs only in
+            // case on a case-insensitive server): ask for it by name.
+            let d = match found.remove(&t.table) {
+                Some(d) => Some(d),
+                None => discover_in_schema(conn, schema, Some(&t.table))
+                    .await?
+                    .into_values()
+                    .next(),
+            };
+            if let Some(mut d) = d {
+                d.schema.table = t.clone();
+                out.insert(t.clone(), d);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The base tables of `schema` (only `table` when given), by table name: four queries
+/// (tables, columns, indexes, foreign keys) whatever the number of tables.
+async fn discover_in_schema(
+    conn: &mut Conn,
+    schema: &str,
+    table: Option<&str>,
+) -> Result<BTreeMap<String, Discovered>> {
+    let schema_lit = quote_str(schema);
+    let table_filter = |col: &str| match table {
+        Some(t) => format!(" AND {col} = {}", quote_str(t)),
+        None => String::new(),
+    };
+    let where_clause = format!("TABLE_SCHEMA = {schema_lit}{}", table_filter("TABLE_NAME"));
 
     // MariaDB lists a system-versioned table as 'SYSTEM VERSIONED' here (and as 'BASE
     // TABLE' in SHOW FULL TABLES): it is an ordinary table to its users.
-    let Some(info) = conn
-        .first(&format!(
-            "SELECT TABLE_COLLATION, ENGINE, TABLE_TYPE FROM information_schema.TABLES \
+    let infos = conn
+        .rows(&format!(
+            "SELECT TABLE_NAME, TABLE_COLLATION, ENGINE, TABLE_TYPE, TABLE_ROWS \
+             FROM information_schema.TABLES \
              WHERE {where_clause} AND TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED')"
         ))
-        .await?
-    else {
-        return Ok(None);
-    };
-    let mut columns = read_columns(conn, &where_clause).await?;
-    let mut indexes = read_indexes(conn, &where_clause).await?;
-    let foreign_keys = read_foreign_keys(conn, &schema_lit, &table_lit).await?;
-    let system_versioned = cell_str(&info, 2).as_deref() == Some("SYSTEM VERSIONED");
-    if system_versioned {
-        drop_period_columns(&mut columns, &mut indexes);
+        .await?;
+    if infos.is_empty() {
+        return Ok(BTreeMap::new());
     }
+    let mut columns = group_by_table(read_columns(conn, &where_clause).await?);
+    let mut indexes = group_by_table(read_indexes(conn, &where_clause).await?);
+    let fk_filter = table_filter("k.TABLE_NAME") + &table_filter("r.TABLE_NAME");
+    let mut foreign_keys = group_by_table(read_foreign_keys(conn, &schema_lit, &fk_filter).await?);
+    let mut out = BTreeMap::new();
+    for info in &infos {
+        let Some(name) = cell_str(info, 0) else {
+            continue;
+        };
+        let mut cols = columns.remove(&name).unwrap_or_default();
+        let mut idxs = indexes.remove(&name).unwrap_or_default();
+        let system_versioned = cell_str(info, 3).as_deref() == Some("SYSTEM VERSIONED");
+        if system_versioned {
+            drop_period_columns(&mut cols, &mut idxs);
+        }
+        let schema = TableSchema {
+            table: TableRef::new(schema, name.clone()),
+            columns: cols,
+            indexes: idxs,
+            foreign_keys: foreign_keys.remove(&name).unwrap_or_default(),
+            collation: cell_str(info, 1),
+            engine: cell_str(info, 2),
+            system_versioned,
+        };
+        let rows_estimate = cell_u64(info, 4);
+        out.insert(
+            name,
+            Discovered {
+                schema,
+                rows_estimate,
+            },
+        );
+    }
+    Ok(out)
+}
 
-    Ok(Some(TableSchema {
-        table: table.clone(),
-        columns,
-        indexes,
-        foreign_keys,
-        collation: cell_str(&info, 0),
-        engine: cell_str(&info, 1),
-        system_versioned,
-    }))
+/// `(table name, item)` pairs, in order, grouped by table name.
+fn group_by_table<T>(items: Vec<(String, T)>) -> BTreeMap<String, Vec<T>> {
+    let mut out: BTreeMap<String, Vec<T>> = BTreeMap::new();
+    for (table, item) in items {
+        out.entry(table).or_default().push(item);
+    }
+    out
 }
 
 /// Removes a system-versioned table's explicit period columns (generated `ROW START` /
@@ -98,17 +190,21 @@ fn drop_period_columns(columns: &mut Vec<Column>, indexes: &mut [Index]) {
     }
 }
 
-/// The table's columns in ordinal order (`information_schema.COLUMNS`), `where_clause`
-/// selecting the table.
-async fn read_columns(conn: &mut Conn, where_clause: &str) -> Result<Vec<Column>> {
+/// The tables' columns in ordinal order (`information_schema.COLUMNS`), each with its
+/// table's name; `where_clause` selects the tables.
+async fn read_columns(conn: &mut Conn, where_clause: &str) -> Result<Vec<(String, Column)>> {
     let rows = conn
         .rows(&format!(
             "SELECT COLUMN_NAME, ORDINAL_POSITION, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, \
-             CHARACTER_SET_NAME, COLLATION_NAME, COLUMN_DEFAULT, EXTRA, GENERATION_EXPRESSION \
-             FROM information_schema.COLUMNS WHERE {where_clause} ORDER BY ORDINAL_POSITION"
+             CHARACTER_SET_NAME, COLLATION_NAME, COLUMN_DEFAULT, EXTRA, GENERATION_EXPRESSION, \
+             TABLE_NAME FROM information_schema.COLUMNS WHERE {where_clause} \
+             ORDER BY TABLE_NAME, ORDINAL_POSITION"
         ))
         .await?;
-    Ok(rows.iter().map(column_from_row).collect())
+    Ok(rows
+        .iter()
+        .map(|r| (cell_str(r, 10).unwrap_or_default(), column_from_row(r)))
+        .collect())
 }
 
 /// One row of [`read_columns`]' query as a [`Column`]: types lower-cased, `EXTRA` read for
@@ -143,19 +239,37 @@ fn column_from_row(r: &Row) -> Column {
     }
 }
 
-/// The table's indexes (`information_schema.STATISTICS`), primary first, then unique, then
-/// the rest (the order keys are chosen in). Indexes with an expression part are left out:
-/// they cannot bound key ranges.
-async fn read_indexes(conn: &mut Conn, where_clause: &str) -> Result<Vec<Index>> {
+/// The tables' indexes (`information_schema.STATISTICS`), each with its table's name; per
+/// table primary first, then unique, then the rest (the order keys are chosen in). Indexes
+/// with an expression part are left out: they cannot bound key ranges.
+async fn read_indexes(conn: &mut Conn, where_clause: &str) -> Result<Vec<(String, Index)>> {
     let rows = conn
         .rows(&format!(
-            "SELECT INDEX_NAME, NON_UNIQUE, COLUMN_NAME FROM information_schema.STATISTICS \
-             WHERE {where_clause} ORDER BY INDEX_NAME, SEQ_IN_INDEX"
+            "SELECT INDEX_NAME, NON_UNIQUE, COLUMN_NAME, TABLE_NAME \
+             FROM information_schema.STATISTICS \
+             WHERE {where_clause} ORDER BY TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX"
         ))
         .await?;
+    let mut out = Vec::new();
+    for (table, rows) in group_by_table(
+        rows.into_iter()
+            .map(|r| (cell_str(&r, 3).unwrap_or_default(), r))
+            .collect(),
+    ) {
+        out.extend(
+            indexes_from_rows(&rows)
+                .into_iter()
+                .map(|i| (table.clone(), i)),
+        );
+    }
+    Ok(out)
+}
+
+/// One table's [`read_indexes`] rows, in index and sequence order, as its indexes.
+fn indexes_from_rows(rows: &[Row]) -> Vec<Index> {
     let mut indexes: Vec<Index> = Vec::new();
     let mut expression_indexes = Vec::new();
-    for r in &rows {
+    for r in rows {
         let name = cell_str(r, 0).unwrap_or_default();
         let Some(column) = cell_str(r, 2) else {
             // Functional index part (MySQL 8): cannot be used for ranges.
@@ -175,32 +289,54 @@ async fn read_indexes(conn: &mut Conn, where_clause: &str) -> Result<Vec<Index>>
     indexes.retain(|i| !expression_indexes.contains(&i.name));
     // Primary first, then unique, then the rest: the order keys are chosen in.
     indexes.sort_by_key(|i| (!i.primary, !i.unique, i.name.clone()));
-    Ok(indexes)
+    indexes
 }
 
-/// The table's foreign keys (`KEY_COLUMN_USAGE` joined with `REFERENTIAL_CONSTRAINTS` for
-/// the rules), columns in constraint order. `schema_lit` and `table_lit` are quoted.
+/// The foreign keys of the tables of `schema_lit` (quoted) selected by `table_filter`
+/// (conditions on `k.TABLE_NAME` and `r.TABLE_NAME`, or empty for all), each with its
+/// table's name: `KEY_COLUMN_USAGE` joined with `REFERENTIAL_CONSTRAINTS` for the rules,
+/// columns in constraint order.
 async fn read_foreign_keys(
     conn: &mut Conn,
     schema_lit: &str,
-    table_lit: &str,
-) -> Result<Vec<ForeignKey>> {
+    table_filter: &str,
+) -> Result<Vec<(String, ForeignKey)>> {
     let rows = conn
         .rows(&format!(
             "SELECT k.CONSTRAINT_NAME, k.COLUMN_NAME, k.REFERENCED_TABLE_SCHEMA, \
-             k.REFERENCED_TABLE_NAME, k.REFERENCED_COLUMN_NAME, r.UPDATE_RULE, r.DELETE_RULE \
+             k.REFERENCED_TABLE_NAME, k.REFERENCED_COLUMN_NAME, r.UPDATE_RULE, r.DELETE_RULE, \
+             k.TABLE_NAME \
              FROM information_schema.KEY_COLUMN_USAGE k \
              JOIN information_schema.REFERENTIAL_CONSTRAINTS r \
                ON r.CONSTRAINT_SCHEMA = k.CONSTRAINT_SCHEMA AND r.CONSTRAINT_NAME = k.CONSTRAINT_NAME \
               AND r.TABLE_NAME = k.TABLE_NAME \
-             WHERE k.TABLE_SCHEMA = {schema_lit} AND k.TABLE_NAME = {table_lit} \
-               AND r.CONSTRAINT_SCHEMA = {schema_lit} AND r.TABLE_NAME = {table_lit} \
+             WHERE k.TABLE_SCHEMA = {schema_lit} AND r.CONSTRAINT_SCHEMA = {schema_lit}{table_filter} \
                AND k.REFERENCED_TABLE_NAME IS NOT NULL \
-             ORDER BY k.CONSTRAINT_NAME, k.ORDINAL_POSITION"
+             ORDER BY k.TABLE_NAME, k.CONSTRAINT_NAME, k.ORDINAL_POSITION"
         ))
         .await?;
+    // Grouped by exact table name first: `ORDER BY` compares names case-insensitively, so
+    // the rows of `T` and `t` may interleave.
+    let by_table = group_by_table(
+        rows.into_iter()
+            .map(|r| (cell_str(&r, 7).unwrap_or_default(), r))
+            .collect(),
+    );
+    let mut out = Vec::new();
+    for (table, rows) in by_table {
+        out.extend(
+            foreign_keys_from_rows(&rows)
+                .into_iter()
+                .map(|f| (table.clone(), f)),
+        );
+    }
+    Ok(out)
+}
+
+/// One table's [`read_foreign_keys`] rows, in constraint and position order.
+fn foreign_keys_from_rows(rows: &[Row]) -> Vec<ForeignKey> {
     let mut foreign_keys: Vec<ForeignKey> = Vec::new();
-    for r in &rows {
+    for r in rows {
         let name = cell_str(r, 0).unwrap_or_default();
         let column = cell_str(r, 1).unwrap_or_default();
         let ref_column = cell_str(r, 4).unwrap_or_default();
@@ -220,5 +356,5 @@ async fn read_foreign_keys(
             }),
         }
     }
-    Ok(foreign_keys)
+    foreign_keys
 }

@@ -6,5 +6,5 @@ mod discover;
 mod model;
 
 pub use compare::{compare_structure, StructureDiff};
-pub use discover::{discover_table, list_tables};
+pub use discover::{discover_table, discover_tables, list_tables, Discovered};
 pub use model::{Column, ForeignKey, Generated, Index, TableRef, TableSchema, TypeClass};

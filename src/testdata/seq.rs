@@ -49,10 +49,13 @@ pub async fn seed_table(opts: mysql_async::Opts, table: u32, rows: u64) -> Resul
         "INSERT INTO sbtest{table} (id, k, c, pad) {}",
         generator_select(1, rows, rows)
     );
-    for sql in [session_setup(table), super::sbtest_ddl(table), insert] {
-        conn.query_drop(&sql)
+    // An empty table (`rows` 0) gets no insert: `seq_1_to_0` would count down.
+    let statements = [session_setup(table), super::sbtest_ddl(table), insert];
+    let statements = &statements[..if rows == 0 { 2 } else { 3 }];
+    for sql in statements {
+        conn.query_drop(sql)
             .await
-            .map_err(LocalError::query(&addr, &sql))?;
+            .map_err(LocalError::query(&addr, sql))?;
     }
     let _ = conn.disconnect().await;
     Ok(())

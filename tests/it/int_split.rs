@@ -122,3 +122,39 @@ async fn dense_drift_everywhere_is_merged_exactly() {
     let extra = (1..=30000u64).filter(|i| i % 31 == 0).count() as u64;
     check_fix_recheck(&s, (missing, extra, changed)).await;
 }
+
+/// A table the upstream's row estimate puts well within one chunk (a quarter of
+/// `chunk-size`) is checked as one range without splitting queries; differences at both
+/// ends and outside the upstream's keys are still found and fixed. Just above the threshold
+/// the table is split again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_table_is_one_chunk_and_still_exact() {
+    let s = Scenario::empty().await;
+    let fill = "CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(30) NOT NULL);
+        INSERT INTO t SELECT seq, CONCAT('v', seq) FROM seq_1_to_200; ANALYZE TABLE t;";
+    s.up.exec(fill).await;
+    s.down.exec(fill).await;
+    s.down
+        .exec(
+            "DELETE FROM t WHERE id IN (1, 200);
+             UPDATE t SET v = 'changed' WHERE id = 100;
+             INSERT INTO t VALUES (-5, 'below'), (1000, 'above');",
+        )
+        .await;
+    let t = check_fix_recheck(&s, (2, 2, 1)).await;
+    assert_eq!(t.chunks, 1, "200 rows with chunk-size 1000: {t:?}");
+
+    // 300 rows: 4 × 300 > 1000, so the table is split (below, blocks, above).
+    s.up.exec("INSERT INTO t SELECT seq, CONCAT('v', seq) FROM seq_201_to_300; ANALYZE TABLE t")
+        .await;
+    s.down
+        .exec("INSERT INTO t SELECT seq, CONCAT('v', seq) FROM seq_201_to_300")
+        .await;
+    let t = check(&s).await;
+    assert_eq!(t.result, TableResult::Equal, "{t:?}");
+    assert!(
+        t.chunks > 1,
+        "300 rows with chunk-size 1000: {} chunks",
+        t.chunks
+    );
+}

@@ -18,6 +18,7 @@ mod check_e2e;
 mod cli_errors;
 mod collation;
 mod config_honoured;
+mod discovery;
 mod dr_archive;
 mod dr_backup;
 mod dr_replicate;

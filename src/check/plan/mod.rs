@@ -107,9 +107,22 @@ pub struct TablePlan {
     /// Per side (up, down), the index that key-range queries name with `FORCE INDEX`
     /// (`sql-hint-use-index = "auto"`, [`Self::force_key_index`]).
     force_index: [Option<String>; 2],
+    /// The upstream's estimate of the table's rows (`information_schema.TABLES`), when
+    /// known: a table well within one chunk is not split ([`Self::fits_one_chunk`]).
+    pub rows_estimate: Option<u64>,
 }
 
 impl TablePlan {
+    /// Whether the upstream's row estimate puts the whole table well within one chunk (a
+    /// quarter of it): it is then checked as one range, without the splitting queries, which
+    /// on a small table cost more than checking it. An estimate too low (statistics not yet
+    /// updated after a bulk load) only makes that one chunk larger; a differing chunk is
+    /// narrowed the same way whatever its size.
+    pub fn fits_one_chunk(&self) -> bool {
+        self.rows_estimate
+            .is_some_and(|n| n.saturating_mul(4) <= self.chunk_size)
+    }
+
     /// Build a plan from both structures. `ignore` lists columns left out of the comparison;
     /// `index_fields` forces the chunk key. Returns the plan, or why data cannot be compared.
     pub fn new(
@@ -148,6 +161,7 @@ impl TablePlan {
             casts,
             key_parts: Vec::new(),
             force_index: [None, None],
+            rows_estimate: None,
         };
         plan.order_keys()?;
         Ok(plan)

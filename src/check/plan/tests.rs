@@ -393,3 +393,14 @@ fn text_is_converted_only_where_the_sides_charsets_differ() {
     assert!(!up.contains("CONVERT(`c`"), "{up}");
     assert!(down.contains("CONVERT(`c` USING utf8mb4)"), "{down}");
 }
+
+#[test]
+fn a_table_fits_one_chunk_only_when_its_estimate_is_a_quarter_of_a_chunk_or_less() {
+    let int = || vec![col("id", TypeClass::Int, "int", None)];
+    let mut p = plan(int(), int(), &["id"]);
+    assert!(!p.fits_one_chunk(), "no estimate: split as before");
+    for (rows, fits) in [(0, true), (250, true), (251, false), (u64::MAX, false)] {
+        p.rows_estimate = Some(rows);
+        assert_eq!(p.fits_one_chunk(), fits, "{rows} rows, chunk-size 1000");
+    }
+}
