@@ -343,12 +343,6 @@ async fn status_cmd(common: &Common, json: bool) -> anyhow::Result<i32> {
     } else {
         print!("{}", syncgate::dr::status::render_text(&report));
     }
-    if ctx.dr.redo_storage.is_some() && !json {
-        let redo = archive::redo_store(&ctx).await?;
-        for line in archive::status_lines(redo.as_ref()).await? {
-            println!("{line}");
-        }
-    }
     Ok(EQUAL)
 }
 

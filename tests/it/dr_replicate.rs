@@ -9,6 +9,8 @@ use syncgate::local::LocalServer;
 
 use crate::dr_backup::{writes, Flow};
 use crate::scenario::describe;
+use crate::support::purge_binlogs;
+use syncgate::dr::binlog::GtidPos;
 
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -254,33 +256,56 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 
 /// Binlogs purged on the primary after the backup: the 1236 line, exit 2, and the failed
 /// step leaves no replication running (a retry is not refused as "already replicating").
+/// The purge is awaited until the server really did it (see `purge_binlogs`): a PURGE right
+/// after the FLUSH may keep the file with the backup's next transaction, and then the
+/// replica connects and this test cannot fail.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "not working yet: after FLUSH + PURGE BINARY LOGS the replica still connected and \
-            gate 2 passed (the purge did not remove what the replica needs); to be investigated"]
 async fn purged_binlogs_give_the_1236_line() {
     let flow = Flow::new(1, 500, None).await;
     restored(&flow).await;
+    let backup_gtid = flow.flow_state()["steps"]["restore"]["point"]["gtid"]
+        .as_str()
+        .unwrap()
+        .to_string();
     exec(
         &flow.primary,
         "INSERT INTO sbtest.sbtest1 (k, c, pad) VALUES (1, 'a', 'b'); FLUSH BINARY LOGS; \
-         INSERT INTO sbtest.sbtest1 (k, c, pad) VALUES (1, 'a', 'b'); FLUSH BINARY LOGS",
+         INSERT INTO sbtest.sbtest1 (k, c, pad) VALUES (1, 'a', 'b')",
     )
     .await;
-    let mut c = flow.primary.conn().await.unwrap();
-    let row: mysql_async::Row = c.query_first("SHOW MASTER STATUS").await.unwrap().unwrap();
-    let file: String = row.get(0).unwrap();
-    c.query_drop(format!("PURGE BINARY LOGS TO '{file}'"))
-        .await
-        .unwrap();
-    drop(c);
+    let left = purge_binlogs(&flow.primary).await;
+    // The binlog left starts after the backup's next transaction: the replica's start is gone.
+    let starts = scalar(
+        &flow.primary,
+        &format!("SELECT BINLOG_GTID_POS('{left}', 4)"),
+    )
+    .await;
+    let needed = GtidPos::parse(&backup_gtid).unwrap();
+    assert!(
+        !needed.covers(&GtidPos::parse(&starts).unwrap()),
+        "{left} starts at {starts}, the backup is at {backup_gtid}"
+    );
     let out = flow.run("replicate", &[]);
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     let err = stderr(&out);
     assert!(err.contains("error 1236"), "{err}");
     assert!(err.contains("purged"), "{err}");
+    assert!(err.contains("take a new backup"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let text = stdout(&out);
+    assert!(
+        !text.contains("replication runs") && !text.contains("gate 2: "),
+        "no replication, no gate: {text}"
+    );
     let state = flow.flow_state();
     assert_eq!(state["steps"]["replicate"]["status"], "failed");
+    assert!(
+        state["steps"]["replicate"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("1236"),
+        "{state}"
+    );
     let threads = scalar(
         &flow.secondary,
         "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE \
@@ -288,6 +313,11 @@ async fn purged_binlogs_give_the_1236_line() {
     )
     .await;
     assert_eq!(threads, "OFF");
+    // The failed start left nothing running: a retry is refused for the purge again, not
+    // as "already replicating".
+    let out = flow.run("replicate", &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(stderr(&out).contains("error 1236"), "{}", describe(&out));
 }
 
 /// A wrong replication password: its clear line, and the password appears nowhere.
