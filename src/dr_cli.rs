@@ -8,11 +8,12 @@ use clap::{Args, Subcommand};
 use syncgate::config::Config;
 use syncgate::dr::archive;
 use syncgate::dr::backup::{self, BackupOptions};
-use syncgate::dr::replicate::{self, ReplicateOptions};
+use syncgate::dr::replicate::{self, ReplicateOptions, Started};
 use syncgate::dr::restore::{self, RestoreOptions};
 use syncgate::dr::verify;
 use syncgate::dr::DrContext;
 use syncgate::exit::{DIFFERENT, EQUAL};
+use syncgate::interrupt::Signal;
 
 #[derive(Args, Clone)]
 pub struct Common {
@@ -66,6 +67,11 @@ pub enum DrAction {
         /// Set replication up again although the flow says it was done.
         #[arg(long)]
         again: bool,
+        /// MariaDB: then run `dr archive` as a child process and wait; SIGTERM (or SIGINT)
+        /// to this process stops the archiver (it writes what is complete) and then this
+        /// process. The archiver also stops when this process ends any other way.
+        #[arg(long)]
+        with_archive: bool,
     },
     /// Gate 2: the replicating secondary against the primary at one GTID fence, while
     /// writes go on (exit 0 equal, 1 different, 2 error).
@@ -88,6 +94,10 @@ pub enum DrAction {
         /// backup point).
         #[arg(long)]
         start_gtid: Option<String>,
+        /// Stop (as on SIGTERM) when stdin closes: `dr replicate --with-archive` holds the
+        /// other end, so the archiver ends with it however it ends.
+        #[arg(long, hide = true)]
+        stop_with_parent: bool,
     },
     /// The flow's state: each step, its point and gate; replication; gate 2's last runs;
     /// the backups in storage.
@@ -138,7 +148,11 @@ pub async fn run(action: DrAction) -> anyhow::Result<i32> {
             };
             restore_cmd(&common, &opts).await
         }
-        DrAction::Replicate { common, again } => replicate_cmd(&common, again).await,
+        DrAction::Replicate {
+            common,
+            again,
+            with_archive,
+        } => replicate_cmd(&common, again, with_archive).await,
         DrAction::Verify { common, json } => {
             let ctx = context(&common)?;
             verify_cmd(&ctx, json).await
@@ -147,7 +161,8 @@ pub async fn run(action: DrAction) -> anyhow::Result<i32> {
             common,
             flush_interval,
             start_gtid,
-        } => archive_cmd(&common, flush_interval, start_gtid).await,
+            stop_with_parent,
+        } => archive_cmd(&common, flush_interval, start_gtid, stop_with_parent).await,
         DrAction::Status { common, json } => status_cmd(&common, json).await,
     };
     match outcome {
@@ -244,8 +259,16 @@ async fn archive_cmd(
     common: &Common,
     flush_interval: Option<f64>,
     start_gtid: Option<String>,
+    stop_with_parent: bool,
 ) -> anyhow::Result<i32> {
-    let ctx = context(common)?;
+    let mut ctx = context(common)?;
+    if stop_with_parent {
+        ctx.interrupt = ctx.interrupt.or_when(
+            stdin_closed(),
+            Signal::Terminate,
+            "dr archive: its parent `dr replicate --with-archive` ended",
+        );
+    }
     let secs = flush_interval.unwrap_or(ctx.dr.flush_interval);
     anyhow::ensure!(
         secs.is_finite() && secs > 0.0,
@@ -266,30 +289,198 @@ async fn archive_cmd(
     );
     // SIGTERM is the normal way to stop the archiver: exit 0.
     Ok(match signal {
-        syncgate::interrupt::Signal::Terminate => EQUAL,
+        Signal::Terminate => EQUAL,
         s => s.exit_code(),
     })
 }
 
-async fn replicate_cmd(common: &Common, again: bool) -> anyhow::Result<i32> {
+/// Completes when stdin reaches its end (or cannot be read). A thread of its own, not
+/// tokio's blocking pool: a read that never returns must not keep the process from exiting.
+fn stdin_closed() -> impl std::future::Future<Output = ()> + Send + 'static {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut buf = [0u8; 64];
+        let mut stdin = std::io::stdin();
+        while matches!(stdin.read(&mut buf), Ok(n) if n > 0) {}
+        let _ = tx.send(());
+    });
+    async move {
+        let _ = rx.await;
+    }
+}
+
+/// `dr archive` as a child of `dr replicate --with-archive`: its stdin is a pipe from this
+/// process, so it stops (as on SIGTERM: what is complete is written, exit 0) when this
+/// process closes the pipe or ends in any way, `kill -9` included.
+struct ArchiveChild {
+    child: tokio::process::Child,
+    stdin: Option<tokio::process::ChildStdin>,
+    pid: u32,
+}
+
+impl ArchiveChild {
+    fn spawn(common: &Common) -> anyhow::Result<ArchiveChild> {
+        let exe = std::env::current_exe().context("cannot find the syncgate binary")?;
+        let mut cmd = tokio::process::Command::new(exe);
+        cmd.args(["dr", "archive", "-C"])
+            .arg(&common.config)
+            .args(["-L", &common.log_level, "--stop-with-parent"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::inherit())
+            .stderr(std::process::Stdio::inherit());
+        if let Some(dir) = &common.output_dir {
+            cmd.arg("--output-dir").arg(dir);
+        }
+        let mut child = cmd.spawn().context("cannot start dr archive")?;
+        let stdin = child.stdin.take();
+        let pid = child.id().unwrap_or(0);
+        Ok(ArchiveChild { child, stdin, pid })
+    }
+
+    /// Close its stdin and wait for it (SIGKILL after a minute).
+    async fn stop(mut self) -> anyhow::Result<std::process::ExitStatus> {
+        drop(self.stdin.take());
+        let limit = std::time::Duration::from_secs(60);
+        match tokio::time::timeout(limit, self.child.wait()).await {
+            Ok(status) => Ok(status?),
+            Err(_) => {
+                tracing::warn!(
+                    "dr archive (pid {}) did not stop within {limit:?}: killed",
+                    self.pid
+                );
+                self.child.start_kill()?;
+                Ok(self.child.wait().await?)
+            }
+        }
+    }
+}
+
+/// After gate 2 (`gate`): wait for SIGTERM/SIGINT, then stop the archiver. An archiver that
+/// ends on its own (purged binlogs, refused credentials) ends this process with exit 2.
+async fn supervise_archive(
+    ctx: &DrContext,
+    mut archiver: ArchiveChild,
+    gate: anyhow::Result<i32>,
+) -> anyhow::Result<i32> {
+    let code = match gate {
+        Ok(code) => code,
+        Err(e) => {
+            let _ = archiver.stop().await;
+            return Err(e);
+        }
+    };
+    println!(
+        "waiting: SIGTERM (or SIGINT) to this process (pid {}) stops dr archive (pid {}), which \
+         writes what is complete; replication goes on either way",
+        std::process::id(),
+        archiver.pid
+    );
+    let pid = archiver.pid;
+    tokio::select! {
+        status = archiver.child.wait() => {
+            let status = status?;
+            anyhow::bail!(
+                "dr archive (pid {pid}) ended on its own ({status}); its error is above. \
+                 Replication goes on; start `dr archive` again once the cause is fixed"
+            )
+        }
+        signal = ctx.interrupt.wait() => {
+            let status = archiver.stop().await?;
+            println!("dr archive (pid {pid}) stopped ({status}); replication goes on");
+            match signal {
+                Signal::Terminate if status.success() => Ok(code),
+                Signal::Terminate => anyhow::bail!("dr archive (pid {pid}) failed while stopping ({status})"),
+                s => Ok(s.exit_code()),
+            }
+        }
+    }
+}
+
+async fn replicate_cmd(common: &Common, again: bool, with_archive: bool) -> anyhow::Result<i32> {
     let ctx = context(common)?;
-    let plan = replicate::plan(&ctx).await?;
+    let opts = ReplicateOptions {
+        again,
+        ..ReplicateOptions::default()
+    };
+    if with_archive {
+        anyhow::ensure!(
+            ctx.dr.redo_storage.is_some(),
+            "--with-archive needs [dr] redo-storage: dr archive writes there"
+        );
+        let (state, _) = syncgate::dr::flow::Flow::peek(ctx.store().await?.as_ref()).await?;
+        anyhow::ensure!(
+            state.flavour != syncgate::db::Flavour::TiDb.as_str(),
+            "--with-archive is for MariaDB: on TiDB the changefeed's redo log (TiCDC) is the \
+             archive"
+        );
+    }
+    let plan = replicate::plan(&ctx, &opts).await?;
     for line in &plan {
         println!("{line}");
+    }
+    if with_archive {
+        println!("then dr archive as a child process, until this process ends");
     }
     if ctx.dry_run {
         return Ok(EQUAL);
     }
     tracing::info!(config = ?ctx.config, "dr replicate");
-    let out = replicate::run(&ctx, &ReplicateOptions { again }).await?;
-    println!(
-        "replication runs: '{}' replicates from {} starting after GTID {} ({:.1} s)",
-        ctx.dr.secondary,
-        out.source,
-        out.gtid,
-        out.elapsed.as_secs_f64()
-    );
-    verify_cmd(&ctx, false).await
+    let out = replicate::run(&ctx, &opts).await?;
+    match &out.started {
+        Started::Gtid(gtid) => {
+            println!(
+                "replication runs: '{}' replicates from {} starting after GTID {gtid} ({:.1} s)",
+                ctx.dr.secondary,
+                out.source,
+                out.elapsed.as_secs_f64()
+            );
+            if !with_archive {
+                return verify_cmd(&ctx, false).await;
+            }
+            let archiver = ArchiveChild::spawn(common)?;
+            println!(
+                "dr archive runs as pid {}, into {}",
+                archiver.pid,
+                ctx.dr
+                    .redo_storage
+                    .as_deref()
+                    .map(syncgate::config::redact_uri)
+                    .unwrap_or_default()
+            );
+            let gate = verify_cmd(&ctx, false).await;
+            supervise_archive(&ctx, archiver, gate).await
+        }
+        Started::Changefeed(cf) => {
+            println!(
+                "replication runs: changefeed {} on TiCDC {} {} from BackupTS {} to '{}', state \
+                 {}; redo in {} ({:.1} s)",
+                cf.changefeed_id,
+                out.source,
+                if cf.adopted { "adopted" } else { "created" },
+                cf.start_ts,
+                ctx.dr.secondary,
+                cf.state,
+                cf.redo_storage,
+                out.elapsed.as_secs_f64()
+            );
+            if cf.gc_hold_released {
+                println!("the flow's GC hold is released (the changefeed holds GC from now on)");
+            } else {
+                println!(
+                    "the flow's GC hold could not be released (PD unreachable); it expires with \
+                     its TTL, or run `dr replicate --again`"
+                );
+            }
+            // Gate 2 reads at a syncpoint pair; the first one is written one sync-point
+            // interval after the changefeed starts.
+            println!(
+                "gate 2: run `dr verify` once TiCDC wrote its first syncpoint (within {} s)",
+                opts.tidb.sync_point_interval.as_secs()
+            );
+            Ok(EQUAL)
+        }
+    }
 }
 
 async fn verify_cmd(ctx: &DrContext, json: bool) -> anyhow::Result<i32> {
@@ -342,12 +533,6 @@ async fn status_cmd(common: &Common, json: bool) -> anyhow::Result<i32> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", syncgate::dr::status::render_text(&report));
-    }
-    if ctx.dr.redo_storage.is_some() && !json {
-        let redo = archive::redo_store(&ctx).await?;
-        for line in archive::status_lines(redo.as_ref()).await? {
-            println!("{line}");
-        }
     }
     Ok(EQUAL)
 }

@@ -122,6 +122,28 @@ impl Interrupt {
         handle
     }
 
+    /// This handle, also fired with `signal` once `event` completes (unless a signal came
+    /// first): `dr archive` under `dr replicate --with-archive` stops like on SIGTERM when
+    /// its parent's end closes its stdin. Must be called inside a tokio runtime.
+    pub fn or_when<F>(&self, event: F, signal: Signal, why: &'static str) -> Interrupt
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let (handle, fire) = Interrupt::manual();
+        let outer = self.clone();
+        tokio::spawn(async move {
+            let s = tokio::select! {
+                s = outer.wait() => s,
+                _ = event => {
+                    tracing::warn!("{why}: stopping at the next safe point");
+                    signal
+                }
+            };
+            fire(s);
+        });
+        handle
+    }
+
     /// The signal received so far, if any.
     pub fn fired(&self) -> Option<Signal> {
         *self.rx.borrow()
@@ -168,6 +190,26 @@ mod tests {
         assert_eq!(clone.wait().await, Signal::Terminate);
         let r = i.interruptible(std::future::pending::<()>()).await;
         assert_eq!(r, Err(Signal::Terminate));
+    }
+
+    #[tokio::test]
+    async fn or_when_fires_on_the_event_unless_a_signal_came_first() {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let i = Interrupt::never().or_when(
+            async {
+                let _ = rx.await;
+            },
+            Signal::Terminate,
+            "test",
+        );
+        assert_eq!(i.fired(), None);
+        drop(tx);
+        assert_eq!(i.wait().await, Signal::Terminate);
+
+        let (outer, fire) = Interrupt::manual();
+        let i = outer.or_when(std::future::pending(), Signal::Terminate, "test");
+        fire(Signal::Interrupt);
+        assert_eq!(i.wait().await, Signal::Interrupt);
     }
 
     #[tokio::test]

@@ -115,7 +115,8 @@ pub fn archived_position(index: &[IndexEntry]) -> Result<GtidPos> {
 }
 
 /// Run the archiver until SIGINT/SIGTERM. Connection loss and primary restarts are
-/// retried with backoff; purged binlogs end it with an error.
+/// retried with backoff; failures that a retry cannot cure ([`permanent`]: purged binlogs,
+/// refused credentials, a missing privilege, the binary log off) end it with an error.
 pub async fn run(ctx: &DrContext, opts: &ArchiveOptions) -> Result<Signal> {
     let store = redo_store(ctx).await?;
     let index = load_index(store.as_ref()).await?;
@@ -138,7 +139,7 @@ pub async fn run(ctx: &DrContext, opts: &ArchiveOptions) -> Result<Signal> {
         match session(ctx, store.as_ref(), &tool, &index, &mut pos, opts).await {
             Ok(Some(signal)) => return Ok(signal),
             Ok(None) => backoff = Duration::from_millis(250),
-            Err(e @ Error::Dr(DrError::Precondition(_))) => return Err(e),
+            Err(e) if permanent(&e) => return Err(e),
             Err(e) => {
                 tracing::warn!("dr archive: {e}; reconnecting in {backoff:?} from {pos}");
                 if let Err(s) = ctx
@@ -152,6 +153,120 @@ pub async fn run(ctx: &DrContext, opts: &ArchiveOptions) -> Result<Signal> {
             }
         }
     }
+}
+
+/// Whether the archiver must stop on `e` instead of reconnecting: its own refusals, and
+/// the server errors that mean the same on every retry (1044/1045/1130/1698 access denied,
+/// 1227 missing privilege, 1381 binary log off). A lost connection, a refused connection
+/// (primary down or restarting) and a server shutting down are retried.
+pub fn permanent(e: &Error) -> bool {
+    match e {
+        Error::Dr(
+            DrError::Precondition(_) | DrError::Archive { .. } | DrError::ToolMissing { .. },
+        ) => true,
+        Error::ConnectionLost { .. } => false,
+        _ => matches!(
+            e.server_code(),
+            Some(1044 | 1045 | 1130 | 1227 | 1381 | 1698)
+        ),
+    }
+}
+
+/// How a failed `mariadb-binlog` ended, read from its stderr. The tool prints the
+/// server's message without its number (`ERROR: Got error reading packet from server:
+/// <message>`, `ERROR: Failed on connect: <message>`), so the messages are matched: they
+/// are the server's own texts (MariaDB `sql_repl.cc` for 1236, `ER_ACCESS_DENIED_ERROR`,
+/// `ER_SPECIFIC_ACCESS_DENIED_ERROR`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReaderFailure {
+    /// 1236: the binlog file (or the GTID) asked for is no longer on the primary.
+    Purged,
+    /// 1236: the primary's binary log is off.
+    BinlogOff,
+    /// 1045: the primary refused the user or password.
+    Credentials,
+    /// 1227: the user lacks REPLICATION SLAVE.
+    Privilege,
+    /// Anything else (connection lost or refused, primary shutting down): retried.
+    Transient,
+}
+
+impl ReaderFailure {
+    /// The server's error number (0 for [`ReaderFailure::Transient`]).
+    pub fn errno(self) -> u32 {
+        match self {
+            ReaderFailure::Purged | ReaderFailure::BinlogOff => 1236,
+            ReaderFailure::Credentials => 1045,
+            ReaderFailure::Privilege => 1227,
+            ReaderFailure::Transient => 0,
+        }
+    }
+
+    /// Classify the tool's stderr.
+    pub fn from_stderr(stderr: &str) -> ReaderFailure {
+        let has = |needle: &str| stderr.contains(needle);
+        if has("Could not find first log file name in binary log index file")
+            || has("Could not find GTID state requested by slave")
+            || has("which is not in the master's binlog")
+            || has("required binlog files have been purged")
+        {
+            ReaderFailure::Purged
+        } else if has("Binary log is not open") {
+            ReaderFailure::BinlogOff
+        } else if has("REPLICATION SLAVE privilege") {
+            ReaderFailure::Privilege
+        } else if has("Access denied for user") {
+            ReaderFailure::Credentials
+        } else {
+            ReaderFailure::Transient
+        }
+    }
+}
+
+/// The server's message in the tool's stderr: the text after its last `ERROR: ` and the
+/// tool's own prefix.
+fn server_message(stderr: &str) -> &str {
+    let last = stderr.rsplit("ERROR: ").next().unwrap_or(stderr);
+    let last = last
+        .trim_start_matches("Got error reading packet from server: ")
+        .trim_start_matches("Failed on connect: ");
+    last.trim()
+}
+
+/// What the archiver says when `mariadb-binlog` failed for good; None for a transient
+/// failure. `file` is the binlog it was started on, `pos` the archived position.
+pub fn reader_error(
+    stderr: &str,
+    primary: &str,
+    source_name: &str,
+    file: &str,
+    pos: &GtidPos,
+) -> Option<DrError> {
+    let kind = ReaderFailure::from_stderr(stderr);
+    let errno = kind.errno();
+    let text = server_message(stderr);
+    let message = match kind {
+        ReaderFailure::Transient => return None,
+        ReaderFailure::Purged => format!(
+            "the primary {primary} no longer has binlog {file}, which holds the transactions \
+             after GTID {pos} (server error {errno}: {text}); they were purged, so the archive \
+             cannot continue without a gap: take a new backup (dr backup --again) and archive \
+             from its point"
+        ),
+        ReaderFailure::BinlogOff => format!(
+            "the primary {primary} has no binary log to read (server error {errno}: {text}); \
+             dr archive needs log_bin on and binlog_format = ROW"
+        ),
+        ReaderFailure::Credentials => format!(
+            "the primary {primary} refused the archiver's login (server error {errno}: \
+             {text}); fix user/password of [data-sources.{source_name}]"
+        ),
+        ReaderFailure::Privilege => format!(
+            "the primary {primary} refused the binlog dump (server error {errno}: {text}); \
+             grant REPLICATION SLAVE to the user of [data-sources.{source_name}]"
+        ),
+    };
+    Some(DrError::Archive { errno, message })
 }
 
 /// The flow's backup point (where the archive starts when it is empty).
@@ -169,8 +284,9 @@ async fn backup_point(ctx: &DrContext) -> Result<GtidPos> {
 }
 
 /// The binlog file to start reading from: the newest whose starting GTID state is at or
-/// before `pos`. None of them: the transactions after `pos` are purged.
-async fn start_file(conn: &mut crate::db::Conn, pos: &GtidPos) -> Result<String> {
+/// before `pos`. None of them: the transactions after `pos` are purged (the server would
+/// answer 1236), which is [`DrError::Archive`].
+async fn start_file(conn: &mut crate::db::Conn, pos: &GtidPos, primary: &str) -> Result<String> {
     let files: Vec<String> = conn
         .rows("SHOW BINARY LOGS")
         .await?
@@ -178,6 +294,7 @@ async fn start_file(conn: &mut crate::db::Conn, pos: &GtidPos) -> Result<String>
         .filter_map(|r| cell_str(r, 0))
         .collect();
     let mut chosen = None;
+    let mut oldest_start = None;
     for f in &files {
         let sql = format!("SELECT BINLOG_GTID_POS('{}', 4)", f.replace('\'', "''"));
         let start = conn
@@ -189,16 +306,24 @@ async fn start_file(conn: &mut crate::db::Conn, pos: &GtidPos) -> Result<String>
         if pos.covers(&start) {
             chosen = Some(f.clone());
         } else {
+            oldest_start.get_or_insert(start);
             break;
         }
     }
     chosen.ok_or_else(|| {
-        DrError::Precondition(format!(
-            "the primary's binlogs after {pos} are purged (error 1236 class: the oldest binlog \
-             {} starts later); the archive cannot continue without a gap: take a new backup \
-             (dr backup --again) and archive from it",
-            files.first().map(String::as_str).unwrap_or("(none)")
-        ))
+        DrError::Archive {
+            errno: 1236,
+            message: format!(
+                "the primary {primary} no longer has the binlogs with the transactions after \
+                 GTID {pos} (server error 1236 when asked: its oldest binlog {} starts after \
+                 {}); they were purged, so the archive cannot continue without a gap: take a \
+                 new backup (dr backup --again) and archive from its point",
+                files.first().map(String::as_str).unwrap_or("(none)"),
+                oldest_start
+                    .map(|p| p.to_string())
+                    .unwrap_or_else(|| "?".into()),
+            ),
+        }
         .into()
     })
 }
@@ -220,7 +345,8 @@ async fn session(
         .await?
         .and_then(|r| cell_u64(&r, 0))
         .unwrap_or(0);
-    let file = start_file(&mut conn, pos).await?;
+    let primary = ctx.primary.address();
+    let file = start_file(&mut conn, pos, &primary).await?;
     conn.close().await;
     let source_name = format!("server-{server_id}");
     let mut number = index
@@ -277,8 +403,25 @@ async fn session(
             return Ok(Some(s));
         }
         if exited {
-            tool::finish(running).await?;
-            return Ok(None);
+            return match tool::finish(running).await {
+                Ok(()) => Ok(None),
+                Err(Error::Dr(DrError::Tool {
+                    tool,
+                    status,
+                    stderr,
+                })) => Err(
+                    match reader_error(&stderr, &primary, &ctx.dr.primary, &file, pos) {
+                        Some(permanent) => permanent,
+                        None => DrError::Tool {
+                            tool,
+                            status,
+                            stderr,
+                        },
+                    }
+                    .into(),
+                ),
+                Err(e) => Err(e),
+            };
         }
     }
 }
@@ -527,22 +670,84 @@ pub async fn replay(
     })
 }
 
-/// `dr status` lines: the archive's last transaction and its age (the data at risk).
-pub async fn status_lines(store: &dyn ObjectStore) -> Result<Vec<String>> {
+/// The archive as `dr status` reports it (`archive` in `--json`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ArchiveStatus {
+    /// Index entries (one per segment) in redo-storage, all sources.
+    pub segments: usize,
+    pub transactions: u64,
+    /// Bytes of the segments.
+    pub bytes: u64,
+    /// The GTID of the newest archived transaction (the newest segment's last); None
+    /// when the archive is empty.
+    pub last_gtid: Option<String>,
+    /// When that transaction committed on the primary, RFC 3339 UTC.
+    pub last_commit: Option<String>,
+    /// Seconds since then: the data at risk if the primary died now, while it takes
+    /// writes (an idle primary risks nothing; see `lag_transactions`).
+    pub age_seconds: Option<u64>,
+    /// The archived position: the last GTID per domain.
+    pub position: String,
+    /// Transactions the primary committed that are not archived yet, per GTID domain (its
+    /// `gtid_binlog_pos` against `position`); empty when the primary could not be read.
+    pub lag_transactions: std::collections::BTreeMap<u32, u64>,
+}
+
+impl ArchiveStatus {
+    /// Summarise `index` as of `now` (Unix seconds).
+    pub fn from_index(index: &[IndexEntry], now: u64) -> Result<ArchiveStatus> {
+        let last = index.iter().max_by_key(|e| (e.last_commit, e.number));
+        Ok(ArchiveStatus {
+            segments: index.len(),
+            transactions: index.iter().map(|e| e.transactions).sum(),
+            bytes: index.iter().map(|e| e.size).sum(),
+            last_gtid: last.map(|e| e.last.clone()),
+            last_commit: last.map(|e| rfc3339(e.last_commit)),
+            age_seconds: last.map(|e| now.saturating_sub(e.last_commit)),
+            position: archived_position(index)?.to_string(),
+            lag_transactions: Default::default(),
+        })
+    }
+
+    /// The `dr status` text line.
+    pub fn render(&self) -> String {
+        let Some(last) = &self.last_gtid else {
+            return "archive: empty".into();
+        };
+        let mut s = format!(
+            "archive: {} segments, {} transactions, {} bytes; last transaction {last} \
+             committed {} s ago ({}), position {}",
+            self.segments,
+            self.transactions,
+            self.bytes,
+            self.age_seconds.unwrap_or(0),
+            self.last_commit.as_deref().unwrap_or("?"),
+            self.position
+        );
+        for (domain, n) in &self.lag_transactions {
+            s.push_str(&format!(
+                ", domain {domain}: {n} transaction(s) not archived"
+            ));
+        }
+        s
+    }
+}
+
+fn rfc3339(unix: u64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix as i64)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| unix.to_string())
+}
+
+/// The archive's state now (read-only).
+pub async fn status(store: &dyn ObjectStore) -> Result<ArchiveStatus> {
     let index = load_index(store).await?;
-    let Some(last) = index.iter().max_by_key(|e| (e.last_commit, e.number)) else {
-        return Ok(vec!["archive: empty".into()]);
-    };
     let now = time::OffsetDateTime::now_utc().unix_timestamp().max(0) as u64;
-    let bytes: u64 = index.iter().map(|e| e.size).sum();
-    let txns: u64 = index.iter().map(|e| e.transactions).sum();
-    Ok(vec![format!(
-        "archive: {} segments, {txns} transactions, {bytes} bytes; last transaction {} committed {} s ago (position {})",
-        index.len(),
-        last.last,
-        now.saturating_sub(last.last_commit),
-        archived_position(&index)?
-    )])
+    ArchiveStatus::from_index(&index, now)
 }
 
 #[cfg(test)]
@@ -578,6 +783,84 @@ mod tests {
         assert!(plan(&index, &GtidPos::parse("0-1-12").unwrap())
             .unwrap()
             .is_empty());
+    }
+
+    /// The stderr lines of mariadb-binlog 10.11 as seen against a real server.
+    #[test]
+    fn reader_failures_are_classified_from_the_tools_stderr() {
+        let cases = [
+            (
+                "ERROR: Got error reading packet from server: Could not find first log file \
+                 name in binary log index file",
+                ReaderFailure::Purged,
+            ),
+            (
+                "ERROR: Failed on connect: Access denied for user 'root'@'localhost' (using \
+                 password: YES)",
+                ReaderFailure::Credentials,
+            ),
+            (
+                "ERROR: Got error reading packet from server: Access denied; you need (at \
+                 least one of) the REPLICATION SLAVE privilege(s) for this operation",
+                ReaderFailure::Privilege,
+            ),
+            (
+                "ERROR: Got error reading packet from server: Lost connection to server \
+                 during query",
+                ReaderFailure::Transient,
+            ),
+            (
+                "ERROR: Failed on connect: Can't connect to server on '127.0.0.1' (115)",
+                ReaderFailure::Transient,
+            ),
+            ("", ReaderFailure::Transient),
+        ];
+        for (stderr, want) in cases {
+            assert_eq!(ReaderFailure::from_stderr(stderr), want, "{stderr}");
+        }
+        let pos = GtidPos::parse("0-3-1").unwrap();
+        let e = reader_error(cases[0].0, "db:3306", "primary", "bin.000001", &pos).unwrap();
+        let text = e.to_string();
+        assert!(matches!(e, DrError::Archive { errno: 1236, .. }), "{text}");
+        for part in [
+            "db:3306",
+            "bin.000001",
+            "0-3-1",
+            "server error 1236: Could not find first log file",
+            "purged",
+            "take a new backup",
+        ] {
+            assert!(text.contains(part), "{part} in: {text}");
+        }
+        assert_eq!(text.lines().count(), 1);
+        assert!(reader_error(cases[3].0, "db:3306", "primary", "f", &pos).is_none());
+        let e = reader_error(cases[2].0, "db:3306", "primary", "f", &pos).unwrap();
+        assert!(e.to_string().contains("grant REPLICATION SLAVE"), "{e}");
+    }
+
+    #[test]
+    fn status_summarises_the_index() {
+        let mut a = entry(1, "0-1-1", "0-1-5");
+        a.last_commit = 1_700_000_000;
+        a.size = 100;
+        let mut b = entry(2, "0-1-6", "0-1-9");
+        b.last_commit = 1_700_000_010;
+        b.size = 50;
+        b.transactions = 4;
+        let st = ArchiveStatus::from_index(&[a, b], 1_700_000_013).unwrap();
+        assert_eq!(st.segments, 2);
+        assert_eq!(st.transactions, 5);
+        assert_eq!(st.bytes, 150);
+        assert_eq!(st.last_gtid.as_deref(), Some("0-1-9"));
+        assert_eq!(st.last_commit.as_deref(), Some("2023-11-14T22:13:30Z"));
+        assert_eq!(st.age_seconds, Some(3));
+        assert_eq!(st.position, "0-1-9");
+        assert!(st
+            .render()
+            .contains("last transaction 0-1-9 committed 3 s ago"));
+        let empty = ArchiveStatus::from_index(&[], 5).unwrap();
+        assert_eq!(empty.last_gtid, None);
+        assert_eq!(empty.render(), "archive: empty");
     }
 
     #[test]

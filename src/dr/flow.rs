@@ -118,9 +118,13 @@ pub struct StepRecord {
     /// Why the step failed, when it did (one line, no secrets).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    /// Replication: the `host:port` the secondary replicates from.
+    /// Replication: the `host:port` the secondary replicates from (TiDB: the TiCDC
+    /// server's address).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// Replication on TiDB: the TiCDC changefeed's ID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changefeed: Option<String>,
 }
 
 impl StepRecord {
@@ -134,6 +138,7 @@ impl StepRecord {
             gate: None,
             error: None,
             source: None,
+            changefeed: None,
         }
     }
 

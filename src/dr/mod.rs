@@ -81,6 +81,11 @@ pub enum DrError {
     /// `Last_SQL_Errno`), 0 when it never connected in time.
     #[error("{message}")]
     Replication { errno: u32, message: String },
+    /// `dr archive` cannot go on, and retrying would not help: binlogs purged (1236),
+    /// credentials refused (1045), a missing privilege (1227), the binary log off.
+    /// `errno` is the server's error number.
+    #[error("{message}")]
+    Archive { errno: u32, message: String },
     /// The secondary holds data the restore would replace.
     #[error("the secondary holds data in the backup's schemas: {tables}; the restore would replace these tables (tables not in the backup are left as they are). Pass --overwrite to restore anyway")]
     NotEmpty { tables: String },

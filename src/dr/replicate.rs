@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use super::flow::{Flow, Point, StepName, StepRecord, StepStatus};
-use super::{DrContext, DrError};
+use super::{tidb_steps, DrContext, DrError};
 use crate::db::{Conn, Flavour, Source};
 use crate::error::{Error, Result};
 use crate::sql::quote_str;
@@ -23,6 +23,8 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct ReplicateOptions {
     /// Set replication up again although the flow says it was done.
     pub again: bool,
+    /// TiDB: how the changefeed is set up and waited for.
+    pub tidb: tidb_steps::ReplicateOptions,
 }
 
 /// Where and as whom the secondary connects to the primary. `Debug` hides the password.
@@ -285,31 +287,63 @@ pub fn lag_by_domain(primary: &str, replica: &str) -> BTreeMap<u32, u64> {
 /// What `dr replicate` did.
 #[derive(Debug)]
 pub struct ReplicateOutcome {
-    pub gtid: String,
+    /// Where the secondary replicates from: the primary's `host:port`, or on TiDB the
+    /// TiCDC server's address.
     pub source: String,
+    pub started: Started,
     pub elapsed: Duration,
 }
 
-/// The GTID the restored secondary starts from: the flow's restore, done.
-fn start_point(flow: &Flow) -> Result<String> {
-    let restore = flow
-        .state
+/// How replication was started.
+#[derive(Debug)]
+pub enum Started {
+    /// MariaDB/MySQL: replication after this GTID (the backup's).
+    Gtid(String),
+    /// TiDB: a TiCDC changefeed from the backup's BackupTS.
+    Changefeed(tidb_steps::ReplicateOutcome),
+}
+
+/// The flow's restore, done: what replication starts from.
+fn restored(flow: &Flow) -> Result<&StepRecord> {
+    flow.state
         .step(StepName::Restore)
-        .filter(|r| r.status == StepStatus::Done);
-    match restore.and_then(|r| r.point.clone()) {
+        .filter(|r| r.status == StepStatus::Done && r.point.is_some())
+        .ok_or_else(|| {
+            DrError::Precondition(
+                "no restored backup in the flow: run `dr backup` and `dr restore` (gate 1 must \
+                 be equal) before `dr replicate`"
+                    .into(),
+            )
+            .into()
+        })
+}
+
+/// The GTID the restored secondary starts from.
+fn start_point(flow: &Flow) -> Result<String> {
+    match restored(flow)?.point.clone() {
         Some(Point::Gtid { gtid, .. }) => Ok(gtid),
-        Some(Point::Tso { .. }) => Err(DrError::NotBuilt {
-            step: "dr replicate",
-            flavour: "TiDB",
-        }
-        .into()),
-        None => Err(DrError::Precondition(
-            "no restored backup in the flow: run `dr backup` and `dr restore` (gate 1 must \
-             be equal) before `dr replicate`"
+        _ => Err(DrError::Precondition(
+            "the flow's backup is a TiDB one (a TSO) but the secondary is MariaDB/MySQL: the \
+             flow belongs to other servers"
                 .into(),
         )
         .into()),
     }
+}
+
+/// Refuse to set replication up twice by accident.
+fn refuse_done(flow: &Flow, opts: &ReplicateOptions) -> Result<()> {
+    if let Some(done) = flow.state.step(StepName::Replicate) {
+        if done.status == StepStatus::Done && !opts.again {
+            return Err(DrError::Precondition(format!(
+                "replication was already set up ({}, from {}); pass --again to set it up again",
+                done.ended.as_deref().unwrap_or("?"),
+                done.source.as_deref().unwrap_or("?")
+            ))
+            .into());
+        }
+    }
+    Ok(())
 }
 
 /// Refuse a secondary that already replicates: from anywhere else, or from here.
@@ -325,15 +359,12 @@ fn refuse_active(status: &Option<ReplicaStatus>, secondary: &str) -> Result<()> 
     Ok(())
 }
 
-/// Run `dr replicate` (without its closing gate; the command runs `dr verify` after it).
+/// Run `dr replicate` (without its closing gate; the command runs `dr verify` after it on
+/// MariaDB/MySQL).
 pub async fn run(ctx: &DrContext, opts: &ReplicateOptions) -> Result<ReplicateOutcome> {
     let secondary = Source::open(ctx.secondary.clone()).await?;
     if secondary.flavour() == Flavour::TiDb {
-        return Err(DrError::NotBuilt {
-            step: "dr replicate",
-            flavour: "TiDB",
-        }
-        .into());
+        return run_tidb(ctx, opts).await;
     }
     let src = ReplicationSource::from_context(ctx)?;
     let store = ctx.store().await?;
@@ -342,17 +373,7 @@ pub async fn run(ctx: &DrContext, opts: &ReplicateOptions) -> Result<ReplicateOu
         &ctx.output_dir,
         "dr replicate",
         async |flow: &mut Flow| {
-            if let Some(done) = flow.state.step(StepName::Replicate) {
-                if done.status == StepStatus::Done && !opts.again {
-                    return Err(DrError::Precondition(format!(
-                        "replication was already set up ({}, from {}); pass --again to set it \
-                     up again",
-                        done.ended.as_deref().unwrap_or("?"),
-                        done.source.as_deref().unwrap_or("?")
-                    ))
-                    .into());
-                }
-            }
+            refuse_done(flow, opts)?;
             let gtid = start_point(flow)?;
             let mut conn = secondary.connect().await?;
             refuse_active(
@@ -360,14 +381,9 @@ pub async fn run(ctx: &DrContext, opts: &ReplicateOptions) -> Result<ReplicateOu
                 secondary.name(),
             )?;
             let mut record = StepRecord::started_now();
-            record.backup_id = flow
-                .state
-                .step(StepName::Restore)
-                .and_then(|r| r.backup_id.clone());
-            record.point = flow
-                .state
-                .step(StepName::Restore)
-                .and_then(|r| r.point.clone());
+            let restore = restored(flow)?;
+            record.backup_id = restore.backup_id.clone();
+            record.point = restore.point.clone();
             record.source = Some(src.address());
             flow.set(StepName::Replicate, record.clone()).await?;
             let started = Instant::now();
@@ -395,8 +411,8 @@ pub async fn run(ctx: &DrContext, opts: &ReplicateOptions) -> Result<ReplicateOu
                     flow.set(StepName::Replicate, record).await?;
                     conn.close().await;
                     Ok(ReplicateOutcome {
-                        gtid,
                         source: src.address(),
+                        started: Started::Gtid(gtid),
                         elapsed: started.elapsed(),
                     })
                 }
@@ -409,6 +425,62 @@ pub async fn run(ctx: &DrContext, opts: &ReplicateOptions) -> Result<ReplicateOu
         },
     )
     .await
+}
+
+/// `dr replicate` on TiDB: [`tidb_steps::replicate`] (the changefeed from BackupTS through
+/// TiCDC's OpenAPI, then the release of the GC hold) recorded as the flow's step.
+async fn run_tidb(ctx: &DrContext, opts: &ReplicateOptions) -> Result<ReplicateOutcome> {
+    let store = ctx.store().await?;
+    Flow::with_lock(
+        store,
+        &ctx.output_dir,
+        "dr replicate",
+        async |flow: &mut Flow| {
+            refuse_done(flow, opts)?;
+            let restore = restored(flow)?;
+            if !matches!(restore.point, Some(Point::Tso { .. })) {
+                return Err(DrError::Precondition(
+                    "the flow's backup is a MariaDB/MySQL one (a GTID) but the secondary is \
+                     TiDB: the flow belongs to other servers"
+                        .into(),
+                )
+                .into());
+            }
+            let mut record = StepRecord::started_now();
+            record.backup_id = restore.backup_id.clone();
+            record.point = restore.point.clone();
+            record.source = cdc_addr(ctx);
+            flow.set(StepName::Replicate, record.clone()).await?;
+            let started = Instant::now();
+            let result = tidb_steps::replicate(ctx, flow, &opts.tidb).await;
+            match result {
+                Ok(out) => {
+                    record.changefeed = Some(out.changefeed_id.clone());
+                    record.end(StepStatus::Done);
+                    flow.set(StepName::Replicate, record).await?;
+                    Ok(ReplicateOutcome {
+                        source: cdc_addr(ctx).unwrap_or_default(),
+                        started: Started::Changefeed(out),
+                        elapsed: started.elapsed(),
+                    })
+                }
+                Err(e) => {
+                    record.end_with_error(&e);
+                    flow.set(StepName::Replicate, record).await?;
+                    Err(e)
+                }
+            }
+        },
+    )
+    .await
+}
+
+/// `cdc-addr` of the primary's data source.
+fn cdc_addr(ctx: &DrContext) -> Option<String> {
+    ctx.config
+        .data_sources
+        .get(&ctx.dr.primary)
+        .and_then(|ds| ds.cdc_addr.clone())
 }
 
 /// Issue the statements, then wait for both threads to run connected.
@@ -464,11 +536,20 @@ async fn start(
 }
 
 /// What `dr replicate` would do (`--dry-run`): read-only.
-pub async fn plan(ctx: &DrContext) -> Result<Vec<String>> {
+pub async fn plan(ctx: &DrContext, opts: &ReplicateOptions) -> Result<Vec<String>> {
     let secondary = Source::open(ctx.secondary.clone()).await?;
-    let src = ReplicationSource::from_context(ctx)?;
     let store = ctx.store().await?;
     let (state, _) = Flow::peek(store.as_ref()).await?;
+    if secondary.flavour() == Flavour::TiDb {
+        let mut lines = tidb_steps::plan(ctx, &state, &opts.tidb);
+        lines.push(format!(
+            "then gate 2 (dr verify) at the newest syncpoint pair, once TiCDC wrote the first \
+             (within {} s)",
+            opts.tidb.sync_point_interval.as_secs()
+        ));
+        return Ok(lines);
+    }
+    let src = ReplicationSource::from_context(ctx)?;
     let gtid = match state
         .step(StepName::Restore)
         .filter(|r| r.status == StepStatus::Done)

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::archive::ArchiveStatus;
 use super::flow::{Flow, FlowState, GateRun, LockOwner};
 use super::replicate::{lag_by_domain, ReplicaStatus};
 use super::DrContext;
@@ -28,6 +29,21 @@ pub struct StatusReport {
     pub incomplete_backups: Vec<String>,
     /// The secondary's replication (MariaDB/MySQL); None on TiDB.
     pub replication: Option<ReplicationReport>,
+    /// The binlog archive (`dr archive`) in redo-storage (MariaDB); None when
+    /// redo-storage is not set, and on TiDB (whose redo log is TiCDC's).
+    pub archive: Option<ArchiveReport>,
+}
+
+/// The binlog archive as seen now.
+#[derive(Debug, Serialize)]
+pub struct ArchiveReport {
+    /// Where it lives (redo-storage, secrets redacted).
+    pub location: String,
+    /// Its state; absent when it could not be read (see `error`).
+    #[serde(flatten)]
+    pub status: Option<ArchiveStatus>,
+    /// Why redo-storage could not be read.
+    pub error: Option<String>,
 }
 
 /// The secondary's replication as seen now.
@@ -65,6 +81,13 @@ pub async fn gather(ctx: &DrContext) -> Result<StatusReport> {
                 }),
         )
     };
+    let archive = match &ctx.dr.redo_storage {
+        Some(uri) if state.flavour != Flavour::TiDb.as_str() => {
+            let primary_gtid = replication.as_ref().and_then(|r| r.primary_gtid.as_deref());
+            Some(archive(uri, primary_gtid).await)
+        }
+        _ => None,
+    };
     Ok(StatusReport {
         location: store.location(),
         state,
@@ -72,7 +95,39 @@ pub async fn gather(ctx: &DrContext) -> Result<StatusReport> {
         backups,
         incomplete_backups: incomplete,
         replication,
+        archive,
     })
+}
+
+/// The archive's index summarised; the primary's `gtid_binlog_pos` (when read) gives the
+/// transactions not archived yet.
+async fn archive(uri: &str, primary_gtid: Option<&str>) -> ArchiveReport {
+    let parsed = crate::storage::StorageUri::parse(uri);
+    let location = parsed
+        .as_ref()
+        .map(|u| u.redacted())
+        .unwrap_or_else(|_| "[dr] redo-storage".into());
+    let read = async move {
+        let store = crate::storage::open(&parsed?).await?;
+        super::archive::status(store.as_ref()).await
+    };
+    match read.await {
+        Ok(mut status) => {
+            if let Some(p) = primary_gtid {
+                status.lag_transactions = lag_by_domain(p, &status.position);
+            }
+            ArchiveReport {
+                location,
+                status: Some(status),
+                error: None,
+            }
+        }
+        Err(e) => ArchiveReport {
+            location,
+            status: None,
+            error: Some(e.to_string()),
+        },
+    }
 }
 
 async fn replication(ctx: &DrContext) -> Result<ReplicationReport> {
@@ -150,6 +205,16 @@ pub fn render_text(r: &StatusReport) -> String {
     }
     if let Some(rep) = &r.replication {
         s.push_str(&render_replication(rep));
+    }
+    if let Some(a) = &r.archive {
+        match (&a.status, &a.error) {
+            (Some(st), _) => s.push_str(&format!("{}\n", st.render())),
+            (None, e) => s.push_str(&format!(
+                "archive: cannot read {}: {}\n",
+                a.location,
+                e.as_deref().unwrap_or("?")
+            )),
+        }
     }
     if !r.state.gate_history.is_empty() {
         s.push_str("gate 2 (dr verify), last runs:\n");

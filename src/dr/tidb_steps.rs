@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::flow::{Flow, Point, StepName, StepStatus};
+use super::flow::{Flow, FlowState, Point, StepName, StepStatus};
 use super::gate::GateReport;
 use super::manifest::{self, Manifest, TableEntry, ToolInfo};
 use super::ticdc::{
@@ -283,34 +283,7 @@ pub async fn replicate(
             hold.service_id, hold.safe_point
         )));
     }
-    let primary = ctx
-        .config
-        .data_sources
-        .get(&ctx.dr.primary)
-        .ok_or_else(|| refuse(format!("[dr] primary '{}' is not defined", ctx.dr.primary)))?;
-    let cdc_addr = primary.cdc_addr.clone().ok_or_else(|| {
-        refuse(format!(
-            "[data-sources.{}] has no cdc-addr: the TiCDC server of the primary's cluster \
-             (host:8300)",
-            ctx.dr.primary
-        ))
-    })?;
-    let redo_root = ctx.dr.redo_storage.as_deref().ok_or_else(|| {
-        refuse("[dr] has no redo-storage: TiCDC's redo log must go somewhere".into())
-    })?;
-    let id = ctx
-        .dr
-        .changefeed_id
-        .clone()
-        .unwrap_or_else(|| default_changefeed_id(&backup_id));
-    if !valid_changefeed_id(&id) {
-        return Err(refuse(format!(
-            "[dr] changefeed-id {id:?}: TiCDC takes letters and digits in groups joined by \
-             single '-', at most 128 characters"
-        )));
-    }
-    // One redo prefix per changefeed: `cdc redo apply` reads every meta file under it (A8.4).
-    let redo = crate::storage::StorageUri::parse(redo_root)?.join(&id);
+    let FeedSetup { cdc_addr, id, redo } = feed_setup(ctx, &backup_id)?;
     let config = changefeed_config(ctx, &id, start_ts, &redo, opts)?;
     let client = CdcClient::new(&cdc_addr)?.masking(config.secrets());
 
@@ -366,6 +339,97 @@ pub async fn replicate(
         redo_storage: redo.redacted(),
         gc_hold_released: released,
     })
+}
+
+/// Where the changefeed goes: TiCDC's address, the changefeed ID, its redo prefix.
+struct FeedSetup {
+    cdc_addr: String,
+    id: String,
+    redo: crate::storage::StorageUri,
+}
+
+/// From the config (`[data-sources.<primary>] cdc-addr`, `[dr] redo-storage`,
+/// `changefeed-id`) and the backup's ID.
+fn feed_setup(ctx: &DrContext, backup_id: &str) -> Result<FeedSetup> {
+    let refuse = |m: String| crate::error::Error::from(DrError::Precondition(m));
+    let primary = ctx
+        .config
+        .data_sources
+        .get(&ctx.dr.primary)
+        .ok_or_else(|| refuse(format!("[dr] primary '{}' is not defined", ctx.dr.primary)))?;
+    let cdc_addr = primary.cdc_addr.clone().ok_or_else(|| {
+        refuse(format!(
+            "[data-sources.{}] has no cdc-addr: the TiCDC server of the primary's cluster \
+             (host:8300)",
+            ctx.dr.primary
+        ))
+    })?;
+    let redo_root = ctx.dr.redo_storage.as_deref().ok_or_else(|| {
+        refuse("[dr] has no redo-storage: TiCDC's redo log must go somewhere".into())
+    })?;
+    let id = ctx
+        .dr
+        .changefeed_id
+        .clone()
+        .unwrap_or_else(|| default_changefeed_id(backup_id));
+    if !valid_changefeed_id(&id) {
+        return Err(refuse(format!(
+            "[dr] changefeed-id {id:?}: TiCDC takes letters and digits in groups joined by \
+             single '-', at most 128 characters"
+        )));
+    }
+    // One redo prefix per changefeed: `cdc redo apply` reads every meta file under it (A8.4).
+    let redo = crate::storage::StorageUri::parse(redo_root)?.join(&id);
+    Ok(FeedSetup { cdc_addr, id, redo })
+}
+
+/// What [`replicate`] would do, read-only: nothing is sent to TiCDC or PD (the lines `dr
+/// replicate` prints first, and all of `--dry-run`). Secrets are redacted.
+pub fn plan(ctx: &DrContext, state: &FlowState, opts: &ReplicateOptions) -> Vec<String> {
+    let backup = state
+        .step(StepName::Backup)
+        .filter(|r| r.status == StepStatus::Done);
+    let Some((Point::Tso { tso }, backup_id)) =
+        backup.and_then(|b| Some((b.point.clone()?, b.backup_id.clone()?)))
+    else {
+        return vec![
+            "would create a TiCDC changefeed from the backup's BackupTS: refused, the flow has \
+             no completed TiDB backup"
+                .into(),
+        ];
+    };
+    let mut lines = Vec::new();
+    let setup = feed_setup(ctx, &backup_id).and_then(|f| {
+        let config = changefeed_config(ctx, &f.id, tso, &f.redo, opts)?;
+        Ok((f, config))
+    });
+    match setup {
+        Ok((f, config)) => {
+            lines.push(format!(
+                "would create changefeed {} on TiCDC {} (or adopt this flow's own) from \
+                 BackupTS {tso}:",
+                f.id, f.cdc_addr
+            ));
+            lines.push(format!("  sink {}", config.sink_uri));
+            lines.push(format!(
+                "  syncpoints every {} s; redo (eventual, flushed every {} ms) in {}",
+                opts.sync_point_interval.as_secs(),
+                opts.redo_flush_interval_ms,
+                f.redo.redacted()
+            ));
+        }
+        Err(e) => lines.push(format!("refused: {e}")),
+    }
+    match &state.gc_hold {
+        Some(h) => lines.push(format!(
+            "then, once it is normal, release the flow's GC hold {} at {}",
+            h.service_id, h.safe_point
+        )),
+        None => lines.push(
+            "refused: the flow holds no GC safepoint for BackupTS (take a new backup)".into(),
+        ),
+    }
+    lines
 }
 
 /// The changefeed's body: BackupTS, the secondary as a MySQL sink, syncpoints, redo.

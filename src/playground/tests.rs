@@ -91,6 +91,13 @@ fn dr_config_loads_and_names_the_playground() {
         ("primary", "secondary")
     );
     assert_eq!(dr.backup_storage, uri);
+    assert_eq!(
+        dr.redo_storage.as_deref(),
+        Some(
+            "s3://backup/playground/redo?access-key=AK&secret-access-key=s/e%2Bc%3Dr%26t\
+             &endpoint=http://127.0.0.1:6061&force-path-style=true"
+        )
+    );
     assert_eq!(c.data_sources["primary"].port, 4000);
     assert_eq!(c.data_sources["secondary"].port, 4001);
     assert_eq!(c.task.output_dir, std::path::Path::new("./dr-output"));
@@ -104,6 +111,9 @@ fn dr_config_loads_and_names_the_playground() {
     let c = crate::config::Config::from_toml_str(&text, "x").unwrap();
     let storage = crate::storage::StorageUri::parse(&c.dr.unwrap().backup_storage).unwrap();
     assert_eq!(storage.local_path(), Some(odd.join("backups").as_path()));
+    let c = crate::config::Config::from_toml_str(&text, "x").unwrap();
+    let redo = crate::storage::StorageUri::parse(&c.dr.unwrap().redo_storage.unwrap()).unwrap();
+    assert_eq!(redo.local_path(), Some(odd.join("backups/redo").as_path()));
 }
 
 #[test]

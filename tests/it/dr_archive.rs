@@ -15,7 +15,7 @@ use syncgate::dr::DrContext;
 use syncgate::local::LocalServer;
 
 use crate::dr_backup::writes;
-use crate::support::start_server;
+use crate::support::{purge_binlogs, start_server};
 
 fn config(dir: &Path, primary: u16, secondary: u16) -> std::path::PathBuf {
     let storage = dir.join("storage");
@@ -107,6 +107,46 @@ async fn archive_survives_restart_and_kill_then_replays_exactly_once() {
         assert!(Instant::now() < deadline, "the archive never reached {end}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // `dr status --json` carries the archive's state as fields; the primary is idle, so
+    // nothing is left to archive.
+    let index = archive::load_index(store.as_ref()).await.unwrap();
+    let status = Command::new(env!("CARGO_BIN_EXE_syncgate"))
+        .args(["dr", "status", "--json", "-C"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(status.status.code(), Some(0), "{status:?}");
+    let doc: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let a = &doc["archive"];
+    assert_eq!(a["segments"], index.len() as u64, "{a}");
+    assert_eq!(a["bytes"], index.iter().map(|e| e.size).sum::<u64>(), "{a}");
+    assert_eq!(a["last_gtid"], end.to_string(), "{a}");
+    assert_eq!(a["position"], end.to_string(), "{a}");
+    assert!(
+        a["transactions"].as_u64().unwrap() >= stats.transactions,
+        "{a}"
+    );
+    let age = a["age_seconds"].as_u64().unwrap();
+    assert!(age < 120, "{a}");
+    let newest = index.iter().map(|e| e.last_commit).max().unwrap();
+    let newest = time::OffsetDateTime::from_unix_timestamp(newest as i64)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    assert_eq!(a["last_commit"], newest, "{a}");
+    assert_eq!(a["lag_transactions"]["0"], 0, "{a}");
+    assert!(a["error"].is_null(), "{a}");
+    let text = Command::new(env!("CARGO_BIN_EXE_syncgate"))
+        .args(["dr", "status", "-C"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    assert!(
+        text.contains(&format!("last transaction {end} committed")),
+        "{text}"
+    );
+
     // SIGTERM: exit 0.
     crate::signals::send(&arch, "TERM");
     let out = arch.wait_with_output().unwrap();
@@ -181,10 +221,37 @@ async fn archive_survives_restart_and_kill_then_replays_exactly_once() {
     assert!(err.to_string().contains("damaged"), "{err}");
 }
 
-/// The binlogs after the start are purged: a clear error and exit 2.
+/// Run the archiver to its end; panic if it is still running after `limit` (it retries
+/// what it should have given up on).
+fn archiver_exit(config: &Path, start: &str, limit: Duration) -> (Option<i32>, String) {
+    let mut child = archiver(config, start);
+    let deadline = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() >= deadline {
+            child.kill().unwrap();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "dr archive still ran after {limit:?} (retrying a permanent error):\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The `error:` lines of the binary's stderr (the archiver also logs at info here).
+fn error_lines(stderr: &str) -> Vec<&str> {
+    stderr.lines().filter(|l| l.starts_with("error:")).collect()
+}
+
+/// The binlogs after the start are purged: exit 2 at once (no retrying), one error line
+/// with server error 1236, the GTID the archive needs, and what to do.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "not working yet: with the start GTID's binlog purged the archiver starts \
-            mariadb-binlog on the purged file and retries forever instead of exiting 2"]
 async fn purged_binlog_is_a_clear_error() {
     let primary = start_server(3).await;
     let mut c = primary.conn().await.unwrap();
@@ -193,16 +260,88 @@ async fn purged_binlog_is_a_clear_error() {
     )
     .await
     .unwrap();
-    c.query_drop("FLUSH BINARY LOGS").await.unwrap();
-    let row: mysql_async::Row = c.query_first("SHOW MASTER STATUS").await.unwrap().unwrap();
-    let file: String = row.get(0).unwrap();
-    c.query_drop(format!("PURGE BINARY LOGS TO '{file}'"))
+    let left = purge_binlogs(&primary).await;
+    // The one binlog left starts after 0-3-1: what comes after it is gone.
+    let starts: Option<String> = c
+        .query_first(format!("SELECT BINLOG_GTID_POS('{left}', 4)"))
         .await
         .unwrap();
+    let starts = GtidPos::parse(&starts.unwrap()).unwrap();
+    assert!(
+        !GtidPos::parse("0-3-1").unwrap().covers(&starts),
+        "{left} starts at {starts}"
+    );
+    drop(c);
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), primary.port(), primary.port());
-    let out = archiver(&cfg, "0-3-1").wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("purged"), "{stderr}");
+    let (code, stderr) = archiver_exit(&cfg, "0-3-1", Duration::from_secs(30));
+    assert_eq!(code, Some(2), "{stderr}");
+    let errors = error_lines(&stderr);
+    assert_eq!(errors.len(), 1, "{stderr}");
+    for part in [
+        "server error 1236",
+        "after GTID 0-3-1",
+        "purged",
+        "take a new backup",
+    ] {
+        assert!(errors[0].contains(part), "{part} in: {stderr}");
+    }
+    assert!(!stderr.contains("reconnecting"), "no retry: {stderr}");
+    assert!(
+        std::fs::read_dir(dir.path().join("redo"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "nothing archived"
+    );
+}
+
+/// mariadb-binlog's own refusal (the user may read but not dump the binlog: 1227) and a
+/// refused login (1045) stop the archiver with one line each; neither is retried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_privilege_or_login_stops_the_archiver() {
+    let primary = start_server(4).await;
+    let mut c = primary.conn().await.unwrap();
+    c.query_drop(
+        "CREATE USER 'arch'@'%' IDENTIFIED BY 'Arch1pw'; \
+         GRANT SELECT, BINLOG MONITOR ON *.* TO 'arch'@'%'; \
+         CREATE DATABASE p; CREATE TABLE p.t (a int primary key); INSERT INTO p.t VALUES (1)",
+    )
+    .await
+    .unwrap();
+    let start: Option<String> = c.query_first("SELECT @@gtid_binlog_pos").await.unwrap();
+    let start = start.unwrap();
+    drop(c);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), primary.port(), primary.port());
+    let root = "user = \"root\"\n";
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replace(root, "user = \"arch\"\npassword = \"Arch1pw\"\n"),
+    )
+    .unwrap();
+    let (code, stderr) = archiver_exit(&cfg, &start, Duration::from_secs(30));
+    assert_eq!(code, Some(2), "{stderr}");
+    let errors = error_lines(&stderr);
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(
+        errors[0].contains("server error 1227") && errors[0].contains("grant REPLICATION SLAVE"),
+        "{stderr}"
+    );
+
+    std::fs::write(
+        &cfg,
+        text.replace(root, "user = \"arch\"\npassword = \"Wr0ngPw\"\n"),
+    )
+    .unwrap();
+    let (code, stderr) = archiver_exit(&cfg, &start, Duration::from_secs(30));
+    assert_eq!(code, Some(2), "{stderr}");
+    let errors = error_lines(&stderr);
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(
+        errors[0].contains("Access denied") && errors[0].contains("1045"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Wr0ngPw"), "{stderr}");
 }

@@ -9,6 +9,8 @@ use syncgate::local::LocalServer;
 
 use crate::dr_backup::{writes, Flow};
 use crate::scenario::describe;
+use crate::support::purge_binlogs;
+use syncgate::dr::binlog::GtidPos;
 
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -254,33 +256,56 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 
 /// Binlogs purged on the primary after the backup: the 1236 line, exit 2, and the failed
 /// step leaves no replication running (a retry is not refused as "already replicating").
+/// The purge is awaited until the server really did it (see `purge_binlogs`): a PURGE right
+/// after the FLUSH may keep the file with the backup's next transaction, and then the
+/// replica connects and this test cannot fail.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "not working yet: after FLUSH + PURGE BINARY LOGS the replica still connected and \
-            gate 2 passed (the purge did not remove what the replica needs); to be investigated"]
 async fn purged_binlogs_give_the_1236_line() {
     let flow = Flow::new(1, 500, None).await;
     restored(&flow).await;
+    let backup_gtid = flow.flow_state()["steps"]["restore"]["point"]["gtid"]
+        .as_str()
+        .unwrap()
+        .to_string();
     exec(
         &flow.primary,
         "INSERT INTO sbtest.sbtest1 (k, c, pad) VALUES (1, 'a', 'b'); FLUSH BINARY LOGS; \
-         INSERT INTO sbtest.sbtest1 (k, c, pad) VALUES (1, 'a', 'b'); FLUSH BINARY LOGS",
+         INSERT INTO sbtest.sbtest1 (k, c, pad) VALUES (1, 'a', 'b')",
     )
     .await;
-    let mut c = flow.primary.conn().await.unwrap();
-    let row: mysql_async::Row = c.query_first("SHOW MASTER STATUS").await.unwrap().unwrap();
-    let file: String = row.get(0).unwrap();
-    c.query_drop(format!("PURGE BINARY LOGS TO '{file}'"))
-        .await
-        .unwrap();
-    drop(c);
+    let left = purge_binlogs(&flow.primary).await;
+    // The binlog left starts after the backup's next transaction: the replica's start is gone.
+    let starts = scalar(
+        &flow.primary,
+        &format!("SELECT BINLOG_GTID_POS('{left}', 4)"),
+    )
+    .await;
+    let needed = GtidPos::parse(&backup_gtid).unwrap();
+    assert!(
+        !needed.covers(&GtidPos::parse(&starts).unwrap()),
+        "{left} starts at {starts}, the backup is at {backup_gtid}"
+    );
     let out = flow.run("replicate", &[]);
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     let err = stderr(&out);
     assert!(err.contains("error 1236"), "{err}");
     assert!(err.contains("purged"), "{err}");
+    assert!(err.contains("take a new backup"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let text = stdout(&out);
+    assert!(
+        !text.contains("replication runs") && !text.contains("gate 2: "),
+        "no replication, no gate: {text}"
+    );
     let state = flow.flow_state();
     assert_eq!(state["steps"]["replicate"]["status"], "failed");
+    assert!(
+        state["steps"]["replicate"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("1236"),
+        "{state}"
+    );
     let threads = scalar(
         &flow.secondary,
         "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE \
@@ -288,6 +313,11 @@ async fn purged_binlogs_give_the_1236_line() {
     )
     .await;
     assert_eq!(threads, "OFF");
+    // The failed start left nothing running: a retry is refused for the purge again, not
+    // as "already replicating".
+    let out = flow.run("replicate", &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(stderr(&out).contains("error 1236"), "{}", describe(&out));
 }
 
 /// A wrong replication password: its clear line, and the password appears nowhere.
@@ -320,4 +350,141 @@ async fn wrong_replication_password_gives_the_credentials_line() {
     .unwrap();
     let out = flow.run("replicate", &[]);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+}
+
+/// `dr replicate --with-archive`: replication and gate 2 as without it, and `dr archive` as
+/// a child process that follows the writes into redo-storage while replicate waits. SIGTERM
+/// to replicate stops the child cleanly (exit 0, everything the primary committed is
+/// archived) and then replicate (exit 0); replication goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicate_with_archive_runs_the_archiver_as_a_child() {
+    // Backups and the archive on a real S3 server.
+    let s3_root = tempfile::tempdir().unwrap();
+    let s3 = syncgate::local::LocalS3::start(s3_root.path(), "sgkey", "sgsecret/1")
+        .await
+        .unwrap();
+    s3.create_bucket("backup").unwrap();
+    let uri = |prefix: &str| {
+        format!(
+            "s3://backup/{prefix}?access-key=sgkey&secret-access-key={}&endpoint={}\
+             &force-path-style=true",
+            syncgate::storage::encode_query_value("sgsecret/1"),
+            s3.endpoint()
+        )
+    };
+    let redo = uri("redo");
+    let flow = Flow::new(1, 500, Some(uri("flow"))).await;
+    add_to_dr_section(
+        &flow,
+        &format!("redo-storage = \"{redo}\"\nflush-interval = 0.2"),
+    );
+    restored(&flow).await;
+    let backup_gtid = flow.flow_state()["steps"]["restore"]["point"]["gtid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let load = writes(&flow.primary, 1, 50);
+    let mut child = flow
+        .command("replicate", &["--with-archive"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Its stdout, line by line, as it comes.
+    let (tx, lines) = std::sync::mpsc::channel::<String>();
+    let reader = std::io::BufReader::new(child.stdout.take().unwrap());
+    let stdout_thread = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in reader.lines().map_while(|l| l.ok()) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !seen.iter().any(|l: &String| l.starts_with("waiting:")) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(l) => seen.push(l),
+            Err(_) => {
+                let _ = child.kill();
+                let out = child.wait_with_output().unwrap();
+                panic!("no `waiting:` line: {seen:?}\n{}", stderr(&out));
+            }
+        }
+    }
+    let text = seen.join("\n");
+    assert!(text.contains("replication runs"), "{text}");
+    assert!(text.contains("gate 2: equal"), "{text}");
+    assert!(!text.contains("sgsecret"), "{text}");
+    let archiver: u32 = text
+        .split("dr archive runs as pid ")
+        .nth(1)
+        .and_then(|t| t.split(',').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no archiver pid: {text}"));
+    let alive = |pid: u32| std::path::Path::new(&format!("/proc/{pid}")).exists();
+    assert!(alive(archiver), "{text}");
+
+    // The archive follows the writes while replicate waits.
+    let status = |flow: &Flow| -> serde_json::Value {
+        let out = flow.run("status", &["--json"]);
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while status(&flow)["archive"]["segments"].as_u64().unwrap_or(0) < 2 {
+        assert!(Instant::now() < deadline, "{}", status(&flow));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let stats = load.stop().await.expect("load");
+    assert!(stats.transactions > 20, "{stats:?}");
+    let end = scalar(&flow.primary, "SELECT @@gtid_binlog_pos").await;
+
+    crate::signals::send(&child, "TERM");
+    let out = child.wait_with_output().unwrap();
+    stdout_thread.join().unwrap();
+    let rest: Vec<String> = lines.try_iter().collect();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{rest:?}\n{err}");
+    assert!(
+        rest.iter().any(|l| l.starts_with(&format!(
+            "dr archive (pid {archiver}) stopped (exit status: 0)"
+        ))),
+        "{rest:?}\n{err}"
+    );
+    assert!(!alive(archiver), "the archiver is gone");
+    // Stopped by its stdin closing (not a signal), then as on SIGTERM.
+    assert!(
+        err.contains("its parent `dr replicate --with-archive` ended"),
+        "{err}"
+    );
+    assert!(err.contains("dr archive stopped by SIGTERM"), "{err}");
+
+    // Everything the primary committed after the backup is archived, once each.
+    let store = syncgate::storage::open(&syncgate::storage::StorageUri::parse(&redo).unwrap())
+        .await
+        .unwrap();
+    let index = syncgate::dr::archive::load_index(store.as_ref())
+        .await
+        .unwrap();
+    let from = GtidPos::parse(&backup_gtid).unwrap();
+    let end = GtidPos::parse(&end).unwrap();
+    let mut seqs = Vec::new();
+    for e in syncgate::dr::archive::plan(&index, &from).unwrap() {
+        let bytes = store.get(&e.segment).await.unwrap().unwrap();
+        seqs.extend(
+            syncgate::dr::binlog::transactions(&bytes)
+                .unwrap()
+                .iter()
+                .map(|g| g.seq),
+        );
+    }
+    assert_eq!(
+        seqs,
+        (from.0[&0].seq + 1..=end.0[&0].seq).collect::<Vec<_>>()
+    );
+    // Replication still runs.
+    let st = status(&flow);
+    assert_eq!(st["replication"]["status"]["io_running"], "Yes", "{st}");
+    assert_eq!(st["replication"]["status"]["sql_running"], "Yes", "{st}");
 }

@@ -257,3 +257,35 @@ impl Drop for TestDb {
         let _ = handle.join();
     }
 }
+
+/// `FLUSH BINARY LOGS`, then `PURGE BINARY LOGS TO` the new file until every older binlog
+/// is really gone; returns the one file left. MariaDB purges a binlog only after InnoDB
+/// has written the binlog checkpoint for it, which trails the FLUSH by a moment: a PURGE
+/// right after the FLUSH may silently keep the older files (seen on 10.11).
+pub async fn purge_binlogs(server: &LocalServer) -> String {
+    let mut c = server.conn().await.expect("connect");
+    c.query_drop("FLUSH BINARY LOGS").await.expect("flush");
+    let row: mysql_async::Row = c
+        .query_first("SHOW MASTER STATUS")
+        .await
+        .expect("SHOW MASTER STATUS")
+        .expect("binlog on");
+    let file: String = row.get(0).expect("file");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        c.query_drop(format!("PURGE BINARY LOGS TO '{file}'"))
+            .await
+            .expect("purge");
+        let rows: Vec<mysql_async::Row> = c.query("SHOW BINARY LOGS").await.expect("list");
+        let files: Vec<String> = rows.iter().filter_map(|r| r.get(0)).collect();
+        if files == [file.clone()] {
+            let _ = c.disconnect().await;
+            return file;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "PURGE BINARY LOGS TO '{file}' still leaves {files:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

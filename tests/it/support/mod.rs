@@ -4,4 +4,4 @@
 
 pub mod mariadb;
 
-pub use mariadb::{pair, require_mariadbd, second, shared, start_server, TestDb};
+pub use mariadb::{pair, purge_binlogs, require_mariadbd, second, shared, start_server, TestDb};

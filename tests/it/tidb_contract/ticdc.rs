@@ -3,8 +3,10 @@
 //! holds the flow's GC safepoint: the exact create body, a changefeed walked through its
 //! states, the documented errors, and the order of "changefeed normal" and "GC hold removed".
 
+use super::fake_tidb::FakeTidb;
 use super::mock_pd::{update, Call, MockPd};
 use super::SAMPLE;
+use crate::scenario::describe;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response};
@@ -240,9 +242,11 @@ impl Drop for MockCdc {
 struct Setup {
     pd: MockPd,
     cdc: MockCdc,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     storage: PathBuf,
     ctx: DrContext,
+    /// The config's text (the secondary at 127.0.0.1:4001).
+    text: String,
 }
 
 impl Setup {
@@ -300,9 +304,10 @@ impl Setup {
         Setup {
             pd,
             cdc,
-            _dir: dir,
+            dir,
             storage,
             ctx,
+            text,
         }
     }
 
@@ -614,4 +619,124 @@ async fn sink_and_redo_secrets_stay_out_of_errors_logs_and_the_flow_state() {
     // The secrets did reach TiCDC, which needs them.
     assert_eq!(s.cdc.creates(), vec![expected_create_body()]);
     s.assert_hold_kept();
+}
+
+/// `syncgate dr replicate` on TiDB through the binary: the stand-in TiDB is the secondary (its
+/// flavour picks the TiDB path), the TiCDC stand-in answers at the primary's `cdc-addr`, the
+/// mock PD holds the flow's GC hold. `--dry-run` sends nothing; the run prints the plan and
+/// the changefeed, sends the exact create body, removes the hold after `normal`, records the
+/// step `done` with its changefeed and TiCDC's address, and leaks no secret; a second run is
+/// refused; `--again` adopts the changefeed instead of creating another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dr_replicate_on_tidb_through_the_binary() {
+    let s = Setup::start().await;
+    let tidb = FakeTidb::start().await;
+    let port = tidb.addr.port();
+    let config = s.dir.path().join("dr.toml");
+    std::fs::write(
+        &config,
+        s.text.replace("port = 4001", &format!("port = {port}")),
+    )
+    .unwrap();
+    let sink = SINK.replace(":4001/", &format!(":{port}/"));
+    let mut body = expected_create_body();
+    body["sink_uri"] = json!(sink);
+    s.cdc
+        .with(|c| c.script = vec![("pending", None), ("normal", None)]);
+    let run = |extra: &'static [&'static str]| {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_syncgate"))
+                .args(["dr", "replicate", "-C"])
+                .arg(&config)
+                .args(extra)
+                .env_remove("RUST_LOG")
+                .output()
+                .expect("run syncgate")
+        })
+    };
+    let no_secrets = |text: &str| {
+        for secret in [PASSWORD, "s3cr%3At%40pw%2F1", REDO_SECRET] {
+            assert!(!text.contains(secret), "{secret} in: {text}");
+        }
+    };
+
+    let out = run(&["--dry-run"]).await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        text.contains(&format!(
+            "would create changefeed {FEED} on TiCDC http://{} (or adopt this flow's own) from \
+             BackupTS {BACKUP_TS}",
+            s.cdc.addr
+        )) && text.contains(&format!(
+            "release the flow's GC hold {SERVICE} at {HOLD_AT}"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("sink mysql://repl:"), "{text}");
+    no_secrets(&describe(&out));
+    assert!(s.cdc.requests().is_empty(), "--dry-run sent nothing");
+    assert!(s.pd_updates().is_empty(), "--dry-run sent nothing to PD");
+
+    let out = run(&[]).await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        text.contains(&format!(
+            "replication runs: changefeed {FEED} on TiCDC http://{} created from BackupTS \
+             {BACKUP_TS} to 'secondary', state normal",
+            s.cdc.addr
+        )),
+        "{text}"
+    );
+    assert!(text.contains("GC hold is released"), "{text}");
+    assert!(text.contains("gate 2: run `dr verify`"), "{text}");
+    no_secrets(&describe(&out));
+    assert_eq!(s.cdc.creates(), vec![body], "one create, exact body");
+    let calls: Vec<Call> = s.pd_updates().into_iter().map(|(_, c)| c).collect();
+    assert_eq!(
+        calls,
+        vec![
+            update(CLUSTER, SERVICE, GC_HOLD_TTL, HOLD_AT),
+            update(CLUSTER, SERVICE, 0, 0),
+        ],
+        "renewed at its point, removed once normal"
+    );
+    let state = s.flow_state();
+    let step = &state["steps"]["replicate"];
+    assert_eq!(step["status"], "done", "{state}");
+    assert_eq!(step["changefeed"], FEED, "{state}");
+    assert_eq!(step["source"], format!("http://{}", s.cdc.addr), "{state}");
+    assert_eq!(step["backup_id"], BACKUP_ID, "{state}");
+    assert_eq!(
+        step["point"],
+        json!({"kind": "tso", "tso": BACKUP_TS}),
+        "{state}"
+    );
+    assert!(state.get("gc_hold").is_none(), "{state}");
+    no_secrets(&state.to_string());
+
+    // Done already: refused, nothing sent.
+    let sent = s.cdc.requests().len();
+    let out = run(&[]).await.unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("replication was already set up"),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(s.cdc.requests().len(), sent);
+
+    // --again: the flow's GC hold is gone, so nothing is sent and the line says why.
+    let out = run(&["--again"]).await.unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("holds no GC safepoint"),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(s.cdc.requests().len(), sent);
+    assert_eq!(s.flow_state()["steps"]["replicate"]["status"], "failed");
+    drop(tidb);
 }
