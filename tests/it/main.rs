@@ -20,6 +20,7 @@ mod collation;
 mod config_honoured;
 mod dr_archive;
 mod dr_backup;
+mod dr_failover;
 mod dr_replicate;
 mod fix_undo;
 mod harness_smoke;
