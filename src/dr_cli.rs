@@ -8,6 +8,7 @@ use clap::{Args, Subcommand};
 use syncgate::config::Config;
 use syncgate::dr::archive;
 use syncgate::dr::backup::{self, BackupOptions};
+use syncgate::dr::failover::{self, FailoverOptions};
 use syncgate::dr::replicate::{self, ReplicateOptions, Started};
 use syncgate::dr::restore::{self, RestoreOptions};
 use syncgate::dr::verify;
@@ -99,6 +100,19 @@ pub enum DrAction {
         #[arg(long, hide = true)]
         stop_with_parent: bool,
     },
+    /// The primary is lost: stop replication on the secondary, apply the archive after its
+    /// position exactly once, make it writable; then gate 3 (exit 0 equal, 1 different, 2
+    /// error or refused: a gap in the archive refuses before anything is applied).
+    Failover {
+        #[command(flatten)]
+        common: Common,
+        /// Run although the flow records a finished failover.
+        #[arg(long)]
+        again: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// The flow's state: each step, its point and gate; replication; gate 2's last runs;
     /// the backups in storage.
     Status {
@@ -164,6 +178,11 @@ pub async fn run(action: DrAction) -> anyhow::Result<i32> {
             stop_with_parent,
         } => archive_cmd(&common, flush_interval, start_gtid, stop_with_parent).await,
         DrAction::Status { common, json } => status_cmd(&common, json).await,
+        DrAction::Failover {
+            common,
+            again,
+            json,
+        } => failover_cmd(&common, again, json).await,
     };
     match outcome {
         Err(e) => match e.downcast_ref::<syncgate::Error>() {
@@ -523,6 +542,31 @@ async fn verify_cmd(ctx: &DrContext, json: bool) -> anyhow::Result<i32> {
         syncgate::dr::status::render_gate_run(&out.run),
         out.dir.display()
     );
+    Ok(code)
+}
+
+async fn failover_cmd(common: &Common, again: bool, json: bool) -> anyhow::Result<i32> {
+    let ctx = context(common)?;
+    if ctx.dry_run {
+        for line in failover::plan(&ctx).await? {
+            println!("{line}");
+        }
+        return Ok(EQUAL);
+    }
+    tracing::info!(config = ?ctx.config, "dr failover");
+    let report = failover::run(&ctx, &FailoverOptions { again }).await?;
+    let code = if report.equal() { EQUAL } else { DIFFERENT };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", failover::render_text(&report));
+        println!(
+            "report: {}",
+            ctx.step_dir(failover::FAILOVER_DIR)
+                .join("report.txt")
+                .display()
+        );
+    }
     Ok(code)
 }
 

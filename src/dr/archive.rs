@@ -545,9 +545,37 @@ impl Spool {
 #[derive(Debug, Clone)]
 pub struct ReplayOutcome {
     pub segments: usize,
+    /// Transactions applied (those of the segments after the starting position).
     pub transactions: u64,
     /// The target's position after the replay (also set as its `gtid_slave_pos`).
     pub position: GtidPos,
+    /// The last transaction applied and its commit time (Unix seconds), if any.
+    pub last_applied: Option<binlog::TxnInfo>,
+    /// The last segment was shorter than its index entry and was applied up to its last
+    /// complete transaction.
+    pub truncated: Option<Truncation>,
+}
+
+/// A last segment found shorter than its index entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Truncation {
+    pub segment: String,
+    pub stored_bytes: u64,
+    pub indexed_bytes: u64,
+    /// The last transaction the index names for it (lost).
+    pub indexed_last: String,
+    /// The last complete transaction in what is stored (applied), if any.
+    pub complete_to: Option<String>,
+}
+
+/// How [`replay_with`] runs.
+#[derive(Debug, Clone, Default)]
+pub struct ReplayOptions {
+    /// Start after this position (default: the target's `@@gtid_slave_pos`).
+    pub from: Option<GtidPos>,
+    /// A last segment shorter than its index entry is applied up to its last complete
+    /// transaction instead of refused.
+    pub allow_truncated_last: bool,
 }
 
 /// The segments to apply after `from`, in order; refuses a gap or an overlap in any domain.
@@ -597,10 +625,71 @@ pub async fn replay(
     target_ds: &DataSource,
     from: Option<GtidPos>,
 ) -> Result<ReplayOutcome> {
+    let opts = ReplayOptions {
+        from,
+        ..ReplayOptions::default()
+    };
+    replay_with(store, target, target_ds, &opts).await
+}
+
+/// The segments [`plan`] chose, each checked to be stored at its indexed size before
+/// anything is applied: a missing one is a gap, a shorter one is refused unless it is the
+/// last and `allow_truncated_last` (then its stored size is returned with it).
+pub async fn check_stored(
+    store: &dyn ObjectStore,
+    todo: &[IndexEntry],
+    allow_truncated_last: bool,
+) -> Result<Option<u64>> {
+    let mut truncated = None;
+    for (i, e) in todo.iter().enumerate() {
+        let info = store.head(&e.segment).await?;
+        let Some(info) = info else {
+            return Err(DrError::Precondition(format!(
+                "the archive has a gap: segment {} (transactions {} to {}) is missing from \
+                 redo-storage although its index entry is there; nothing was applied",
+                e.segment, e.first, e.last
+            ))
+            .into());
+        };
+        if info.size == e.size {
+            continue;
+        }
+        if info.size < e.size && i + 1 == todo.len() && allow_truncated_last {
+            truncated = Some(info.size);
+            continue;
+        }
+        return Err(DrError::Precondition(format!(
+            "archive segment {} holds {} bytes, its index entry says {} ({}); nothing was \
+             applied",
+            e.segment,
+            info.size,
+            e.size,
+            if info.size < e.size {
+                "truncated, and not the last segment"
+            } else {
+                "damaged"
+            }
+        ))
+        .into());
+    }
+    Ok(truncated)
+}
+
+/// [`replay`] with options. The segments are checked to be there first (a gap is refused
+/// before anything is applied), then fetched one at a time, in order, each checked against
+/// its sha256, and streamed into one `mariadb-binlog --start-position=<from> -` piped into
+/// the `mariadb` client: the start position is exclusive and GTID strict mode is on, so a
+/// transaction at or before `from` is never applied again.
+pub async fn replay_with(
+    store: &dyn ObjectStore,
+    target: &SourceSpec,
+    target_ds: &DataSource,
+    opts: &ReplayOptions,
+) -> Result<ReplayOutcome> {
     let source = Source::open(target.clone()).await?;
     let mut conn = source.connect().await?;
-    let from = match from {
-        Some(p) => p,
+    let from = match &opts.from {
+        Some(p) => p.clone(),
         None => {
             let s = conn
                 .first("SELECT @@GLOBAL.gtid_slave_pos")
@@ -612,62 +701,145 @@ pub async fn replay(
     };
     let index = load_index(store).await?;
     let todo = plan(&index, &from)?;
-    let dir = tempfile::tempdir()?;
-    let mut files = Vec::new();
-    let mut position = from.clone();
-    let mut transactions = 0;
-    for e in &todo {
-        let bytes = store.get(&e.segment).await?.ok_or_else(|| {
+    let stored_last = check_stored(store, &todo, opts.allow_truncated_last).await?;
+    let mut outcome = ReplayOutcome {
+        segments: todo.len(),
+        transactions: 0,
+        position: from.clone(),
+        last_applied: None,
+        truncated: None,
+    };
+    if todo.is_empty() {
+        conn.close().await;
+        return Ok(outcome);
+    }
+    let binlog_tool = ClientTool::new(
+        &["mariadb-binlog", "mysqlbinlog"],
+        "mariadb-client",
+        target_ds,
+    )?;
+    let client = ClientTool::new(&["mariadb", "mysql"], "mariadb-client", target_ds)?;
+    let mut args = Vec::new();
+    if !from.0.is_empty() {
+        args.push(format!("--start-position={from}"));
+    }
+    args.push("-".into());
+    let mut reader = binlog_tool.spawn(&args, Stdio::piped(), Stdio::piped())?;
+    let out: Stdio = reader
+        .child
+        .stdout
+        .take()
+        .expect("piped stdout")
+        .try_into()?;
+    let mut stdin = reader.child.stdin.take().expect("piped stdin");
+    let applier = client.spawn(&[], out, Stdio::null())?;
+    let fed = feed(store, &todo, stored_last, &from, &mut stdin, &mut outcome).await;
+    drop(stdin);
+    let (a, b) = tokio::join!(tool::finish(reader), tool::finish(applier));
+    // A damaged segment stops the feed at the previous segment's end; what was fed is
+    // applied and recorded before the error is returned, so a retry continues from there.
+    if let Err(e) = fed {
+        if a.is_ok() && b.is_ok() && outcome.transactions > 0 {
+            conn.exec(&format!(
+                "SET GLOBAL gtid_slave_pos = '{}'",
+                outcome.position
+            ))
+            .await?;
+        }
+        return Err(e);
+    }
+    a?;
+    b?;
+    conn.exec(&format!(
+        "SET GLOBAL gtid_slave_pos = '{}'",
+        outcome.position
+    ))
+    .await?;
+    conn.close().await;
+    Ok(outcome)
+}
+
+/// Fetch the segments in order and write them to the binlog reader's stdin as one binlog
+/// stream (the magic once; each segment's Format_description stays).
+async fn feed(
+    store: &dyn ObjectStore,
+    todo: &[IndexEntry],
+    stored_last: Option<u64>,
+    from: &GtidPos,
+    stdin: &mut tokio::process::ChildStdin,
+    outcome: &mut ReplayOutcome,
+) -> Result<()> {
+    use tokio::io::AsyncWriteExt;
+    for (i, e) in todo.iter().enumerate() {
+        let mut bytes = store.get(&e.segment).await?.ok_or_else(|| {
             DrError::Precondition(format!("archive segment {} is missing", e.segment))
         })?;
-        let actual = hex::encode(Sha256::digest(&bytes));
-        if actual != e.sha256 {
-            return Err(DrError::Damaged {
-                key: e.segment.clone(),
-                expected: e.sha256.clone(),
-                actual,
+        let last = i + 1 == todo.len();
+        if last && stored_last.is_some() {
+            let cut = complete_prefix(&bytes);
+            outcome.truncated = Some(Truncation {
+                segment: e.segment.clone(),
+                stored_bytes: bytes.len() as u64,
+                indexed_bytes: e.size,
+                indexed_last: e.last.clone(),
+                complete_to: cut.as_ref().map(|s| s.last.to_string()),
+            });
+            tracing::warn!(
+                segment = %e.segment,
+                stored = bytes.len(),
+                indexed = e.size,
+                "archive segment truncated; applying its complete transactions only"
+            );
+            match cut {
+                Some(s) => bytes = s.bytes,
+                None => break,
             }
-            .into());
+        } else {
+            let actual = hex::encode(Sha256::digest(&bytes));
+            if actual != e.sha256 {
+                return Err(DrError::Damaged {
+                    key: e.segment.clone(),
+                    expected: e.sha256.clone(),
+                    actual,
+                }
+                .into());
+            }
         }
-        let path = dir.path().join(format!("{:06}.bin", files.len()));
-        tokio::fs::write(&path, &bytes).await?;
-        files.push(path.display().to_string());
-        let (_, last) = e.gtids()?;
-        position.advance(last);
-        transactions += e.transactions;
-    }
-    if !todo.is_empty() {
-        let binlog_tool = ClientTool::new(
-            &["mariadb-binlog", "mysqlbinlog"],
-            "mariadb-client",
-            target_ds,
-        )?;
-        let client = ClientTool::new(&["mariadb", "mysql"], "mariadb-client", target_ds)?;
-        let mut args = Vec::new();
-        if !from.0.is_empty() {
-            args.push(format!("--start-position={from}"));
+        let mut seg = Segmenter::new(from.clone());
+        let body = bytes.strip_prefix(&binlog::MAGIC).ok_or_else(|| {
+            DrError::Precondition(format!("archive segment {} is not a binlog", e.segment))
+        })?;
+        let (events, _) =
+            binlog::split_events(body).map_err(|e| DrError::Precondition(e.to_string()))?;
+        for ev in events {
+            seg.feed(ev)
+                .map_err(|e| DrError::Precondition(e.to_string()))?;
         }
-        args.extend(files);
-        let mut reader = binlog_tool.spawn(&args, Stdio::null(), Stdio::piped())?;
-        let out: Stdio = reader
-            .child
-            .stdout
-            .take()
-            .expect("piped stdout")
-            .try_into()?;
-        let applier = client.spawn(&[], out, Stdio::null())?;
-        let (a, b) = tokio::join!(tool::finish(reader), tool::finish(applier));
-        a?;
-        b?;
-        conn.exec(&format!("SET GLOBAL gtid_slave_pos = '{position}'"))
-            .await?;
+        let taken = seg.take_segment();
+        let chunk = if i == 0 { &bytes[..] } else { body };
+        stdin.write_all(chunk).await?;
+        if let Some(s) = taken {
+            outcome.transactions += s.transactions;
+            outcome.last_applied = Some(binlog::TxnInfo {
+                gtid: s.last,
+                commit_ts: s.last_commit_ts,
+            });
+            outcome.position.advance(s.last);
+        }
     }
-    conn.close().await;
-    Ok(ReplayOutcome {
-        segments: todo.len(),
-        transactions,
-        position,
-    })
+    stdin.flush().await?;
+    Ok(())
+}
+
+/// The complete transactions of a truncated segment, as a binlog file of their own.
+fn complete_prefix(bytes: &[u8]) -> Option<binlog::Segment> {
+    let body = bytes.strip_prefix(&binlog::MAGIC)?;
+    let (events, _) = binlog::split_events(body).ok()?;
+    let mut seg = Segmenter::new(GtidPos::default());
+    for ev in events {
+        seg.feed(ev).ok()?;
+    }
+    seg.take_segment()
 }
 
 /// The archive as `dr status` reports it (`archive` in `--json`).

@@ -28,6 +28,7 @@ pub enum StepName {
     Backup,
     Restore,
     Replicate,
+    Failover,
 }
 
 impl StepName {
@@ -36,6 +37,7 @@ impl StepName {
             StepName::Backup => "backup",
             StepName::Restore => "restore",
             StepName::Replicate => "replicate",
+            StepName::Failover => "failover",
         }
     }
 }

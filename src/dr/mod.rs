@@ -13,6 +13,7 @@
 //! | `dr replicate` (MariaDB/MySQL replication from the backup's GTID) | [`replicate`] |
 //! | `dr verify`: gate 2 at a GTID fence, its history | [`verify`] |
 //! | `dr status` | [`status`] |
+//! | `dr failover`: the archive applied to the secondary, promoted; gate 3 | [`failover`] |
 //! | TiDB's BR through SQL, PD GC hold | [`tidb`] |
 //! | TiCDC OpenAPI v2 client (the changefeed of `replicate`) | [`ticdc`] |
 //!
@@ -22,6 +23,7 @@ pub mod archive;
 pub mod backup;
 pub mod binlog;
 pub mod context;
+pub mod failover;
 pub mod fingerprint;
 pub mod flow;
 pub mod gate;

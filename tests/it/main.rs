@@ -21,6 +21,7 @@ mod config_honoured;
 mod discovery;
 mod dr_archive;
 mod dr_backup;
+mod dr_failover;
 mod dr_replicate;
 mod fix_undo;
 mod harness_smoke;
