@@ -159,6 +159,10 @@ impl Config {
             if let Some(uri) = dr.redo_storage.as_mut() {
                 replace(uri, Context::Uri, lookup).map_err(fail(at("redo-storage")))?;
             }
+            if let Some(password) = dr.replication_password.as_mut() {
+                replace(password, Context::Plain, lookup)
+                    .map_err(fail(at("replication-password")))?;
+            }
         }
         Ok(())
     }

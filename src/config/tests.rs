@@ -643,7 +643,8 @@ fn secrets_from_the_environment_or_a_file() {
         "",
         &format!(
             "[dr]\nprimary = \"up\"\nsecondary = \"down\"\n\
-             backup-storage = \"s3://b/p?access-key=AK&secret-access-key=${{env:{var}}}\"\n"
+             backup-storage = \"s3://b/p?access-key=AK&secret-access-key=${{env:{var}}}\"\n\
+             replication-password = \"${{env:{var}}}\"\n"
         ),
     )
     .replacen(
@@ -669,6 +670,7 @@ fn secrets_from_the_environment_or_a_file() {
     assert!(dr
         .backup_storage
         .ends_with("secret-access-key=s3cr%2Bt%2F1"));
+    assert_eq!(dr.replication_password.as_deref(), Some("s3cr+t/1"));
     assert!(!format!("{c:?}").contains("s3cr"));
     let fp = |c: &Config| {
         crate::checkpoint::fingerprint(c, &Default::default())
