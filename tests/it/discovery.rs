@@ -3,23 +3,8 @@
 //! key and versioning, and row estimates for each table.
 
 use crate::support::TestDb;
-use syncgate::db::{Source, SourceSpec};
+use syncgate::db::Source;
 use syncgate::schema::{discover_table, discover_tables, TableRef};
-
-fn spec(db: &TestDb) -> SourceSpec {
-    SourceSpec {
-        name: "up".into(),
-        host: "127.0.0.1".into(),
-        port: db.port(),
-        user: "root".into(),
-        password: String::new(),
-        session: vec![],
-        snapshot: syncgate::snapshot::Snapshot::Live,
-        tls: None,
-        force_index: false,
-        sql_mode: None,
-    }
-}
 
 /// More tables than the per-schema threshold, each of another shape (`t_versioned` is
 /// created `WITH SYSTEM VERSIONING`).
@@ -78,7 +63,9 @@ async fn whole_schema_discovery_equals_per_table_discovery() {
     }
     db.exec("INSERT INTO t_int VALUES (1, 'a'), (2, 'b'), (3, 'c'); ANALYZE TABLE t_int")
         .await;
-    let source = Source::open(spec(&db)).await.unwrap();
+    let source = Source::open(db.source_spec(syncgate::snapshot::Snapshot::Live))
+        .await
+        .unwrap();
     let mut conn = source.connect().await.unwrap();
     let mut refs: Vec<TableRef> = TABLES
         .iter()

@@ -6,23 +6,8 @@ use mysql_async::prelude::Queryable;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use syncgate::db::{Source, SourceSpec};
+use syncgate::db::Source;
 use syncgate::snapshot::mysql::pin_consistent;
-
-fn spec(db: &TestDb) -> SourceSpec {
-    SourceSpec {
-        name: "up".into(),
-        host: "127.0.0.1".into(),
-        port: db.port(),
-        user: "root".into(),
-        password: String::new(),
-        session: vec![],
-        snapshot: syncgate::snapshot::Snapshot::Consistent,
-        tls: None,
-        force_index: false,
-        sql_mode: None,
-    }
-}
 
 /// A 40,000-row table `t`, loaded identically on both sides of the kill tests.
 const FORTY_K_ROWS: &str = "CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(20)); \
@@ -55,7 +40,9 @@ async fn pinned_workers_share_one_point_while_writes_go_on() {
     let writer = start_writer(&db, stop.clone());
     tokio::time::sleep(Duration::from_millis(200)).await;
 
-    let source = Source::open(spec(&db)).await.unwrap();
+    let source = Source::open(db.source_spec(syncgate::snapshot::Snapshot::Consistent))
+        .await
+        .unwrap();
     let (mut conns, point) = pin_consistent(&source, 4, 5).await.unwrap();
     assert_eq!(point.connections, 4);
     assert!(
@@ -100,7 +87,9 @@ async fn commit_lock_that_cannot_be_taken_is_a_clear_error() {
         .query_drop("BACKUP STAGE START; BACKUP STAGE BLOCK_COMMIT")
         .await
         .unwrap();
-    let source = Source::open(spec(&db)).await.unwrap();
+    let source = Source::open(db.source_spec(syncgate::snapshot::Snapshot::Consistent))
+        .await
+        .unwrap();
     let err = pin_consistent(&source, 2, 1)
         .await
         .err()

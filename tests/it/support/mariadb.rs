@@ -222,6 +222,22 @@ impl TestDb {
         rows
     }
 
+    /// A data source `up` for this database's server, as root, reading at `snapshot`.
+    pub fn source_spec(&self, snapshot: syncgate::snapshot::Snapshot) -> syncgate::db::SourceSpec {
+        syncgate::db::SourceSpec {
+            name: "up".into(),
+            host: "127.0.0.1".into(),
+            port: self.port(),
+            user: "root".into(),
+            password: String::new(),
+            session: vec![],
+            snapshot,
+            tls: None,
+            force_index: false,
+            sql_mode: None,
+        }
+    }
+
     /// Drop the database now.
     pub async fn drop_db(mut self) {
         drop_database(self.server, &self.name).await;
