@@ -89,6 +89,9 @@ pub struct FailoverReport {
     pub gate_position: PositionGate,
     /// Gate 3 (b): the data against an independent reconstruction.
     pub gate_data: String,
+    /// The AUTO_INCREMENT counters checked before the node was made writable, and any raised
+    /// past their table's largest id.
+    pub gate_counters: String,
     pub notes: Vec<String>,
 }
 
@@ -381,6 +384,9 @@ async fn promote(
     if replica.is_some() {
         conn.exec("RESET SLAVE ALL").await?;
     }
+    // Before it takes writes: no AUTO_INCREMENT counter may hand out an id a row holds.
+    let (counters, raised) = crate::check::raise_own_counters(conn).await?;
+    let gate_counters = counters_line(counters, &raised);
     conn.exec("SET GLOBAL read_only = 0").await?;
     let writable_after = started.elapsed();
     tracing::info!(
@@ -447,6 +453,7 @@ async fn promote(
             expected: expected.to_string(),
             actual: actual.to_string(),
         },
+        gate_counters,
         gate_data: "not built: the data is not compared with an independent reconstruction \
                     (last backup restored into a scratch server plus the archive replayed)"
             .into(),
@@ -458,6 +465,31 @@ async fn promote(
         binlog_pos: binlog_offset,
     };
     Ok((report, point))
+}
+
+/// The report line of the counters check: how many, and each one raised.
+fn counters_line(checked: usize, raised: &[crate::report::MetadataDiff]) -> String {
+    if raised.is_empty() {
+        return format!(
+            "{checked} AUTO_INCREMENT counter(s) checked, all above their tables' largest ids"
+        );
+    }
+    let moved: Vec<String> = raised
+        .iter()
+        .map(|d| {
+            let fix = d.fix.join("; ");
+            let state = if d.fixed { "raised" } else { "NOT raised" };
+            format!(
+                "`{}`.`{}`: {} — {state} ({fix})",
+                d.schema, d.name, d.detail
+            )
+        })
+        .collect();
+    format!(
+        "{checked} AUTO_INCREMENT counter(s) checked; {} at or below their largest id: {}",
+        raised.len(),
+        moved.join("; ")
+    )
 }
 
 /// The old primary's position and how many transactions the secondary lacks, when it
@@ -557,6 +589,7 @@ pub fn render_text(r: &FailoverReport) -> String {
         r.gate_position.result, r.gate_position.actual, r.gate_position.expected
     ));
     s.push_str(&format!("gate 3 (b) data: {}\n", r.gate_data));
+    s.push_str(&format!("counters: {}\n", r.gate_counters));
     s
 }
 

@@ -82,6 +82,8 @@ fn mixed() -> RunReport {
         error: None,
         warnings: vec!["upstream binlog is not row-based".into()],
         not_compared: Vec::new(),
+        metadata: Vec::new(),
+        metadata_fix_sql: None,
     }
 }
 

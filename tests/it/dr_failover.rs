@@ -264,6 +264,12 @@ async fn failover_after_primary_kill_applies_the_archive_exactly_once() {
     );
     assert!(doc["recovery_point"].as_str().unwrap().ends_with('Z'));
     assert!(doc["writable_after_ms"].as_u64().unwrap() < 60_000, "{doc}");
+    // The counters were checked before the node took writes (sbtest's ids are AUTO_INCREMENT).
+    let counters = doc["gate_counters"].as_str().unwrap();
+    assert!(
+        counters.contains("checked, all above") && !counters.starts_with("0 "),
+        "{doc}"
+    );
     assert!(
         doc["lost_transactions"].is_null(),
         "the primary is dead: {doc}"

@@ -110,6 +110,19 @@ pub struct TablePlan {
     /// The upstream's estimate of the table's rows (`information_schema.TABLES`), when
     /// known: a table well within one chunk is not split ([`Self::fits_one_chunk`]).
     pub rows_estimate: Option<u64>,
+    /// The downstream's AUTO_INCREMENT counter, checked against the upstream's keys
+    /// (`check::metadata`).
+    pub counter: Option<Counter>,
+}
+
+/// A table's AUTO_INCREMENT counters as discovered, before the read points are pinned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counter {
+    /// The AUTO_INCREMENT column's upstream name.
+    pub column: String,
+    /// The upstream's counter, when the upstream column has the attribute too.
+    pub up: Option<u64>,
+    pub down: u64,
 }
 
 impl TablePlan {
@@ -162,6 +175,7 @@ impl TablePlan {
             key_parts: Vec::new(),
             force_index: [None, None],
             rows_estimate: None,
+            counter: None,
         };
         plan.order_keys()?;
         Ok(plan)
