@@ -421,6 +421,9 @@ impl Run<'_> {
             job.interrupt.interruptible(recheck).await??;
             if !meta.found.is_empty() {
                 let mut dc = self.down.connect().await?;
+                if job.fix_sql_binlog == Some(crate::config::FixSqlBinlog::Skip) {
+                    dc.exec(crate::fixsql::SKIP_BINLOG).await?;
+                }
                 let applied = metadata::apply_and_recheck(&mut dc, &mut meta.found);
                 job.interrupt.interruptible(applied).await??;
                 dc.close().await;
