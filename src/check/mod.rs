@@ -73,6 +73,8 @@ pub const DEFAULT_CHUNK_SIZE: u64 = 20_000;
 #[derive(Debug, Clone, Default)]
 pub struct TableSettings {
     pub ignore_columns: Vec<String>,
+    /// Compare a system-versioned table's history (`system-versioned-history`).
+    pub history: bool,
     pub index_fields: Vec<String>,
     pub range: Option<String>,
     /// 0 = automatic.

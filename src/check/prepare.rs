@@ -198,10 +198,21 @@ fn prepare_pair(
     } else {
         settings.chunk_size
     };
+    let history = settings.history && up_schema.system_versioned && down_schema.system_versioned;
+    if settings.history && !history {
+        tracing::warn!(
+            "{target}: system-versioned-history is set but the table is not system-versioned \
+             on both sides: its current rows are compared"
+        );
+    }
+    let (up_plan_schema, down_plan_schema) = match history {
+        true => (with_history(&up_schema), with_history(&down_schema)),
+        false => (up_schema.clone(), down_schema.clone()),
+    };
     let plan = TablePlan::new(
         target.clone(),
-        &up_schema,
-        &down_schema,
+        &up_plan_schema,
+        &down_plan_schema,
         &settings.ignore_columns,
         &settings.index_fields,
         settings.range.clone(),
@@ -212,6 +223,8 @@ fn prepare_pair(
             force_key_index(&mut plan, [up, down], [&up_schema, &down_schema]);
             plan.rows_estimate = up_found.rows_estimate;
             plan.counter = counter;
+            plan.history = history;
+            report.history = history;
             Prepared {
                 report,
                 plan: Some(plan),
@@ -223,6 +236,19 @@ fn prepare_pair(
             Prepared { report, plan: None }
         }
     })
+}
+
+/// A system-versioned table as its history is compared: the period columns are compared like
+/// the others, and no key is used (the versions of one row share its key), so the row
+/// versions are compared as a multiset.
+fn with_history(schema: &TableSchema) -> TableSchema {
+    let mut s = schema.clone();
+    s.columns.extend(s.period.iter().cloned().map(|mut c| {
+        c.generated = None;
+        c
+    }));
+    s.indexes.clear();
+    s
 }
 
 /// The pair's AUTO_INCREMENT counters, when the downstream table has one and the upstream

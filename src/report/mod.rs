@@ -90,6 +90,10 @@ pub struct TableReport {
     /// checked in this run: all of them for a table finished before the interruption.
     #[serde(default)]
     pub resumed_chunks: u64,
+    /// A system-versioned table compared with its history (`system-versioned-history`):
+    /// every row version, period columns included, as a multiset; no fix SQL is written.
+    #[serde(default)]
+    pub history: bool,
 }
 
 /// One side of the comparison as it was read.

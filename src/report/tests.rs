@@ -30,6 +30,7 @@ fn table(schema: &str, name: &str, result: TableResult) -> TableReport {
         fix_applied: false,
         recheck_equal: None,
         resumed_chunks: 0,
+        history: false,
     }
 }
 

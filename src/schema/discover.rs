@@ -146,9 +146,11 @@ async fn discover_in_schema(
             .map(|(c, _)| c.name.clone());
         let mut idxs = indexes.remove(&name).unwrap_or_default();
         let system_versioned = cell_str(info, 3).as_deref() == Some("SYSTEM VERSIONED");
-        if system_versioned {
-            drop_period_columns(&mut cols, &mut idxs);
-        }
+        let period = if system_versioned {
+            period_columns(drop_period_columns(&mut cols, &mut idxs))
+        } else {
+            Vec::new()
+        };
         let schema = TableSchema {
             table: TableRef::new(schema, name.clone()),
             columns: cols,
@@ -158,6 +160,7 @@ async fn discover_in_schema(
             engine: cell_str(info, 2),
             system_versioned,
             auto_increment,
+            period,
         };
         out.insert(
             name,
@@ -184,7 +187,7 @@ fn group_by_table<T>(items: Vec<(String, T)>) -> BTreeMap<String, Vec<T>> {
 /// `ROW END`) from its columns and keys. MariaDB appends the row-end column to every unique
 /// key; among current rows it is the same maximum for all, so the rest of the key stays
 /// unique. (Implicit period columns are hidden and never listed.)
-fn drop_period_columns(columns: &mut Vec<Column>, indexes: &mut [Index]) {
+fn drop_period_columns(columns: &mut Vec<Column>, indexes: &mut [Index]) -> Vec<Column> {
     let is_period = |c: &Column| {
         c.generated.as_ref().is_some_and(|g| {
             let e = g.expression.trim().to_ascii_uppercase();
@@ -196,11 +199,41 @@ fn drop_period_columns(columns: &mut Vec<Column>, indexes: &mut [Index]) {
         .filter(|c| is_period(c))
         .map(|c| c.name.clone())
         .collect();
-    columns.retain(|c| !is_period(c));
+    let (dropped, kept) = std::mem::take(columns)
+        .into_iter()
+        .partition(|c| is_period(c));
+    *columns = kept;
     for idx in indexes.iter_mut() {
         idx.columns
             .retain(|c| !period.iter().any(|p| p.eq_ignore_ascii_case(c)));
     }
+    dropped
+}
+
+/// A system-versioned table's period columns: the explicit ones, else MariaDB's implicit
+/// `row_start` and `row_end` (hidden: never listed, but selectable by name).
+fn period_columns(explicit: Vec<Column>) -> Vec<Column> {
+    if !explicit.is_empty() {
+        return explicit;
+    }
+    ["row_start", "row_end"]
+        .iter()
+        .enumerate()
+        .map(|(i, name)| Column {
+            name: name.to_string(),
+            ordinal: u32::MAX - 1 + i as u32,
+            data_type: "timestamp".into(),
+            column_type: "timestamp(6)".into(),
+            class: TypeClass::from_data_type("timestamp", None),
+            nullable: false,
+            unsigned: false,
+            charset: None,
+            collation: None,
+            default: None,
+            generated: None,
+            invisible: true,
+        })
+        .collect()
 }
 
 /// The tables' columns in ordinal order (`information_schema.COLUMNS`), each with its

@@ -219,6 +219,9 @@ pub struct TableSchema {
     pub system_versioned: bool,
     /// The column with the `AUTO_INCREMENT` attribute, if any.
     pub auto_increment: Option<String>,
+    /// A system-versioned table's period columns (row start, row end), left out of
+    /// `columns`; read only when its history is compared.
+    pub period: Vec<Column>,
 }
 
 impl TableSchema {

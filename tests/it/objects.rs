@@ -84,6 +84,101 @@ async fn system_versioned_tables_are_compared_on_their_current_rows() {
     assert_eq!(counts(&summary, "implicit_sv"), (0, 0, 0));
 }
 
+/// `system-versioned-history = true`: a system-versioned table is compared over every row
+/// version (`FOR SYSTEM_TIME ALL`), period columns included. Both sides get the same
+/// history written explicitly (`system_versioning_insert_history`); then the upstream has a
+/// version the downstream lacks and the downstream one the upstream lacks, with equal
+/// current rows. Without the setting the tables are equal; with it each shows one missing
+/// and one extra version, and no fix SQL is written for history.
+#[tokio::test]
+async fn history_of_system_versioned_tables_is_compared_on_request() {
+    let s = Scenario::empty().await;
+    let end = "2038-01-19 03:14:07.999999";
+    for db in [&s.up, &s.down] {
+        db.exec(
+            "CREATE TABLE h (id INT PRIMARY KEY, v VARCHAR(20)) WITH SYSTEM VERSIONING; \
+             CREATE TABLE he (id INT PRIMARY KEY, v VARCHAR(20), \
+               rs TIMESTAMP(6) GENERATED ALWAYS AS ROW START, \
+               re TIMESTAMP(6) GENERATED ALWAYS AS ROW END, \
+               PERIOD FOR SYSTEM_TIME (rs, re)) WITH SYSTEM VERSIONING; \
+             CREATE TABLE hp (id INT PRIMARY KEY, v VARCHAR(20)) WITH SYSTEM VERSIONING \
+               PARTITION BY SYSTEM_TIME (PARTITION p_hist HISTORY, PARTITION p_cur CURRENT)",
+        )
+        .await;
+    }
+    let insert = |t: &str, rows: &[(u32, &str, &str, &str)]| {
+        let (start, finish) = if t == "he" {
+            ("rs", "re")
+        } else {
+            ("row_start", "row_end")
+        };
+        let values: Vec<String> = rows
+            .iter()
+            .map(|(id, v, a, b)| format!("({id}, '{v}', '{a}', '{b}')"))
+            .collect();
+        format!(
+            "SET SESSION system_versioning_insert_history = 1; \
+             INSERT INTO {t} (id, v, {start}, {finish}) VALUES {};",
+            values.join(", ")
+        )
+    };
+    let tables = ["h", "he", "hp"];
+    for t in tables {
+        let common = [
+            (1, "a", "2020-01-01 00:00:00", "2021-01-01 00:00:00"),
+            (1, "b", "2021-01-01 00:00:00", end),
+            (2, "x", "2020-01-01 00:00:00", end),
+        ];
+        for db in [&s.up, &s.down] {
+            db.exec(&insert(t, &common)).await;
+        }
+        s.up.exec(&insert(
+            t,
+            &[(3, "gone", "2020-01-01 00:00:00", "2020-06-01 00:00:00")],
+        ))
+        .await;
+        s.down
+            .exec(&insert(
+                t,
+                &[(2, "old", "2019-01-01 00:00:00", "2020-01-01 00:00:00")],
+            ))
+            .await;
+    }
+
+    let cfg = s.config("");
+    let out = syncgate(&["check", "-C", cfg.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "current rows are equal: {}",
+        describe(&out)
+    );
+
+    let cfg = s.config(&format!(
+        "target-configs = [\"history\"]\n\n[table-configs.history]\n\
+         target-tables = [\"{}.h*\"]\nsystem-versioned-history = true\n",
+        s.down.name()
+    ));
+    let out = syncgate(&["check", "-C", cfg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let summary = s.summary();
+    for t in tables {
+        assert_eq!(counts(&summary, t), (1, 1, 0), "{t}\n{summary:#}");
+        let report = summary["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["table"] == t)
+            .unwrap();
+        assert_eq!(report["history"], true, "{report:#}");
+        assert_eq!(
+            report["rows_upstream"], 4,
+            "every version is read: {report:#}"
+        );
+        assert!(report["fix_sql"].is_null(), "{report:#}");
+    }
+}
+
 /// Views, routines, triggers and events hold no table data the check compares: the report
 /// lists each as not compared, with the side it exists on, instead of passing over it.
 #[tokio::test]

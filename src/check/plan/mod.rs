@@ -113,6 +113,9 @@ pub struct TablePlan {
     /// The downstream's AUTO_INCREMENT counter, checked against the upstream's keys
     /// (`check::metadata`).
     pub counter: Option<Counter>,
+    /// A system-versioned table compared with its history: queries read `FOR SYSTEM_TIME
+    /// ALL` and no fix SQL is written (MariaDB cannot rewrite single history rows).
+    pub history: bool,
 }
 
 /// A table's AUTO_INCREMENT counters as discovered, before the read points are pinned.
@@ -176,6 +179,7 @@ impl TablePlan {
             force_index: [None, None],
             rows_estimate: None,
             counter: None,
+            history: false,
         };
         plan.order_keys()?;
         Ok(plan)
@@ -246,6 +250,16 @@ impl TablePlan {
         });
         self.force_index[side.index()] = found.map(|i| i.name.clone());
         found.is_some()
+    }
+
+    /// What `side`'s queries read `FROM`: the table, and all its row versions when its
+    /// history is compared.
+    pub fn source(&self, side: Side) -> String {
+        let table = self.table(side).quoted();
+        match self.history {
+            true => format!("{table} FOR SYSTEM_TIME ALL"),
+            false => table,
+        }
     }
 
     pub fn table(&self, side: Side) -> &TableRef {

@@ -39,6 +39,7 @@ fn schema(columns: Vec<Column>, key: &[&str]) -> TableSchema {
         engine: None,
         system_versioned: false,
         auto_increment: None,
+        period: Vec::new(),
     }
 }
 
