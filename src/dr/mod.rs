@@ -30,6 +30,7 @@ pub mod gate;
 pub mod manifest;
 pub mod parts;
 pub mod progress;
+pub mod reconstruct;
 pub mod replicate;
 pub mod restore;
 pub mod status;
