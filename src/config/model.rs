@@ -525,6 +525,10 @@ pub struct DrSection {
     /// `dr archive`: seconds between writes of the open segment (default 1).
     #[serde(default = "default_flush_interval")]
     pub flush_interval: f64,
+    /// TiDB: the `cdc` command-line tool `dr failover` runs for `cdc redo apply` (a path, or
+    /// a name looked up on PATH). Default `cdc`.
+    #[serde(default, deserialize_with = "empty_as_none")]
+    pub cdc_binary: Option<String>,
 }
 
 fn default_flush_interval() -> f64 {
@@ -554,6 +558,7 @@ impl fmt::Debug for DrSection {
             )
             .field("primary_host_for_replica", &self.primary_host_for_replica)
             .field("flush_interval", &self.flush_interval)
+            .field("cdc_binary", &self.cdc_binary)
             .finish()
     }
 }

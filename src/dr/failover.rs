@@ -161,7 +161,9 @@ async fn check(ctx: &DrContext, conn: &mut Conn) -> Result<Checked> {
 
 /// What `dr failover --dry-run` prints: the checks run, nothing changed.
 pub async fn plan(ctx: &DrContext) -> Result<Vec<String>> {
-    let (source, mut conn) = open_secondary(ctx).await?;
+    let Some((source, mut conn)) = open_secondary(ctx).await? else {
+        return super::tidb_failover::plan(ctx).await;
+    };
     let c = check(ctx, &mut conn).await?;
     conn.close().await;
     let end = archive::archived_position(&c.index)?;
@@ -190,17 +192,12 @@ pub async fn plan(ctx: &DrContext) -> Result<Vec<String>> {
     Ok(lines)
 }
 
-async fn open_secondary(ctx: &DrContext) -> Result<(Source, Conn)> {
+/// The secondary, `None` when it is TiDB (`dr::tidb_failover` handles it).
+async fn open_secondary(ctx: &DrContext) -> Result<Option<(Source, Conn)>> {
     let source = Source::open(ctx.secondary.clone()).await?;
     match source.flavour() {
         Flavour::MariaDb => {}
-        Flavour::TiDb => {
-            return Err(DrError::NotBuilt {
-                step: "dr failover",
-                flavour: "TiDB",
-            }
-            .into())
-        }
+        Flavour::TiDb => return Ok(None),
         Flavour::MySql => {
             return Err(DrError::NotBuilt {
                 step: "dr failover",
@@ -210,14 +207,16 @@ async fn open_secondary(ctx: &DrContext) -> Result<(Source, Conn)> {
         }
     }
     let conn = source.connect().await?;
-    Ok((source, conn))
+    Ok(Some((source, conn)))
 }
 
 /// Run `dr failover` under the flow's lock.
 pub async fn run(ctx: &DrContext, opts: &FailoverOptions) -> Result<FailoverReport> {
     let started = Instant::now();
     let started_at = now_rfc3339();
-    let (source, mut conn) = open_secondary(ctx).await?;
+    let Some((source, mut conn)) = open_secondary(ctx).await? else {
+        return super::tidb_failover::run(ctx, opts).await;
+    };
     let store = ctx.store().await?;
     Flow::with_lock(
         store,
@@ -607,7 +606,7 @@ async fn probe_primary(ctx: &DrContext, position: &GtidPos) -> (Option<GtidPos>,
     }
 }
 
-fn unix_rfc3339(ts: u64) -> String {
+pub(super) fn unix_rfc3339(ts: u64) -> String {
     time::OffsetDateTime::from_unix_timestamp(ts as i64)
         .ok()
         .and_then(|t| {
@@ -617,7 +616,7 @@ fn unix_rfc3339(ts: u64) -> String {
         .unwrap_or_else(|| ts.to_string())
 }
 
-async fn write_report(ctx: &DrContext, report: &FailoverReport) -> Result<()> {
+pub(super) async fn write_report(ctx: &DrContext, report: &FailoverReport) -> Result<()> {
     let dir = ctx.step_dir(FAILOVER_DIR);
     let json = serde_json::to_vec_pretty(report)
         .map_err(|e| Error::Internal(format!("failover report does not serialise: {e}")))?;

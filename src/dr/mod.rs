@@ -37,6 +37,7 @@ pub mod status;
 pub mod stream;
 pub mod ticdc;
 pub mod tidb;
+pub mod tidb_failover;
 pub mod tidb_steps;
 pub mod tool;
 pub mod verify;

@@ -432,14 +432,9 @@ pub fn plan(ctx: &DrContext, state: &FlowState, opts: &ReplicateOptions) -> Vec<
     lines
 }
 
-/// The changefeed's body: BackupTS, the secondary as a MySQL sink, syncpoints, redo.
-fn changefeed_config(
-    ctx: &DrContext,
-    id: &str,
-    start_ts: u64,
-    redo: &crate::storage::StorageUri,
-    opts: &ReplicateOptions,
-) -> Result<ChangefeedConfig> {
+/// The secondary as TiCDC's MySQL sink (`mysql://user:password@host:port/`, TLS as file
+/// paths): the changefeed's sink, and `cdc redo apply`'s. Holds the password.
+pub(super) fn secondary_sink(ctx: &DrContext) -> Result<SecretUri> {
     let ds = ctx
         .config
         .data_sources
@@ -470,11 +465,29 @@ fn changefeed_config(
             }
         }
     }
+    Ok(mysql_sink_uri(
+        &ds.host,
+        ds.port,
+        &ds.user,
+        &ds.password,
+        &tls,
+    ))
+}
+
+/// The changefeed's body: BackupTS, the secondary as a MySQL sink, syncpoints, redo.
+fn changefeed_config(
+    ctx: &DrContext,
+    id: &str,
+    start_ts: u64,
+    redo: &crate::storage::StorageUri,
+    opts: &ReplicateOptions,
+) -> Result<ChangefeedConfig> {
+    let sink_uri = secondary_sink(ctx)?;
     Ok(ChangefeedConfig {
         namespace: "default".into(),
         changefeed_id: id.to_string(),
         start_ts,
-        sink_uri: mysql_sink_uri(&ds.host, ds.port, &ds.user, &ds.password, &tls),
+        sink_uri,
         replica_config: ReplicaConfig {
             enable_sync_point: true,
             sync_point_interval: Some(opts.sync_point_interval),

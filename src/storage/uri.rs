@@ -183,6 +183,19 @@ impl StorageUri {
         self.render(true)
     }
 
+    /// An S3 location's credentials (access key, secret key, session token), for handing to
+    /// a tool through its environment rather than its command line. Never log them.
+    pub fn credentials(&self) -> Option<(String, String, Option<String>)> {
+        match &self.backend {
+            Backend::S3(s3) => Some((
+                s3.params.access_key.clone()?,
+                s3.params.secret_access_key.clone()?,
+                s3.params.session_token.clone(),
+            )),
+            Backend::Local { .. } => None,
+        }
+    }
+
     /// A sub-location: `s3://b/p` + `backups/x` = `s3://b/p/backups/x` (same parameters).
     pub fn join(&self, sub: &str) -> StorageUri {
         let segments = sub.split('/').filter(|s| !s.is_empty());

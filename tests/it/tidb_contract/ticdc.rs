@@ -740,3 +740,206 @@ async fn dr_replicate_on_tidb_through_the_binary() {
     assert_eq!(s.flow_state()["steps"]["replicate"]["status"], "failed");
     drop(tidb);
 }
+
+/// The bytes TiCDC's owner writes into a redo meta file (tinylib/msgp, A8.2): a fixmap of
+/// two, `checkpointTs` and `resolvedTs` as uint64 (0xcf).
+fn redo_meta_bytes(checkpoint: u64, resolved: u64) -> Vec<u8> {
+    let mut b = vec![0x82, 0xac];
+    b.extend_from_slice(b"checkpointTs");
+    b.push(0xcf);
+    b.extend_from_slice(&checkpoint.to_be_bytes());
+    b.push(0xaa);
+    b.extend_from_slice(b"resolvedTs");
+    b.push(0xcf);
+    b.extend_from_slice(&resolved.to_be_bytes());
+    b
+}
+
+/// `dr failover` on TiDB through the binary (A8-A10): the redo meta read from the bytes
+/// TiCDC writes, in a real S3 server; the changefeed paused on the TiCDC stand-in and never
+/// removed; a stand-in `cdc` that records its arguments and environment and prints the
+/// documented lines. A failing apply is exit 2 with its output (no secrets); the next run
+/// applies, gate 3 (a) holds (resolved-ts at or after the checkpoint), (b) says the dead
+/// upstream was not compared, and the flow records the new TSO anchor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dr_failover_on_tidb_pauses_the_changefeed_and_applies_the_redo() {
+    const CHECKPOINT: u64 = BACKUP_TS + (5_000 << 18);
+    const RESOLVED: u64 = BACKUP_TS + (7_000 << 18);
+    let s = Setup::start().await;
+    let tidb = FakeTidb::start().await;
+    let s3_root = tempfile::tempdir().unwrap();
+    let s3 = syncgate::local::LocalS3::start(s3_root.path(), "AKIDREDO", REDO_SECRET)
+        .await
+        .unwrap();
+    s3.create_bucket("redo-bucket").unwrap();
+    let redo = format!(
+        "s3://redo-bucket/dr?access-key=AKIDREDO&secret-access-key={REDO_SECRET}&endpoint={}&force-path-style=true",
+        s3.endpoint()
+    );
+    let feed_redo = syncgate::storage::StorageUri::parse(&redo)
+        .unwrap()
+        .join(FEED);
+    let store = syncgate::storage::open(&feed_redo).await.unwrap();
+    store
+        .put(
+            &format!("10.0.0.5:8300_default_{FEED}_meta_0b7e.meta"),
+            redo_meta_bytes(CHECKPOINT, RESOLVED),
+        )
+        .await
+        .unwrap();
+    // The flow after `dr replicate`.
+    let mut flow = s.flow_state();
+    flow["steps"]["replicate"] = json!({"status": "done", "started": "2026-01-05T10:19:00Z",
+        "ended": "2026-01-05T10:20:00Z", "backup_id": BACKUP_ID, "changefeed": FEED,
+        "source": format!("http://{}", s.cdc.addr), "point": {"kind": "tso", "tso": BACKUP_TS}});
+    std::fs::write(s.storage.join("flow.json"), flow.to_string()).unwrap();
+    s.cdc.with(|c| {
+        c.feeds.insert(
+            FEED.into(),
+            Feed {
+                start_ts: BACKUP_TS,
+                sink_uri: SINK.into(),
+                script: vec![("normal", None)],
+            },
+        )
+    });
+    let bin = s.dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let cdc = bin.join("cdc");
+    std::fs::write(
+        &cdc,
+        "#!/bin/sh\nd=$(dirname \"$0\")\necho \"$@\" > \"$d/args\"\n\
+         echo \"$AWS_ACCESS_KEY_ID $AWS_SECRET_ACCESS_KEY\" > \"$d/env\"\n\
+         if [ -f \"$d/fail\" ]; then\n  echo '[ERROR] [redo.go:88] apply failed: \
+         [CDC:ErrMySQLConnectionError]dial tcp: connection refused' >&2\n  exit 1\nfi\n\
+         echo '[INFO] [redo.go:60] [\"start to apply redo log\"]'\n\
+         echo 'Apply redo log successfully'\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&cdc, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(bin.join("fail"), "").unwrap();
+
+    let config = s.dir.path().join("dr.toml");
+    let redo_line = s
+        .text
+        .lines()
+        .find(|l| l.starts_with("redo-storage"))
+        .unwrap()
+        .to_string();
+    let text = s
+        .text
+        .replace("port = 4001", &format!("port = {}", tidb.addr.port()))
+        .replace(
+            &redo_line,
+            &format!(
+                "redo-storage = \"{redo}\"\ncdc-binary = \"{}\"",
+                cdc.display()
+            ),
+        );
+    std::fs::write(&config, text).unwrap();
+    let run = || {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_syncgate"))
+                .args(["dr", "failover", "-C"])
+                .arg(&config)
+                .env_remove("RUST_LOG")
+                .output()
+                .expect("run syncgate")
+        })
+    };
+    let no_secrets = |text: &str| {
+        for secret in [PASSWORD, "s3cr%3At%40pw%2F1", REDO_SECRET] {
+            assert!(!text.contains(secret), "{secret} in: {text}");
+        }
+    };
+
+    let dry = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_syncgate"))
+                .args(["dr", "failover", "--dry-run", "-C"])
+                .arg(&config)
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap()
+    };
+    assert_eq!(dry.status.code(), Some(0), "{}", describe(&dry));
+    let text = String::from_utf8_lossy(&dry.stdout).into_owned();
+    assert!(
+        text.contains(&format!("would pause changefeed {FEED}"))
+            && text.contains(&format!(
+                "checkpoint-ts {CHECKPOINT}, resolved-ts {RESOLVED}"
+            )),
+        "{text}"
+    );
+    no_secrets(&describe(&dry));
+    assert!(s.cdc.requests().is_empty(), "--dry-run sent nothing");
+    assert!(!bin.join("args").exists(), "--dry-run ran nothing");
+
+    let out = run().await.unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        err.contains("cdc redo apply failed") && err.contains("ErrMySQLConnectionError"),
+        "{err}"
+    );
+    no_secrets(&describe(&out));
+    let paused = |reqs: &[Req]| {
+        reqs.iter()
+            .filter(|r| r.method == "POST" && r.path.contains(&format!("/{FEED}/pause")))
+            .count()
+    };
+    assert_eq!(paused(&s.cdc.requests()), 1, "{:?}", s.cdc.requests());
+    assert_eq!(s.flow_state()["steps"]["failover"]["status"], "failed");
+
+    std::fs::remove_file(bin.join("fail")).unwrap();
+    let out = run().await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(stdout.contains("gate 3 (a) position: equal"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("resolved-ts {RESOLVED}"))
+            && stdout.contains("not compared: the upstream does not answer"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("recovery point: 20"), "{stdout}");
+    no_secrets(&describe(&out));
+    // The documented command line; the storage's credentials went through the environment.
+    let args = std::fs::read_to_string(bin.join("args")).unwrap();
+    let sink = SINK.replace(":4001/", &format!(":{}/", tidb.addr.port()));
+    assert!(
+        args.starts_with("redo apply --storage=s3://redo-bucket/dr/")
+            && args.contains(&format!("/{FEED}?"))
+            && args.contains("--tmp-dir=/")
+            && args.trim_end().ends_with(&format!("--sink-uri={sink}")),
+        "{args}"
+    );
+    assert!(
+        !args.contains(REDO_SECRET) && !args.contains("AKIDREDO"),
+        "{args}"
+    );
+    let env = std::fs::read_to_string(bin.join("env")).unwrap();
+    assert_eq!(env.trim(), format!("AKIDREDO {REDO_SECRET}"));
+    // Paused again (it was running), never removed: removing deletes the redo.
+    assert!(
+        s.cdc.requests().iter().all(|r| r.method != "DELETE"),
+        "{:?}",
+        s.cdc.requests()
+    );
+    let state = s.flow_state();
+    let step = &state["steps"]["failover"];
+    assert_eq!(step["status"], "done", "{state}");
+    assert_eq!(step["changefeed"], FEED, "{state}");
+    assert_eq!(step["point"]["kind"], "tso", "{state}");
+    // The secondary's fresh TSO after the apply (the stand-in's next one): the new anchor.
+    assert_eq!(
+        step["point"]["tso"].as_u64(),
+        Some(SAMPLE + (100_000 << 18)),
+        "{state}"
+    );
+    s3.stop().await;
+}
