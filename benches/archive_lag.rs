@@ -3,7 +3,7 @@
 //! binlog.
 //!
 //! Run: `cargo bench --bench archive_lag -- --bench [--tps 100,1000] [--seconds 30]
-//! [--flush-interval 1]`.
+//! [--flush-interval 1] [--connections 8]`.
 //!
 //! Starts a primary `mariadbd` (binlog on, ROW), seeds `sbtest.sbtest1..4` (10,000 rows
 //! each), then for each rate: `syncgate dr archive` (the release or debug binary cargo built
@@ -40,6 +40,9 @@ struct Opts {
     tps: Vec<u32>,
     seconds: u64,
     flush_interval: f64,
+    /// Writer connections of the load (more reach a higher rate on a slow disk: their
+    /// commits share the binlog's group commit).
+    connections: usize,
 }
 
 fn parse(args: &[String]) -> Res<Opts> {
@@ -47,6 +50,7 @@ fn parse(args: &[String]) -> Res<Opts> {
         tps: vec![100, 1000],
         seconds: 30,
         flush_interval: 1.0,
+        connections: 8,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -60,6 +64,7 @@ fn parse(args: &[String]) -> Res<Opts> {
             }
             "--seconds" => o.seconds = val()?.parse()?,
             "--flush-interval" => o.flush_interval = val()?.parse()?,
+            "--connections" => o.connections = val()?.parse()?,
             "--bench" => {}
             other => return Err(format!("unknown option {other}").into()),
         }
@@ -73,7 +78,7 @@ async fn main() {
     if !args.iter().any(|a| a == "--bench") {
         println!(
             "archive_lag: run with `cargo bench --bench archive_lag -- [--tps 100,1000] \
-             [--seconds 30] [--flush-interval 1]`"
+             [--seconds 30] [--flush-interval 1] [--connections 8]`"
         );
         return;
     }
@@ -206,7 +211,7 @@ async fn measure(primary: &LocalServer, tps: u32, o: &Opts, probe_id: &mut u64) 
             tables: (1..=TABLES)
                 .map(|t| syncgate::schema::TableRef::new("sbtest", format!("sbtest{t}")))
                 .collect(),
-            connections: 4,
+            connections: o.connections,
             seed: 11 + tps as u64,
         },
     );
@@ -351,9 +356,11 @@ fn segment_bytes(dir: &Path) -> Res<(usize, u64)> {
 fn print_results(results: &[Outcome], o: &Opts) {
     println!(
         "\narchive lag: commit on the primary -> segment durable in redo-storage (local \
-         directory), flush-interval {} s, {} s per rate, a probe every {} ms",
+         directory), flush-interval {} s, {} s per rate, {} writer connections, a probe \
+         every {} ms",
         o.flush_interval,
         o.seconds,
+        o.connections,
         PROBE_EVERY.as_millis()
     );
     println!(

@@ -223,20 +223,9 @@ pub async fn run(ctx: &DrContext, opts: &FailoverOptions) -> Result<FailoverRepo
         &ctx.output_dir,
         "dr failover",
         async |flow: &mut Flow| {
-            if let Some(done) = flow.state.step(StepName::Failover) {
-                if done.status == StepStatus::Done && !opts.again {
-                    return Err(DrError::Precondition(format!(
-                        "the failover already ran ({}); the secondary is the acting primary. \
-                         Pass --again to run it again",
-                        done.ended.as_deref().unwrap_or("?")
-                    ))
-                    .into());
-                }
-            }
+            refuse_done(flow, opts)?;
             // Step 1: nothing is changed when a check fails.
             check(ctx, &mut conn).await?;
-            let mut record = StepRecord::started_now();
-            flow.set(StepName::Failover, record.clone()).await?;
             let backup_id = flow
                 .state
                 .step(StepName::Backup)
@@ -253,37 +242,64 @@ pub async fn run(ctx: &DrContext, opts: &FailoverOptions) -> Result<FailoverRepo
                 started,
                 started_at.clone(),
             );
-            let result = ctx
-                .interrupt
-                .interruptible(work)
-                .await
-                .unwrap_or_else(|signal| Err(signal.into()));
-            match result {
-                Ok((report, point)) => {
-                    record.point = Some(point);
-                    record.gate = Some(GateRecord {
-                        result: report.gate_position.result.clone(),
-                        differing_rows: 0,
-                        report: format!("{FAILOVER_DIR}/report.json"),
-                    });
-                    record.end(if report.equal() {
-                        StepStatus::Done
-                    } else {
-                        StepStatus::GateFailed
-                    });
-                    flow.set(StepName::Failover, record).await?;
-                    write_report(ctx, &report).await?;
-                    Ok(report)
-                }
-                Err(e) => {
-                    record.end_with_error(&e);
-                    flow.set(StepName::Failover, record).await?;
-                    Err(e)
-                }
-            }
+            record_step(ctx, flow, StepRecord::started_now(), work).await
         },
     )
     .await
+}
+
+/// A finished failover is not run again by accident.
+pub(super) fn refuse_done(flow: &Flow, opts: &FailoverOptions) -> Result<()> {
+    match flow.state.step(StepName::Failover) {
+        Some(done) if done.status == StepStatus::Done && !opts.again => {
+            Err(DrError::Precondition(format!(
+                "the failover already ran ({}); the secondary is the acting primary. Pass \
+                 --again to run it again",
+                done.ended.as_deref().unwrap_or("?")
+            ))
+            .into())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The failover step around `work` (interruptible, after the checks): recorded as running,
+/// then done, gate-failed or failed, with its point, gate and report.
+pub(super) async fn record_step(
+    ctx: &DrContext,
+    flow: &mut Flow,
+    mut record: StepRecord,
+    work: impl std::future::Future<Output = Result<(FailoverReport, Point)>>,
+) -> Result<FailoverReport> {
+    flow.set(StepName::Failover, record.clone()).await?;
+    let result = ctx
+        .interrupt
+        .interruptible(work)
+        .await
+        .unwrap_or_else(|signal| Err(signal.into()));
+    match result {
+        Ok((report, point)) => {
+            record.point = Some(point);
+            record.gate = Some(GateRecord {
+                result: if report.equal() { "equal" } else { "different" }.into(),
+                differing_rows: 0,
+                report: format!("{FAILOVER_DIR}/report.json"),
+            });
+            record.end(if report.equal() {
+                StepStatus::Done
+            } else {
+                StepStatus::GateFailed
+            });
+            flow.set(StepName::Failover, record).await?;
+            write_report(ctx, &report).await?;
+            Ok(report)
+        }
+        Err(e) => {
+            record.end_with_error(&e);
+            flow.set(StepName::Failover, record).await?;
+            Err(e)
+        }
+    }
 }
 
 /// Steps 2 to 5.

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 
 use super::failover::{FailoverReport, PositionGate, FAILOVER_DIR};
-use super::flow::{now_rfc3339, Flow, GateRecord, Point, StepName, StepRecord, StepStatus};
+use super::flow::{now_rfc3339, Flow, Point, StepName, StepRecord, StepStatus};
 use super::ticdc::{CdcClient, FeedState};
 use super::{DrContext, DrError};
 use crate::db::{cell_u64, Source};
@@ -152,16 +152,7 @@ pub async fn run(
         &ctx.output_dir,
         "dr failover",
         async |flow: &mut Flow| {
-            if let Some(done) = flow.state.step(StepName::Failover) {
-                if done.status == StepStatus::Done && !opts.again {
-                    return Err(DrError::Precondition(format!(
-                        "the failover already ran ({}); the secondary is the acting primary. \
-                         Pass --again to run it again",
-                        done.ended.as_deref().unwrap_or("?")
-                    ))
-                    .into());
-                }
-            }
+            super::failover::refuse_done(flow, opts)?;
             let (id, redo) = changefeed(ctx, &flow.state)?;
             let redo_store = crate::storage::open(&redo).await?;
             let meta = resolve_meta(&read_metas(redo_store.as_ref()).await?, &redo.redacted())?;
@@ -169,7 +160,6 @@ pub async fn run(
             let cdc = cdc_binary(ctx)?;
             let mut record = StepRecord::started_now();
             record.changefeed = Some(id.clone());
-            flow.set(StepName::Failover, record.clone()).await?;
             let work = apply_and_gate(
                 ctx,
                 (&id, &redo, meta),
@@ -178,34 +168,7 @@ pub async fn run(
                 started,
                 started_at.clone(),
             );
-            let result = ctx
-                .interrupt
-                .interruptible(work)
-                .await
-                .unwrap_or_else(|signal| Err(signal.into()));
-            match result {
-                Ok((report, point)) => {
-                    record.point = Some(point);
-                    record.gate = Some(GateRecord {
-                        result: report.gate_position.result.clone(),
-                        differing_rows: 0,
-                        report: format!("{FAILOVER_DIR}/report.json"),
-                    });
-                    record.end(if report.equal() {
-                        StepStatus::Done
-                    } else {
-                        StepStatus::GateFailed
-                    });
-                    flow.set(StepName::Failover, record).await?;
-                    super::failover::write_report(ctx, &report).await?;
-                    Ok(report)
-                }
-                Err(e) => {
-                    record.end_with_error(&e);
-                    flow.set(StepName::Failover, record).await?;
-                    Err(e)
-                }
-            }
+            super::failover::record_step(ctx, flow, record, work).await
         },
     )
     .await
