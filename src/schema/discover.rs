@@ -243,25 +243,25 @@ async fn read_columns(
     conn: &mut Conn,
     where_clause: &str,
 ) -> Result<Vec<(String, (Column, bool))>> {
-    let rows = conn
-        .rows(&format!(
-            "SELECT COLUMN_NAME, ORDINAL_POSITION, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, \
-             CHARACTER_SET_NAME, COLLATION_NAME, COLUMN_DEFAULT, EXTRA, GENERATION_EXPRESSION, \
-             TABLE_NAME FROM information_schema.COLUMNS WHERE {where_clause} \
-             ORDER BY TABLE_NAME, ORDINAL_POSITION"
-        ))
-        .await?;
-    Ok(rows
-        .iter()
-        .map(|r| {
-            let auto =
-                cell_str(r, 8).is_some_and(|e| e.to_ascii_lowercase().contains("auto_increment"));
-            (
-                cell_str(r, 10).unwrap_or_default(),
-                (column_from_row(r), auto),
-            )
-        })
-        .collect())
+    let sql = format!(
+        "SELECT COLUMN_NAME, ORDINAL_POSITION, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, \
+         CHARACTER_SET_NAME, COLLATION_NAME, COLUMN_DEFAULT, EXTRA, GENERATION_EXPRESSION, \
+         TABLE_NAME FROM information_schema.COLUMNS WHERE {where_clause} \
+         ORDER BY TABLE_NAME, ORDINAL_POSITION"
+    );
+    // Streamed: a schema of thousands of tables has tens of thousands of these rows, and
+    // each becomes a `Column` as it arrives instead of all being held as rows first.
+    let mut out = Vec::new();
+    let mut rows = conn.stream(&sql).await?;
+    while let Some(r) = rows.next().await? {
+        let auto =
+            cell_str(&r, 8).is_some_and(|e| e.to_ascii_lowercase().contains("auto_increment"));
+        out.push((
+            cell_str(&r, 10).unwrap_or_default(),
+            (column_from_row(&r), auto),
+        ));
+    }
+    Ok(out)
 }
 
 /// One row of [`read_columns`]' query as a [`Column`]: types lower-cased, `EXTRA` read for
