@@ -10,6 +10,7 @@ use syncgate::dr::archive;
 use syncgate::dr::backup::{self, BackupOptions};
 use syncgate::dr::failover::{self, FailoverOptions};
 use syncgate::dr::replicate::{self, ReplicateOptions, Started};
+use syncgate::dr::reseed::{self, ReseedOptions};
 use syncgate::dr::restore::{self, RestoreOptions};
 use syncgate::dr::verify;
 use syncgate::dr::DrContext;
@@ -113,6 +114,19 @@ pub enum DrAction {
         #[arg(long)]
         json: bool,
     },
+    /// After a failover: fill the rebuilt node NAME from the acting primary (backup,
+    /// restore), replicate it from there while writes go on; then gate 4 (exit 0 equal, 1
+    /// different, 2 error or refused: no failover yet, NAME unknown or not empty).
+    Reseed {
+        #[command(flatten)]
+        common: Common,
+        /// The data source to rebuild ([data-sources.NAME]); it must be empty.
+        #[arg(long, value_name = "NAME")]
+        new_primary: String,
+        /// Reseed again although the flow records a finished reseed.
+        #[arg(long)]
+        again: bool,
+    },
     /// The flow's state: each step, its point and gate; replication; gate 2's last runs;
     /// the backups in storage.
     Status {
@@ -183,6 +197,11 @@ pub async fn run(action: DrAction) -> anyhow::Result<i32> {
             again,
             json,
         } => failover_cmd(&common, again, json).await,
+        DrAction::Reseed {
+            common,
+            new_primary,
+            again,
+        } => reseed_cmd(&common, ReseedOptions { new_primary, again }).await,
     };
     match outcome {
         Err(e) => match e.downcast_ref::<syncgate::Error>() {
@@ -567,6 +586,48 @@ async fn failover_cmd(common: &Common, again: bool, json: bool) -> anyhow::Resul
                 .display()
         );
     }
+    Ok(code)
+}
+
+async fn reseed_cmd(common: &Common, opts: ReseedOptions) -> anyhow::Result<i32> {
+    let ctx = context(common)?;
+    let plan = reseed::plan(&ctx, &opts).await?;
+    if ctx.dry_run {
+        for line in plan {
+            println!("{line}");
+        }
+        return Ok(EQUAL);
+    }
+    tracing::info!(config = ?ctx.config, "dr reseed");
+    let out = reseed::run(&ctx, &opts).await?;
+    println!(
+        "reseed: backup {} of the acting primary '{}' at {} restored onto '{}' in {:.1} s; '{}' \
+         replicates from {} after that point",
+        out.manifest.id,
+        out.acting,
+        out.manifest.point,
+        out.node,
+        out.restore_time.as_secs_f64(),
+        out.node,
+        out.source
+    );
+    let dir = ctx.step_dir(reseed::RESEED_DIR);
+    let code = out.gate.exit_code();
+    if code != EQUAL {
+        print!(
+            "{}",
+            std::fs::read_to_string(dir.join("summary.txt")).unwrap_or_default()
+        );
+    }
+    println!(
+        "gate 4: {} ('{}' against '{}' at {}; {:.1} s in all); report and fix SQL: {}",
+        out.gate.result.as_str(),
+        out.node,
+        out.acting,
+        out.gate.downstream.snapshot,
+        out.elapsed.as_secs_f64(),
+        dir.display()
+    );
     Ok(code)
 }
 

@@ -14,6 +14,7 @@
 //! | `dr verify`: gate 2 at a GTID fence, its history | [`verify`] |
 //! | `dr status` | [`status`] |
 //! | `dr failover`: the archive applied to the secondary, promoted; gate 3 | [`failover`] |
+//! | `dr reseed`: a rebuilt node filled from the acting primary, replicating; gate 4 | [`reseed`] |
 //! | TiDB's BR through SQL, PD GC hold | [`tidb`] |
 //! | TiCDC OpenAPI v2 client (the changefeed of `replicate`) | [`ticdc`] |
 //!
@@ -31,6 +32,7 @@ pub mod manifest;
 pub mod parts;
 pub mod progress;
 pub mod replicate;
+pub mod reseed;
 pub mod restore;
 pub mod status;
 pub mod stream;
