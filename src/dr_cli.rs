@@ -12,6 +12,7 @@ use syncgate::dr::failover::{self, FailoverOptions};
 use syncgate::dr::replicate::{self, ReplicateOptions, Started};
 use syncgate::dr::reseed::{self, ReseedOptions};
 use syncgate::dr::restore::{self, RestoreOptions};
+use syncgate::dr::switchover::{self, SwitchoverOptions};
 use syncgate::dr::verify;
 use syncgate::dr::DrContext;
 use syncgate::exit::{DIFFERENT, EQUAL};
@@ -127,6 +128,23 @@ pub enum DrAction {
         #[arg(long)]
         again: bool,
     },
+    /// After a reseed: freeze writes on the acting primary (read_only), let the reseeded
+    /// node catch up, gate at that frozen point, then make it the primary and the acting
+    /// primary its replica; the freeze is timed (exit 0 switched, 1 gate different and
+    /// nothing switched, 2 error: writes unfrozen, nothing switched).
+    Switchover {
+        #[command(flatten)]
+        common: Common,
+        /// Seconds the new node may take to apply everything up to the frozen point.
+        #[arg(long, default_value_t = 30)]
+        catch_up_timeout: u64,
+        /// Run although the flow records a finished switchover.
+        #[arg(long)]
+        again: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// The flow's state: each step, its point and gate; replication; gate 2's last runs;
     /// the backups in storage.
     Status {
@@ -202,6 +220,18 @@ pub async fn run(action: DrAction) -> anyhow::Result<i32> {
             new_primary,
             again,
         } => reseed_cmd(&common, ReseedOptions { new_primary, again }).await,
+        DrAction::Switchover {
+            common,
+            catch_up_timeout,
+            again,
+            json,
+        } => {
+            let opts = SwitchoverOptions {
+                catch_up_timeout: std::time::Duration::from_secs(catch_up_timeout),
+                again,
+            };
+            switchover_cmd(&common, &opts, json).await
+        }
     };
     match outcome {
         Err(e) => match e.downcast_ref::<syncgate::Error>() {
@@ -629,6 +659,29 @@ async fn reseed_cmd(common: &Common, opts: ReseedOptions) -> anyhow::Result<i32>
         dir.display()
     );
     Ok(code)
+}
+
+async fn switchover_cmd(
+    common: &Common,
+    opts: &SwitchoverOptions,
+    json: bool,
+) -> anyhow::Result<i32> {
+    let ctx = context(common)?;
+    let plan = switchover::plan(&ctx, opts).await?;
+    if ctx.dry_run {
+        for line in plan {
+            println!("{line}");
+        }
+        return Ok(EQUAL);
+    }
+    tracing::info!(config = ?ctx.config, "dr switchover");
+    let report = switchover::run(&ctx, opts).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", switchover::render_text(&report));
+    }
+    Ok(report.exit_code())
 }
 
 async fn status_cmd(common: &Common, json: bool) -> anyhow::Result<i32> {
