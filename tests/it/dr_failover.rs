@@ -20,19 +20,19 @@ use syncgate::local::{LocalS3, LocalServer};
 use crate::dr_backup::Flow;
 use crate::scenario::describe;
 
-const SECRET: &str = "failover-S3cret";
+pub(crate) const SECRET: &str = "failover-S3cret";
 
 /// The writer: one connection, one transaction per tick, each an UPDATE of the sbtest
 /// table (when there is one) and the next ledger row. `committed` is the last sequence
 /// number whose COMMIT returned.
-struct Ledger {
+pub(crate) struct Ledger {
     stop: Arc<AtomicBool>,
     committed: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Ledger {
-    fn start(server: &LocalServer, tps: u64, with_sbtest: bool) -> Ledger {
+    pub(crate) fn start(server: &LocalServer, tps: u64, with_sbtest: bool) -> Ledger {
         let stop = Arc::new(AtomicBool::new(false));
         let committed = Arc::new(AtomicU64::new(0));
         let opts = server.opts();
@@ -76,27 +76,27 @@ impl Ledger {
         }
     }
 
-    async fn stop(self) -> u64 {
+    pub(crate) async fn stop(self) -> u64 {
         self.stop.store(true, Ordering::SeqCst);
         let _ = self.task.await;
         self.committed.load(Ordering::SeqCst)
     }
 }
 
-async fn exec(server: &LocalServer, sql: &str) {
+pub(crate) async fn exec(server: &LocalServer, sql: &str) {
     let mut c = server.conn().await.unwrap();
     c.query_drop(sql)
         .await
         .unwrap_or_else(|e| panic!("{e}\n{sql}"));
 }
 
-async fn scalar(server: &LocalServer, sql: &str) -> String {
+pub(crate) async fn scalar(server: &LocalServer, sql: &str) -> String {
     let mut c = server.conn().await.unwrap();
     let v: Option<String> = c.query_first(sql).await.unwrap();
     v.unwrap_or_default()
 }
 
-async fn ledger(server: &LocalServer) -> Vec<u64> {
+pub(crate) async fn ledger(server: &LocalServer) -> Vec<u64> {
     let mut c = server.conn().await.unwrap();
     c.query("SELECT seq FROM sbtest.ledger ORDER BY seq")
         .await
@@ -104,23 +104,23 @@ async fn ledger(server: &LocalServer) -> Vec<u64> {
 }
 
 /// The seq of domain 0 in a GTID position.
-fn seq0(pos: &str) -> u64 {
+pub(crate) fn seq0(pos: &str) -> u64 {
     GtidPos::parse(pos).unwrap().0[&0].seq
 }
 
-fn s3_uri(s3: &LocalS3, bucket: &str) -> String {
+pub(crate) fn s3_uri(s3: &LocalS3, bucket: &str) -> String {
     format!(
         "s3://{bucket}/prod?access-key=sgkey&secret-access-key={SECRET}&endpoint={}&force-path-style=true",
         s3.endpoint()
     )
 }
 
-fn add_to_dr_section(config: &Path, lines: &str) {
+pub(crate) fn add_to_dr_section(config: &Path, lines: &str) {
     let text = std::fs::read_to_string(config).unwrap();
     std::fs::write(config, text.replace("[dr]\n", &format!("[dr]\n{lines}\n"))).unwrap();
 }
 
-fn archiver(flow: &Flow, extra: &[&str]) -> Child {
+pub(crate) fn archiver(flow: &Flow, extra: &[&str]) -> Child {
     let log = std::fs::File::create(flow.dir.path().join("archive.log")).unwrap();
     let mut args = vec!["-L", "info"];
     args.extend_from_slice(extra);
@@ -131,14 +131,14 @@ fn archiver(flow: &Flow, extra: &[&str]) -> Child {
         .expect("start dr archive")
 }
 
-async fn context(flow: &Flow) -> DrContext {
+pub(crate) async fn context(flow: &Flow) -> DrContext {
     let cfg = Config::from_file(&flow.config).unwrap();
     DrContext::new(&cfg, None, syncgate::interrupt::Interrupt::never()).unwrap()
 }
 
 /// Wait until the archive's position stops moving (1.5 s unchanged), then stop the
 /// archiver with SIGTERM; the archive's position.
-async fn settle_and_stop(flow: &Flow, mut arch: Child) -> GtidPos {
+pub(crate) async fn settle_and_stop(flow: &Flow, mut arch: Child) -> GtidPos {
     let ctx = context(flow).await;
     let store = archive::redo_store(&ctx).await.unwrap();
     let mut last = GtidPos::default();
