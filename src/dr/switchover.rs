@@ -494,3 +494,54 @@ pub fn render_text(r: &SwitchoverReport) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(gate: &str, switched: bool) -> SwitchoverReport {
+        SwitchoverReport {
+            old_primary: "secondary".into(),
+            new_primary: "rebuilt".into(),
+            frozen_at: "0-2-40".into(),
+            gate: gate.into(),
+            compared_rows: 10,
+            differing_rows: u64::from(gate == "different"),
+            switched,
+            freeze_ms: 240,
+            catch_up_ms: 3,
+            gate_ms: 200,
+            notes: vec![],
+        }
+    }
+
+    #[test]
+    fn exit_codes_follow_the_gate_and_the_switch() {
+        assert_eq!(report("equal", true).exit_code(), crate::exit::EQUAL);
+        assert_eq!(
+            report("different", false).exit_code(),
+            crate::exit::DIFFERENT
+        );
+        assert_eq!(report("error", false).exit_code(), crate::exit::ERROR);
+        // Equal but not switched is no success.
+        assert_eq!(report("equal", false).exit_code(), crate::exit::ERROR);
+    }
+
+    #[test]
+    fn the_text_names_the_roles_and_the_freeze() {
+        let t = render_text(&report("equal", true));
+        assert!(
+            t.contains("'rebuilt' is the primary, 'secondary' its replica"),
+            "{t}"
+        );
+        assert!(
+            t.contains("write freeze: 240 ms (catch-up 3 ms, gate 200 ms)"),
+            "{t}"
+        );
+        let t = render_text(&report("different", false));
+        assert!(
+            t.contains("nothing switched; 'secondary' stays the primary"),
+            "{t}"
+        );
+    }
+}

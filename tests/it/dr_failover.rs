@@ -108,6 +108,15 @@ pub(crate) fn seq0(pos: &str) -> u64 {
     GtidPos::parse(pos).unwrap().0[&0].seq
 }
 
+/// A local S3 server with the buckets `backup` and `redo` (and the dir it keeps them in).
+pub(crate) async fn s3_backup_and_redo() -> (tempfile::TempDir, LocalS3) {
+    let root = tempfile::tempdir().unwrap();
+    let s3 = LocalS3::start(root.path(), "sgkey", SECRET).await.unwrap();
+    s3.create_bucket("backup").unwrap();
+    s3.create_bucket("redo").unwrap();
+    (root, s3)
+}
+
 pub(crate) fn s3_uri(s3: &LocalS3, bucket: &str) -> String {
     format!(
         "s3://{bucket}/prod?access-key=sgkey&secret-access-key={SECRET}&endpoint={}&force-path-style=true",
@@ -182,12 +191,7 @@ fn failover_json(out: &std::process::Output) -> serde_json::Value {
 /// replica.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failover_after_primary_kill_applies_the_archive_exactly_once() {
-    let s3_root = tempfile::tempdir().unwrap();
-    let s3 = LocalS3::start(s3_root.path(), "sgkey", SECRET)
-        .await
-        .unwrap();
-    s3.create_bucket("backup").unwrap();
-    s3.create_bucket("redo").unwrap();
+    let (_s3_root, s3) = s3_backup_and_redo().await;
     let mut flow = Flow::new(1, 1_000, Some(s3_uri(&s3, "backup"))).await;
     add_to_dr_section(
         &flow.config,
@@ -320,12 +324,7 @@ async fn failover_after_primary_kill_applies_the_archive_exactly_once() {
 /// complete transaction and the report says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn damaged_archive_is_refused_or_applied_to_its_last_complete_transaction() {
-    let s3_root = tempfile::tempdir().unwrap();
-    let s3 = LocalS3::start(s3_root.path(), "sgkey", SECRET)
-        .await
-        .unwrap();
-    s3.create_bucket("backup").unwrap();
-    s3.create_bucket("redo").unwrap();
+    let (_s3_root, s3) = s3_backup_and_redo().await;
     let flow = Flow::new(1, 10, Some(s3_uri(&s3, "backup"))).await;
     add_to_dr_section(
         &flow.config,

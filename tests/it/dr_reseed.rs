@@ -13,7 +13,7 @@ use syncgate::testdata::LedgerWriter;
 
 use crate::dr_backup::Flow;
 use crate::dr_failover::{
-    add_to_dr_section, archiver, exec, s3_uri, scalar, settle_and_stop, Ledger, SECRET,
+    add_to_dr_section, archiver, exec, s3_backup_and_redo, s3_uri, scalar, settle_and_stop, Ledger,
 };
 use crate::scenario::describe;
 use crate::support::start_server;
@@ -118,12 +118,7 @@ async fn failed_over(s3: &LocalS3) -> Flow {
 /// ledger gap-free and the same on both nodes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reseed_then_switchover_under_writes() {
-    let s3_root = tempfile::tempdir().unwrap();
-    let s3 = LocalS3::start(s3_root.path(), "sgkey", SECRET)
-        .await
-        .unwrap();
-    s3.create_bucket("backup").unwrap();
-    s3.create_bucket("redo").unwrap();
+    let (_s3_root, s3) = s3_backup_and_redo().await;
     let flow = failed_over(&s3).await;
     let acting = &flow.secondary;
     let node = start_server(3).await;
