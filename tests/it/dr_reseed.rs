@@ -112,7 +112,8 @@ async fn failed_over(s3: &LocalS3) -> Flow {
 }
 
 /// Reseed onto a fresh server while the ledger writer runs on the acting primary → gate 4
-/// equal; a switchover with a row changed on the new node → exit 1, nothing switched, the
+/// equal; a switchover whose catch-up times out → exit 2, writes unfrozen; a switchover
+/// with a row changed on the new node → exit 1, nothing switched, the
 /// acting primary writable again; the row put back, the switchover → gate equal, the new
 /// node the writable primary, the old one its replica, the freeze printed; the writer's
 /// ledger gap-free and the same on both nodes.
@@ -190,6 +191,38 @@ async fn reseed_then_switchover_under_writes() {
     assert!(
         writer.committed() > before,
         "writes go on during and after the reseed"
+    );
+
+    // The new node cannot catch up (a table lock holds its replication's writes): the
+    // catch-up times out, writes are unfrozen, nothing switched, exit 2.
+    let mut lock = node.conn().await.unwrap();
+    lock.query_drop("LOCK TABLES sbtest.ledger_app WRITE")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let out = flow.run("switchover", &["--catch-up-timeout", "1"]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("did not apply everything up to the frozen point"),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(
+        scalar(acting, "SELECT @@read_only").await,
+        "0",
+        "writes unfrozen"
+    );
+    assert_eq!(
+        scalar(&node, "SELECT @@read_only").await,
+        "1",
+        "nothing switched"
+    );
+    assert_eq!(flow.flow_state()["steps"]["switchover"]["status"], "failed");
+    lock.query_drop("UNLOCK TABLES").await.unwrap();
+    drop(lock);
+    assert_eq!(
+        slave_status(&node, "Slave_SQL_Running").await.as_deref(),
+        Some("Yes")
     );
 
     // A row differs on the new node (not through replication): the switchover refuses.
