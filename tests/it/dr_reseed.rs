@@ -112,8 +112,8 @@ async fn failed_over(s3: &LocalS3) -> Flow {
 }
 
 /// Reseed onto a fresh server while the ledger writer runs on the acting primary → gate 4
-/// equal; a switchover whose catch-up times out → exit 2, writes unfrozen; a switchover
-/// with a row changed on the new node → exit 1, nothing switched, the
+/// equal; a switchover whose catch-up times out, or during which a SUPER connection writes
+/// through read_only → exit 2, writes unfrozen; a switchover with a row changed on the new node → exit 1, nothing switched, the
 /// acting primary writable again; the row put back, the switchover → gate equal, the new
 /// node the writable primary, the old one its replica, the freeze printed; the writer's
 /// ledger gap-free and the same on both nodes.
@@ -223,6 +223,34 @@ async fn reseed_then_switchover_under_writes() {
     assert_eq!(
         slave_status(&node, "Slave_SQL_Running").await.as_deref(),
         Some("Yes")
+    );
+
+    // A writer with SUPER (root) is not stopped by read_only: the moved frozen point is
+    // found and nothing is switched.
+    exec(
+        acting,
+        &format!("CREATE TABLE sbtest.ledger_root {LEDGER_DDL}"),
+    )
+    .await;
+    let root = LedgerWriter::start(vec![acting.opts()], "sbtest.ledger_root", 100);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let out = flow.run("switchover", &[]);
+    root.stop().await;
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("writes went on during the freeze"),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(
+        scalar(acting, "SELECT @@read_only").await,
+        "0",
+        "writes unfrozen"
+    );
+    assert_eq!(
+        scalar(&node, "SELECT @@read_only").await,
+        "1",
+        "nothing switched"
     );
 
     // A row differs on the new node (not through replication): the switchover refuses.
