@@ -78,6 +78,33 @@ fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// A refused switchover: exit 2 with `message`, the acting primary writable again, the new
+/// node still a read-only replica.
+async fn assert_not_switched(
+    out: &std::process::Output,
+    message: &str,
+    acting: &LocalServer,
+    node: &LocalServer,
+) {
+    assert_eq!(out.status.code(), Some(2), "{}", describe(out));
+    assert!(stderr(out).contains(message), "{}", describe(out));
+    assert_eq!(
+        scalar(acting, "SELECT @@read_only").await,
+        "0",
+        "writes unfrozen"
+    );
+    assert_eq!(
+        scalar(node, "SELECT @@read_only").await,
+        "1",
+        "nothing switched"
+    );
+    assert_eq!(
+        slave_status(node, "Slave_IO_Running").await.as_deref(),
+        Some("Yes"),
+        "the new node still replicates"
+    );
+}
+
 /// A flow that went through backup, restore, replicate with archive, the primary's
 /// SIGKILL and `dr failover`: the secondary is the acting primary.
 async fn failed_over(s3: &LocalS3) -> Flow {
@@ -201,22 +228,13 @@ async fn reseed_then_switchover_under_writes() {
         .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let out = flow.run("switchover", &["--catch-up-timeout", "1"]);
-    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
-    assert!(
-        stderr(&out).contains("did not apply everything up to the frozen point"),
-        "{}",
-        describe(&out)
-    );
-    assert_eq!(
-        scalar(acting, "SELECT @@read_only").await,
-        "0",
-        "writes unfrozen"
-    );
-    assert_eq!(
-        scalar(&node, "SELECT @@read_only").await,
-        "1",
-        "nothing switched"
-    );
+    assert_not_switched(
+        &out,
+        "did not apply everything up to the frozen point",
+        acting,
+        &node,
+    )
+    .await;
     assert_eq!(flow.flow_state()["steps"]["switchover"]["status"], "failed");
     lock.query_drop("UNLOCK TABLES").await.unwrap();
     drop(lock);
@@ -236,22 +254,7 @@ async fn reseed_then_switchover_under_writes() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let out = flow.run("switchover", &[]);
     root.stop().await;
-    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
-    assert!(
-        stderr(&out).contains("writes went on during the freeze"),
-        "{}",
-        describe(&out)
-    );
-    assert_eq!(
-        scalar(acting, "SELECT @@read_only").await,
-        "0",
-        "writes unfrozen"
-    );
-    assert_eq!(
-        scalar(&node, "SELECT @@read_only").await,
-        "1",
-        "nothing switched"
-    );
+    assert_not_switched(&out, "writes went on during the freeze", acting, &node).await;
 
     // A row differs on the new node (not through replication): the switchover refuses.
     let original = scalar(&node, "SELECT c FROM sbtest.sbtest2 WHERE id = 5").await;
