@@ -111,6 +111,11 @@ pub enum DrAction {
         /// Run although the flow records a finished failover.
         #[arg(long)]
         again: bool,
+        /// Skip gate 3 (b): the data is not compared with a reconstruction (the flow's
+        /// backup restored into a scratch server plus the archive replayed), which runs
+        /// before the secondary is made writable and adds its time to the recovery.
+        #[arg(long)]
+        no_data_gate: bool,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -213,8 +218,15 @@ pub async fn run(action: DrAction) -> anyhow::Result<i32> {
         DrAction::Failover {
             common,
             again,
+            no_data_gate,
             json,
-        } => failover_cmd(&common, again, json).await,
+        } => {
+            let opts = FailoverOptions {
+                again,
+                no_data_gate,
+            };
+            failover_cmd(&common, &opts, json).await
+        }
         DrAction::Reseed {
             common,
             new_primary,
@@ -594,7 +606,7 @@ async fn verify_cmd(ctx: &DrContext, json: bool) -> anyhow::Result<i32> {
     Ok(code)
 }
 
-async fn failover_cmd(common: &Common, again: bool, json: bool) -> anyhow::Result<i32> {
+async fn failover_cmd(common: &Common, opts: &FailoverOptions, json: bool) -> anyhow::Result<i32> {
     let ctx = context(common)?;
     if ctx.dry_run {
         for line in failover::plan(&ctx).await? {
@@ -603,7 +615,7 @@ async fn failover_cmd(common: &Common, again: bool, json: bool) -> anyhow::Resul
         return Ok(EQUAL);
     }
     tracing::info!(config = ?ctx.config, "dr failover");
-    let report = failover::run(&ctx, &FailoverOptions { again }).await?;
+    let report = failover::run(&ctx, opts).await?;
     let code = if report.equal() { EQUAL } else { DIFFERENT };
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -177,6 +177,7 @@ impl TableSelector for ConfigSelector {
                     index_fields: tc.index_fields.clone(),
                     range: tc.range.clone(),
                     chunk_size: tc.chunk_size.unwrap_or(0),
+                    history: tc.system_versioned_history,
                 },
             },
         )

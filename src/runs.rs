@@ -197,6 +197,7 @@ pub fn merge_reports(mut reports: Vec<RunReport>) -> Option<RunReport> {
     merged.tables.clear();
     merged.warnings.clear();
     merged.not_compared.clear();
+    merged.metadata.clear();
     merged.error = None;
     for r in reports.drain(..) {
         merged.started_at = merged.started_at.clone().min(r.started_at.clone());
@@ -212,6 +213,11 @@ pub fn merge_reports(mut reports: Vec<RunReport>) -> Option<RunReport> {
                 merged.not_compared.push(o);
             }
         }
+        for m in r.metadata {
+            if !merged.metadata.contains(&m) {
+                merged.metadata.push(m);
+            }
+        }
         if merged.error.is_none() {
             merged.error = r.error;
         }
@@ -221,6 +227,35 @@ pub fn merge_reports(mut reports: Vec<RunReport>) -> Option<RunReport> {
         .sort_by(|a, b| (&a.schema, &a.table).cmp(&(&b.schema, &b.table)));
     merged.compute_result();
     Some(merged)
+}
+
+/// The merged counters' and sequences' fix file (the shards' differences joined), written
+/// where a shard wrote its own; its path relative to `output_dir`.
+fn write_merged_metadata(merged: &RunReport, output_dir: &Path) -> Result<Option<PathBuf>> {
+    if merged.metadata.is_empty() {
+        return Ok(None);
+    }
+    let source = |s: &crate::report::SourceReport| format!("{} ({})", s.name, s.address);
+    let header = crate::fixsql::FixHeader {
+        upstream: merged.upstream.first().map(source).unwrap_or_default(),
+        downstream: source(&merged.downstream),
+        upstream_point: merged
+            .upstream
+            .first()
+            .map(|s| s.snapshot.clone())
+            .unwrap_or_default(),
+        downstream_point: merged.downstream.snapshot.clone(),
+        ..Default::default()
+    };
+    let rel =
+        Path::new(&format!("fix-on-{}", merged.downstream.name)).join(crate::fixsql::METADATA_FILE);
+    let path = output_dir.join(&rel);
+    let text =
+        crate::fixsql::metadata_fix_text(&header, &crate::check::metadata_items(&merged.metadata));
+    std::fs::create_dir_all(path.parent().unwrap_or(output_dir))
+        .and_then(|()| std::fs::write(&path, text))
+        .map_err(|source| Error::Output { path, source })?;
+    Ok(Some(rel))
 }
 
 /// [`merge_reports`] over the shards' output directories: reads each `summary.json`, copies
@@ -248,6 +283,12 @@ pub fn merge_dirs(shards: &[PathBuf], output_dir: &Path) -> Result<RunReport> {
             Error::Config(format!("{} is not a syncgate summary: {e}", path.display()))
         })?;
         for (rel, file) in sql_files(dir)? {
+            // Every shard writes its own counters' file: the merged one is written below.
+            if Path::new(&rel).file_name()
+                == Some(std::ffi::OsStr::new(crate::fixsql::METADATA_FILE))
+            {
+                continue;
+            }
             if !copied.insert(rel.clone()) {
                 return Err(Error::Config(format!(
                     "{rel} is in two shards' output: are these shards of one check?"
@@ -264,6 +305,7 @@ pub fn merge_dirs(shards: &[PathBuf], output_dir: &Path) -> Result<RunReport> {
     let mut merged = merge_reports(reports)
         .ok_or_else(|| Error::Config("no shard output directories given".into()))?;
     merged.output_dir = output_dir.to_path_buf();
+    merged.metadata_fix_sql = write_merged_metadata(&merged, output_dir)?;
     crate::report::write_summary(&merged, output_dir)?;
     Ok(merged)
 }

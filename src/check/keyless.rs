@@ -49,7 +49,7 @@ pub(super) async fn check_keyless(
 ) -> Result<()> {
     let count_sql = format!(
         "SELECT COUNT(*) FROM {} WHERE {}",
-        plan.upstream.quoted(),
+        plan.source(Side::Up),
         plan.where_clause(&KeyRange::full())
     );
     let n = retry!(ctx, |uc, _dc| uc.first(&count_sql))?

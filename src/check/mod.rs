@@ -11,6 +11,8 @@
 //! | row merges over server streams | `merge` |
 //! | tables without a key | `keyless` |
 //! | `--apply-fix` and the re-check | `apply` |
+//! | AUTO_INCREMENT counters, sequences | `metadata` |
+//! | views, routines and other objects listed as not compared | `objects` |
 //! | results, fix SQL parts, progress | `aggregate`, `state` |
 //! | checkpoint and resume | `resume` |
 //! | messages between the stages | `msg` |
@@ -26,6 +28,7 @@ mod apply;
 mod keyless;
 mod locate;
 mod merge;
+mod metadata;
 mod msg;
 mod objects;
 mod open;
@@ -38,11 +41,12 @@ mod split;
 mod state;
 mod worker;
 
+pub use metadata::raise_own_counters;
 pub use plan::{Side, TablePlan};
 pub use sides::LEAF_ROWS;
 
 use crate::checkpoint::{self, Checkpoint, Fingerprint, ReadAt};
-use crate::db::{Flavour, Source, SourceSpec};
+use crate::db::{Conn, Flavour, Source, SourceSpec};
 use crate::error::{Error, Result};
 use crate::fixsql::FixHeader;
 use crate::interrupt::Interrupt;
@@ -69,6 +73,8 @@ pub const DEFAULT_CHUNK_SIZE: u64 = 20_000;
 #[derive(Debug, Clone, Default)]
 pub struct TableSettings {
     pub ignore_columns: Vec<String>,
+    /// Compare a system-versioned table's history (`system-versioned-history`).
+    pub history: bool,
     pub index_fields: Vec<String>,
     pub range: Option<String>,
     /// 0 = automatic.
@@ -222,7 +228,8 @@ async fn run(job: CheckJob, progress: Progress) -> Result<RunReport> {
     };
     let checked = run.check_tables(saved.as_ref(), tidb_auto, &warnings).await;
     let gc_notes = gc.stop(&mut warnings).await;
-    let (states, points) = checked?;
+    let (states, points, meta) = checked?;
+    warnings.extend(meta.warnings);
     progress.finish();
     if saved.is_some() {
         warnings.extend(resume::resume_warnings(
@@ -231,7 +238,18 @@ async fn run(job: CheckJob, progress: Progress) -> Result<RunReport> {
             job.apply_fix,
         ));
     }
-    let not_compared = not_compared_objects(&job, &up, &down, &states).await;
+    let not_compared =
+        not_compared_objects(&job, &up, &down, &states, meta.sequences_compared).await;
+    let metadata: Vec<_> = meta.found.into_iter().map(|f| f.diff).collect();
+    let metadata_fix_sql = match job.export_fix_sql && !metadata.is_empty() {
+        true => Some(write_metadata_fix(
+            &run.fix_header(&read_at(&points)),
+            &metadata,
+            &run.fix_dir,
+            &job.output_dir,
+        )?),
+        false => None,
+    };
     let mut report = RunReport {
         result: RunResult::Equal,
         syncgate_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -245,6 +263,8 @@ async fn run(job: CheckJob, progress: Progress) -> Result<RunReport> {
         error: None,
         warnings,
         not_compared,
+        metadata,
+        metadata_fix_sql,
     };
     report.compute_result();
     // A run that completes (whatever its result) leaves no checkpoint, as sync-diff-inspector.
@@ -265,20 +285,69 @@ async fn not_compared_objects(
     up: &Source,
     down: &Source,
     states: &[TableState],
+    sequences_compared: bool,
 ) -> Vec<crate::report::NotCompared> {
-    let mut schemas: [BTreeSet<String>; 2] = Default::default();
-    for st in states {
-        let up_schema = st.plan.as_ref().map(|p| &p.upstream.schema);
-        schemas[0].insert(up_schema.unwrap_or(&st.report.schema).clone());
-        schemas[1].insert(st.report.schema.clone());
-    }
-    match objects::not_compared(job, up, down, schemas).await {
+    let schemas = checked_schemas(states);
+    match objects::not_compared(job, up, down, schemas, sequences_compared).await {
         Ok(list) => list,
         Err(e) => {
             tracing::warn!("cannot list the views, sequences and routines not compared: {e}");
             Vec::new()
         }
     }
+}
+
+/// The schemas holding checked tables: upstream's, downstream's.
+fn checked_schemas(states: &[TableState]) -> [BTreeSet<String>; 2] {
+    let mut schemas: [BTreeSet<String>; 2] = Default::default();
+    for st in states {
+        let up_schema = st.plan.as_ref().map(|p| &p.upstream.schema);
+        schemas[0].insert(up_schema.unwrap_or(&st.report.schema).clone());
+        schemas[1].insert(st.report.schema.clone());
+    }
+    schemas
+}
+
+/// Write the counters' and sequences' fix statements to `fix_dir`; returns the file's path
+/// relative to the output directory.
+fn write_metadata_fix(
+    header: &FixHeader,
+    diffs: &[crate::report::MetadataDiff],
+    fix_dir: &Path,
+    output_dir: &Path,
+) -> Result<PathBuf> {
+    let path = fix_dir.join(crate::fixsql::METADATA_FILE);
+    let text = crate::fixsql::metadata_fix_text(header, &metadata_items(diffs));
+    std::fs::create_dir_all(fix_dir)
+        .and_then(|()| std::fs::write(&path, text))
+        .map_err(|source| Error::Output {
+            path: path.clone(),
+            source,
+        })?;
+    Ok(path.strip_prefix(output_dir).unwrap_or(&path).to_path_buf())
+}
+
+/// `(comment, statements)` per difference, as the fix file lists them.
+pub(crate) fn metadata_items(diffs: &[crate::report::MetadataDiff]) -> Vec<(String, Vec<String>)> {
+    diffs
+        .iter()
+        .map(|d| {
+            let name = crate::schema::TableRef::new(d.schema.clone(), d.name.clone());
+            (
+                format!("{} {}: {}", d.kind, name.quoted(), d.detail),
+                d.fix.clone(),
+            )
+        })
+        .collect()
+}
+
+/// What the counters' and sequences' step found.
+#[derive(Default)]
+struct MetadataChecked {
+    found: Vec<metadata::Found>,
+    warnings: Vec<String>,
+    /// Sequences were read on both sides (MariaDB): the not-compared list leaves them out.
+    sequences_compared: bool,
 }
 
 /// One run's fixed inputs.
@@ -302,7 +371,7 @@ impl Run<'_> {
         saved: Option<&Checkpoint>,
         tidb_auto: Option<ReadAt>,
         warnings: &[String],
-    ) -> Result<(Vec<TableState>, [ReadPoint; 2])> {
+    ) -> Result<(Vec<TableState>, [ReadPoint; 2], MetadataChecked)> {
         let job = self.job;
         let plans = job
             .interrupt
@@ -345,14 +414,96 @@ impl Run<'_> {
             ];
         }
         let pending = pending_tables(&states);
+        let mut meta = MetadataChecked::default();
         if !pending.is_empty() {
-            points = self.data_phase(&pending, &mut states, tidb_auto).await?;
+            (points, meta) = self.data_phase(&pending, &mut states, tidb_auto).await?;
         }
         if job.apply_fix {
             let recheck = apply::recheck_fixed(self.up, self.down, &mut states);
             job.interrupt.interruptible(recheck).await??;
+            if !meta.found.is_empty() {
+                let mut dc = self.down.connect().await?;
+                if job.fix_sql_binlog == Some(crate::config::FixSqlBinlog::Skip) {
+                    dc.exec(crate::fixsql::SKIP_BINLOG).await?;
+                }
+                let applied = metadata::apply_and_recheck(&mut dc, &mut meta.found);
+                job.interrupt.interruptible(applied).await??;
+                dc.close().await;
+            }
         }
-        Ok((states, points))
+        Ok((states, points, meta))
+    }
+
+    /// Counters and sequences, read where the data phase reads (`uc`, `dc`: a worker
+    /// connection of each side, before the workers start). A failure costs this step, not
+    /// the run: it is reported as a warning.
+    async fn check_metadata(
+        &self,
+        uc: &mut Conn,
+        dc: &mut Conn,
+        states: &[TableState],
+    ) -> MetadataChecked {
+        let mut out = MetadataChecked::default();
+        let plans: Vec<&TablePlan> = states.iter().filter_map(|s| s.plan.as_deref()).collect();
+        match metadata::counters(uc, dc, &plans).await {
+            Ok(found) => out.found = found,
+            Err(e) => out
+                .warnings
+                .push(format!("AUTO_INCREMENT counters not compared: {e}")),
+        }
+        let both_mariadb = [self.up, self.down]
+            .iter()
+            .all(|s| s.flavour() == Flavour::MariaDb);
+        if !both_mariadb {
+            return out;
+        }
+        let [up_schemas, _] = checked_schemas(states);
+        let pairs = match objects::sequences(uc, &up_schemas).await {
+            Ok(list) => self.sequence_pairs(list),
+            Err(e) => {
+                out.warnings
+                    .push(format!("sequences not compared: cannot list them: {e}"));
+                return out;
+            }
+        };
+        match metadata::sequences(uc, dc, &pairs, &mut out.warnings).await {
+            Ok(found) => {
+                out.found.extend(found);
+                out.sequences_compared = true;
+            }
+            Err(e) => out.warnings.push(format!("sequences not compared: {e}")),
+        }
+        out
+    }
+
+    /// Upstream sequences selected by the tables' filters and routes (and this shard):
+    /// `(upstream name, downstream name)`.
+    fn sequence_pairs(&self, upstream: Vec<TableRef>) -> Vec<(TableRef, TableRef)> {
+        let job = self.job;
+        upstream
+            .into_iter()
+            .filter_map(|t| {
+                let target = job.selector.route(&t)?;
+                let wanted =
+                    job.selector.wants(&target) && job.shard.is_none_or(|s| s.owns(&target));
+                wanted.then_some((t, target))
+            })
+            .collect()
+    }
+
+    /// The header of this run's fix files.
+    fn fix_header(&self, at: &ReadAt) -> FixHeader {
+        FixHeader {
+            upstream: format!("{} ({})", self.up.name(), self.up.spec().address()),
+            downstream: format!("{} ({})", self.down.name(), self.down.spec().address()),
+            upstream_point: at.upstream.clone(),
+            downstream_point: at.downstream.clone(),
+            replica_warning: self
+                .replica
+                .as_ref()
+                .map(|r| replica::warning(r, self.job.fix_sql_binlog)),
+            skip_binlog: self.job.fix_sql_binlog == Some(crate::config::FixSqlBinlog::Skip),
+        }
     }
 
     /// The tables' states before the data phase: decided ones finished, the rest with
@@ -385,24 +536,22 @@ impl Run<'_> {
         pending: &[Pending],
         states: &mut [TableState],
         tidb_auto: Option<ReadAt>,
-    ) -> Result<[ReadPoint; 2]> {
+    ) -> Result<([ReadPoint; 2], MetadataChecked)> {
         let job = self.job;
         let threads = job.threads.max(1);
-        let (up_side, down_side) = open_sides(self.up, self.down, threads, &job.interrupt).await?;
+        let (mut up_side, mut down_side) =
+            open_sides(self.up, self.down, threads, &job.interrupt).await?;
         let points = [up_side.point.clone(), down_side.point.clone()];
         let at = read_at(&points);
-        let mut ck = Checkpointer::new(job, tidb_auto, at.clone());
-        let header = FixHeader {
-            upstream: format!("{} ({})", self.up.name(), self.up.spec().address()),
-            downstream: format!("{} ({})", self.down.name(), self.down.spec().address()),
-            upstream_point: at.upstream,
-            downstream_point: at.downstream,
-            replica_warning: self
-                .replica
-                .as_ref()
-                .map(|r| replica::warning(r, job.fix_sql_binlog)),
-            skip_binlog: job.fix_sql_binlog == Some(crate::config::FixSqlBinlog::Skip),
+        let meta = match (up_side.conns.first_mut(), down_side.conns.first_mut()) {
+            (Some(uc), Some(dc)) if !job.struct_only => {
+                let checked = self.check_metadata(uc, dc, states);
+                job.interrupt.interruptible(checked).await?
+            }
+            _ => MetadataChecked::default(),
         };
+        let mut ck = Checkpointer::new(job, tidb_auto, at.clone());
+        let header = self.fix_header(&at);
         let dirs = (self.fix_dir.as_path(), self.undo_dir.as_path());
         let mut agg = Aggregator::new(states, self.progress, dirs, &mut ck, header);
         aggregate::run_data_phase(
@@ -414,7 +563,7 @@ impl Run<'_> {
             &job.interrupt,
         )
         .await?;
-        Ok(points)
+        Ok((points, meta))
     }
 }
 

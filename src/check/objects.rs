@@ -13,12 +13,14 @@ use std::collections::{BTreeMap, BTreeSet};
 /// The objects of both sides that the check does not compare. Views and sequences are
 /// selected by `target-check-tables` like tables (upstream names routed to their target);
 /// routines, triggers and events by their schema holding a checked table (`schemas`:
-/// upstream's, downstream's).
+/// upstream's, downstream's). With `sequences_compared` (`check::metadata` read them), only
+/// sequences the downstream alone has are listed.
 pub(super) async fn not_compared(
     job: &CheckJob,
     up: &Source,
     down: &Source,
     schemas: [BTreeSet<String>; 2],
+    sequences_compared: bool,
 ) -> Result<Vec<NotCompared>> {
     let mut found: BTreeMap<(String, String, String), (bool, bool)> = BTreeMap::new();
     for (side, source) in [(0, up), (1, down)] {
@@ -49,6 +51,7 @@ pub(super) async fn not_compared(
     }
     Ok(found
         .into_iter()
+        .filter(|((_, _, kind), (up, _))| !(sequences_compared && kind == "sequence" && *up))
         .map(|((schema, name, kind), (up, down))| NotCompared {
             kind,
             schema,
@@ -71,27 +74,10 @@ fn is_table_like(kind: &str) -> bool {
 /// schema the server has. Schemas are listed with SHOW DATABASES so that a schema
 /// missing on this side is simply absent.
 async fn list(conn: &mut Conn, schemas: &BTreeSet<String>) -> Result<Vec<(String, TableRef)>> {
-    let present: BTreeSet<String> = conn
-        .rows("SHOW DATABASES")
-        .await?
-        .iter()
-        .filter_map(|r| cell_str(r, 0))
-        .collect();
     let mut out = Vec::new();
-    for schema in schemas.iter().filter(|s| present.contains(*s)) {
-        let sql = format!(
-            "SHOW FULL TABLES FROM {} WHERE Table_type IN ('VIEW', 'SEQUENCE')",
-            quote_ident(schema)
-        );
-        for r in conn.rows(&sql).await? {
-            if let (Some(name), Some(kind)) = (cell_str(&r, 0), cell_str(&r, 1)) {
-                out.push((
-                    kind.to_ascii_lowercase(),
-                    TableRef::new(schema.clone(), name),
-                ));
-            }
-        }
-        let s = quote_str(schema);
+    for schema in present(conn, schemas).await? {
+        out.extend(show_full_tables(conn, &schema, "IN ('VIEW', 'SEQUENCE')").await?);
+        let s = quote_str(&schema);
         let queries = [
             format!(
                 "SELECT LOWER(ROUTINE_TYPE), ROUTINE_NAME FROM information_schema.ROUTINES \
@@ -115,4 +101,50 @@ async fn list(conn: &mut Conn, schemas: &BTreeSet<String>) -> Result<Vec<(String
         }
     }
     Ok(out)
+}
+
+/// The sequences of `schemas` (those this server has).
+pub(super) async fn sequences(
+    conn: &mut Conn,
+    schemas: &BTreeSet<String>,
+) -> Result<Vec<TableRef>> {
+    let mut out = Vec::new();
+    for schema in present(conn, schemas).await? {
+        let found = show_full_tables(conn, &schema, "= 'SEQUENCE'").await?;
+        out.extend(found.into_iter().map(|(_, t)| t));
+    }
+    Ok(out)
+}
+
+/// Those of `schemas` the server has.
+async fn present(conn: &mut Conn, schemas: &BTreeSet<String>) -> Result<Vec<String>> {
+    let present: BTreeSet<String> = conn
+        .rows("SHOW DATABASES")
+        .await?
+        .iter()
+        .filter_map(|r| cell_str(r, 0))
+        .collect();
+    Ok(schemas.intersection(&present).cloned().collect())
+}
+
+/// `(kind, schema.name)` of `SHOW FULL TABLES FROM schema WHERE Table_type <types>`, kinds
+/// lowercase.
+async fn show_full_tables(
+    conn: &mut Conn,
+    schema: &str,
+    types: &str,
+) -> Result<Vec<(String, TableRef)>> {
+    let sql = format!(
+        "SHOW FULL TABLES FROM {} WHERE Table_type {types}",
+        quote_ident(schema)
+    );
+    Ok(conn
+        .rows(&sql)
+        .await?
+        .iter()
+        .filter_map(|r| {
+            let (name, kind) = (cell_str(r, 0)?, cell_str(r, 1)?);
+            Some((kind.to_ascii_lowercase(), TableRef::new(schema, name)))
+        })
+        .collect())
 }

@@ -2,7 +2,7 @@
 //! structures discovered and compared, and a [`TablePlan`] for each pair whose data can be
 //! compared.
 
-use super::plan::{Side, TablePlan};
+use super::plan::{Counter, Side, TablePlan};
 use super::state::empty_report;
 use super::{CheckJob, DEFAULT_CHUNK_SIZE};
 use crate::db::{Conn, Source};
@@ -182,6 +182,7 @@ fn prepare_pair(
     target: &TableRef,
     mut report: TableReport,
 ) -> Result<Prepared> {
+    let counter = counter(&up_found, &down_found);
     let (up_schema, down_schema) = (up_found.schema, down_found.schema);
     if !job.data_only {
         let diffs = compare_structure(&up_schema, &down_schema);
@@ -197,10 +198,21 @@ fn prepare_pair(
     } else {
         settings.chunk_size
     };
+    let history = settings.history && up_schema.system_versioned && down_schema.system_versioned;
+    if settings.history && !history {
+        tracing::warn!(
+            "{target}: system-versioned-history is set but the table is not system-versioned \
+             on both sides: its current rows are compared"
+        );
+    }
+    let (up_plan_schema, down_plan_schema) = match history {
+        true => (with_history(&up_schema), with_history(&down_schema)),
+        false => (up_schema.clone(), down_schema.clone()),
+    };
     let plan = TablePlan::new(
         target.clone(),
-        &up_schema,
-        &down_schema,
+        &up_plan_schema,
+        &down_plan_schema,
         &settings.ignore_columns,
         &settings.index_fields,
         settings.range.clone(),
@@ -210,6 +222,9 @@ fn prepare_pair(
         Ok(mut plan) => {
             force_key_index(&mut plan, [up, down], [&up_schema, &down_schema]);
             plan.rows_estimate = up_found.rows_estimate;
+            plan.counter = counter;
+            plan.history = history;
+            report.history = history;
             Prepared {
                 report,
                 plan: Some(plan),
@@ -220,6 +235,33 @@ fn prepare_pair(
             report.error = Some(format!("data not compared: {message}"));
             Prepared { report, plan: None }
         }
+    })
+}
+
+/// A system-versioned table as its history is compared: the period columns are compared like
+/// the others, and no key is used (the versions of one row share its key), so the row
+/// versions are compared as a multiset.
+fn with_history(schema: &TableSchema) -> TableSchema {
+    let mut s = schema.clone();
+    s.columns.extend(s.period.iter().cloned().map(|mut c| {
+        c.generated = None;
+        c
+    }));
+    s.indexes.clear();
+    s
+}
+
+/// The pair's AUTO_INCREMENT counters, when the downstream table has one and the upstream
+/// the same column (whether or not it has the attribute there: a merged target's counter
+/// must still pass every upstream key).
+fn counter(up: &Discovered, down: &Discovered) -> Option<Counter> {
+    let down_column = down.schema.auto_increment.as_deref()?;
+    let column = up.schema.column(down_column)?.name.clone();
+    let up_counter = up.counter.filter(|_| up.schema.auto_increment.is_some());
+    Some(Counter {
+        column,
+        up: up_counter,
+        down: down.counter?,
     })
 }
 

@@ -104,6 +104,7 @@ pub(super) fn empty_report(target: &TableRef, upstream: &TableRef) -> TableRepor
         error: None,
         duration_ms: 0,
         resumed_chunks: 0,
+        history: false,
     }
 }
 

@@ -397,6 +397,10 @@ pub struct TableConfig {
     /// Collation for ordering and range predicates (not for the checksum).
     #[serde(default, deserialize_with = "empty_as_none")]
     pub collation: Option<String>,
+    /// MariaDB system-versioned tables: compare every row version (`FOR SYSTEM_TIME ALL`,
+    /// period columns included) instead of the current rows.
+    #[serde(default)]
+    pub system_versioned_history: bool,
 }
 
 /// What to compare (`[task]`).

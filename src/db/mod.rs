@@ -226,6 +226,12 @@ impl Source {
             // Long checksum queries must not be cut off by a server-wide statement limit.
             conn.exec("SET SESSION max_statement_time = 0").await?;
         }
+        if self.flavour == Flavour::MySql && !self.version.starts_with("5.") {
+            // MySQL 8 caches information_schema.TABLES (row estimates, AUTO_INCREMENT) for a
+            // day by default; the check needs the current values.
+            conn.exec("SET SESSION information_schema_stats_expiry = 0")
+                .await?;
+        }
         if self.flavour == Flavour::TiDb && self.pins_tidb_snapshot() {
             let sql = format!(
                 "SET SESSION tidb_snapshot = {}",

@@ -20,8 +20,9 @@
 //!
 //! The report gives the recovery point (commit time of the last recovered transaction),
 //! the data lost when the old primary still answers, and the time from the start to a
-//! writable secondary. Gate 3 (b), the data compared with an independent reconstruction,
-//! is not built.
+//! writable secondary. Gate 3 (b) (`dr::reconstruct`, skipped with `--no-data-gate`)
+//! compares the data with an independent reconstruction before the node is made writable:
+//! a difference leaves it read-only (exit 1).
 
 use std::time::{Duration, Instant};
 
@@ -45,6 +46,9 @@ const PRIMARY_PROBE: Duration = Duration::from_secs(3);
 pub struct FailoverOptions {
     /// Run although the flow records a finished failover.
     pub again: bool,
+    /// Skip gate 3 (b), the compare with a reconstruction from the backup and the archive
+    /// (it runs before the node is made writable, so it adds to the time to writable).
+    pub no_data_gate: bool,
 }
 
 /// Gate 3 (a): where the secondary is against where the redo ends.
@@ -81,20 +85,27 @@ pub struct FailoverReport {
     pub primary_position: Option<String>,
     /// Transactions the old primary has and the secondary does not (None: unknown).
     pub lost_transactions: Option<u64>,
-    /// Milliseconds from the start of the failover to `read_only = 0`.
-    pub writable_after_ms: u64,
+    /// Milliseconds from the start of the failover to `read_only = 0`; `None` when gate 3
+    /// (b) found differences and the node was left read-only.
+    pub writable_after_ms: Option<u64>,
     /// Where a replica of the new acting primary starts (its binlog, when it has one).
     pub source_binlog: Option<String>,
     pub truncated: Option<Truncation>,
     pub gate_position: PositionGate,
-    /// Gate 3 (b): the data against an independent reconstruction.
+    /// Gate 3 (b): the data against an independent reconstruction, in words.
     pub gate_data: String,
+    /// Gate 3 (b)'s result: `equal`, `different`, or `None` when it did not run.
+    pub gate_data_result: Option<String>,
+    /// The AUTO_INCREMENT counters checked before the node was made writable, and any raised
+    /// past their table's largest id.
+    pub gate_counters: String,
     pub notes: Vec<String>,
 }
 
 impl FailoverReport {
     pub fn equal(&self) -> bool {
         self.gate_position.result == "equal"
+            && self.gate_data_result.as_deref() != Some("different")
     }
 }
 
@@ -169,8 +180,11 @@ pub async fn plan(ctx: &DrContext) -> Result<Vec<String>> {
         ));
     }
     lines.push(
-        "then set gtid_slave_pos to the position replayed to, RESET SLAVE ALL, SET GLOBAL \
-         read_only = 0, and run gate 3"
+        "then check gate 3 (a) (position against the archive's end), set gtid_slave_pos to \
+         the position replayed to, RESET SLAVE ALL, raise AUTO_INCREMENT counters at or below \
+         their largest id, run gate 3 (b) (the data against the flow's backup restored into a \
+         scratch server plus the archive replayed; skipped with --no-data-gate) and, when it \
+         is equal, SET GLOBAL read_only = 0"
             .into(),
     );
     Ok(lines)
@@ -224,7 +238,22 @@ pub async fn run(ctx: &DrContext, opts: &FailoverOptions) -> Result<FailoverRepo
             check(ctx, &mut conn).await?;
             let mut record = StepRecord::started_now();
             flow.set(StepName::Failover, record.clone()).await?;
-            let work = promote(ctx, &source, &mut conn, started, started_at.clone());
+            let backup_id = flow
+                .state
+                .step(StepName::Backup)
+                .filter(|b| b.status == StepStatus::Done)
+                .and_then(|b| b.backup_id.clone());
+            if !opts.no_data_gate {
+                super::reconstruct::preflight(ctx, backup_id.as_deref()).await?;
+            }
+            let data_gate = (!opts.no_data_gate).then_some(backup_id.as_deref());
+            let work = promote(
+                ctx,
+                (&source, &mut conn),
+                data_gate,
+                started,
+                started_at.clone(),
+            );
             let result = ctx
                 .interrupt
                 .interruptible(work)
@@ -261,12 +290,15 @@ pub async fn run(ctx: &DrContext, opts: &FailoverOptions) -> Result<FailoverRepo
 /// Steps 2 to 5.
 async fn promote(
     ctx: &DrContext,
-    source: &Source,
-    conn: &mut Conn,
+    (source, conn): (&Source, &mut Conn),
+    data_gate: Option<Option<&str>>,
     started: Instant,
     started_at: String,
 ) -> Result<(FailoverReport, Point)> {
     let mut notes = Vec::new();
+    // No client write may land between the archive's transactions and the gates: the node
+    // stays read-only until they pass (a no-op on a secondary kept read-only already).
+    conn.exec("SET GLOBAL read_only = 1").await?;
     let replica = super::replicate::ReplicaStatus::read(conn, Flavour::MariaDb).await?;
     if let Some(r) = &replica {
         conn.exec("STOP SLAVE").await?;
@@ -381,12 +413,52 @@ async fn promote(
     if replica.is_some() {
         conn.exec("RESET SLAVE ALL").await?;
     }
-    conn.exec("SET GLOBAL read_only = 0").await?;
-    let writable_after = started.elapsed();
-    tracing::info!(
-        ms = writable_after.as_millis() as u64,
-        "dr failover: the secondary is writable"
-    );
+    // Before it takes writes: no AUTO_INCREMENT counter may hand out an id a row holds.
+    let (counters, raised) = crate::check::raise_own_counters(conn).await?;
+    let gate_counters = counters_line(counters, &raised);
+    // Gate 3 (b) before the node takes writes: a difference leaves it read-only.
+    let (gate_data, gate_data_result) = match data_gate {
+        None => (
+            "skipped (--no-data-gate): the data was not compared with a reconstruction".into(),
+            None,
+        ),
+        Some(backup) => {
+            let dir = ctx.step_dir(FAILOVER_DIR).join(DATA_GATE_DIR);
+            let r = super::reconstruct::compare(ctx, backup, &dir)
+                .await
+                .map_err(|e| {
+                    DrError::Precondition(format!(
+                        "gate 3 (b) failed after the archive was applied: {e}. The secondary \
+                         holds the archive, its replication is reset and it is still \
+                         read-only; `syncgate dr failover --again --no-data-gate` makes it \
+                         writable without the gate"
+                    ))
+                })?;
+            let line = data_gate_line(&r);
+            (
+                line,
+                Some(r.report.result.as_str().replace("repaired", "equal")),
+            )
+        }
+    };
+    let writable_after = if gate_data_result.as_deref() == Some("different")
+        || gate_data_result.as_deref() == Some("error")
+    {
+        notes.push(format!(
+            "NOT made writable: gate 3 (b) found the secondary different from the \
+             reconstruction (report: {FAILOVER_DIR}/{DATA_GATE_DIR}/summary.txt); after \
+             looking, promote it with SET GLOBAL read_only = 0"
+        ));
+        None
+    } else {
+        conn.exec("SET GLOBAL read_only = 0").await?;
+        let after = started.elapsed();
+        tracing::info!(
+            ms = after.as_millis() as u64,
+            "dr failover: the secondary is writable"
+        );
+        Some(after.as_millis() as u64)
+    };
     let position = gtid_var(conn, "gtid_slave_pos").await?;
     let (binlog_file, binlog_offset) = if log_bin {
         conn.first("SHOW MASTER STATUS")
@@ -439,7 +511,7 @@ async fn promote(
         recovery_point_unix: last.map(|(_, ts)| ts),
         primary_position: primary_position.map(|p| p.to_string()),
         lost_transactions: lost,
-        writable_after_ms: writable_after.as_millis() as u64,
+        writable_after_ms: writable_after,
         source_binlog: log_bin.then(|| format!("{binlog_file}:{binlog_offset}")),
         truncated: outcome.truncated.clone(),
         gate_position: PositionGate {
@@ -447,9 +519,9 @@ async fn promote(
             expected: expected.to_string(),
             actual: actual.to_string(),
         },
-        gate_data: "not built: the data is not compared with an independent reconstruction \
-                    (last backup restored into a scratch server plus the archive replayed)"
-            .into(),
+        gate_counters,
+        gate_data,
+        gate_data_result,
         notes,
     };
     let point = Point::Gtid {
@@ -458,6 +530,56 @@ async fn promote(
         binlog_pos: binlog_offset,
     };
     Ok((report, point))
+}
+
+/// Gate 3 (b)'s report directory, under the failover's.
+pub const DATA_GATE_DIR: &str = "data";
+
+/// Gate 3 (b) in words.
+fn data_gate_line(r: &super::reconstruct::Reconstruction) -> String {
+    let rep = &r.report;
+    let rows: u64 = rep.tables.iter().map(|t| t.rows_upstream).sum();
+    let differing: u64 = rep
+        .tables
+        .iter()
+        .map(|t| t.rows_missing + t.rows_extra + t.rows_changed)
+        .sum();
+    format!(
+        "{}: the secondary against a reconstruction (backup {} restored into a scratch \
+         server, {} archived transaction(s) replayed to {}): {} table(s), {rows} row(s), \
+         {differing} differing, {} counter/sequence difference(s)",
+        rep.result.as_str().replace("repaired", "equal"),
+        r.backup_id,
+        r.transactions,
+        r.position,
+        rep.tables.len(),
+        rep.metadata.len()
+    )
+}
+
+/// The report line of the counters check: how many, and each one raised.
+fn counters_line(checked: usize, raised: &[crate::report::MetadataDiff]) -> String {
+    if raised.is_empty() {
+        return format!(
+            "{checked} AUTO_INCREMENT counter(s) checked, all above their tables' largest ids"
+        );
+    }
+    let moved: Vec<String> = raised
+        .iter()
+        .map(|d| {
+            let fix = d.fix.join("; ");
+            let state = if d.fixed { "raised" } else { "NOT raised" };
+            format!(
+                "`{}`.`{}`: {} — {state} ({fix})",
+                d.schema, d.name, d.detail
+            )
+        })
+        .collect();
+    format!(
+        "{checked} AUTO_INCREMENT counter(s) checked; {} at or below their largest id: {}",
+        raised.len(),
+        moved.join("; ")
+    )
 }
 
 /// The old primary's position and how many transactions the secondary lacks, when it
@@ -532,14 +654,16 @@ pub fn render_text(r: &FailoverReport) -> String {
     for n in &r.notes {
         s.push_str(&format!("note: {n}\n"));
     }
-    s.push_str(&format!(
-        "writable: read_only = 0 {} ms after the failover started{}\n",
-        r.writable_after_ms,
-        r.source_binlog
-            .as_ref()
-            .map(|b| format!("; replicas of it start at binlog {b}"))
-            .unwrap_or_default()
-    ));
+    match r.writable_after_ms {
+        Some(ms) => s.push_str(&format!(
+            "writable: read_only = 0 {ms} ms after the failover started{}\n",
+            r.source_binlog
+                .as_ref()
+                .map(|b| format!("; replicas of it start at binlog {b}"))
+                .unwrap_or_default()
+        )),
+        None => s.push_str("writable: NO, left read-only (gate 3 (b) found differences)\n"),
+    }
     match (&r.recovery_point, &r.last_recovered) {
         (Some(t), Some(g)) => s.push_str(&format!(
             "recovery point: {t} (commit time of {g}, the last recovered transaction)\n"
@@ -557,6 +681,7 @@ pub fn render_text(r: &FailoverReport) -> String {
         r.gate_position.result, r.gate_position.actual, r.gate_position.expected
     ));
     s.push_str(&format!("gate 3 (b) data: {}\n", r.gate_data));
+    s.push_str(&format!("counters: {}\n", r.gate_counters));
     s
 }
 

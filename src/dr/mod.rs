@@ -32,6 +32,7 @@ pub mod gate;
 pub mod manifest;
 pub mod parts;
 pub mod progress;
+pub mod reconstruct;
 pub mod replicate;
 pub mod reseed;
 pub mod restore;

@@ -205,7 +205,8 @@ pub(crate) async fn load(
     match &manifest.point {
         Point::Tso { .. } => super::tidb_steps::restore(ctx, manifest).await,
         Point::Gtid { gtid, .. } => {
-            load_dump(ctx, store, manifest).await?;
+            let ds = &ctx.config.data_sources[&ctx.dr.secondary];
+            load_dump(ds, store, manifest).await?;
             set_gtid_position(&mut conn, secondary, gtid).await?;
             conn.close().await;
             Ok(())
@@ -262,8 +263,13 @@ pub(crate) async fn occupied_tables(conn: &mut Conn, manifest: &Manifest) -> Res
     Ok(out)
 }
 
-/// Fetch the dump (checked against the manifest first), then stream it into the client.
-async fn load_dump(ctx: &DrContext, store: &dyn ObjectStore, manifest: &Manifest) -> Result<()> {
+/// Fetch the dump (checked against the manifest first), then stream it into the client
+/// connected to `ds` (the secondary, or gate 3's scratch server).
+pub(super) async fn load_dump(
+    ds: &crate::config::DataSource,
+    store: &dyn ObjectStore,
+    manifest: &Manifest,
+) -> Result<()> {
     let scratch = tempfile::Builder::new()
         .prefix("syncgate-restore-")
         .tempdir()?;
@@ -277,7 +283,6 @@ async fn load_dump(ctx: &DrContext, store: &dyn ObjectStore, manifest: &Manifest
             gate::fetch_verified(store, manifest, key, &fp).await?;
         }
     }
-    let ds = &ctx.config.data_sources[&ctx.dr.secondary];
     let client = ClientTool::new(&["mariadb", "mysql"], "mariadb-client", ds)?;
     let args: Vec<String> = vec![
         "--init-command=SET SESSION sql_log_bin = 0".into(),

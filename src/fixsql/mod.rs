@@ -75,7 +75,7 @@ mod tests;
 
 pub use apply::{statements_for_apply, APPLY_SESSION_SETTINGS};
 pub use file::{
-    chunk_block, file_name, supersede_previous, undo_part, FileKind, FixHeader, FixSqlWriter,
-    Superseded, SKIP_BINLOG,
+    chunk_block, file_name, metadata_fix_text, supersede_previous, undo_part, FileKind, FixHeader,
+    FixSqlWriter, Superseded, METADATA_FILE, SKIP_BINLOG,
 };
 pub use render::{render_changes, render_undo, render_undo_split, FixTable};

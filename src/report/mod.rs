@@ -90,6 +90,10 @@ pub struct TableReport {
     /// checked in this run: all of them for a table finished before the interruption.
     #[serde(default)]
     pub resumed_chunks: u64,
+    /// A system-versioned table compared with its history (`system-versioned-history`):
+    /// every row version, period columns included, as a multiset; no fix SQL is written.
+    #[serde(default)]
+    pub history: bool,
 }
 
 /// One side of the comparison as it was read.
@@ -131,6 +135,25 @@ pub struct NotCompared {
     pub on: String,
 }
 
+/// A difference in what the downstream hands out next rather than in its rows: an
+/// AUTO_INCREMENT counter at or below a key the upstream holds, or a sequence behind,
+/// defined differently or missing. A promoted downstream with one reuses ids.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetadataDiff {
+    /// `auto_increment` or `sequence`.
+    pub kind: String,
+    /// Downstream schema and name of the table or sequence.
+    pub schema: String,
+    pub name: String,
+    /// What differs, with both sides' values.
+    pub detail: String,
+    /// The statements that fix it on the downstream, in order.
+    pub fix: Vec<String>,
+    /// `--apply-fix` ran [`Self::fix`] and a second read found the downstream fixed.
+    #[serde(default)]
+    pub fixed: bool,
+}
+
 /// The whole run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunReport {
@@ -150,6 +173,13 @@ pub struct RunReport {
     /// Objects of the checked schemas that were not compared (see [`NotCompared`]).
     #[serde(default)]
     pub not_compared: Vec<NotCompared>,
+    /// AUTO_INCREMENT counters and sequences that differ (see [`MetadataDiff`]).
+    #[serde(default)]
+    pub metadata: Vec<MetadataDiff>,
+    /// The file holding [`Self::metadata`]'s fix statements, relative to the output
+    /// directory.
+    #[serde(default)]
+    pub metadata_fix_sql: Option<PathBuf>,
 }
 
 impl RunResult {
@@ -250,13 +280,14 @@ impl RunReport {
         let any = |r: TableResult| self.tables.iter().any(|t| t.result == r);
         self.result = if self.error.is_some() || any(TableResult::Error) {
             RunResult::Error
-        } else if any(TableResult::Different) {
+        } else if any(TableResult::Different) || !self.metadata.is_empty() {
             let repaired = |t: &TableReport| t.fix_applied && t.recheck_equal == Some(true);
             let all_repaired = self
                 .tables
                 .iter()
                 .filter(|t| t.result == TableResult::Different)
-                .all(repaired);
+                .all(repaired)
+                && self.metadata.iter().all(|m| m.fixed);
             if all_repaired {
                 RunResult::Repaired
             } else {

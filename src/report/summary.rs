@@ -103,6 +103,28 @@ fn render_into(out: &mut String, r: &RunReport) -> std::fmt::Result {
         writeln!(out)?;
     }
     structure_differences(out, r)?;
+    if !r.metadata.is_empty() {
+        writeln!(
+            out,
+            "Counters and sequences that differ ({})",
+            r.metadata.len()
+        )?;
+        for m in &r.metadata {
+            let fixed = if m.fixed { " [fixed]" } else { "" };
+            writeln!(
+                out,
+                "  {} {}.{}: {}{fixed}",
+                m.kind,
+                crate::sql::quote_ident(&m.schema),
+                crate::sql::quote_ident(&m.name),
+                m.detail
+            )?;
+        }
+        if let Some(p) = &r.metadata_fix_sql {
+            writeln!(out, "  fix SQL: {}", p.display())?;
+        }
+        writeln!(out)?;
+    }
     if !r.not_compared.is_empty() {
         writeln!(out, "Not compared ({})", r.not_compared.len())?;
         for o in &r.not_compared {

@@ -30,6 +30,7 @@ fn table(schema: &str, name: &str, result: TableResult) -> TableReport {
         fix_applied: false,
         recheck_equal: None,
         resumed_chunks: 0,
+        history: false,
     }
 }
 
@@ -82,6 +83,8 @@ fn mixed() -> RunReport {
         error: None,
         warnings: vec!["upstream binlog is not row-based".into()],
         not_compared: Vec::new(),
+        metadata: Vec::new(),
+        metadata_fix_sql: None,
     }
 }
 

@@ -53,6 +53,9 @@ pub struct Discovered {
     /// `information_schema.TABLES.TABLE_ROWS`: an estimate (InnoDB's statistics), `None`
     /// when the server gives none.
     pub rows_estimate: Option<u64>,
+    /// `information_schema.TABLES.AUTO_INCREMENT`: the value the table's AUTO_INCREMENT
+    /// counter hands out next, `None` for a table without one.
+    pub counter: Option<u64>,
 }
 
 /// Schemas with more selected tables than this are read with one query per kind for the
@@ -114,8 +117,8 @@ async fn discover_in_schema(
     // TABLE' in SHOW FULL TABLES): it is an ordinary table to its users.
     let infos = conn
         .rows(&format!(
-            "SELECT TABLE_NAME, TABLE_COLLATION, ENGINE, TABLE_TYPE, TABLE_ROWS \
-             FROM information_schema.TABLES \
+            "SELECT TABLE_NAME, TABLE_COLLATION, ENGINE, TABLE_TYPE, TABLE_ROWS, \
+             AUTO_INCREMENT FROM information_schema.TABLES \
              WHERE {where_clause} AND TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED')"
         ))
         .await?;
@@ -131,12 +134,23 @@ async fn discover_in_schema(
         let Some(name) = cell_str(info, 0) else {
             continue;
         };
-        let mut cols = columns.remove(&name).unwrap_or_default();
+        let (mut cols, auto): (Vec<Column>, Vec<bool>) = columns
+            .remove(&name)
+            .unwrap_or_default()
+            .into_iter()
+            .unzip();
+        let auto_increment = cols
+            .iter()
+            .zip(&auto)
+            .find(|(_, a)| **a)
+            .map(|(c, _)| c.name.clone());
         let mut idxs = indexes.remove(&name).unwrap_or_default();
         let system_versioned = cell_str(info, 3).as_deref() == Some("SYSTEM VERSIONED");
-        if system_versioned {
-            drop_period_columns(&mut cols, &mut idxs);
-        }
+        let period = if system_versioned {
+            period_columns(drop_period_columns(&mut cols, &mut idxs))
+        } else {
+            Vec::new()
+        };
         let schema = TableSchema {
             table: TableRef::new(schema, name.clone()),
             columns: cols,
@@ -145,13 +159,15 @@ async fn discover_in_schema(
             collation: cell_str(info, 1),
             engine: cell_str(info, 2),
             system_versioned,
+            auto_increment,
+            period,
         };
-        let rows_estimate = cell_u64(info, 4);
         out.insert(
             name,
             Discovered {
                 schema,
-                rows_estimate,
+                rows_estimate: cell_u64(info, 4),
+                counter: cell_u64(info, 5),
             },
         );
     }
@@ -171,7 +187,7 @@ fn group_by_table<T>(items: Vec<(String, T)>) -> BTreeMap<String, Vec<T>> {
 /// `ROW END`) from its columns and keys. MariaDB appends the row-end column to every unique
 /// key; among current rows it is the same maximum for all, so the rest of the key stays
 /// unique. (Implicit period columns are hidden and never listed.)
-fn drop_period_columns(columns: &mut Vec<Column>, indexes: &mut [Index]) {
+fn drop_period_columns(columns: &mut Vec<Column>, indexes: &mut [Index]) -> Vec<Column> {
     let is_period = |c: &Column| {
         c.generated.as_ref().is_some_and(|g| {
             let e = g.expression.trim().to_ascii_uppercase();
@@ -183,16 +199,50 @@ fn drop_period_columns(columns: &mut Vec<Column>, indexes: &mut [Index]) {
         .filter(|c| is_period(c))
         .map(|c| c.name.clone())
         .collect();
-    columns.retain(|c| !is_period(c));
+    let (dropped, kept) = std::mem::take(columns)
+        .into_iter()
+        .partition(|c| is_period(c));
+    *columns = kept;
     for idx in indexes.iter_mut() {
         idx.columns
             .retain(|c| !period.iter().any(|p| p.eq_ignore_ascii_case(c)));
     }
+    dropped
+}
+
+/// A system-versioned table's period columns: the explicit ones, else MariaDB's implicit
+/// `row_start` and `row_end` (hidden: never listed, but selectable by name).
+fn period_columns(explicit: Vec<Column>) -> Vec<Column> {
+    if !explicit.is_empty() {
+        return explicit;
+    }
+    ["row_start", "row_end"]
+        .iter()
+        .enumerate()
+        .map(|(i, name)| Column {
+            name: name.to_string(),
+            ordinal: u32::MAX - 1 + i as u32,
+            data_type: "timestamp".into(),
+            column_type: "timestamp(6)".into(),
+            class: TypeClass::from_data_type("timestamp", None),
+            nullable: false,
+            unsigned: false,
+            charset: None,
+            collation: None,
+            default: None,
+            generated: None,
+            invisible: true,
+        })
+        .collect()
 }
 
 /// The tables' columns in ordinal order (`information_schema.COLUMNS`), each with its
-/// table's name; `where_clause` selects the tables.
-async fn read_columns(conn: &mut Conn, where_clause: &str) -> Result<Vec<(String, Column)>> {
+/// table's name and whether it is the table's AUTO_INCREMENT column; `where_clause` selects
+/// the tables.
+async fn read_columns(
+    conn: &mut Conn,
+    where_clause: &str,
+) -> Result<Vec<(String, (Column, bool))>> {
     let rows = conn
         .rows(&format!(
             "SELECT COLUMN_NAME, ORDINAL_POSITION, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, \
@@ -203,7 +253,14 @@ async fn read_columns(conn: &mut Conn, where_clause: &str) -> Result<Vec<(String
         .await?;
     Ok(rows
         .iter()
-        .map(|r| (cell_str(r, 10).unwrap_or_default(), column_from_row(r)))
+        .map(|r| {
+            let auto =
+                cell_str(r, 8).is_some_and(|e| e.to_ascii_lowercase().contains("auto_increment"));
+            (
+                cell_str(r, 10).unwrap_or_default(),
+                (column_from_row(r), auto),
+            )
+        })
         .collect())
 }
 

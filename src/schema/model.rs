@@ -217,6 +217,11 @@ pub struct TableSchema {
     /// columns (`AS ROW START` / `AS ROW END`) are left out of `columns` and of the keys,
     /// since they record when each server wrote a row version, not data.
     pub system_versioned: bool,
+    /// The column with the `AUTO_INCREMENT` attribute, if any.
+    pub auto_increment: Option<String>,
+    /// A system-versioned table's period columns (row start, row end), left out of
+    /// `columns`; read only when its history is compared.
+    pub period: Vec<Column>,
 }
 
 impl TableSchema {

@@ -183,15 +183,25 @@ fn failover_json(out: &std::process::Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", describe(out)))
 }
 
+/// A flow whose primary was killed mid-load (see the test below): its parts and positions.
+struct Killed {
+    s3: LocalS3,
+    flow: Flow,
+    /// The GTID seq before the writer's first transaction (seq n is GTID base + n).
+    base: u64,
+    /// The secondary's seq when the primary died, and the archive's end.
+    behind: u64,
+    end: GtidPos,
+    /// Ledger rows whose COMMIT returned.
+    acknowledged: u64,
+    _s3_root: tempfile::TempDir,
+}
+
 /// Backup, restore, replicate and archive under the ledger writer (real S3 for both
-/// storages); the secondary falls behind (its replication stopped), the primary is killed
-/// with SIGKILL mid-load; `dr failover` applies the archive after the secondary's position
-/// exactly once: gate 3 (a) equal, the ledger a gap-free prefix ending at the archive's
-/// last transaction, the recovery point printed, the secondary writable and no longer a
-/// replica.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failover_after_primary_kill_applies_the_archive_exactly_once() {
-    let (_s3_root, s3) = s3_backup_and_redo().await;
+/// storages); the secondary's replication is stopped so it falls behind, then the primary
+/// is killed with SIGKILL and the archiver stopped once the archive settles.
+async fn killed_primary() -> Killed {
+    let (s3_root, s3) = s3_backup_and_redo().await;
     let mut flow = Flow::new(1, 1_000, Some(s3_uri(&s3, "backup"))).await;
     add_to_dr_section(
         &flow.config,
@@ -205,7 +215,6 @@ async fn failover_after_primary_kill_applies_the_archive_exactly_once() {
         "CREATE TABLE sbtest.ledger (seq BIGINT PRIMARY KEY, at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6))",
     )
     .await;
-    // Every writer transaction is one GTID after this one: seq n is GTID base + n.
     let base = seq0(&scalar(&flow.primary, "SELECT @@gtid_binlog_pos").await);
 
     // Refused before anything else: no archive yet.
@@ -228,11 +237,40 @@ async fn failover_after_primary_kill_applies_the_archive_exactly_once() {
     assert!(acknowledged > 300, "{acknowledged} transactions committed");
     let behind = seq0(&scalar(&flow.secondary, "SELECT @@gtid_slave_pos").await);
     let end = settle_and_stop(&flow, arch).await;
-    let end_seq = end.0[&0].seq;
     assert!(
-        end_seq > behind + 100,
+        end.0[&0].seq > behind + 100,
         "the archive ({end}) holds the transactions the secondary lacks (at {behind})"
     );
+    Killed {
+        s3,
+        flow,
+        base,
+        behind,
+        end,
+        acknowledged,
+        _s3_root: s3_root,
+    }
+}
+
+/// Backup, restore, replicate and archive under the ledger writer (real S3 for both
+/// storages); the secondary falls behind (its replication stopped), the primary is killed
+/// with SIGKILL mid-load; `dr failover` applies the archive after the secondary's position
+/// exactly once: gate 3 (a) equal, the ledger a gap-free prefix ending at the archive's
+/// last transaction, the recovery point printed, the secondary writable and no longer a
+/// replica; gate 3 (b): the secondary equals the backup restored into a scratch server
+/// plus the whole archive replayed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_after_primary_kill_applies_the_archive_exactly_once() {
+    let Killed {
+        s3,
+        flow,
+        base,
+        behind,
+        end,
+        acknowledged,
+        _s3_root,
+    } = killed_primary().await;
+    let end_seq = end.0[&0].seq;
 
     // --dry-run runs the checks and changes nothing.
     let out = flow.run("failover", &["--dry-run"]);
@@ -259,6 +297,7 @@ async fn failover_after_primary_kill_applies_the_archive_exactly_once() {
         "exactly the transactions after the secondary's position: {doc}"
     );
     assert!(doc["truncated"].is_null(), "{doc}");
+    assert_eq!(doc["gate_data_result"], "equal", "{doc}");
     assert_eq!(doc["last_recovered"], format!("0-1-{end_seq}"), "{doc}");
     let rp = doc["recovery_point_unix"].as_u64().unwrap();
     let now = time::OffsetDateTime::now_utc().unix_timestamp() as u64;
@@ -268,6 +307,12 @@ async fn failover_after_primary_kill_applies_the_archive_exactly_once() {
     );
     assert!(doc["recovery_point"].as_str().unwrap().ends_with('Z'));
     assert!(doc["writable_after_ms"].as_u64().unwrap() < 60_000, "{doc}");
+    // The counters were checked before the node took writes (sbtest's ids are AUTO_INCREMENT).
+    let counters = doc["gate_counters"].as_str().unwrap();
+    assert!(
+        counters.contains("checked, all above") && !counters.starts_with("0 "),
+        "{doc}"
+    );
     assert!(
         doc["lost_transactions"].is_null(),
         "the primary is dead: {doc}"
@@ -308,6 +353,13 @@ async fn failover_after_primary_kill_applies_the_archive_exactly_once() {
     let text = std::fs::read_to_string(flow.out().join("failover/report.txt")).unwrap();
     assert!(text.contains("recovery point: 20"), "{text}");
     assert!(text.contains("gate 3 (a) position: equal"), "{text}");
+    assert!(
+        text.contains("gate 3 (b) data: equal: the secondary against a reconstruction"),
+        "{text}"
+    );
+    let data = crate::scenario::summary(&flow.out().join("failover/data"));
+    assert_eq!(data["result"], "equal", "{data:#}");
+    assert_eq!(data["upstream"][0]["name"], "reconstruction", "{data:#}");
     // A second run is refused: the failover is recorded as done.
     let out = flow.run("failover", &[]);
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
@@ -365,7 +417,7 @@ async fn damaged_archive_is_refused_or_applied_to_its_last_complete_transaction(
     let middle = index[index.len() / 2].clone();
     let seg_bytes = store.get(&middle.segment).await.unwrap().unwrap();
     store.delete(&middle.segment).await.unwrap();
-    let out = flow.run("failover", &[]);
+    let out = flow.run("failover", &["--no-data-gate"]);
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(
@@ -381,7 +433,7 @@ async fn damaged_archive_is_refused_or_applied_to_its_last_complete_transaction(
     let entry_key = middle.segment.replace(".bin", ".json");
     let entry_bytes = store.get(&entry_key).await.unwrap().unwrap();
     store.delete(&entry_key).await.unwrap();
-    let out = flow.run("failover", &["--json"]);
+    let out = flow.run("failover", &["--json", "--no-data-gate"]);
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     let first_missing = GtidPos::parse(&middle.first).unwrap().0[&0].seq;
@@ -406,7 +458,7 @@ async fn damaged_archive_is_refused_or_applied_to_its_last_complete_transaction(
         "one transaction lost"
     );
     store.put(&last.segment, cut).await.unwrap();
-    let out = flow.run("failover", &["--json"]);
+    let out = flow.run("failover", &["--json", "--no-data-gate"]);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     let doc = failover_json(&out);
     assert_eq!(doc["gate_position"]["result"], "equal", "{doc}");
@@ -428,4 +480,42 @@ async fn damaged_archive_is_refused_or_applied_to_its_last_complete_transaction(
     let text = std::fs::read_to_string(flow.out().join("failover/report.txt")).unwrap();
     assert!(text.contains("truncated"), "{text}");
     s3.stop().await;
+}
+
+/// Gate 3 (b) finds what gate 3 (a) cannot: a row changed on the secondary without a binlog
+/// entry leaves positions equal, but the secondary differs from the reconstruction, so the
+/// failover exits 1 and leaves it read-only, naming the row in the gate's report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secondary_that_differs_from_the_reconstruction_is_left_read_only() {
+    let k = killed_primary().await;
+    exec(
+        &k.flow.secondary,
+        "SET SESSION sql_log_bin = 0; UPDATE sbtest.ledger SET at = '2001-01-01' WHERE seq = 7",
+    )
+    .await;
+    let out = k.flow.run("failover", &["--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let doc = failover_json(&out);
+    assert_eq!(doc["gate_position"]["result"], "equal", "{doc}");
+    assert_eq!(doc["gate_data_result"], "different", "{doc}");
+    assert!(doc["writable_after_ms"].is_null(), "{doc}");
+    assert!(
+        doc["notes"].to_string().contains("NOT made writable"),
+        "{doc}"
+    );
+    assert_eq!(scalar(&k.flow.secondary, "SELECT @@read_only").await, "1");
+    let data = crate::scenario::summary(&k.flow.out().join("failover/data"));
+    let ledger_report = data["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == "ledger")
+        .unwrap();
+    assert_eq!(ledger_report["rows_changed"], 1, "{data:#}");
+    let state = k.flow.flow_state();
+    assert_eq!(
+        state["steps"]["failover"]["status"], "gate-failed",
+        "{state}"
+    );
+    k.s3.stop().await;
 }

@@ -157,6 +157,112 @@ async fn fenced_pair_has_no_false_differences_under_load_and_finds_divergence() 
     tokio::time::sleep(Duration::from_millis(100)).await;
 }
 
+/// Fix SQL on a real GTID replica (the issue of errant transactions): the replica is
+/// detected and named in the report and in the fix file's header; `--apply-fix` is refused
+/// until `fix-sql-binlog` says how; with `"skip"` the fix file and `--apply-fix` repair the
+/// replica without writing a transaction to its binary log (its GTID position does not move
+/// and gains no GTID of its own server id), and replication goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fix_sql_on_a_real_replica_is_warned_refused_then_applied_unlogged() {
+    let primary = start_server(33).await;
+    let replica = start_server(34).await;
+    exec(
+        &primary,
+        "CREATE DATABASE app; USE app; \
+         CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(40)); \
+         INSERT INTO t SELECT seq, CONCAT('row', seq) FROM seq_1_to_2000",
+    )
+    .await;
+    replicate(&primary, &replica).await;
+    let diverge = "SET SESSION sql_log_bin = 0; UPDATE app.t SET v = 'diverged' WHERE id = 5; \
+                   DELETE FROM app.t WHERE id = 6; INSERT INTO app.t VALUES (5000, 'extra')";
+    exec(&replica, diverge).await;
+    let binlog_pos = || scalar(&replica, "SELECT @@gtid_binlog_pos");
+    let before = binlog_pos().await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("out");
+    let cfg = config(dir.path(), primary.port(), replica.port());
+    let run = |args: &'static [&'static str]| {
+        let path = cfg.to_str().unwrap().to_string();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let mut all = vec!["check", "-C", &path];
+                all.extend_from_slice(args);
+                syncgate(&all)
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let out = run(&[]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let s = summary(&out_dir);
+    assert_eq!(counts(&s, "t"), (1, 1, 1));
+    assert!(
+        s["warnings"].to_string().contains("is a replica of"),
+        "{s:#}"
+    );
+    let fix_file = out_dir.join("fix-on-replica").join("app.t.sql");
+    let fix = std::fs::read_to_string(&fix_file).unwrap();
+    assert!(
+        fix.contains("-- WARNING: downstream 'replica' is a replica of"),
+        "{fix}"
+    );
+    assert!(!fix.contains("sql_log_bin = 0"), "{fix}");
+
+    let out = run(&["--apply-fix"]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--apply-fix refused"),
+        "{}",
+        describe(&out)
+    );
+
+    // fix-sql-binlog = "skip": the file turns the binary log off for its session.
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replace("[task]\n", "[task]\nfix-sql-binlog = \"skip\"\n"),
+    )
+    .unwrap();
+    let out = run(&[]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let fix = std::fs::read_to_string(&fix_file).unwrap();
+    assert!(fix.contains("SET SESSION sql_log_bin = 0;"), "{fix}");
+    exec(&replica, &fix).await;
+    assert_eq!(
+        binlog_pos().await,
+        before,
+        "the fix wrote no transaction to the binlog"
+    );
+    let out = run(&[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+
+    // --apply-fix with "skip" repairs a new divergence, unlogged too.
+    exec(&replica, diverge).await;
+    let out = run(&["--apply-fix"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(summary(&out_dir)["result"], "repaired");
+    assert_eq!(
+        binlog_pos().await,
+        before,
+        "--apply-fix wrote no transaction"
+    );
+
+    // Replication is healthy: a primary write arrives, and the pair is equal.
+    exec(&primary, "INSERT INTO app.t VALUES (9000, 'after')").await;
+    let pos = scalar(&primary, "SELECT @@gtid_binlog_pos").await;
+    let waited = scalar(&replica, &format!("SELECT MASTER_GTID_WAIT('{pos}', 60)")).await;
+    assert_eq!(waited, "0");
+    let out = run(&[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(
+        !binlog_pos().await.contains("-34-"),
+        "no GTID of the replica's own server id"
+    );
+}
+
 #[tokio::test]
 async fn auto_on_servers_that_are_not_a_pair_is_a_clear_error() {
     let a = start_server(41).await;

@@ -107,7 +107,16 @@ pub(crate) fn results(summary: &Value) -> Vec<Value> {
 
 /// The fix SQL files' lines without the header comments (time, read points), per file.
 pub(crate) fn fix_sql(out: &Path) -> Vec<(String, Vec<String>)> {
-    let dir = out.join("fix-on-down");
+    sql_files(out, "fix-on-down")
+}
+
+/// The undo files, as [`fix_sql`].
+fn undo_sql(out: &Path) -> Vec<(String, Vec<String>)> {
+    sql_files(out, "undo-on-down")
+}
+
+fn sql_files(out: &Path, dir: &str) -> Vec<(String, Vec<String>)> {
+    let dir = out.join(dir);
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .expect("fix dir")
         .map(|e| e.unwrap().path())
@@ -244,6 +253,34 @@ fn assert_resume_warning(on_disk: &Value, resumed: &Value) {
     assert!(warnings[0].contains("chunks)"), "{}", warnings[0]);
 }
 
+/// Every downstream row of the loaded tables as hex text, in order, and each table's
+/// `CHECKSUM TABLE`.
+async fn downstream_rows(s: &Scenario) -> Vec<String> {
+    let mut out = Vec::new();
+    for (t, cols) in [
+        ("a", "id, k, v"),
+        ("b", "id, k, v"),
+        ("c", "id, k, v"),
+        ("d", "k, v"),
+    ] {
+        let hexed: Vec<String> = cols
+            .split(", ")
+            .map(|c| format!("IFNULL(HEX({c}), 'NULL')"))
+            .collect();
+        let rows: Vec<String> = s
+            .down
+            .query(&format!(
+                "SELECT CONCAT_WS('|', {}) FROM {t} ORDER BY {cols}",
+                hexed.join(", ")
+            ))
+            .await;
+        out.push(format!("{t}: {}", rows.join(",")));
+        let ck: Vec<(String, Option<u64>)> = s.down.query(&format!("CHECKSUM TABLE {t}")).await;
+        out.push(format!("{t} checksum {:?}", ck[0].1));
+    }
+    out
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_run_resumes_to_the_uninterrupted_result() {
     let s = Scenario::empty().await;
@@ -266,6 +303,29 @@ async fn killed_run_resumes_to_the_uninterrupted_result() {
     );
     assert_eq!(fix_sql(&out_dir), fix_sql(&reference));
     assert!(!fix_sql(&out_dir).is_empty());
+    assert_eq!(undo_sql(&out_dir), undo_sql(&reference));
+
+    // The resumed run's fix, then its undo (parts from before and after the kill joined),
+    // put the downstream back byte for byte.
+    let before = downstream_rows(&s).await;
+    let applied = crate::scenario::apply_fix_dir(&s.down, &out_dir).await;
+    assert_eq!(applied.len(), 4);
+    assert_ne!(
+        downstream_rows(&s).await,
+        before,
+        "the fix changed the downstream"
+    );
+    let mut undo: Vec<PathBuf> = std::fs::read_dir(out_dir.join("undo-on-down"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .collect();
+    undo.sort();
+    assert_eq!(undo.len(), 4);
+    for f in undo {
+        s.down.exec(&std::fs::read_to_string(f).unwrap()).await;
+    }
+    assert_eq!(downstream_rows(&s).await, before);
 
     assert_checkpoint_not_rechecked(&on_disk, &resumed);
     assert_resume_warning(&on_disk, &resumed);

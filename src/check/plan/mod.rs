@@ -110,6 +110,22 @@ pub struct TablePlan {
     /// The upstream's estimate of the table's rows (`information_schema.TABLES`), when
     /// known: a table well within one chunk is not split ([`Self::fits_one_chunk`]).
     pub rows_estimate: Option<u64>,
+    /// The downstream's AUTO_INCREMENT counter, checked against the upstream's keys
+    /// (`check::metadata`).
+    pub counter: Option<Counter>,
+    /// A system-versioned table compared with its history: queries read `FOR SYSTEM_TIME
+    /// ALL` and no fix SQL is written (MariaDB cannot rewrite single history rows).
+    pub history: bool,
+}
+
+/// A table's AUTO_INCREMENT counters as discovered, before the read points are pinned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counter {
+    /// The AUTO_INCREMENT column's upstream name.
+    pub column: String,
+    /// The upstream's counter, when the upstream column has the attribute too.
+    pub up: Option<u64>,
+    pub down: u64,
 }
 
 impl TablePlan {
@@ -162,6 +178,8 @@ impl TablePlan {
             key_parts: Vec::new(),
             force_index: [None, None],
             rows_estimate: None,
+            counter: None,
+            history: false,
         };
         plan.order_keys()?;
         Ok(plan)
@@ -232,6 +250,16 @@ impl TablePlan {
         });
         self.force_index[side.index()] = found.map(|i| i.name.clone());
         found.is_some()
+    }
+
+    /// What `side`'s queries read `FROM`: the table, and all its row versions when its
+    /// history is compared.
+    pub fn source(&self, side: Side) -> String {
+        let table = self.table(side).quoted();
+        match self.history {
+            true => format!("{table} FOR SYSTEM_TIME ALL"),
+            false => table,
+        }
     }
 
     pub fn table(&self, side: Side) -> &TableRef {

@@ -12,7 +12,7 @@ use crate::sql::{hex_literal, quote_ident};
 impl TablePlan {
     /// What key-range queries of `side` read `FROM`: the table, with its index hint if any.
     fn from(&self, side: Side) -> String {
-        let table = self.table(side).quoted();
+        let table = self.source(side);
         match &self.force_index[side.index()] {
             None => table,
             Some(i) if i.eq_ignore_ascii_case("PRIMARY") => {
@@ -380,7 +380,7 @@ impl TablePlan {
             "SELECT {} AS sg_bucket, COUNT(*), SUM({}) FROM {} WHERE {} GROUP BY 1",
             self.bucket_expr(side, buckets),
             self.row_hash(side),
-            self.table(side).quoted(),
+            self.source(side),
             with_filter("TRUE".into(), self.filter.as_deref())
         )
     }
@@ -395,7 +395,7 @@ impl TablePlan {
         format!(
             "SELECT {} FROM {} WHERE {} AND {} IN ({list})",
             self.select_list(side).join(", "),
-            self.table(side).quoted(),
+            self.source(side),
             with_filter("TRUE".into(), self.filter.as_deref()),
             self.bucket_expr(side, buckets)
         )

@@ -38,6 +38,8 @@ fn schema(columns: Vec<Column>, key: &[&str]) -> TableSchema {
         collation: None,
         engine: None,
         system_versioned: false,
+        auto_increment: None,
+        period: Vec::new(),
     }
 }
 
