@@ -20,6 +20,15 @@
 //!
 //! MB/s are of the uncompressed dump; rows/s of all rows. Overheads compare syncgate's
 //! backup with the bare dump and syncgate's load with the bare load.
+//!
+//! **Switchover mode**: `cargo bench --bench dr -- --bench --switchover [--tables 4]
+//! [--rows 10000] [--tps 100]` measures the write freeze of `dr switchover`. It runs the
+//! flow through the syncgate binary — backup, restore, replicate, `dr archive`, the primary
+//! killed (SIGKILL), `dr failover`, a third server reseeded (`dr reseed`) — then, with a
+//! ledger writer (`testdata::LedgerWriter`, a user without SUPER, following the writable
+//! primary) at `--tps`, `dr switchover`: the freeze syncgate reports (read_only = 1 on the
+//! acting primary → read_only = 0 on the new one, with the catch-up and the gate inside it)
+//! and the longest gap between two of the writer's commits (what the application saw).
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -32,22 +41,28 @@ type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 struct Opts {
     tables: u32,
-    rows: u64,
+    rows: Option<u64>,
     runs: usize,
+    switchover: bool,
+    tps: u64,
 }
 
 fn parse(args: &[String]) -> Res<Opts> {
     let mut o = Opts {
         tables: 4,
-        rows: 1_000_000,
+        rows: None,
         runs: 1,
+        switchover: false,
+        tps: 100,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut val = || it.next().ok_or(format!("{a} needs a value"));
         match a.as_str() {
             "--tables" => o.tables = val()?.parse()?,
-            "--rows" => o.rows = val()?.parse()?,
+            "--rows" => o.rows = Some(val()?.parse()?),
+            "--switchover" => o.switchover = true,
+            "--tps" => o.tps = val()?.parse()?,
             "--runs" => o.runs = val()?.parse()?,
             "--bench" => {}
             other => return Err(format!("unknown option {other}").into()),
@@ -85,27 +100,35 @@ fn server_opts(server_id: u32, pool_mib: u64) -> ServerOptions {
 
 async fn real_main(args: &[String]) -> Res<()> {
     let o = parse(args)?;
+    if o.switchover {
+        return switchover_bench(o.tables, o.rows.unwrap_or(10_000), o.tps).await;
+    }
+    let o = Opts {
+        rows: Some(o.rows.unwrap_or(1_000_000)),
+        ..o
+    };
+    let rows = o.rows.unwrap_or_default();
     // sbtest rows take about 250 bytes in InnoDB; twice that holds data and indexes.
-    let pool = (o.tables as u64 * o.rows * 500 / (1 << 20)).max(256);
+    let pool = (o.tables as u64 * rows * 500 / (1 << 20)).max(256);
     eprintln!("== starting primary and secondary (buffer pool {pool} MiB each)");
     let (primary, secondary) = tokio::try_join!(
         LocalServer::start(server_opts(1, pool)),
         LocalServer::start(server_opts(2, pool))
     )?;
-    eprintln!("== seeding {} x {} rows on the primary", o.tables, o.rows);
+    eprintln!("== seeding {} x {rows} rows on the primary", o.tables);
     let mut c = primary.conn().await?;
     c.query_drop("CREATE DATABASE sbtest").await?;
     drop(c);
     let db: mysql_async::Opts = mysql_async::OptsBuilder::from_opts(primary.opts())
         .db_name(Some("sbtest"))
         .into();
-    let loads = (1..=o.tables).map(|t| syncgate::testdata::seq::seed_table(db.clone(), t, o.rows));
+    let loads = (1..=o.tables).map(|t| syncgate::testdata::seq::seed_table(db.clone(), t, rows));
     futures_util::future::try_join_all(loads).await?;
     warm(&primary, o.tables).await?;
 
     let dir = tempfile::tempdir()?;
     let config = write_config(dir.path(), &primary, &secondary)?;
-    let total_rows = o.tables as u64 * o.rows;
+    let total_rows = o.tables as u64 * rows;
     let mut runs = Vec::new();
     for run in 1..=o.runs {
         eprintln!("== run {run}/{}", o.runs);
@@ -398,4 +421,159 @@ fn print_results(runs: &[Run], rows: u64) {
         pct(sb + sl, bd + bl),
         pct(sb + sr, bp)
     );
+}
+
+/// `syncgate dr <args> -C config`, its output checked.
+fn sg_run(config: &Path, args: &[&str]) -> Res<std::process::Output> {
+    let out = Command::new(env!("CARGO_BIN_EXE_syncgate"))
+        .arg("dr")
+        .args(args)
+        .arg("-C")
+        .arg(config)
+        .output()?;
+    check(&out)?;
+    Ok(out)
+}
+
+async fn exec(server: &LocalServer, sql: &str) -> Res<()> {
+    let mut c = server.conn().await?;
+    c.query_drop(sql).await?;
+    c.disconnect().await?;
+    Ok(())
+}
+
+fn has_file_ending(dir: &Path, suffix: &str) -> bool {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| {
+            let p = e.path();
+            if p.is_dir() {
+                has_file_ending(&p, suffix)
+            } else {
+                p.to_string_lossy().ends_with(suffix)
+            }
+        })
+}
+
+/// The switchover mode (module docs): the flow to a reseeded node, then the timed switch.
+async fn switchover_bench(tables: u32, rows: u64, tps: u64) -> Res<()> {
+    let pool = (tables as u64 * rows * 500 / (1 << 20)).max(256);
+    eprintln!("== starting primary, secondary and the node to reseed");
+    let (mut primary, secondary, node) = tokio::try_join!(
+        LocalServer::start(server_opts(1, pool)),
+        LocalServer::start(server_opts(2, pool)),
+        LocalServer::start(server_opts(3, pool))
+    )?;
+    eprintln!("== seeding {tables} x {rows} rows on the primary");
+    exec(&primary, "CREATE DATABASE sbtest").await?;
+    let db: mysql_async::Opts = mysql_async::OptsBuilder::from_opts(primary.opts())
+        .db_name(Some("sbtest"))
+        .into();
+    let loads = (1..=tables).map(|t| syncgate::testdata::seq::seed_table(db.clone(), t, rows));
+    futures_util::future::try_join_all(loads).await?;
+    exec(
+        &primary,
+        "CREATE TABLE sbtest.ledger (seq BIGINT PRIMARY KEY)",
+    )
+    .await?;
+
+    let dir = tempfile::tempdir()?;
+    let config = write_config(dir.path(), &primary, &secondary)?;
+    let redo = dir.path().join("redo");
+    std::fs::create_dir_all(&redo)?;
+    let text = std::fs::read_to_string(&config)?.replace(
+        "[dr]\n",
+        &format!(
+            "[data-sources.rebuilt]\nhost = \"127.0.0.1\"\nport = {}\nuser = \"root\"\n\
+             [dr]\nredo-storage = \"local://{}\"\nflush-interval = 0.2\n",
+            node.port(),
+            redo.display()
+        ),
+    );
+    std::fs::write(&config, text)?;
+    for step in ["backup", "restore", "replicate"] {
+        let t = Instant::now();
+        sg_run(&config, &[step])?;
+        eprintln!("   dr {step} {:.1} s", t.elapsed().as_secs_f64());
+    }
+    eprintln!("== dr archive, writes, the primary killed, dr failover");
+    let mut archiver = Command::new(env!("CARGO_BIN_EXE_syncgate"))
+        .args(["dr", "archive", "-C"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let root = syncgate::testdata::LedgerWriter::start(vec![primary.opts()], "sbtest.ledger", tps);
+    // The failover needs redo: wait for the first archived segment (the archiver takes a
+    // while to start on a loaded machine), then a little more.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !has_file_ending(&redo, ".bin") {
+        if Instant::now() > deadline {
+            return Err("dr archive wrote no segment within 120 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    primary.kill();
+    root.stop().await;
+    // The archive is flushed every 0.2 s; SIGTERM makes it write what is complete.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    Command::new("kill")
+        .args(["-TERM", &archiver.id().to_string()])
+        .status()?;
+    archiver.wait()?;
+    sg_run(&config, &["failover"])?;
+
+    eprintln!("== dr reseed --new-primary rebuilt under {tps} TPS");
+    let user = "SET sql_log_bin = 0; CREATE USER 'app'@'%' IDENTIFIED BY 'app'; \
+                GRANT ALL ON sbtest.* TO 'app'@'%'";
+    exec(&secondary, user).await?;
+    exec(&node, user).await?;
+    exec(
+        &secondary,
+        "CREATE TABLE sbtest.ledger_app (seq BIGINT PRIMARY KEY)",
+    )
+    .await?;
+    let app = |s: &LocalServer| -> mysql_async::Opts {
+        mysql_async::OptsBuilder::from_opts(s.opts())
+            .user(Some("app"))
+            .pass(Some("app"))
+            .into()
+    };
+    let writer = syncgate::testdata::LedgerWriter::start(
+        vec![app(&secondary), app(&node)],
+        "sbtest.ledger_app",
+        tps,
+    );
+    let t = Instant::now();
+    sg_run(&config, &["reseed", "--new-primary", "rebuilt"])?;
+    eprintln!("   dr reseed {:.1} s", t.elapsed().as_secs_f64());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    eprintln!("== dr switchover");
+    writer.reset_gap();
+    let t = Instant::now();
+    let out = sg_run(&config, &["switchover", "--json"])?;
+    let total = t.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let stats = writer.stop().await;
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let ms = |k: &str| doc[k].as_u64().unwrap_or(0);
+    println!(
+        "\nswitchover at {tps} TPS, {tables} x {rows} rows (+ ledger): write freeze {} ms \
+         reported (catch-up {} ms, gate {} ms, {} rows compared); the writer's longest gap \
+         between commits {} ms; the command took {:.2} s; {} transactions committed, {} \
+         attempts refused and retried",
+        ms("freeze_ms"),
+        ms("catch_up_ms"),
+        ms("gate_ms"),
+        ms("compared_rows"),
+        stats.longest_gap.as_millis(),
+        total.as_secs_f64(),
+        stats.committed,
+        stats.refused
+    );
+    Ok(())
 }

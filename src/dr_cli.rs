@@ -10,7 +10,9 @@ use syncgate::dr::archive;
 use syncgate::dr::backup::{self, BackupOptions};
 use syncgate::dr::failover::{self, FailoverOptions};
 use syncgate::dr::replicate::{self, ReplicateOptions, Started};
+use syncgate::dr::reseed::{self, ReseedOptions};
 use syncgate::dr::restore::{self, RestoreOptions};
+use syncgate::dr::switchover::{self, SwitchoverOptions};
 use syncgate::dr::verify;
 use syncgate::dr::DrContext;
 use syncgate::exit::{DIFFERENT, EQUAL};
@@ -118,6 +120,36 @@ pub enum DrAction {
         #[arg(long)]
         json: bool,
     },
+    /// After a failover: fill the rebuilt node NAME from the acting primary (backup,
+    /// restore), replicate it from there while writes go on; then gate 4 (exit 0 equal, 1
+    /// different, 2 error or refused: no failover yet, NAME unknown or not empty).
+    Reseed {
+        #[command(flatten)]
+        common: Common,
+        /// The data source to rebuild ([data-sources.NAME]); it must be empty.
+        #[arg(long, value_name = "NAME")]
+        new_primary: String,
+        /// Reseed again although the flow records a finished reseed.
+        #[arg(long)]
+        again: bool,
+    },
+    /// After a reseed: freeze writes on the acting primary (read_only), let the reseeded
+    /// node catch up, gate at that frozen point, then make it the primary and the acting
+    /// primary its replica; the freeze is timed (exit 0 switched, 1 gate different and
+    /// nothing switched, 2 error: writes unfrozen, nothing switched).
+    Switchover {
+        #[command(flatten)]
+        common: Common,
+        /// Seconds the new node may take to apply everything up to the frozen point.
+        #[arg(long, default_value_t = 30)]
+        catch_up_timeout: u64,
+        /// Run although the flow records a finished switchover.
+        #[arg(long)]
+        again: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// The flow's state: each step, its point and gate; replication; gate 2's last runs;
     /// the backups in storage.
     Status {
@@ -194,6 +226,23 @@ pub async fn run(action: DrAction) -> anyhow::Result<i32> {
                 no_data_gate,
             };
             failover_cmd(&common, &opts, json).await
+        }
+        DrAction::Reseed {
+            common,
+            new_primary,
+            again,
+        } => reseed_cmd(&common, ReseedOptions { new_primary, again }).await,
+        DrAction::Switchover {
+            common,
+            catch_up_timeout,
+            again,
+            json,
+        } => {
+            let opts = SwitchoverOptions {
+                catch_up_timeout: std::time::Duration::from_secs(catch_up_timeout),
+                again,
+            };
+            switchover_cmd(&common, &opts, json).await
         }
     };
     match outcome {
@@ -580,6 +629,71 @@ async fn failover_cmd(common: &Common, opts: &FailoverOptions, json: bool) -> an
         );
     }
     Ok(code)
+}
+
+async fn reseed_cmd(common: &Common, opts: ReseedOptions) -> anyhow::Result<i32> {
+    let ctx = context(common)?;
+    let plan = reseed::plan(&ctx, &opts).await?;
+    if ctx.dry_run {
+        for line in plan {
+            println!("{line}");
+        }
+        return Ok(EQUAL);
+    }
+    tracing::info!(config = ?ctx.config, "dr reseed");
+    let out = reseed::run(&ctx, &opts).await?;
+    println!(
+        "reseed: backup {} of the acting primary '{}' at {} restored onto '{}' in {:.1} s; '{}' \
+         replicates from {} after that point",
+        out.manifest.id,
+        out.acting,
+        out.manifest.point,
+        out.node,
+        out.restore_time.as_secs_f64(),
+        out.node,
+        out.source
+    );
+    let dir = ctx.step_dir(reseed::RESEED_DIR);
+    let code = out.gate.exit_code();
+    if code != EQUAL {
+        print!(
+            "{}",
+            std::fs::read_to_string(dir.join("summary.txt")).unwrap_or_default()
+        );
+    }
+    println!(
+        "gate 4: {} ('{}' against '{}' at {}; {:.1} s in all); report and fix SQL: {}",
+        out.gate.result.as_str(),
+        out.node,
+        out.acting,
+        out.gate.downstream.snapshot,
+        out.elapsed.as_secs_f64(),
+        dir.display()
+    );
+    Ok(code)
+}
+
+async fn switchover_cmd(
+    common: &Common,
+    opts: &SwitchoverOptions,
+    json: bool,
+) -> anyhow::Result<i32> {
+    let ctx = context(common)?;
+    let plan = switchover::plan(&ctx, opts).await?;
+    if ctx.dry_run {
+        for line in plan {
+            println!("{line}");
+        }
+        return Ok(EQUAL);
+    }
+    tracing::info!(config = ?ctx.config, "dr switchover");
+    let report = switchover::run(&ctx, opts).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", switchover::render_text(&report));
+    }
+    Ok(report.exit_code())
 }
 
 async fn status_cmd(common: &Common, json: bool) -> anyhow::Result<i32> {

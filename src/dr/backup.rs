@@ -280,7 +280,7 @@ fn dump_args(flavour: Flavour, schemas: &BTreeSet<String>) -> Vec<String> {
 
 /// The dump and the fingerprints of a MariaDB/MySQL primary. Returns the manifest and how
 /// long commits were held.
-async fn backup_mysql(
+pub(crate) async fn backup_mysql(
     ctx: &DrContext,
     store: Arc<dyn ObjectStore>,
     primary: &Source,

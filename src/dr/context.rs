@@ -60,6 +60,29 @@ impl DrContext {
         })
     }
 
+    /// The same flow seen with other roles: `primary` is the node replicated from and
+    /// gated against, `secondary` the node restored onto and replicating. Reseed and
+    /// switchover run the existing steps this way round (the acting primary is the
+    /// config's secondary after a failover). `primary-host-for-replica` names the config's
+    /// primary's address only, so it is not carried over.
+    pub fn with_roles(&self, primary: &str, secondary: &str) -> Result<DrContext> {
+        let source = |name: &str| {
+            let ds = self.config.data_sources.get(name).ok_or_else(|| {
+                DrError::Precondition(format!(
+                    "no data source '{name}' in the config ([data-sources.{name}])"
+                ))
+            })?;
+            crate::job::spec(name, ds)
+        };
+        let mut ctx = self.clone();
+        ctx.primary = source(primary)?;
+        ctx.secondary = source(secondary)?;
+        ctx.dr.primary = primary.to_string();
+        ctx.dr.secondary = secondary.to_string();
+        ctx.dr.primary_host_for_replica = None;
+        Ok(ctx)
+    }
+
     /// Open backup-storage (one request: unreachable, credentials and bucket fail here).
     pub async fn store(&self) -> Result<Arc<dyn ObjectStore>> {
         Ok(crate::storage::open(&self.backup_uri).await?)

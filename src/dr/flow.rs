@@ -29,6 +29,8 @@ pub enum StepName {
     Restore,
     Replicate,
     Failover,
+    Reseed,
+    Switchover,
 }
 
 impl StepName {
@@ -38,6 +40,8 @@ impl StepName {
             StepName::Restore => "restore",
             StepName::Replicate => "replicate",
             StepName::Failover => "failover",
+            StepName::Reseed => "reseed",
+            StepName::Switchover => "switchover",
         }
     }
 }
@@ -127,6 +131,13 @@ pub struct StepRecord {
     /// Replication on TiDB: the TiCDC changefeed's ID.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub changefeed: Option<String>,
+    /// Reseed and switchover: the data source rebuilt from the acting primary (the new
+    /// primary of the switchover), so the switchover needs no name repeated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// Switchover: how long writes were frozen, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub freeze_ms: Option<u64>,
 }
 
 impl StepRecord {
@@ -141,6 +152,8 @@ impl StepRecord {
             error: None,
             source: None,
             changefeed: None,
+            node: None,
+            freeze_ms: None,
         }
     }
 

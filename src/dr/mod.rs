@@ -14,6 +14,8 @@
 //! | `dr verify`: gate 2 at a GTID fence, its history | [`verify`] |
 //! | `dr status` | [`status`] |
 //! | `dr failover`: the archive applied to the secondary, promoted; gate 3 | [`failover`] |
+//! | `dr reseed`: a rebuilt node filled from the acting primary, replicating; gate 4 | [`reseed`] |
+//! | `dr switchover`: write freeze, gate at the frozen point, roles reversed | [`switchover`] |
 //! | TiDB's BR through SQL, PD GC hold | [`tidb`] |
 //! | TiCDC OpenAPI v2 client (the changefeed of `replicate`) | [`ticdc`] |
 //!
@@ -32,9 +34,11 @@ pub mod parts;
 pub mod progress;
 pub mod reconstruct;
 pub mod replicate;
+pub mod reseed;
 pub mod restore;
 pub mod status;
 pub mod stream;
+pub mod switchover;
 pub mod ticdc;
 pub mod tidb;
 pub mod tidb_failover;

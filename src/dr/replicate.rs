@@ -484,7 +484,7 @@ fn cdc_addr(ctx: &DrContext) -> Option<String> {
 }
 
 /// Issue the statements, then wait for both threads to run connected.
-async fn start(
+pub(crate) async fn start(
     conn: &mut Conn,
     flavour: Flavour,
     src: &ReplicationSource,

@@ -179,7 +179,7 @@ async fn run_gate(
 }
 
 /// Restore the backup onto the secondary (all flavours).
-async fn load(
+pub(crate) async fn load(
     ctx: &DrContext,
     store: &dyn ObjectStore,
     manifest: &Manifest,
@@ -239,7 +239,7 @@ async fn refuse_replica(conn: &mut Conn, secondary: &Source) -> Result<()> {
 
 /// Tables of the backup's schemas on the secondary that hold at least one row
 /// (`db.t (~N rows)`).
-async fn occupied_tables(conn: &mut Conn, manifest: &Manifest) -> Result<Vec<String>> {
+pub(crate) async fn occupied_tables(conn: &mut Conn, manifest: &Manifest) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for schema in &manifest.schemas {
         let sql = format!(

@@ -173,8 +173,15 @@ pub fn render_text(r: &StatusReport) -> String {
     }
     for (name, st) in &r.state.steps {
         s.push_str(&format!(
-            "  {name}: {:?}{}{}{}{}{}\n",
+            "  {name}: {:?}{}{}{}{}{}{}{}\n",
             st.status,
+            st.node
+                .as_ref()
+                .map(|n| format!(", node {n}"))
+                .unwrap_or_default(),
+            st.freeze_ms
+                .map(|ms| format!(", writes frozen {ms} ms"))
+                .unwrap_or_default(),
             st.backup_id
                 .as_ref()
                 .map(|b| format!(", backup {b}"))

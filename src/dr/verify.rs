@@ -47,7 +47,7 @@ pub async fn run(ctx: &DrContext) -> Result<VerifyOutcome> {
                 .into());
             }
             let dir = ctx.step_dir(VERIFY_DIR);
-            let checked = check(ctx, &dir).await;
+            let checked = fenced_check(ctx, VERIFY_DIR).await;
             let report_path = format!("{VERIFY_DIR}/summary.txt");
             let run = match &checked {
                 Ok(report) => GateRun {
@@ -86,15 +86,17 @@ pub async fn run(ctx: &DrContext) -> Result<VerifyOutcome> {
     .await
 }
 
-/// The checker, both sides at the GTID fence.
-async fn check(ctx: &DrContext, dir: &std::path::Path) -> Result<RunReport> {
-    let mut job = ctx.gate_job(VERIFY_DIR)?;
+/// The checker, both sides at the GTID fence: `ctx`'s primary against its secondary (a
+/// replica of it), report and summary in the directory of `step`. Gate 2, and with the
+/// roles of [`DrContext::with_roles`] gate 4 and the switchover's gate.
+pub(crate) async fn fenced_check(ctx: &DrContext, step: &str) -> Result<RunReport> {
+    let mut job = ctx.gate_job(step)?;
     job.upstream.snapshot = Snapshot::Auto;
     job.downstream.snapshot = Snapshot::Auto;
     let report = crate::check::run_check(job, crate::report::progress::Progress::hidden()).await?;
-    let (report, dir2) = (report, dir.to_path_buf());
+    let dir = ctx.step_dir(step);
     let written = report.clone();
-    tokio::task::spawn_blocking(move || crate::report::write_summary(&written, &dir2))
+    tokio::task::spawn_blocking(move || crate::report::write_summary(&written, &dir))
         .await
         .map_err(|e| Error::Internal(e.to_string()))??;
     Ok(report)

@@ -20,19 +20,19 @@ use syncgate::local::{LocalS3, LocalServer};
 use crate::dr_backup::Flow;
 use crate::scenario::describe;
 
-const SECRET: &str = "failover-S3cret";
+pub(crate) const SECRET: &str = "failover-S3cret";
 
 /// The writer: one connection, one transaction per tick, each an UPDATE of the sbtest
 /// table (when there is one) and the next ledger row. `committed` is the last sequence
 /// number whose COMMIT returned.
-struct Ledger {
+pub(crate) struct Ledger {
     stop: Arc<AtomicBool>,
     committed: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Ledger {
-    fn start(server: &LocalServer, tps: u64, with_sbtest: bool) -> Ledger {
+    pub(crate) fn start(server: &LocalServer, tps: u64, with_sbtest: bool) -> Ledger {
         let stop = Arc::new(AtomicBool::new(false));
         let committed = Arc::new(AtomicU64::new(0));
         let opts = server.opts();
@@ -76,27 +76,27 @@ impl Ledger {
         }
     }
 
-    async fn stop(self) -> u64 {
+    pub(crate) async fn stop(self) -> u64 {
         self.stop.store(true, Ordering::SeqCst);
         let _ = self.task.await;
         self.committed.load(Ordering::SeqCst)
     }
 }
 
-async fn exec(server: &LocalServer, sql: &str) {
+pub(crate) async fn exec(server: &LocalServer, sql: &str) {
     let mut c = server.conn().await.unwrap();
     c.query_drop(sql)
         .await
         .unwrap_or_else(|e| panic!("{e}\n{sql}"));
 }
 
-async fn scalar(server: &LocalServer, sql: &str) -> String {
+pub(crate) async fn scalar(server: &LocalServer, sql: &str) -> String {
     let mut c = server.conn().await.unwrap();
     let v: Option<String> = c.query_first(sql).await.unwrap();
     v.unwrap_or_default()
 }
 
-async fn ledger(server: &LocalServer) -> Vec<u64> {
+pub(crate) async fn ledger(server: &LocalServer) -> Vec<u64> {
     let mut c = server.conn().await.unwrap();
     c.query("SELECT seq FROM sbtest.ledger ORDER BY seq")
         .await
@@ -104,23 +104,32 @@ async fn ledger(server: &LocalServer) -> Vec<u64> {
 }
 
 /// The seq of domain 0 in a GTID position.
-fn seq0(pos: &str) -> u64 {
+pub(crate) fn seq0(pos: &str) -> u64 {
     GtidPos::parse(pos).unwrap().0[&0].seq
 }
 
-fn s3_uri(s3: &LocalS3, bucket: &str) -> String {
+/// A local S3 server with the buckets `backup` and `redo` (and the dir it keeps them in).
+pub(crate) async fn s3_backup_and_redo() -> (tempfile::TempDir, LocalS3) {
+    let root = tempfile::tempdir().unwrap();
+    let s3 = LocalS3::start(root.path(), "sgkey", SECRET).await.unwrap();
+    s3.create_bucket("backup").unwrap();
+    s3.create_bucket("redo").unwrap();
+    (root, s3)
+}
+
+pub(crate) fn s3_uri(s3: &LocalS3, bucket: &str) -> String {
     format!(
         "s3://{bucket}/prod?access-key=sgkey&secret-access-key={SECRET}&endpoint={}&force-path-style=true",
         s3.endpoint()
     )
 }
 
-fn add_to_dr_section(config: &Path, lines: &str) {
+pub(crate) fn add_to_dr_section(config: &Path, lines: &str) {
     let text = std::fs::read_to_string(config).unwrap();
     std::fs::write(config, text.replace("[dr]\n", &format!("[dr]\n{lines}\n"))).unwrap();
 }
 
-fn archiver(flow: &Flow, extra: &[&str]) -> Child {
+pub(crate) fn archiver(flow: &Flow, extra: &[&str]) -> Child {
     let log = std::fs::File::create(flow.dir.path().join("archive.log")).unwrap();
     let mut args = vec!["-L", "info"];
     args.extend_from_slice(extra);
@@ -131,14 +140,14 @@ fn archiver(flow: &Flow, extra: &[&str]) -> Child {
         .expect("start dr archive")
 }
 
-async fn context(flow: &Flow) -> DrContext {
+pub(crate) async fn context(flow: &Flow) -> DrContext {
     let cfg = Config::from_file(&flow.config).unwrap();
     DrContext::new(&cfg, None, syncgate::interrupt::Interrupt::never()).unwrap()
 }
 
 /// Wait until the archive's position stops moving (1.5 s unchanged), then stop the
 /// archiver with SIGTERM; the archive's position.
-async fn settle_and_stop(flow: &Flow, mut arch: Child) -> GtidPos {
+pub(crate) async fn settle_and_stop(flow: &Flow, mut arch: Child) -> GtidPos {
     let ctx = context(flow).await;
     let store = archive::redo_store(&ctx).await.unwrap();
     let mut last = GtidPos::default();
@@ -192,12 +201,7 @@ struct Killed {
 /// storages); the secondary's replication is stopped so it falls behind, then the primary
 /// is killed with SIGKILL and the archiver stopped once the archive settles.
 async fn killed_primary() -> Killed {
-    let s3_root = tempfile::tempdir().unwrap();
-    let s3 = LocalS3::start(s3_root.path(), "sgkey", SECRET)
-        .await
-        .unwrap();
-    s3.create_bucket("backup").unwrap();
-    s3.create_bucket("redo").unwrap();
+    let (s3_root, s3) = s3_backup_and_redo().await;
     let mut flow = Flow::new(1, 1_000, Some(s3_uri(&s3, "backup"))).await;
     add_to_dr_section(
         &flow.config,
@@ -372,12 +376,7 @@ async fn failover_after_primary_kill_applies_the_archive_exactly_once() {
 /// complete transaction and the report says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn damaged_archive_is_refused_or_applied_to_its_last_complete_transaction() {
-    let s3_root = tempfile::tempdir().unwrap();
-    let s3 = LocalS3::start(s3_root.path(), "sgkey", SECRET)
-        .await
-        .unwrap();
-    s3.create_bucket("backup").unwrap();
-    s3.create_bucket("redo").unwrap();
+    let (_s3_root, s3) = s3_backup_and_redo().await;
     let flow = Flow::new(1, 10, Some(s3_uri(&s3, "backup"))).await;
     add_to_dr_section(
         &flow.config,

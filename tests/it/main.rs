@@ -23,6 +23,7 @@ mod dr_archive;
 mod dr_backup;
 mod dr_failover;
 mod dr_replicate;
+mod dr_reseed;
 mod fix_undo;
 mod harness_smoke;
 mod index_hint;

@@ -1,0 +1,547 @@
+//! `syncgate dr switchover`: the planned role change after a reseed. The node the reseed
+//! rebuilt becomes the primary, the acting primary its replica, with one short write
+//! freeze:
+//!
+//! 1. refusals first: the flow has a finished reseed (gate 4 equal); its node replicates
+//!    from the acting primary;
+//! 2. freeze: `SET GLOBAL read_only = 1` on the acting primary, its `gtid_binlog_pos` G read
+//!    (connections with SUPER or READ ONLY ADMIN are not stopped by `read_only`: G is read
+//!    again before the switch, and a moved G refuses);
+//! 3. the new node applies everything up to G (`MASTER_GTID_WAIT`, with a timeout: then
+//!    writes are unfrozen, nothing switched, exit 2);
+//! 4. the gate at exactly G ([`verify::fenced_check`]: the fence is G since nothing
+//!    commits); not equal → writes unfrozen, nothing switched, exit 1;
+//! 5. the new node stops replicating (`STOP SLAVE`, `RESET SLAVE ALL`) and is made
+//!    writable (`read_only = 0`): the freeze ends here and is reported;
+//! 6. the old acting primary, still `read_only`, replicates from the new primary after G
+//!    (`gtid_slave_pos` = G, `CHANGE MASTER … MASTER_USE_GTID = slave_pos`,
+//!    [`replicate::start`]).
+//!
+//! `dr archive` reads the binlog of the config's `[dr] primary`; it is not re-pointed here:
+//! after a switchover `[dr]` must name the new roles before the archiver runs again (the
+//! command says so).
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::flow::{Flow, Point, StepName, StepRecord, StepStatus};
+use super::replicate::{self, ReplicaStatus, ReplicationSource};
+use super::reseed::{gate_record, status_after};
+use super::{verify, DrContext, DrError};
+use crate::db::{cell_str, Conn, Flavour, Source};
+use crate::error::{Error, Result};
+use crate::report::RunReport;
+
+/// The step directory of the switchover's gate.
+pub const SWITCHOVER_DIR: &str = "switchover";
+
+/// Options of `dr switchover`.
+#[derive(Debug, Clone)]
+pub struct SwitchoverOptions {
+    /// How long the new node may take to apply everything up to the frozen point.
+    pub catch_up_timeout: Duration,
+    /// Run although the flow records a finished switchover.
+    pub again: bool,
+}
+
+impl Default for SwitchoverOptions {
+    fn default() -> Self {
+        SwitchoverOptions {
+            catch_up_timeout: Duration::from_secs(30),
+            again: false,
+        }
+    }
+}
+
+/// What `dr switchover` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct SwitchoverReport {
+    /// The acting primary before, a replica of the new primary after (when switched).
+    pub old_primary: String,
+    pub new_primary: String,
+    /// The frozen point: the old primary's `gtid_binlog_pos` under `read_only`.
+    pub frozen_at: String,
+    /// `equal`, `different` or `error`.
+    pub gate: String,
+    pub compared_rows: u64,
+    pub differing_rows: u64,
+    /// The roles were changed.
+    pub switched: bool,
+    /// Milliseconds writes were frozen: from `read_only = 1` on the old primary to
+    /// `read_only = 0` on the new one (or back on the old one when nothing switched).
+    pub freeze_ms: u64,
+    /// Of which: the new node applying up to the frozen point, and the gate.
+    pub catch_up_ms: u64,
+    pub gate_ms: u64,
+    pub notes: Vec<String>,
+}
+
+impl SwitchoverReport {
+    pub fn exit_code(&self) -> i32 {
+        match self.gate.as_str() {
+            "equal" if self.switched => crate::exit::EQUAL,
+            "different" => crate::exit::DIFFERENT,
+            _ => crate::exit::ERROR,
+        }
+    }
+}
+
+/// The roles after the flow's reseed: (acting primary, new node).
+fn roles(ctx: &DrContext, state: &super::flow::FlowState) -> Result<DrContext> {
+    let acting = super::reseed::acting_primary(ctx, state)?;
+    let node = match state.step(StepName::Reseed) {
+        Some(r) if r.status == StepStatus::Done => r.node.clone().unwrap_or_default(),
+        Some(r) => {
+            return Err(DrError::Precondition(format!(
+                "the flow's reseed is not done (it is {:?}); `dr reseed` must end with gate 4 \
+                 equal before a switchover",
+                r.status
+            ))
+            .into())
+        }
+        None => {
+            return Err(DrError::Precondition(
+                "no reseed in this flow: `dr reseed --new-primary NAME` first builds the node \
+                 that becomes the primary"
+                    .into(),
+            )
+            .into())
+        }
+    };
+    ctx.with_roles(&acting, &node)
+}
+
+async fn gtid_binlog_pos(conn: &mut Conn) -> Result<String> {
+    Ok(conn
+        .first("SELECT @@GLOBAL.gtid_binlog_pos")
+        .await?
+        .and_then(|r| cell_str(&r, 0))
+        .unwrap_or_default())
+}
+
+/// Both nodes open, MariaDB only; the new node must replicate.
+async fn open(rctx: &DrContext) -> Result<(Source, Source, ReplicaStatus)> {
+    let old = Source::open(rctx.primary.clone()).await?;
+    let new = Source::open(rctx.secondary.clone()).await?;
+    for s in [&old, &new] {
+        if s.flavour() != Flavour::MariaDb {
+            return Err(DrError::NotBuilt {
+                step: "dr switchover",
+                flavour: if s.flavour() == Flavour::TiDb {
+                    "TiDB"
+                } else {
+                    "MySQL"
+                },
+            }
+            .into());
+        }
+    }
+    let mut c = new.connect().await?;
+    let status = ReplicaStatus::read(&mut c, Flavour::MariaDb).await?;
+    c.close().await;
+    let status = status.filter(|s| s.running()).ok_or_else(|| {
+        DrError::Precondition(format!(
+            "the new node '{}' does not replicate from the acting primary (SHOW SLAVE STATUS: \
+             both threads must run); run `dr reseed --again` or start its replication",
+            new.name()
+        ))
+    })?;
+    Ok((old, new, status))
+}
+
+/// The replication source a replica of the new primary connects to: its data source's
+/// address; `replication-user`/`-password` when set, else its data source's own.
+fn new_primary_source(rctx: &DrContext) -> ReplicationSource {
+    ReplicationSource {
+        host: rctx.secondary.host.clone(),
+        port: rctx.secondary.port,
+        user: rctx
+            .dr
+            .replication_user
+            .clone()
+            .unwrap_or_else(|| rctx.secondary.user.clone()),
+        password: rctx
+            .dr
+            .replication_password
+            .clone()
+            .unwrap_or_else(|| rctx.secondary.password.clone()),
+    }
+}
+
+/// What `dr switchover --dry-run` prints: refusals checked, nothing changed.
+pub async fn plan(ctx: &DrContext, opts: &SwitchoverOptions) -> Result<Vec<String>> {
+    let store = ctx.store().await?;
+    let (state, _) = Flow::peek(store.as_ref()).await?;
+    let rctx = roles(ctx, &state)?;
+    let (old, new, status) = open(&rctx).await?;
+    let src = new_primary_source(&rctx);
+    Ok(vec![
+        format!(
+            "would freeze writes on the acting primary '{}': SET GLOBAL read_only = 1 \
+             (connections with SUPER or READ ONLY ADMIN are not stopped by it)",
+            old.name()
+        ),
+        format!(
+            "would wait up to {} s for '{}' (replicating from {} now) to apply everything, then \
+             run the gate at that frozen point; not equal → writes unfrozen, nothing switched",
+            opts.catch_up_timeout.as_secs(),
+            new.name(),
+            status.source
+        ),
+        format!(
+            "would make '{}' the primary: STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = 0",
+            new.name()
+        ),
+        format!(
+            "would make '{}' its replica (read_only stays 1): gtid_slave_pos = the frozen point, \
+             CHANGE MASTER TO {} as '{}', MASTER_USE_GTID = slave_pos",
+            old.name(),
+            src.address(),
+            src.user
+        ),
+    ])
+}
+
+/// Run `dr switchover` under the flow's lock. A gate that finds differences is a report
+/// (exit 1, nothing switched), not an error.
+pub async fn run(ctx: &DrContext, opts: &SwitchoverOptions) -> Result<SwitchoverReport> {
+    let store = ctx.store().await?;
+    Flow::with_lock(
+        store,
+        &ctx.output_dir,
+        "dr switchover",
+        async |flow: &mut Flow| {
+            if let Some(done) = flow.state.step(StepName::Switchover) {
+                if done.status == StepStatus::Done && !opts.again {
+                    return Err(DrError::Precondition(format!(
+                        "the switchover to '{}' already ran ({}); pass --again to run it again",
+                        done.node.as_deref().unwrap_or("?"),
+                        done.ended.as_deref().unwrap_or("?")
+                    ))
+                    .into());
+                }
+            }
+            let rctx = roles(ctx, &flow.state)?;
+            let (old, new, _) = open(&rctx).await?;
+            let mut record = StepRecord::started_now();
+            record.node = Some(new.name().to_string());
+            flow.set(StepName::Switchover, record.clone()).await?;
+            let mut oc = old.connect().await?;
+            let was_read_only = read_only(&mut oc).await?;
+            let frozen = Frozen::freeze(&old, oc).await?;
+            // Not dropped on a signal: dropping it after the switch could leave both nodes
+            // writable. The gate answers SIGINT/SIGTERM itself (an error that thaws) and
+            // the catch-up wait has its timeout.
+            let result = match switch(&rctx, &old, &new, frozen, opts).await {
+                Ok(out) => Ok(out),
+                Err((e, frozen)) => {
+                    // Thawed only while nothing is switched.
+                    if let Some(f) = frozen {
+                        f.thaw(was_read_only).await;
+                    }
+                    Err(e)
+                }
+            };
+            match result {
+                Ok((report, gate, frozen)) => {
+                    if !report.switched {
+                        frozen.thaw(was_read_only).await;
+                    }
+                    if let Some(g) = &gate {
+                        record.gate = Some(gate_record(g, SWITCHOVER_DIR));
+                    }
+                    record.point = Some(Point::Gtid {
+                        gtid: report.frozen_at.clone(),
+                        binlog_file: String::new(),
+                        binlog_pos: 0,
+                    });
+                    record.freeze_ms = Some(report.freeze_ms);
+                    record.source = Some(new_primary_source(&rctx).address());
+                    record.end(match &gate {
+                        Some(g) if report.switched => status_after(g),
+                        Some(g) => match status_after(g) {
+                            StepStatus::Done => StepStatus::Failed,
+                            s => s,
+                        },
+                        None => StepStatus::Failed,
+                    });
+                    flow.set(StepName::Switchover, record).await?;
+                    Ok(report)
+                }
+                Err(e) => {
+                    record.end_with_error(&e);
+                    flow.set(StepName::Switchover, record).await?;
+                    Err(e)
+                }
+            }
+        },
+    )
+    .await
+}
+
+async fn read_only(conn: &mut Conn) -> Result<bool> {
+    Ok(conn
+        .first("SELECT @@GLOBAL.read_only")
+        .await?
+        .and_then(|r| cell_str(&r, 0))
+        .is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("on")))
+}
+
+/// The old primary under `read_only = 1`, and since when.
+struct Frozen {
+    conn: Conn,
+    since: Instant,
+    old: String,
+}
+
+impl Frozen {
+    async fn freeze(old: &Source, mut conn: Conn) -> Result<Frozen> {
+        conn.exec("SET GLOBAL read_only = 1").await?;
+        tracing::info!("dr switchover: writes frozen on '{}'", old.name());
+        Ok(Frozen {
+            conn,
+            since: Instant::now(),
+            old: old.name().to_string(),
+        })
+    }
+
+    /// Give the old primary its writes back (its `read_only` as it was before).
+    async fn thaw(mut self, was_read_only: bool) {
+        if was_read_only {
+            return;
+        }
+        match self.conn.exec("SET GLOBAL read_only = 0").await {
+            Ok(()) => tracing::info!(
+                "dr switchover: writes unfrozen on '{}' after {} ms; nothing switched",
+                self.old,
+                self.since.elapsed().as_millis()
+            ),
+            Err(e) => tracing::error!(
+                "dr switchover: could not unfreeze '{}' ({e}); run SET GLOBAL read_only = 0 on it",
+                self.old
+            ),
+        }
+        self.conn.close().await;
+    }
+}
+
+type SwitchError = (Error, Option<Frozen>);
+
+/// Steps 2 to 6 with the old primary frozen. Errors come back with the freeze (to thaw)
+/// while nothing is switched; after the switch an error is only the old primary's
+/// replication, and the freeze is over.
+async fn switch(
+    rctx: &DrContext,
+    old: &Source,
+    new: &Source,
+    mut frozen: Frozen,
+    opts: &SwitchoverOptions,
+) -> std::result::Result<(SwitchoverReport, Option<RunReport>, Frozen), SwitchError> {
+    macro_rules! try_frozen {
+        ($e:expr) => {
+            match $e {
+                Ok(v) => v,
+                Err(e) => return Err((Error::from(e), Some(frozen))),
+            }
+        };
+    }
+    let g = try_frozen!(gtid_binlog_pos(&mut frozen.conn).await);
+    let mut notes = Vec::new();
+    let mut nc = try_frozen!(new.connect().await);
+    let wait = format!(
+        "SELECT MASTER_GTID_WAIT({}, {})",
+        crate::sql::quote_str(&g),
+        opts.catch_up_timeout.as_secs_f64()
+    );
+    let waited = try_frozen!(nc.first(&wait).await).and_then(|r| cell_str(&r, 0));
+    let catch_up = frozen.since.elapsed();
+    if waited.as_deref() != Some("0") {
+        return Err((
+            DrError::Precondition(format!(
+                "'{}' did not apply everything up to the frozen point {g} within {} s \
+                 (replication lag or stopped replication); writes are unfrozen on '{}', \
+                 nothing was switched",
+                new.name(),
+                opts.catch_up_timeout.as_secs(),
+                old.name()
+            ))
+            .into(),
+            Some(frozen),
+        ));
+    }
+    let gate_started = Instant::now();
+    let gate = try_frozen!(verify::fenced_check(rctx, SWITCHOVER_DIR).await);
+    let gate_time = gate_started.elapsed();
+    // read_only does not stop SUPER / READ ONLY ADMIN connections: a moved point means the
+    // gate did not see what the new primary would start from.
+    let g_now = try_frozen!(gtid_binlog_pos(&mut frozen.conn).await);
+    if g_now != g {
+        return Err((
+            DrError::Precondition(format!(
+                "writes went on during the freeze on '{}' ({g} → {g_now}): a connection with \
+                 SUPER or READ ONLY ADMIN is not stopped by read_only; nothing was switched, \
+                 writes are unfrozen. Stop those writers and run the switchover again",
+                old.name()
+            ))
+            .into(),
+            Some(frozen),
+        ));
+    }
+    let differing = gate
+        .tables
+        .iter()
+        .map(|t| t.rows_missing + t.rows_extra + t.rows_changed)
+        .sum();
+    let mut report = SwitchoverReport {
+        old_primary: old.name().to_string(),
+        new_primary: new.name().to_string(),
+        frozen_at: g.clone(),
+        gate: gate.result.as_str().to_string(),
+        compared_rows: gate.tables.iter().map(|t| t.rows_upstream).sum(),
+        differing_rows: differing,
+        switched: false,
+        freeze_ms: 0,
+        catch_up_ms: catch_up.as_millis() as u64,
+        gate_ms: gate_time.as_millis() as u64,
+        notes: Vec::new(),
+    };
+    if gate.exit_code() != crate::exit::EQUAL {
+        report.freeze_ms = frozen.since.elapsed().as_millis() as u64;
+        report.notes.push(format!(
+            "the gate found {differing} differing row(s) (report and fix SQL in {}); nothing was \
+             switched and writes are unfrozen on '{}'",
+            rctx.step_dir(SWITCHOVER_DIR).display(),
+            old.name()
+        ));
+        nc.close().await;
+        return Ok((report, Some(gate), frozen));
+    }
+
+    // The switch: from here on the new node is the primary.
+    for sql in ["STOP SLAVE", "RESET SLAVE ALL", "SET GLOBAL read_only = 0"] {
+        try_frozen!(nc.exec(sql).await);
+    }
+    report.switched = true;
+    report.freeze_ms = frozen.since.elapsed().as_millis() as u64;
+    tracing::info!(
+        ms = report.freeze_ms,
+        "dr switchover: '{}' is the primary and writable",
+        new.name()
+    );
+    nc.close().await;
+
+    let src = new_primary_source(rctx);
+    if let Err(e) = replicate::start(&mut frozen.conn, Flavour::MariaDb, &src, &g).await {
+        notes.push(format!(
+            "'{}' is the primary; '{}' could not be made its replica ({e}): it stays read-only; \
+             fix the cause and start its replication from GTID {g}",
+            new.name(),
+            old.name()
+        ));
+        report.notes.extend(notes);
+        // Switched: the old primary must not take writes again.
+        return Err((
+            DrError::Replication {
+                errno: 0,
+                message: report.notes.join("; "),
+            }
+            .into(),
+            None,
+        ));
+    }
+    notes.push(format!(
+        "'{}' replicates from '{}' ({}) after {g} and stays read_only",
+        old.name(),
+        new.name(),
+        src.address()
+    ));
+    notes.push(format!(
+        "the config's [dr] roles are now: primary = \"{}\", secondary = \"{}\"; if `dr archive` \
+         runs, stop it and start it again with [dr] naming the new primary (it archives the \
+         binlog of [dr] primary)",
+        new.name(),
+        old.name()
+    ));
+    report.notes.extend(notes);
+    Ok((report, Some(gate), frozen))
+}
+
+/// The report as the command prints it.
+pub fn render_text(r: &SwitchoverReport) -> String {
+    let mut s = String::new();
+    if r.switched {
+        s.push_str(&format!(
+            "switchover: '{}' is the primary, '{}' its replica, at {}\n",
+            r.new_primary, r.old_primary, r.frozen_at
+        ));
+    } else {
+        s.push_str(&format!(
+            "switchover: nothing switched; '{}' stays the primary\n",
+            r.old_primary
+        ));
+    }
+    s.push_str(&format!(
+        "gate at the frozen point {}: {} ({} rows compared, {} differing)\n",
+        r.frozen_at, r.gate, r.compared_rows, r.differing_rows
+    ));
+    s.push_str(&format!(
+        "write freeze: {} ms (catch-up {} ms, gate {} ms)\n",
+        r.freeze_ms, r.catch_up_ms, r.gate_ms
+    ));
+    for n in &r.notes {
+        s.push_str(&format!("note: {n}\n"));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(gate: &str, switched: bool) -> SwitchoverReport {
+        SwitchoverReport {
+            old_primary: "secondary".into(),
+            new_primary: "rebuilt".into(),
+            frozen_at: "0-2-40".into(),
+            gate: gate.into(),
+            compared_rows: 10,
+            differing_rows: u64::from(gate == "different"),
+            switched,
+            freeze_ms: 240,
+            catch_up_ms: 3,
+            gate_ms: 200,
+            notes: vec![],
+        }
+    }
+
+    #[test]
+    fn exit_codes_follow_the_gate_and_the_switch() {
+        assert_eq!(report("equal", true).exit_code(), crate::exit::EQUAL);
+        assert_eq!(
+            report("different", false).exit_code(),
+            crate::exit::DIFFERENT
+        );
+        assert_eq!(report("error", false).exit_code(), crate::exit::ERROR);
+        // Equal but not switched is no success.
+        assert_eq!(report("equal", false).exit_code(), crate::exit::ERROR);
+    }
+
+    #[test]
+    fn the_text_names_the_roles_and_the_freeze() {
+        let t = render_text(&report("equal", true));
+        assert!(
+            t.contains("'rebuilt' is the primary, 'secondary' its replica"),
+            "{t}"
+        );
+        assert!(
+            t.contains("write freeze: 240 ms (catch-up 3 ms, gate 200 ms)"),
+            "{t}"
+        );
+        let t = render_text(&report("different", false));
+        assert!(
+            t.contains("nothing switched; 'secondary' stays the primary"),
+            "{t}"
+        );
+    }
+}

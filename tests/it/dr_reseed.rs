@@ -1,0 +1,413 @@
+//! `syncgate dr reseed` and `dr switchover` on real MariaDB servers after a real failover
+//! (archive in a real S3 server, the primary killed with SIGKILL): a fresh server is
+//! reseeded from the acting primary while a ledger writer runs (gate 4), a switchover with
+//! a row changed on the new node is refused (exit 1, nothing switched, writes back), and
+//! then the switchover runs: the writer follows the writable primary and its ledger is
+//! gap-free on both nodes.
+
+use std::time::{Duration, Instant};
+
+use mysql_async::prelude::Queryable;
+use syncgate::local::{LocalS3, LocalServer};
+use syncgate::testdata::LedgerWriter;
+
+use crate::dr_backup::Flow;
+use crate::dr_failover::{
+    add_to_dr_section, archiver, exec, s3_backup_and_redo, s3_uri, scalar, settle_and_stop, Ledger,
+};
+use crate::scenario::describe;
+use crate::support::start_server;
+
+const LEDGER_DDL: &str =
+    "(seq BIGINT PRIMARY KEY, at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6))";
+
+/// `[data-sources.NAME]` for `server`, as root.
+fn add_source(flow: &Flow, name: &str, server: &LocalServer) {
+    let text = std::fs::read_to_string(&flow.config).unwrap();
+    let source = format!(
+        "[data-sources.{name}]\nhost = \"127.0.0.1\"\nport = {}\nuser = \"root\"\n[dr]\n",
+        server.port()
+    );
+    std::fs::write(&flow.config, text.replace("[dr]\n", &source)).unwrap();
+}
+
+/// A user without SUPER: `read_only` stops it (root would write through the freeze).
+async fn add_app_user(server: &LocalServer) {
+    exec(
+        server,
+        "SET sql_log_bin = 0; CREATE USER 'app'@'%' IDENTIFIED BY 'app'; \
+         GRANT ALL ON sbtest.* TO 'app'@'%'",
+    )
+    .await;
+}
+
+fn app_opts(server: &LocalServer) -> mysql_async::Opts {
+    mysql_async::OptsBuilder::from_opts(server.opts())
+        .user(Some("app"))
+        .pass(Some("app"))
+        .into()
+}
+
+/// `SHOW SLAVE STATUS` fields, None when the server is no replica.
+async fn slave_status(server: &LocalServer, field: &str) -> Option<String> {
+    let mut c = server.conn().await.unwrap();
+    let row: Option<mysql_async::Row> = c.query_first("SHOW SLAVE STATUS").await.unwrap();
+    row.and_then(|r| r.get::<Option<String>, &str>(field).flatten())
+}
+
+async fn app_ledger(server: &LocalServer) -> Vec<u64> {
+    let mut c = server.conn().await.unwrap();
+    c.query("SELECT seq FROM sbtest.ledger_app ORDER BY seq")
+        .await
+        .unwrap()
+}
+
+async fn wait_for(what: &str, mut cond: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !cond().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A refused switchover: exit 2 with `message`, the acting primary writable again, the new
+/// node still a read-only replica.
+async fn assert_not_switched(
+    out: &std::process::Output,
+    message: &str,
+    acting: &LocalServer,
+    node: &LocalServer,
+) {
+    assert_eq!(out.status.code(), Some(2), "{}", describe(out));
+    assert!(stderr(out).contains(message), "{}", describe(out));
+    assert_eq!(
+        scalar(acting, "SELECT @@read_only").await,
+        "0",
+        "writes unfrozen"
+    );
+    assert_eq!(
+        scalar(node, "SELECT @@read_only").await,
+        "1",
+        "nothing switched"
+    );
+    assert_eq!(
+        slave_status(node, "Slave_IO_Running").await.as_deref(),
+        Some("Yes"),
+        "the new node still replicates"
+    );
+}
+
+/// A flow that went through backup, restore, replicate with archive, the primary's
+/// SIGKILL and `dr failover`: the secondary is the acting primary.
+async fn failed_over(s3: &LocalS3) -> Flow {
+    let mut flow = Flow::new(2, 1_000, Some(s3_uri(s3, "backup"))).await;
+    add_to_dr_section(
+        &flow.config,
+        &format!(
+            "redo-storage = \"{}\"\nflush-interval = 0.2",
+            s3_uri(s3, "redo")
+        ),
+    );
+    exec(
+        &flow.primary,
+        &format!(
+            "CREATE TABLE sbtest.ledger {LEDGER_DDL}; CREATE TABLE sbtest.ledger_app {LEDGER_DDL}"
+        ),
+    )
+    .await;
+    for step in ["backup", "restore", "replicate"] {
+        let out = flow.run(step, &[]);
+        assert_eq!(out.status.code(), Some(0), "{step}: {}", describe(&out));
+    }
+    let arch = archiver(&flow, &[]);
+    let writer = Ledger::start(&flow.primary, 100, true);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    flow.primary.kill();
+    writer.stop().await;
+    settle_and_stop(&flow, arch).await;
+    let out = flow.run("failover", &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    flow
+}
+
+/// Reseed onto a fresh server while the ledger writer runs on the acting primary → gate 4
+/// equal; a switchover whose catch-up times out, or during which a SUPER connection writes
+/// through read_only → exit 2, writes unfrozen; a switchover with a row changed on the new node → exit 1, nothing switched, the
+/// acting primary writable again; the row put back, the switchover → gate equal, the new
+/// node the writable primary, the old one its replica, the freeze printed; the writer's
+/// ledger gap-free and the same on both nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reseed_then_switchover_under_writes() {
+    let (_s3_root, s3) = s3_backup_and_redo().await;
+    let flow = failed_over(&s3).await;
+    let acting = &flow.secondary;
+    let node = start_server(3).await;
+    add_source(&flow, "rebuilt", &node);
+    add_app_user(acting).await;
+    add_app_user(&node).await;
+
+    // A node holding rows in the selected tables is refused before anything is done.
+    exec(
+        &node,
+        "CREATE DATABASE sbtest; CREATE TABLE sbtest.junk (id INT PRIMARY KEY); \
+         INSERT INTO sbtest.junk VALUES (1)",
+    )
+    .await;
+    let out = flow.run("reseed", &["--new-primary", "rebuilt"]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("not empty") && stderr(&out).contains("sbtest.junk"),
+        "{}",
+        describe(&out)
+    );
+    exec(&node, "DROP DATABASE sbtest").await;
+
+    // --dry-run prints the plan and changes nothing.
+    let out = flow.run("reseed", &["--new-primary", "rebuilt", "--dry-run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(
+        stdout(&out).contains("would take a full backup of the acting primary 'secondary'"),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(
+        scalar(
+            &node,
+            "SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = 'sbtest'"
+        )
+        .await,
+        "0"
+    );
+    assert!(flow.flow_state()["steps"]["reseed"].is_null());
+
+    // Reseed while the application writes on the acting primary.
+    let writer = LedgerWriter::start(
+        vec![app_opts(acting), app_opts(&node)],
+        "sbtest.ledger_app",
+        100,
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let out = flow.run("reseed", &["--new-primary", "rebuilt"]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(stdout(&out).contains("gate 4: equal"), "{}", describe(&out));
+    let state = flow.flow_state();
+    let reseed = &state["steps"]["reseed"];
+    assert_eq!(reseed["status"], "done", "{state}");
+    assert_eq!(reseed["node"], "rebuilt", "{state}");
+    assert_eq!(reseed["gate"]["result"], "equal", "{state}");
+    assert!(reseed["point"]["gtid"].as_str().unwrap().starts_with("0-"));
+    assert_eq!(
+        state["steps"]["backup"]["status"], "done",
+        "the first backup is kept"
+    );
+    assert_eq!(scalar(&node, "SELECT @@read_only").await, "1");
+    assert_eq!(
+        slave_status(&node, "Slave_SQL_Running").await.as_deref(),
+        Some("Yes")
+    );
+    let before = writer.committed();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        writer.committed() > before,
+        "writes go on during and after the reseed"
+    );
+
+    // The new node cannot catch up (a table lock holds its replication's writes): the
+    // catch-up times out, writes are unfrozen, nothing switched, exit 2.
+    let mut lock = node.conn().await.unwrap();
+    lock.query_drop("LOCK TABLES sbtest.ledger_app WRITE")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let out = flow.run("switchover", &["--catch-up-timeout", "1"]);
+    assert_not_switched(
+        &out,
+        "did not apply everything up to the frozen point",
+        acting,
+        &node,
+    )
+    .await;
+    assert_eq!(flow.flow_state()["steps"]["switchover"]["status"], "failed");
+    lock.query_drop("UNLOCK TABLES").await.unwrap();
+    drop(lock);
+    assert_eq!(
+        slave_status(&node, "Slave_SQL_Running").await.as_deref(),
+        Some("Yes")
+    );
+
+    // A writer with SUPER (root) is not stopped by read_only: the moved frozen point is
+    // found and nothing is switched.
+    exec(
+        acting,
+        &format!("CREATE TABLE sbtest.ledger_root {LEDGER_DDL}"),
+    )
+    .await;
+    let root = LedgerWriter::start(vec![acting.opts()], "sbtest.ledger_root", 100);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let out = flow.run("switchover", &[]);
+    root.stop().await;
+    assert_not_switched(&out, "writes went on during the freeze", acting, &node).await;
+
+    // A row differs on the new node (not through replication): the switchover refuses.
+    let original = scalar(&node, "SELECT c FROM sbtest.sbtest2 WHERE id = 5").await;
+    exec(
+        &node,
+        "SET sql_log_bin = 0; UPDATE sbtest.sbtest2 SET c = 'changed behind replication' WHERE id = 5",
+    )
+    .await;
+    let out = flow.run("switchover", &["--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let doc: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", describe(&out)));
+    assert_eq!(doc["switched"], false, "{doc}");
+    assert_eq!(doc["gate"], "different", "{doc}");
+    assert_eq!(doc["differing_rows"], 1, "{doc}");
+    assert_eq!(
+        scalar(acting, "SELECT @@read_only").await,
+        "0",
+        "writes unfrozen"
+    );
+    assert_eq!(
+        scalar(&node, "SELECT @@read_only").await,
+        "1",
+        "nothing switched"
+    );
+    assert_eq!(
+        slave_status(&node, "Slave_SQL_Running").await.as_deref(),
+        Some("Yes")
+    );
+    assert_eq!(slave_status(acting, "Slave_IO_Running").await, None);
+    assert_eq!(
+        flow.flow_state()["steps"]["switchover"]["status"],
+        "gate-failed"
+    );
+    let before = writer.committed();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        writer.committed() > before,
+        "the acting primary takes writes again"
+    );
+
+    // Put back, the switchover runs.
+    exec(
+        &node,
+        &format!("SET sql_log_bin = 0; UPDATE sbtest.sbtest2 SET c = '{original}' WHERE id = 5"),
+    )
+    .await;
+    writer.reset_gap();
+    let out = flow.run("switchover", &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let text = stdout(&out);
+    assert!(text.contains("gate at the frozen point"), "{text}");
+    assert!(text.contains(": equal"), "{text}");
+    let freeze_ms: u64 = text
+        .split("write freeze: ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no freeze printed: {text}"));
+    assert!(freeze_ms < 30_000, "{text}");
+    // The new node is the writable primary, the old one its read-only replica.
+    assert_eq!(scalar(&node, "SELECT @@read_only").await, "0");
+    assert_eq!(slave_status(&node, "Slave_IO_Running").await, None);
+    assert_eq!(scalar(acting, "SELECT @@read_only").await, "1");
+    wait_for("the old primary to replicate", async || {
+        slave_status(acting, "Slave_SQL_Running").await.as_deref() == Some("Yes")
+    })
+    .await;
+    assert_eq!(
+        slave_status(acting, "Master_Port").await,
+        Some(node.port().to_string())
+    );
+    exec(&node, "INSERT INTO sbtest.ledger (seq) VALUES (99999999)").await;
+    wait_for(
+        "a write on the new primary to reach the old one",
+        async || {
+            scalar(
+                acting,
+                "SELECT COUNT(*) FROM sbtest.ledger WHERE seq = 99999999",
+            )
+            .await
+                == "1"
+        },
+    )
+    .await;
+    let state = flow.flow_state();
+    assert_eq!(state["steps"]["switchover"]["status"], "done", "{state}");
+    assert_eq!(
+        state["steps"]["switchover"]["freeze_ms"], freeze_ms,
+        "{state}"
+    );
+
+    // The application followed the writable primary; nothing lost, nothing twice.
+    let before = writer.committed();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        writer.committed() > before,
+        "writes go on on the new primary"
+    );
+    let stats = writer.stop().await;
+    eprintln!(
+        "switchover: freeze {freeze_ms} ms reported; the writer's longest gap {} ms, {} \
+         committed",
+        stats.longest_gap.as_millis(),
+        stats.committed
+    );
+    let expected: Vec<u64> = (1..=stats.committed).collect();
+    assert_eq!(app_ledger(&node).await, expected);
+    wait_for("the old primary to catch up", async || {
+        app_ledger(acting).await.len() as u64 == stats.committed
+    })
+    .await;
+    assert_eq!(app_ledger(acting).await, expected);
+    s3.stop().await;
+}
+
+/// Reseed and switchover refuse what they cannot do, with exit 2 and nothing changed:
+/// an unknown node, no failover yet (with and without --dry-run).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reseed_and_switchover_preconditions() {
+    let flow = Flow::new(1, 10, None).await;
+    let cases: [(&str, &[&str], &str); 5] = [
+        ("reseed", &["--new-primary", "nosuch"], "not a data source"),
+        (
+            "reseed",
+            &["--new-primary", "primary"],
+            "failover has not happened",
+        ),
+        (
+            "reseed",
+            &["--new-primary", "primary", "--dry-run"],
+            "failover has not happened",
+        ),
+        ("switchover", &[], "failover has not happened"),
+        ("switchover", &["--dry-run"], "failover has not happened"),
+    ];
+    for (step, args, message) in cases {
+        let out = flow.run(step, args);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{step} {args:?}: {}",
+            describe(&out)
+        );
+        assert!(
+            stderr(&out).contains(message),
+            "{step} {args:?}: {}",
+            describe(&out)
+        );
+    }
+    assert_eq!(scalar(&flow.primary, "SELECT @@read_only").await, "0");
+    assert_eq!(
+        slave_status(&flow.secondary, "Slave_IO_Running").await,
+        None
+    );
+}
