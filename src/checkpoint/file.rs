@@ -124,10 +124,12 @@ pub fn save(output_dir: &Path, ck: &Checkpoint) -> Result<()> {
     let tmp = dir.join(format!(".{CHECKPOINT_FILE}.{}.tmp", std::process::id()));
     let res = (|| {
         fs::create_dir_all(&dir)?;
-        let mut text = serde_json::to_vec_pretty(ck).map_err(std::io::Error::from)?;
-        text.push(b'\n');
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(&text)?;
+        // Streamed into the file: with thousands of finished tables the checkpoint is
+        // megabytes, and a buffer of it would be the run's largest allocation.
+        let mut w = std::io::BufWriter::with_capacity(64 * 1024, fs::File::create(&tmp)?);
+        serde_json::to_writer_pretty(&mut w, ck).map_err(std::io::Error::from)?;
+        w.write_all(b"\n")?;
+        let f = w.into_inner().map_err(|e| e.into_error())?;
         f.sync_all()?;
         fs::rename(&tmp, &path)?;
         if let Ok(d) = fs::File::open(&dir) {

@@ -172,6 +172,11 @@ impl ChunkTracker {
             self.prefix.dirty.extend(p.dirty);
             grew = true;
         }
+        if grew && self.pending.is_empty() {
+            // An emptied BTreeMap keeps its node (about a kilobyte here): with thousands of
+            // finished tables that is most of the run's memory.
+            self.pending = BTreeMap::new();
+        }
         grew
     }
 }

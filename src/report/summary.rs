@@ -27,13 +27,14 @@ pub fn write_summary(report: &RunReport, dir: &Path) -> Result<()> {
         path: dir.to_path_buf(),
         source,
     })?;
-    let json_path = dir.join(SUMMARY_JSON);
-    let mut json = serde_json::to_string_pretty(report).map_err(|e| Error::Output {
-        path: json_path.clone(),
-        source: io::Error::from(e),
+    // Serialised straight into the file: with thousands of tables summary.json is megabytes,
+    // and a string of it (grown by doubling) would be the run's largest allocation.
+    write_atomic_with(&dir.join(SUMMARY_JSON), |f| {
+        let mut w = io::BufWriter::with_capacity(64 * 1024, f);
+        serde_json::to_writer_pretty(&mut w, report).map_err(io::Error::from)?;
+        w.write_all(b"\n")?;
+        w.flush()
     })?;
-    json.push('\n');
-    write_atomic(&json_path, json.as_bytes())?;
     write_atomic(
         &dir.join(SUMMARY_TXT),
         render_summary_txt(report).as_bytes(),
@@ -43,6 +44,14 @@ pub fn write_summary(report: &RunReport, dir: &Path) -> Result<()> {
 /// Write-then-rename; the temp name is unique per process and call so concurrent writers
 /// (tests, repeated runs into one directory) never share a temp file.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_with(path, |f| f.write_all(bytes))
+}
+
+/// [`write_atomic`] with the content written by `write` into the temp file.
+fn write_atomic_with(
+    path: &Path,
+    write: impl FnOnce(&mut fs::File) -> io::Result<()>,
+) -> Result<()> {
     static SEQ: AtomicU64 = AtomicU64::new(0);
     let name = path
         .file_name()
@@ -55,7 +64,7 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     ));
     let res = (|| {
         let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
+        write(&mut f)?;
         f.sync_all()?;
         fs::rename(&tmp, path)
     })();
