@@ -55,10 +55,13 @@ fn work_dir(label: &str) -> PathBuf {
 
 pub(crate) async fn measure(spec: DataSpec, opts: &Opts) -> Res<Measurement> {
     // Kept data sets of another charset live in their own dirs.
-    let label = match &opts.charset {
+    let mut label = match &opts.charset {
         Some(cs) => format!("{}-{cs}", spec.label()),
         None => spec.label(),
     };
+    if opts.key != crate::seed::KeyShape::Int {
+        label = format!("{label}-key-{}", opts.key.label());
+    }
     let work = work_dir(&label);
     std::fs::create_dir_all(&work)?;
     let reuse = reuse_kept_data(&work, &spec.label(), opts)?;
@@ -155,6 +158,7 @@ async fn prepare_data(
     let start = Instant::now();
     if !reuse {
         seed_and_drift(servers, spec, plan).await?;
+        crate::seed::reshape_keys(servers, spec, opts.key).await?;
         if opts.keep_data {
             std::fs::write(seeded_marker(work), spec.label())?;
         }

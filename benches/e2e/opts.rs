@@ -36,6 +36,9 @@ Options (environment variable in brackets):
   --charset NAME       character-set-server of both servers, so the sysbench tables are
                        created in it (default: the servers' default, utf8mb4); e.g. latin1,
                        MySQL 5.7's and unconfigured MariaDB's default [SG_E2E_CHARSET]
+  --key SHAPE          the chunk key: int (sysbench's id, default), char (CHAR(32)), varchar
+                       (VARCHAR(64)): the same ids as text, or composite ((grp VARCHAR(16),
+                       id INT)) [SG_E2E_KEY]
   --in-process         run the check through the library in this process (no peak RSS)
                        [SG_E2E_IN_PROCESS=1]
   --keep-data          keep each data set's two server dirs under target/e2e-bench/<data set>/
@@ -70,6 +73,8 @@ pub(crate) struct Opts {
     pub(crate) buffer_pool: Option<String>,
     /// `character-set-server` of both servers (`--charset`).
     pub(crate) charset: Option<String>,
+    /// The chunk key's shape (`--key`).
+    pub(crate) key: crate::seed::KeyShape,
     pub(crate) in_process: bool,
     pub(crate) keep_data: bool,
     pub(crate) rss: RssMethod,
@@ -79,7 +84,7 @@ pub(crate) struct Opts {
 }
 
 /// The options that take a value, with their environment variables.
-const VALUE_OPTIONS: [(&str, &str); 13] = [
+const VALUE_OPTIONS: [(&str, &str); 14] = [
     ("scenario", "SG_E2E_SCENARIOS"),
     ("tables", "SG_E2E_TABLES"),
     ("rows", "SG_E2E_ROWS"),
@@ -89,6 +94,7 @@ const VALUE_OPTIONS: [(&str, &str); 13] = [
     ("chunk-size", "SG_E2E_CHUNK_SIZE"),
     ("buffer-pool", "SG_E2E_BUFFER_POOL"),
     ("charset", "SG_E2E_CHARSET"),
+    ("key", "SG_E2E_KEY"),
     ("rss", "SG_E2E_RSS"),
     ("reladiff", "SG_E2E_RELADIFF"),
     ("pt-table-checksum", "SG_E2E_PT_TABLE_CHECKSUM"),
@@ -268,6 +274,11 @@ pub(crate) fn parse_opts(args: &[String]) -> Res<Option<Opts>> {
         chunk_size: raw.num("chunk-size")?,
         buffer_pool: raw.get("buffer-pool").cloned(),
         charset: raw.get("charset").cloned(),
+        key: match raw.get("key") {
+            None => crate::seed::KeyShape::Int,
+            Some(k) => crate::seed::KeyShape::parse(k)
+                .ok_or_else(|| format!("--key {k}: int, char, varchar or composite"))?,
+        },
         in_process: raw.in_process,
         keep_data: raw.keep_data,
         rss,

@@ -25,8 +25,10 @@ pub(crate) fn header(opts: &Opts) -> String {
     );
     let _ = writeln!(
         header,
-        "runs: {} (medians), check-thread-count: {}, chunk-size: {}, mode: {}, peak RSS: {}",
+        "runs: {} (medians), key: {}, check-thread-count: {}, chunk-size: {}, mode: {}, \
+         peak RSS: {}",
         opts.runs,
+        opts.key.label(),
         opts.threads
             .map_or("config default (4)".to_string(), |t| t.to_string()),
         opts.chunk_size

@@ -125,6 +125,79 @@ pub(crate) async fn seed_and_drift(
     .await
 }
 
+/// The chunk key's shape (`--key`): sysbench's `id INT` as seeded, or the same rows keyed by
+/// text (the integer written as a string, so the drift stays what was planned) or by a
+/// composite `(grp VARCHAR, id INT)` key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KeyShape {
+    Int,
+    Char,
+    Varchar,
+    Composite,
+}
+
+impl KeyShape {
+    pub(crate) fn parse(s: &str) -> Option<KeyShape> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "int" => KeyShape::Int,
+            "char" => KeyShape::Char,
+            "varchar" => KeyShape::Varchar,
+            "composite" => KeyShape::Composite,
+            _ => return None,
+        })
+    }
+
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            KeyShape::Int => "int",
+            KeyShape::Char => "char",
+            KeyShape::Varchar => "varchar",
+            KeyShape::Composite => "composite",
+        }
+    }
+
+    /// The statements that turn a seeded and drifted `sbtest<n>` into this shape.
+    fn statements(self, table: u32) -> Vec<String> {
+        let t = format!("sbtest.sbtest{table}");
+        match self {
+            KeyShape::Int => vec![],
+            KeyShape::Char => vec![format!("ALTER TABLE {t} MODIFY id CHAR(32) NOT NULL")],
+            KeyShape::Varchar => vec![format!("ALTER TABLE {t} MODIFY id VARCHAR(64) NOT NULL")],
+            KeyShape::Composite => vec![
+                format!(
+                    "ALTER TABLE {t} MODIFY id INT NOT NULL, \
+                     ADD COLUMN grp VARCHAR(16) NOT NULL DEFAULT '' FIRST"
+                ),
+                format!("UPDATE {t} SET grp = CONCAT('g', id % 97)"),
+                format!("ALTER TABLE {t} DROP PRIMARY KEY, ADD PRIMARY KEY (grp, id)"),
+            ],
+        }
+    }
+}
+
+/// Reshape every table's key on both servers (after seeding and drift).
+pub(crate) async fn reshape_keys(
+    servers: &[&LocalServer; 2],
+    spec: &DataSpec,
+    shape: KeyShape,
+) -> Res<()> {
+    let jobs = servers.iter().flat_map(|s| {
+        (1..=spec.tables).map(move |table| {
+            let opts = s.opts();
+            async move {
+                let mut conn = mysql_async::Conn::new(opts).await?;
+                conn.query_drop("SET SESSION sql_log_bin = 0").await?;
+                for sql in shape.statements(table) {
+                    conn.query_drop(sql).await?;
+                }
+                conn.disconnect().await?;
+                Ok(())
+            }
+        })
+    });
+    run_bounded(jobs).await
+}
+
 /// Runs `jobs` at most [`SEED_CONNECTIONS`] at a time (each holds a connection: a thousand
 /// tables must not open a thousand connections per server).
 async fn run_bounded<F>(jobs: impl IntoIterator<Item = F>) -> Res<()>
