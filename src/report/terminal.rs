@@ -67,7 +67,27 @@ pub fn render_terminal(r: &RunReport) -> String {
         let _ = writeln!(out, "run error: {e}");
     }
 
+    // Counters and sequences change the exit code too: never leave them to summary.txt.
+    for m in &r.metadata {
+        let fixed = if m.fixed { " [fixed]" } else { "" };
+        let _ = writeln!(
+            out,
+            "{} {}.{}: {}{fixed}",
+            m.kind,
+            crate::sql::quote_ident(&m.schema),
+            crate::sql::quote_ident(&m.name),
+            m.detail
+        );
+    }
     let _ = writeln!(out, "{}", r.counts());
+    if let Some(p) = &r.metadata_fix_sql {
+        let _ = writeln!(
+            out,
+            "Counters and sequences: {} difference(s), fix SQL {}",
+            r.metadata.len(),
+            r.output_dir.join(p).display()
+        );
+    }
     if let Some(line) = applied_line(r) {
         let _ = writeln!(out, "{line}");
     }

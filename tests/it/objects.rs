@@ -322,6 +322,12 @@ async fn counters_and_sequences_behind_on_the_downstream_are_reported_and_fixed(
         txt.contains("Counters and sequences that differ (4)"),
         "{txt}"
     );
+    // The terminal says it too: the tables alone would not explain the exit code.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("auto_increment `") && stdout.contains("Counters and sequences: 4"),
+        "{stdout}"
+    );
 
     // gap.sql and metadata.sql.
     assert_eq!(s.apply_fix_files().await, 2);
