@@ -247,14 +247,8 @@ fn write_merged_metadata(merged: &RunReport, output_dir: &Path) -> Result<Option
         downstream_point: merged.downstream.snapshot.clone(),
         ..Default::default()
     };
-    let rel =
-        Path::new(&format!("fix-on-{}", merged.downstream.name)).join(crate::fixsql::METADATA_FILE);
-    let path = output_dir.join(&rel);
-    let text =
-        crate::fixsql::metadata_fix_text(&header, &crate::check::metadata_items(&merged.metadata));
-    std::fs::create_dir_all(path.parent().unwrap_or(output_dir))
-        .and_then(|()| std::fs::write(&path, text))
-        .map_err(|source| Error::Output { path, source })?;
+    let fix_dir = output_dir.join(format!("fix-on-{}", merged.downstream.name));
+    let rel = crate::check::write_metadata_fix(&header, &merged.metadata, &fix_dir, output_dir)?;
     Ok(Some(rel))
 }
 

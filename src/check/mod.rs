@@ -308,16 +308,20 @@ fn checked_schemas(states: &[TableState]) -> [BTreeSet<String>; 2] {
     schemas
 }
 
-/// Write the counters' and sequences' fix statements to `fix_dir`; returns the file's path
-/// relative to the output directory.
-fn write_metadata_fix(
+/// Write the counters' and sequences' fix statements to `fix_dir` (a run's, or the merge of
+/// its shards'); returns the file's path relative to the output directory.
+pub(crate) fn write_metadata_fix(
     header: &FixHeader,
     diffs: &[crate::report::MetadataDiff],
     fix_dir: &Path,
     output_dir: &Path,
 ) -> Result<PathBuf> {
     let path = fix_dir.join(crate::fixsql::METADATA_FILE);
-    let text = crate::fixsql::metadata_fix_text(header, &metadata_items(diffs));
+    let items: Vec<(String, Vec<String>)> = diffs
+        .iter()
+        .map(|d| (d.to_string(), d.fix.clone()))
+        .collect();
+    let text = crate::fixsql::metadata_fix_text(header, &items);
     std::fs::create_dir_all(fix_dir)
         .and_then(|()| std::fs::write(&path, text))
         .map_err(|source| Error::Output {
@@ -325,20 +329,6 @@ fn write_metadata_fix(
             source,
         })?;
     Ok(path.strip_prefix(output_dir).unwrap_or(&path).to_path_buf())
-}
-
-/// `(comment, statements)` per difference, as the fix file lists them.
-pub(crate) fn metadata_items(diffs: &[crate::report::MetadataDiff]) -> Vec<(String, Vec<String>)> {
-    diffs
-        .iter()
-        .map(|d| {
-            let name = crate::schema::TableRef::new(d.schema.clone(), d.name.clone());
-            (
-                format!("{} {}: {}", d.kind, name.quoted(), d.detail),
-                d.fix.clone(),
-            )
-        })
-        .collect()
 }
 
 /// What the counters' and sequences' step found.

@@ -161,8 +161,9 @@ async fn check(ctx: &DrContext, conn: &mut Conn) -> Result<Checked> {
 
 /// What `dr failover --dry-run` prints: the checks run, nothing changed.
 pub async fn plan(ctx: &DrContext) -> Result<Vec<String>> {
-    let Some((source, mut conn)) = open_secondary(ctx).await? else {
-        return super::tidb_failover::plan(ctx).await;
+    let (source, mut conn) = match open_secondary(ctx).await? {
+        Ok(mariadb) => mariadb,
+        Err(_tidb) => return super::tidb_failover::plan(ctx).await,
     };
     let c = check(ctx, &mut conn).await?;
     conn.close().await;
@@ -192,12 +193,13 @@ pub async fn plan(ctx: &DrContext) -> Result<Vec<String>> {
     Ok(lines)
 }
 
-/// The secondary, `None` when it is TiDB (`dr::tidb_failover` handles it).
-async fn open_secondary(ctx: &DrContext) -> Result<Option<(Source, Conn)>> {
+/// The secondary, with a connection when it is MariaDB; a TiDB one goes to
+/// `dr::tidb_failover` as it is.
+async fn open_secondary(ctx: &DrContext) -> Result<std::result::Result<(Source, Conn), Source>> {
     let source = Source::open(ctx.secondary.clone()).await?;
     match source.flavour() {
         Flavour::MariaDb => {}
-        Flavour::TiDb => return Ok(None),
+        Flavour::TiDb => return Ok(Err(source)),
         Flavour::MySql => {
             return Err(DrError::NotBuilt {
                 step: "dr failover",
@@ -207,15 +209,16 @@ async fn open_secondary(ctx: &DrContext) -> Result<Option<(Source, Conn)>> {
         }
     }
     let conn = source.connect().await?;
-    Ok(Some((source, conn)))
+    Ok(Ok((source, conn)))
 }
 
 /// Run `dr failover` under the flow's lock.
 pub async fn run(ctx: &DrContext, opts: &FailoverOptions) -> Result<FailoverReport> {
     let started = Instant::now();
     let started_at = now_rfc3339();
-    let Some((source, mut conn)) = open_secondary(ctx).await? else {
-        return super::tidb_failover::run(ctx, opts).await;
+    let (source, mut conn) = match open_secondary(ctx).await? {
+        Ok(mariadb) => mariadb,
+        Err(tidb) => return super::tidb_failover::run(ctx, tidb, opts).await,
     };
     let store = ctx.store().await?;
     Flow::with_lock(
@@ -231,14 +234,14 @@ pub async fn run(ctx: &DrContext, opts: &FailoverOptions) -> Result<FailoverRepo
                 .step(StepName::Backup)
                 .filter(|b| b.status == StepStatus::Done)
                 .and_then(|b| b.backup_id.clone());
-            if !opts.no_data_gate {
-                super::reconstruct::preflight(ctx, backup_id.as_deref()).await?;
-            }
-            let data_gate = (!opts.no_data_gate).then_some(backup_id.as_deref());
+            let backup = match opts.no_data_gate {
+                true => None,
+                false => Some(super::reconstruct::preflight(ctx, backup_id.as_deref()).await?),
+            };
             let work = promote(
                 ctx,
                 (&source, &mut conn),
-                data_gate,
+                backup.as_ref(),
                 started,
                 started_at.clone(),
             );
@@ -306,7 +309,8 @@ pub(super) async fn record_step(
 async fn promote(
     ctx: &DrContext,
     (source, conn): (&Source, &mut Conn),
-    data_gate: Option<Option<&str>>,
+    // Gate 3 (b)'s backup; `None`: `--no-data-gate`.
+    data_gate: Option<&super::manifest::Manifest>,
     started: Instant,
     started_at: String,
 ) -> Result<(FailoverReport, Point)> {

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use super::archive::{self, ReplayOptions};
 use super::binlog::GtidPos;
-use super::manifest;
+use super::manifest::{self, Manifest};
 use super::{DrContext, DrError};
 use crate::error::{Error, Result};
 use crate::local::{LocalServer, ServerOptions};
@@ -30,8 +30,9 @@ pub struct Reconstruction {
 }
 
 /// Before the failover changes anything: the reconstruction can be built (a complete
-/// backup, a local `mariadbd`), or the failover is refused with what to do.
-pub async fn preflight(ctx: &DrContext, backup_id: Option<&str>) -> Result<()> {
+/// backup, a local `mariadbd`), or the failover is refused with what to do. Returns the
+/// backup's manifest (the flow's backup `backup_id`, else the newest).
+pub async fn preflight(ctx: &DrContext, backup_id: Option<&str>) -> Result<Manifest> {
     let refuse = |why: String| -> Error {
         DrError::Precondition(format!(
             "gate 3 (b) cannot run: {why}; nothing was changed. Pass --no-data-gate to fail \
@@ -51,21 +52,13 @@ pub async fn preflight(ctx: &DrContext, backup_id: Option<&str>) -> Result<()> {
         Some(id) => manifest::read(store.as_ref(), id).await,
         None => manifest::newest(store.as_ref()).await,
     };
-    found.map(|_| ()).map_err(|e| refuse(e.to_string()))
+    found.map_err(|e| refuse(e.to_string()))
 }
 
-/// Build the reconstruction from backup `backup_id` (the flow's; else the newest) and
-/// compare it with the secondary; the report goes to `dir`.
-pub async fn compare(
-    ctx: &DrContext,
-    backup_id: Option<&str>,
-    dir: &Path,
-) -> Result<Reconstruction> {
+/// Build the reconstruction from the backup of `manifest` ([`preflight`]'s) and compare it
+/// with the secondary; the report goes to `dir`.
+pub async fn compare(ctx: &DrContext, manifest: &Manifest, dir: &Path) -> Result<Reconstruction> {
     let store = ctx.store().await?;
-    let manifest = match backup_id {
-        Some(id) => manifest::read(store.as_ref(), id).await?,
-        None => manifest::newest(store.as_ref()).await?,
-    };
     let super::flow::Point::Gtid { gtid, .. } = &manifest.point else {
         return Err(DrError::Precondition(format!(
             "backup {} has no GTID point: it cannot start a reconstruction",
@@ -82,7 +75,7 @@ pub async fn compare(
         .await
         .map_err(|e| Error::Internal(format!("gate 3 (b): cannot start a scratch server: {e}")))?;
     let (spec, ds) = scratch_source(&scratch)?;
-    super::restore::load_dump(&ds, store.as_ref(), &manifest).await?;
+    super::restore::load_dump(&ds, store.as_ref(), manifest).await?;
     let redo = archive::redo_store(ctx).await?;
     let opts = ReplayOptions {
         from: Some(from),

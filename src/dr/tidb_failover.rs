@@ -142,6 +142,7 @@ pub async fn plan(ctx: &DrContext) -> Result<Vec<String>> {
 /// Run `dr failover` on TiDB under the flow's lock.
 pub async fn run(
     ctx: &DrContext,
+    secondary: Source,
     opts: &super::failover::FailoverOptions,
 ) -> Result<FailoverReport> {
     let started = Instant::now();
@@ -156,7 +157,6 @@ pub async fn run(
             let (id, redo) = changefeed(ctx, &flow.state)?;
             let redo_store = crate::storage::open(&redo).await?;
             let meta = resolve_meta(&read_metas(redo_store.as_ref()).await?, &redo.redacted())?;
-            let secondary = Source::open(ctx.secondary.clone()).await?;
             let cdc = cdc_binary(ctx)?;
             let mut record = StepRecord::started_now();
             record.changefeed = Some(id.clone());

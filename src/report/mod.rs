@@ -154,6 +154,20 @@ pub struct MetadataDiff {
     pub fixed: bool,
 }
 
+impl fmt::Display for MetadataDiff {
+    /// `kind `schema`.`name`: detail`, as the summary, the terminal and the fix file say it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {}.{}: {}",
+            self.kind,
+            crate::sql::quote_ident(&self.schema),
+            crate::sql::quote_ident(&self.name),
+            self.detail
+        )
+    }
+}
+
 /// The whole run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunReport {

@@ -120,14 +120,7 @@ fn render_into(out: &mut String, r: &RunReport) -> std::fmt::Result {
         )?;
         for m in &r.metadata {
             let fixed = if m.fixed { " [fixed]" } else { "" };
-            writeln!(
-                out,
-                "  {} {}.{}: {}{fixed}",
-                m.kind,
-                crate::sql::quote_ident(&m.schema),
-                crate::sql::quote_ident(&m.name),
-                m.detail
-            )?;
+            writeln!(out, "  {m}{fixed}")?;
         }
         if let Some(p) = &r.metadata_fix_sql {
             writeln!(out, "  fix SQL: {}", p.display())?;

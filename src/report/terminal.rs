@@ -70,14 +70,7 @@ pub fn render_terminal(r: &RunReport) -> String {
     // Counters and sequences change the exit code too: never leave them to summary.txt.
     for m in &r.metadata {
         let fixed = if m.fixed { " [fixed]" } else { "" };
-        let _ = writeln!(
-            out,
-            "{} {}.{}: {}{fixed}",
-            m.kind,
-            crate::sql::quote_ident(&m.schema),
-            crate::sql::quote_ident(&m.name),
-            m.detail
-        );
+        let _ = writeln!(out, "{m}{fixed}");
     }
     let _ = writeln!(out, "{}", r.counts());
     if let Some(p) = &r.metadata_fix_sql {
