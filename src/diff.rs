@@ -19,7 +19,7 @@ pub enum RowChange {
 
 /// Shape of the rows streamed for a merge: the compared columns first, then one sort value
 /// per key column (the server's own sort order made comparable with memcmp/number rules).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RowLayout {
     /// Number of compared columns at the front of each row.
     pub columns: usize,
@@ -61,6 +61,89 @@ impl RowLayout {
     pub fn strip(&self, mut row: Row) -> Row {
         row.truncate(self.columns);
         row
+    }
+}
+
+/// The union of several key-ordered row streams (the upstream tables of a merged target),
+/// in key order, as a pure state machine like [`Merger`]: feed each stream's next row where
+/// [`Union::wants`] says, then take the smallest with [`Union::next`]. Streams are assumed
+/// to hold distinct keys each; a key found in several streams is an *overlap*: the row of
+/// the lowest-numbered stream is the union's, the others are reported beside it.
+#[derive(Debug)]
+pub struct Union {
+    layout: RowLayout,
+    heads: Vec<Head>,
+}
+
+/// The union's next row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnionRow {
+    /// The stream it came from.
+    pub part: usize,
+    pub row: Row,
+    /// Other streams that held the same key (their rows were consumed).
+    pub overlaps: Vec<usize>,
+}
+
+impl Union {
+    pub fn new(layout: RowLayout, parts: usize) -> Union {
+        Union {
+            layout,
+            heads: (0..parts).map(|_| Head::Unread).collect(),
+        }
+    }
+
+    /// The first stream whose next row (or end) is needed before [`Union::next`].
+    pub fn wants(&self) -> Option<usize> {
+        self.heads.iter().position(|h| matches!(h, Head::Unread))
+    }
+
+    /// Stream `part`'s next row, `None` when it ended.
+    pub fn put(&mut self, part: usize, row: Option<Row>) {
+        self.heads[part] = match row {
+            Some(r) => Head::Row(r),
+            None => Head::Ended,
+        };
+    }
+
+    /// The row with the smallest key among the heads, or `None` when every stream ended.
+    /// Call only when [`Union::wants`] is `None`.
+    pub fn next(&mut self) -> Option<UnionRow> {
+        let cols = self.layout.columns;
+        let kinds = &self.layout.sort_kinds;
+        let mut best: Option<usize> = None;
+        let mut ties = Vec::new();
+        for (i, h) in self.heads.iter().enumerate() {
+            let Head::Row(r) = h else { continue };
+            match best {
+                None => best = Some(i),
+                Some(b) => {
+                    let Head::Row(br) = &self.heads[b] else {
+                        continue;
+                    };
+                    match compare_keys(kinds, &r[cols..], &br[cols..]) {
+                        Ordering::Less => {
+                            best = Some(i);
+                            ties.clear();
+                        }
+                        Ordering::Equal => ties.push(i),
+                        Ordering::Greater => {}
+                    }
+                }
+            }
+        }
+        let part = best?;
+        for &t in &ties {
+            self.heads[t] = Head::Unread;
+        }
+        let Head::Row(row) = std::mem::replace(&mut self.heads[part], Head::Unread) else {
+            return None;
+        };
+        Some(UnionRow {
+            part,
+            row,
+            overlaps: ties,
+        })
     }
 }
 
@@ -315,7 +398,71 @@ mod tests {
         );
     }
 
+    /// Drive a [`Union`] over in-memory streams: `(part, row, overlaps)` in order.
+    fn union_of(parts: Vec<Vec<Row>>) -> Vec<UnionRow> {
+        let mut iters: Vec<_> = parts.into_iter().map(|p| p.into_iter()).collect();
+        let mut u = Union::new(layout(), iters.len());
+        let mut out = Vec::new();
+        loop {
+            while let Some(i) = u.wants() {
+                u.put(i, iters[i].next());
+            }
+            match u.next() {
+                Some(r) => out.push(r),
+                None => return out,
+            }
+        }
+    }
+
+    #[test]
+    fn union_orders_parts_and_reports_overlaps() {
+        let got = union_of(vec![
+            vec![row(1, "a"), row(4, "d")],
+            vec![row(2, "b"), row(4, "D"), row(5, "e")],
+            vec![],
+            vec![row(3, "c"), row(4, "x")],
+        ]);
+        let keys: Vec<(usize, String)> = got
+            .iter()
+            .map(|r| (r.part, String::from_utf8(r.row[1].clone().unwrap()).unwrap()))
+            .collect();
+        let want = [(0, "a"), (1, "b"), (3, "c"), (0, "d"), (1, "e")];
+        assert_eq!(keys, want.map(|(p, v)| (p, v.to_string())));
+        assert_eq!(got[3].overlaps, vec![1, 3]);
+        assert!(got.iter().enumerate().all(|(i, r)| i == 3 || r.overlaps.is_empty()));
+    }
+
     proptest! {
+        /// The union of key-disjoint sorted parts is their sorted concatenation; a key in
+        /// several parts comes once, from the lowest part, with the others as overlaps.
+        #[test]
+        fn union_matches_sorted_model(
+            parts in proptest::collection::vec(
+                proptest::collection::btree_map(-30i64..30, "[a-c]{0,2}", 0..15), 1..5),
+        ) {
+            let rows = parts
+                .iter()
+                .map(|m| m.iter().map(|(k, v)| row(*k, v)).collect())
+                .collect();
+            let got = union_of(rows);
+            let mut want: BTreeMap<i64, (usize, Vec<usize>)> = BTreeMap::new();
+            for (i, m) in parts.iter().enumerate() {
+                for k in m.keys() {
+                    want.entry(*k).and_modify(|e| e.1.push(i)).or_insert((i, Vec::new()));
+                }
+            }
+            let got: Vec<(i64, usize, Vec<usize>)> = got
+                .into_iter()
+                .map(|r| {
+                    let k = String::from_utf8(r.row[0].clone().unwrap()).unwrap().parse().unwrap();
+                    (k, r.part, r.overlaps)
+                })
+                .collect();
+            let want: Vec<(i64, usize, Vec<usize>)> =
+                want.into_iter().map(|(k, (p, o))| (k, p, o)).collect();
+            prop_assert_eq!(got, want);
+        }
+
         /// The merge diff equals the diff of two key->value maps.
         #[test]
         fn merge_matches_map_model(

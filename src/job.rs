@@ -56,19 +56,20 @@ pub(crate) fn spec(name: &str, ds: &DataSource) -> Result<SourceSpec> {
 /// Build the job for `config`.
 pub fn job_from_config(config: &Config, o: &Overrides) -> Result<CheckJob> {
     let sources = config.sources()?;
-    if sources.len() != 1 {
-        return Err(Error::Config(format!(
-            "task.source-instances lists {} sources; comparing several upstream shards against \
-             one target is not supported yet, list exactly one",
-            sources.len()
-        )));
-    }
-    let (up_name, up_ds) = sources[0];
+    let Some(&(up_name, up_ds)) = sources.first() else {
+        return Err(Error::Config(
+            "task.source-instances lists no source: name at least one upstream data source"
+                .into(),
+        ));
+    };
     let down_ds = config.target()?;
     let selector = ConfigSelector {
         config: config.clone(),
         filter: config.check_filter()?,
-        routes: config.route_rules(up_name)?,
+        routes: sources
+            .iter()
+            .map(|(name, _)| config.route_rules(name))
+            .collect::<Result<_>>()?,
     };
     // Surface table-config problems (unknown names, bad patterns) before connecting.
     for name in &config.task.target_configs {
@@ -88,6 +89,10 @@ pub fn job_from_config(config: &Config, o: &Overrides) -> Result<CheckJob> {
     };
     Ok(CheckJob {
         upstream: spec(up_name, up_ds)?,
+        more_upstreams: sources[1..]
+            .iter()
+            .map(|(name, ds)| spec(name, ds))
+            .collect::<Result<_>>()?,
         downstream: spec(&config.task.target_instance, down_ds)?,
         threads: o
             .check_thread_count
@@ -152,7 +157,8 @@ fn config_warnings(config: &Config) -> Vec<String> {
 struct ConfigSelector {
     config: Config,
     filter: TableFilter,
-    routes: RouteRules,
+    /// Per upstream source, in `source-instances` order.
+    routes: Vec<RouteRules>,
 }
 
 impl TableSelector for ConfigSelector {
@@ -160,8 +166,11 @@ impl TableSelector for ConfigSelector {
         self.filter.matches(&target.schema, &target.table)
     }
 
-    fn route(&self, upstream: &TableRef) -> Option<TableRef> {
-        let (s, t) = self.routes.resolve(&upstream.schema, &upstream.table)?;
+    fn route(&self, source: usize, upstream: &TableRef) -> Option<TableRef> {
+        let (s, t) = self
+            .routes
+            .get(source)?
+            .resolve(&upstream.schema, &upstream.table)?;
         Some(TableRef::new(s, t))
     }
 

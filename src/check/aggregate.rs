@@ -7,7 +7,7 @@ use super::msg::{ChunkJob, ChunkStart, WorkerMsg};
 use super::open::SideConns;
 use super::plan::TablePlan;
 use super::resume::Checkpointer;
-use super::sides::DenseHints;
+use super::sides::{DenseHints, PartConns};
 use super::state::{append_part, finish_table, sync_file, TableState};
 use super::worker;
 use super::{join_error, CheckJob, Interrupt};
@@ -41,9 +41,12 @@ pub(super) struct Aggregator<'a> {
 /// Run the data phase to its end, or until `interrupt` fires (then the producer and the
 /// workers are stopped, chunks in flight are dropped, and the checkpoint keeps what
 /// finished). A stop by interrupt returns [`Error::Interrupted`].
+/// Overlapping keys listed per table in the report (all are counted).
+const MAX_OVERLAPS_LISTED: usize = 20;
+
 pub(super) async fn run_data_phase(
     job: &CheckJob,
-    (up, up_side): (&Source, SideConns),
+    (up, up_side, parts): (&Source, SideConns, Vec<PartConns>),
     (down, down_side): (&Source, SideConns),
     pending: &[Pending],
     agg: &mut Aggregator<'_>,
@@ -55,15 +58,18 @@ pub(super) async fn run_data_phase(
     let (msg_tx, mut msg_rx) = mpsc::channel::<WorkerMsg>(threads * 8);
     let mut tasks = tokio::task::JoinSet::new();
     {
-        let (up, plans, msg_tx) = (up.clone(), pending.to_vec(), msg_tx.clone());
-        tasks.spawn(super::split::produce(up, plans, job_tx, msg_tx));
+        let sources = (up.clone(), down.clone());
+        let (plans, msg_tx) = (pending.to_vec(), msg_tx.clone());
+        tasks.spawn(super::split::produce(sources, plans, job_tx, msg_tx));
     }
     let pinned = (up_side.pinned, down_side.pinned);
     let hints = Arc::new(DenseHints::new(agg.states.len()));
-    for pair in up_side.conns.into_iter().zip(down_side.conns).take(threads) {
+    let conns = up_side.conns.into_iter().zip(down_side.conns).zip(parts);
+    for ((uc, dc), parts) in conns.take(threads) {
         let (up, down) = (up.clone(), down.clone());
         let (job_rx, msg_tx, hints) = (job_rx.clone(), msg_tx.clone(), hints.clone());
-        tasks.spawn(worker::work(up, down, pair, pinned, job_rx, hints, msg_tx));
+        let initial = (uc, dc, parts);
+        tasks.spawn(worker::work(up, down, initial, pinned, job_rx, hints, msg_tx));
     }
     drop(msg_tx);
     if job.apply_fix {
@@ -184,6 +190,12 @@ impl<'a> Aggregator<'a> {
                     st.report.error = Some(message);
                 }
                 st.chunks.freeze();
+            }
+            WorkerMsg::Overlaps { table, keys } => {
+                let r = &mut self.states[table].report;
+                r.overlapping_keys += keys.len() as u64;
+                let room = MAX_OVERLAPS_LISTED.saturating_sub(r.overlaps.len());
+                r.overlaps.extend(keys.into_iter().take(room));
             }
         }
         Ok(())

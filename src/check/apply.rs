@@ -6,6 +6,7 @@ use super::keyless::bucket_checksums;
 use super::locate::checksum_both;
 use super::plan::{Side, TablePlan};
 use super::state::TableState;
+use super::union::checksums;
 use crate::chunk::KeyRange;
 use crate::db::{Conn, Source};
 use crate::error::Result;
@@ -24,13 +25,17 @@ pub(super) async fn apply(conn: &mut Conn, statements: &[String]) -> Result<()> 
 }
 
 /// After fixes were applied: checksum the ranges that differed again. True when all match.
+/// `ups` are the upstream sources, `source-instances` order.
 async fn recheck(
-    up: &Source,
+    ups: &[Source],
     down: &Source,
     plan: &TablePlan,
     ranges: &[KeyRange],
 ) -> Result<bool> {
-    let (mut uc, mut dc) = tokio::try_join!(up.connect(), down.connect())?;
+    if plan.is_merged() {
+        return recheck_merged(ups, down, plan, ranges).await;
+    }
+    let (mut uc, mut dc) = tokio::try_join!(ups[0].connect(), down.connect())?;
     let mut equal = true;
     if plan.key.is_none() {
         let n = 64;
@@ -58,10 +63,37 @@ async fn recheck(
     Ok(equal)
 }
 
+/// [`recheck`] of a merged target: one connection per part.
+async fn recheck_merged(
+    ups: &[Source],
+    down: &Source,
+    plan: &TablePlan,
+    ranges: &[KeyRange],
+) -> Result<bool> {
+    let mut conns = Vec::with_capacity(plan.parts.len());
+    for p in &plan.parts {
+        conns.push(ups[p.source].connect().await?);
+    }
+    let mut dc = down.connect().await?;
+    let mut equal = true;
+    for r in ranges {
+        let (cu, cd) = checksums(conns.iter_mut().collect(), &mut dc, plan, r).await?;
+        if cu != cd {
+            equal = false;
+            break;
+        }
+    }
+    for c in conns {
+        c.close().await;
+    }
+    dc.close().await;
+    Ok(equal)
+}
+
 /// `--apply-fix`: checksum the repaired ranges again (tables taken whole from a checkpoint
 /// included, unless their re-check already ran).
 pub(super) async fn recheck_fixed(
-    up: &Source,
+    ups: &[Source],
     down: &Source,
     states: &mut [TableState],
 ) -> Result<()> {
@@ -72,7 +104,7 @@ pub(super) async fn recheck_fixed(
         if st.dirty.is_empty() || st.report.error.is_some() || st.report.recheck_equal.is_some() {
             continue;
         }
-        let equal = recheck(up, down, &plan, &st.dirty).await?;
+        let equal = recheck(ups, down, &plan, &st.dirty).await?;
         st.report.fix_applied = true;
         st.report.recheck_equal = Some(equal);
     }

@@ -11,7 +11,7 @@ use crate::db::Conn;
 use crate::error::{Error, Result};
 use std::collections::{BTreeMap, BTreeSet};
 
-async fn checksum(
+pub(super) async fn checksum(
     conn: &mut Conn,
     plan: &TablePlan,
     side: Side,

@@ -8,7 +8,8 @@ use super::plan::{Side, TablePlan};
 use super::sides::{retry, Chunk, Sides, LEAF_ROWS, MAX_RETRIES};
 use crate::chunk::{parse_int, KeyRange};
 use crate::db::Conn;
-use crate::diff::{Advance, Merger, RowChange, RowLayout};
+use crate::diff::{Advance, Merger, RowChange, RowLayout, Union};
+use crate::row::Row;
 use crate::error::{Error, Result};
 use tokio::sync::mpsc;
 
@@ -174,6 +175,100 @@ pub(super) async fn diff_streams(
                 ctx.reconnect(attempt, &e).await?;
             }
             Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Shard merge: the rows of `range` streamed from every part of a merged target at once,
+/// unioned in key order ([`Union`]) and merged with the downstream's; the changes are
+/// published as [`diff_streams`] does (retried while none was sent). Returns the merge and
+/// the union's rows whose key was also in other parts (with those parts' indexes).
+pub(super) async fn diff_union(
+    ctx: &mut Sides,
+    chunk: &Chunk<'_>,
+    range: &KeyRange,
+) -> Result<(Merged, Vec<(Row, Vec<usize>)>)> {
+    let plan = chunk.plan;
+    let layout = plan.layout();
+    let up_sql: Vec<String> = plan
+        .parts
+        .iter()
+        .map(|p| p.plan.rows_sql(Side::Up, range))
+        .collect();
+    let down_sql = plan.rows_sql(Side::Down, range);
+    let mut attempt = 0u32;
+    loop {
+        let mut sink = ChangeSink {
+            chunk,
+            range,
+            stream: true,
+            buf: Vec::new(),
+            sent: false,
+            found: 0,
+        };
+        let mut overlaps = Vec::new();
+        let merged = union_streams(ctx, &layout, (&up_sql, &down_sql), &mut sink, &mut overlaps);
+        match merged.await {
+            Ok((up_rows, down_rows)) => {
+                sink.flush().await;
+                let m = Merged {
+                    up_rows,
+                    down_rows,
+                    changes: sink.found,
+                };
+                return Ok((m, overlaps));
+            }
+            Err(e)
+                if e.is_connection_lost() && !sink.sent && !ctx.pinned && attempt < MAX_RETRIES =>
+            {
+                attempt += 1;
+                ctx.reconnect(attempt, &e).await?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// [`diff_union`]'s one attempt: every part's statement streamed on its own connection.
+async fn union_streams(
+    ctx: &mut Sides,
+    layout: &RowLayout,
+    (up_sql, down_sql): (&[String], &str),
+    sink: &mut ChangeSink<'_>,
+    overlaps: &mut Vec<(Row, Vec<usize>)>,
+) -> Result<(u64, u64)> {
+    let parts = &sink.chunk.plan.parts;
+    let (conns, dc) = ctx.part_conns(parts)?;
+    let mut streams = Vec::with_capacity(conns.len());
+    for (conn, sql) in conns.into_iter().zip(up_sql) {
+        streams.push(conn.stream(sql).await?);
+    }
+    let mut ds = dc.stream(down_sql).await?;
+    let mut union = Union::new(layout.clone(), streams.len());
+    let mut merger = Merger::new(layout.clone());
+    loop {
+        let (want_up, want_down) = merger.wants();
+        if want_up {
+            while let Some(i) = union.wants() {
+                union.put(i, streams[i].next().await?);
+            }
+            let next = union.next().map(|n| {
+                if !n.overlaps.is_empty() {
+                    let mut parts = vec![n.part];
+                    parts.extend(&n.overlaps);
+                    overlaps.push((n.row.clone(), parts));
+                }
+                n.row
+            });
+            merger.put_up(next);
+        }
+        if want_down {
+            merger.put_down(ds.next().await?);
+        }
+        match merger.advance() {
+            Advance::Change(c) => sink.push(c).await?,
+            Advance::Same => {}
+            Advance::Done => return Ok(merger.rows()),
         }
     }
 }

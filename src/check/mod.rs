@@ -39,6 +39,7 @@ mod resume;
 mod sides;
 mod split;
 mod state;
+mod union;
 mod worker;
 
 pub use metadata::raise_own_counters;
@@ -85,9 +86,10 @@ pub struct TableSettings {
 pub trait TableSelector: Send + Sync {
     /// Whether the target (downstream) table is selected.
     fn wants(&self, target: &TableRef) -> bool;
-    /// The target name of an upstream table (routes); `None` when the table must be left
-    /// out (it has the name of a route's target but matches no rule).
-    fn route(&self, upstream: &TableRef) -> Option<TableRef>;
+    /// The target name of a table of upstream source `source` (an index into
+    /// `source-instances`), by that source's routes; `None` when the table must be left out
+    /// (it has the name of a route's target but matches no rule).
+    fn route(&self, source: usize, upstream: &TableRef) -> Option<TableRef>;
     /// Settings for a target table.
     fn settings(&self, target: &TableRef) -> Result<TableSettings>;
     /// Tables named without wildcards: they must exist on at least one side.
@@ -96,7 +98,11 @@ pub trait TableSelector: Send + Sync {
 
 /// A fully resolved check.
 pub struct CheckJob {
+    /// The first upstream source (`source-instances[0]`).
     pub upstream: SourceSpec,
+    /// Further upstream sources: their tables are merged with the first's into the targets
+    /// the routes name (shard merge, `check::union`).
+    pub more_upstreams: Vec<SourceSpec>,
     pub downstream: SourceSpec,
     pub threads: usize,
     pub export_fix_sql: bool,
@@ -189,8 +195,11 @@ async fn run(job: CheckJob, progress: Progress) -> Result<RunReport> {
     let started_at = now_rfc3339();
     let saved = open_checkpoint(&job)?;
     let (up, down, tidb_auto) = open_sources(&job, saved.as_ref()).await?;
+    let more_ups = open_more_upstreams(&job, &up).await?;
     let mut warnings = job.warnings.clone();
-    warnings.extend(live_warnings(&up, &down));
+    let sides: Vec<&Source> = [&up, &down].into_iter().chain(&more_ups).collect();
+    warnings.extend(live_warnings(&sides));
+    let ups: Arc<[Source]> = std::iter::once(up.clone()).chain(more_ups).collect();
     let fix_dir = job
         .output_dir
         .join(format!("fix-on-{}", job.downstream.name));
@@ -220,6 +229,8 @@ async fn run(job: CheckJob, progress: Progress) -> Result<RunReport> {
     let run = Run {
         job: &job,
         up: &up,
+        ups: ups.clone(),
+        more_points: Default::default(),
         down: &down,
         progress: &progress,
         fix_dir,
@@ -256,7 +267,9 @@ async fn run(job: CheckJob, progress: Progress) -> Result<RunReport> {
         checksum: crate::checksum::CHECKSUM_VERSION.to_string(),
         started_at,
         duration_ms: started.elapsed().as_millis() as u64,
-        upstream: vec![source_report(&up, &points[0], &gc_notes[0])],
+        upstream: std::iter::once(source_report(&up, &points[0], &gc_notes[0]))
+            .chain(more_ups_report(&ups, &run.more_points))
+            .collect(),
         downstream: source_report(&down, &points[1], &gc_notes[1]),
         output_dir: job.output_dir.clone(),
         tables: relative_fix_paths(states, &job.output_dir),
@@ -344,6 +357,10 @@ struct MetadataChecked {
 struct Run<'a> {
     job: &'a CheckJob,
     up: &'a Source,
+    /// Every upstream source, `up` first (shard merge reads the others too).
+    ups: Arc<[Source]>,
+    /// Where the further upstream sources were read (set by the data phase).
+    more_points: std::sync::Mutex<Vec<ReadPoint>>,
     down: &'a Source,
     progress: &'a Progress,
     fix_dir: PathBuf,
@@ -365,7 +382,7 @@ impl Run<'_> {
         let job = self.job;
         let plans = job
             .interrupt
-            .interruptible(prepare::prepare_tables(job, self.up, self.down))
+            .interruptible(prepare::prepare_tables(job, &self.ups, self.down))
             .await??;
         for w in warnings.iter() {
             tracing::warn!("{w}");
@@ -409,7 +426,7 @@ impl Run<'_> {
             (points, meta) = self.data_phase(&pending, &mut states, tidb_auto).await?;
         }
         if job.apply_fix {
-            let recheck = apply::recheck_fixed(self.up, self.down, &mut states);
+            let recheck = apply::recheck_fixed(&self.ups, self.down, &mut states);
             job.interrupt.interruptible(recheck).await??;
             if !meta.found.is_empty() {
                 let mut dc = self.down.connect().await?;
@@ -473,7 +490,7 @@ impl Run<'_> {
         upstream
             .into_iter()
             .filter_map(|t| {
-                let target = job.selector.route(&t)?;
+                let target = job.selector.route(0, &t)?;
                 let wanted =
                     job.selector.wants(&target) && job.shard.is_none_or(|s| s.owns(&target));
                 wanted.then_some((t, target))
@@ -529,8 +546,12 @@ impl Run<'_> {
     ) -> Result<([ReadPoint; 2], MetadataChecked)> {
         let job = self.job;
         let threads = job.threads.max(1);
+        let slots = part_slots(pending);
+        let extra0 = slots.iter().filter(|s| s.0 == 0).count();
+        let counts = (threads, threads * (1 + extra0));
         let (mut up_side, mut down_side) =
-            open_sides(self.up, self.down, threads, &job.interrupt).await?;
+            open_sides(self.up, self.down, counts, &job.interrupt).await?;
+        let parts = self.open_parts(&mut up_side, &slots, threads).await?;
         let points = [up_side.point.clone(), down_side.point.clone()];
         let at = read_at(&points);
         let meta = match (up_side.conns.first_mut(), down_side.conns.first_mut()) {
@@ -546,7 +567,7 @@ impl Run<'_> {
         let mut agg = Aggregator::new(states, self.progress, dirs, &mut ck, header);
         aggregate::run_data_phase(
             job,
-            (self.up, up_side),
+            (self.up, up_side, parts),
             (self.down, down_side),
             pending,
             &mut agg,
@@ -555,6 +576,107 @@ impl Run<'_> {
         .await?;
         Ok((points, meta))
     }
+}
+
+impl Run<'_> {
+    /// Shard merge: the workers' connections to the upstream tables beyond `uc` — the rest
+    /// of `up_side` (source 0's further slots, opened in its snapshot) and `threads`
+    /// connections per slot of every other source, each source at its own read point.
+    async fn open_parts(
+        &self,
+        up_side: &mut open::SideConns,
+        slots: &BTreeSet<(usize, usize)>,
+        threads: usize,
+    ) -> Result<Vec<sides::PartConns>> {
+        let mut per_worker: Vec<sides::PartConns> = (0..threads)
+            .map(|_| sides::PartConns {
+                sources: self.ups.clone(),
+                conns: Vec::new(),
+            })
+            .collect();
+        let mut more_points = Vec::new();
+        let mut by_source: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        for &(source, slot) in slots {
+            by_source.entry(source).or_default().push(slot);
+        }
+        for (source, s) in self.ups.iter().enumerate().skip(1) {
+            let Some(list) = by_source.get(&source) else {
+                more_points.push(snapshot_point(s));
+                continue;
+            };
+            let opened = open::open_side(s, threads * list.len());
+            let side = self.job.interrupt.interruptible(opened).await??;
+            up_side.pinned |= side.pinned;
+            more_points.push(side.point);
+            deal(&mut per_worker, side.conns, source, list);
+        }
+        if let Some(list) = by_source.get(&0) {
+            let rest = up_side.conns.split_off(threads);
+            deal(&mut per_worker, rest, 0, list);
+        }
+        *self.more_points.lock().unwrap_or_else(|e| e.into_inner()) = more_points;
+        Ok(per_worker)
+    }
+}
+
+/// Hand `conns` out to the workers, `slots.len()` each, keyed `(source, slot)`.
+fn deal(workers: &mut [sides::PartConns], conns: Vec<Conn>, source: usize, slots: &[usize]) {
+    let mut conns = conns.into_iter();
+    for w in workers.iter_mut() {
+        for &slot in slots {
+            if let Some(c) = conns.next() {
+                w.conns.push(((source, slot), c));
+            }
+        }
+    }
+}
+
+/// The `(source, slot)` connections the merged targets among `pending` need beyond each
+/// worker's first upstream connection (source 0, slot 0).
+fn part_slots(pending: &[Pending]) -> BTreeSet<(usize, usize)> {
+    pending
+        .iter()
+        .flat_map(|(_, plan, _)| plan.parts.iter().map(|p| (p.source, p.slot)))
+        .filter(|&s| s != (0, 0))
+        .collect()
+}
+
+/// The report's lines for the further upstream sources.
+fn more_ups_report(
+    ups: &[Source],
+    points: &std::sync::Mutex<Vec<ReadPoint>>,
+) -> Vec<SourceReport> {
+    let points = points.lock().unwrap_or_else(|e| e.into_inner());
+    ups.iter()
+        .skip(1)
+        .enumerate()
+        .map(|(i, s)| {
+            let point = points.get(i).cloned().unwrap_or_else(|| snapshot_point(s));
+            source_report(s, &point, &None)
+        })
+        .collect()
+}
+
+/// Open the further upstream sources (`source-instances` after the first). `auto` pairs
+/// one upstream with the downstream, so it is refused when there are several.
+async fn open_more_upstreams(job: &CheckJob, up: &Source) -> Result<Vec<Source>> {
+    let mut out = Vec::with_capacity(job.more_upstreams.len());
+    for spec in &job.more_upstreams {
+        let s = Source::open(spec.clone()).await?;
+        refuse_foreign_point(&s)?;
+        out.push(s);
+    }
+    if let Some(s) = std::iter::once(up).chain(&out).find(|s| wants_auto(s)) {
+        if !out.is_empty() {
+            return Err(Error::Config(format!(
+                "data source '{}': snapshot \"auto\" pairs one upstream with the downstream; \
+                 with several source-instances use \"consistent\" (each source at its own \
+                 snapshot) or a TiDB TSO",
+                s.name()
+            )));
+        }
+    }
+    Ok(out)
 }
 
 /// The tables the data phase still has to check, each with where its split starts.
@@ -628,9 +750,9 @@ fn refuse_foreign_point(s: &Source) -> Result<()> {
     )))
 }
 
-fn live_warnings(up: &Source, down: &Source) -> Vec<String> {
+fn live_warnings(sources: &[&Source]) -> Vec<String> {
     let mut warnings = Vec::new();
-    for s in [up, down] {
+    for s in sources {
         let configured = &s.spec().snapshot;
         if !open::configured_pinned(s) {
             if *configured != Snapshot::Live {

@@ -74,6 +74,11 @@ pub enum WorkerMsg {
         table: usize,
         message: String,
     },
+    /// Shard merge: keys held by several upstream tables of the target (described).
+    Overlaps {
+        table: usize,
+        keys: Vec<String>,
+    },
 }
 
 impl WorkerMsg {
@@ -85,7 +90,8 @@ impl WorkerMsg {
             | WorkerMsg::ChunkQueued { table, .. }
             | WorkerMsg::Changes { table, .. }
             | WorkerMsg::ChunkDone { table, .. }
-            | WorkerMsg::TableError { table, .. } => *table,
+            | WorkerMsg::TableError { table, .. }
+            | WorkerMsg::Overlaps { table, .. } => *table,
         }
     }
 }

@@ -29,7 +29,7 @@ pub(super) async fn not_compared(
         conn.close().await;
         for (kind, object) in listed? {
             let target = if side == 0 && is_table_like(&kind) {
-                match job.selector.route(&object) {
+                match job.selector.route(0, &object) {
                     Some(t) => t,
                     None => continue,
                 }

@@ -153,17 +153,26 @@ async fn protect_snapshot(
     }
 }
 
-/// Worker connections for both sides. `auto` on two MySQL/MariaDB sources fences the
-/// primary/replica pair at one GTID; otherwise each side is opened on its own.
+/// Worker connections for both sides: `n` downstream, `up_n` (a multiple of `n`: shard
+/// merge reads several tables of the upstream at once) upstream. `auto` on two
+/// MySQL/MariaDB sources fences the primary/replica pair at one GTID; otherwise each side
+/// is opened on its own.
 ///
 /// An interrupt stops the opening; a replica stopped by the fence is restarted first.
 pub(super) async fn open_sides(
     up: &Source,
     down: &Source,
-    n: usize,
+    (n, up_n): (usize, usize),
     interrupt: &Interrupt,
 ) -> Result<(SideConns, SideConns)> {
     if wants_auto(up) && wants_auto(down) && up.flavour() != Flavour::TiDb {
+        if up_n != n {
+            return Err(crate::error::Error::Config(
+                "snapshot \"auto\" fences one primary/replica pair: it cannot read a target \
+                 merged from several tables of the upstream; use \"consistent\" on both sides"
+                    .into(),
+            ));
+        }
         let pair = crate::snapshot::mysql::pin_replica_pair(
             up,
             down,
@@ -187,14 +196,14 @@ pub(super) async fn open_sides(
             side(pair.replica, &pair.replica_point, "replica"),
         ));
     }
-    let both = async { tokio::try_join!(open_side(up, n), open_side(down, n)) };
+    let both = async { tokio::try_join!(open_side(up, up_n), open_side(down, n)) };
     // Dropping half-opened sides closes their connections, which releases commit locks.
     interrupt.interruptible(both).await?
 }
 
 /// Open `n` worker connections to a side: pinned to one consistent snapshot when the source
 /// asks for it, else plain (TiDB snapshots are set per connection and survive reconnects).
-async fn open_side(s: &Source, n: usize) -> Result<SideConns> {
+pub(super) async fn open_side(s: &Source, n: usize) -> Result<SideConns> {
     if wants_consistent(s) {
         let (conns, point) = crate::snapshot::mysql::pin_consistent(
             s,

@@ -2,7 +2,7 @@
 //! structures discovered and compared, and a [`TablePlan`] for each pair whose data can be
 //! compared.
 
-use super::plan::{Counter, Side, TablePlan};
+use super::plan::{Counter, Side, TablePlan, UpPart};
 use super::state::empty_report;
 use super::{CheckJob, DEFAULT_CHUNK_SIZE};
 use crate::db::{Conn, Source};
@@ -22,19 +22,24 @@ pub(super) struct Prepared {
 /// The selected tables: downstream targets, and upstream tables by their target name.
 struct Selection {
     down: BTreeSet<TableRef>,
-    /// target name -> upstream name
-    up: BTreeMap<TableRef, TableRef>,
+    /// target name -> its upstream tables, each with its source's index (several: a shard
+    /// merge)
+    up: BTreeMap<TableRef, Vec<(usize, TableRef)>>,
 }
 
-/// Select the table pairs, discover and compare their structures, and build plans.
+/// Select the table pairs, discover and compare their structures, and build plans. `ups`
+/// are the upstream sources in `source-instances` order.
 pub(super) async fn prepare_tables(
     job: &CheckJob,
-    up: &Source,
+    ups: &[Source],
     down: &Source,
 ) -> Result<Vec<Prepared>> {
-    let mut up_conn = up.connect().await?;
+    let mut up_conns = Vec::with_capacity(ups.len());
+    for s in ups {
+        up_conns.push(s.connect().await?);
+    }
     let mut down_conn = down.connect().await?;
-    let sel = select_tables(job, &mut up_conn, &mut down_conn).await?;
+    let sel = select_tables(job, &mut up_conns, &mut down_conn).await?;
     let targets: BTreeSet<TableRef> = sel
         .down
         .iter()
@@ -54,68 +59,102 @@ pub(super) async fn prepare_tables(
     // Pairs present on both sides, discovered together after the loop.
     let mut pairs = Vec::new();
     for target in targets {
-        let upstream = sel.up.get(&target).cloned();
+        let parts = sel.up.get(&target).cloned().unwrap_or_default();
         let in_down = sel.down.contains(&target);
-        let mut report = empty_report(&target, upstream.as_ref().unwrap_or(&target));
-        let upstream = match (upstream, in_down) {
-            (Some(upstream), true) => upstream,
-            (upstream, _) => {
-                let side = if upstream.is_none() {
-                    "upstream"
-                } else {
-                    "downstream"
-                };
-                if !job.skip_missing {
-                    return Err(Error::MissingTable {
-                        table: target.to_string(),
-                        side: side.into(),
-                    });
-                }
-                report.result = TableResult::Skipped;
-                report.structure_equal = false;
-                report.skip_reason = Some(format!("table does not exist in {side}"));
-                // As sync-diff-inspector's summary: the existing side's rows are all
-                // missing (upstream only) or extra (downstream only). Counted live.
-                match &upstream {
-                    Some(up_table) => {
-                        let n = count_rows(&mut up_conn, up_table).await?;
-                        (report.rows_upstream, report.rows_missing) = (n, n);
-                    }
-                    None => {
-                        let n = count_rows(&mut down_conn, &target).await?;
-                        (report.rows_downstream, report.rows_extra) = (n, n);
-                    }
-                }
-                out.push(Prepared { report, plan: None });
-                continue;
+        let mut report = empty_report(&target, parts.first().map_or(&target, |p| &p.1));
+        report.upstream_table = upstream_names(&parts, ups).unwrap_or(report.upstream_table);
+        if parts.is_empty() || !in_down {
+            let side = if parts.is_empty() {
+                "upstream"
+            } else {
+                "downstream"
+            };
+            if !job.skip_missing {
+                return Err(Error::MissingTable {
+                    table: target.to_string(),
+                    side: side.into(),
+                });
             }
-        };
-        pairs.push((out.len(), upstream, target, report));
+            report.result = TableResult::Skipped;
+            report.structure_equal = false;
+            report.skip_reason = Some(format!("table does not exist in {side}"));
+            // As sync-diff-inspector's summary: the existing side's rows are all missing
+            // (upstream only) or extra (downstream only). Counted live.
+            if parts.is_empty() {
+                let n = count_rows(&mut down_conn, &target).await?;
+                (report.rows_downstream, report.rows_extra) = (n, n);
+            } else {
+                for (source, table) in &parts {
+                    let n = count_rows(&mut up_conns[*source], table).await?;
+                    report.rows_upstream += n;
+                    report.rows_missing += n;
+                }
+            }
+            out.push(Prepared { report, plan: None });
+            continue;
+        }
+        pairs.push((out.len(), parts, target, report));
         // A placeholder, replaced below (keeps the tables in target order).
         out.push(Prepared {
             report: empty_report(&TableRef::new("", ""), &TableRef::new("", "")),
             plan: None,
         });
     }
-    let up_names: Vec<TableRef> = pairs.iter().map(|p| p.1.clone()).collect();
+    let mut up_found = Vec::with_capacity(ups.len());
+    for (source, conn) in up_conns.iter_mut().enumerate() {
+        let names: Vec<TableRef> = pairs
+            .iter()
+            .flat_map(|p| p.1.iter())
+            .filter(|(s, _)| *s == source)
+            .map(|(_, t)| t.clone())
+            .collect();
+        up_found.push(discover_tables(conn, &names).await?);
+    }
     let down_names: Vec<TableRef> = pairs.iter().map(|p| p.2.clone()).collect();
-    let (mut up_found, mut down_found) = tokio::try_join!(
-        discover_tables(&mut up_conn, &up_names),
-        discover_tables(&mut down_conn, &down_names)
-    )?;
-    up_conn.close().await;
+    let mut down_found = discover_tables(&mut down_conn, &down_names).await?;
+    for c in up_conns {
+        c.close().await;
+    }
     down_conn.close().await;
-    for (i, upstream, target, report) in pairs {
-        let found = (up_found.remove(&upstream), down_found.remove(&target));
-        let (Some(up_schema), Some(down_schema)) = found else {
-            return Err(Error::MissingTable {
-                table: target.to_string(),
-                side: "upstream or downstream (dropped during the check)".into(),
-            });
+    let dropped = |target: &TableRef| Error::MissingTable {
+        table: target.to_string(),
+        side: "upstream or downstream (dropped during the check)".into(),
+    };
+    for (i, parts, target, report) in pairs {
+        let down_schema = down_found.remove(&target).ok_or_else(|| dropped(&target))?;
+        let mut found = Vec::with_capacity(parts.len());
+        for (source, table) in &parts {
+            let f = up_found[*source]
+                .remove(table)
+                .ok_or_else(|| dropped(&target))?;
+            found.push((*source, f));
+        }
+        out[i] = match found.len() {
+            1 => {
+                let (source, up_schema) = found.pop().expect("one part");
+                let sources = (job, &ups[source], down);
+                prepare_pair(sources, [up_schema, down_schema], &target, report)?
+            }
+            _ => prepare_merged((job, ups, down), found, down_schema, &target, report)?,
         };
-        out[i] = prepare_pair((job, up, down), [up_schema, down_schema], &target, report)?;
     }
     Ok(out)
+}
+
+/// `schema.table` of each upstream table of a merged target, with its source's name when
+/// there are several sources; `None` for one table (the report keeps its plain name).
+fn upstream_names(parts: &[(usize, TableRef)], ups: &[Source]) -> Option<String> {
+    if parts.len() < 2 {
+        return None;
+    }
+    let names: Vec<String> = parts
+        .iter()
+        .map(|(s, t)| match ups.len() {
+            1 => t.to_string(),
+            _ => format!("{}:{t}", ups[*s].name()),
+        })
+        .collect();
+    Some(names.join(", "))
 }
 
 /// `COUNT(*)` of `table`.
@@ -129,36 +168,52 @@ async fn count_rows(conn: &mut Conn, table: &TableRef) -> Result<u64> {
         .unwrap_or(0))
 }
 
-/// List both sides' tables and keep the selected ones; tables named without wildcards must
+/// List every side's tables and keep the selected ones; tables named without wildcards must
 /// exist on at least one side.
-async fn select_tables(job: &CheckJob, up: &mut Conn, down: &mut Conn) -> Result<Selection> {
+///
+/// Upstream tables are routed by their source's rules and grouped by target. A target name
+/// is matched to a downstream table exactly, else case-insensitively when that finds one
+/// table (as TiDB and `lower_case_table_names` servers resolve names): upstream tables whose
+/// routed names differ only in letter case are then parts of one target, as in
+/// sync-diff-inspector's router.
+async fn select_tables(
+    job: &CheckJob,
+    ups: &mut [Conn],
+    down: &mut Conn,
+) -> Result<Selection> {
     let is_system = |t: &TableRef| crate::config::is_system_schema(&t.schema);
     let down_tables: BTreeSet<TableRef> = list_tables(down)
         .await?
         .into_iter()
         .filter(|t| !is_system(t) && job.selector.wants(t))
         .collect();
-    let mut up_tables: BTreeMap<TableRef, TableRef> = BTreeMap::new();
-    for t in list_tables(up).await? {
-        if is_system(&t) {
-            continue;
-        }
-        let Some(target) = job.selector.route(&t) else {
-            continue;
-        };
-        if job.selector.wants(&target) {
-            if let Some(prev) = up_tables.insert(target.clone(), t.clone()) {
-                return Err(Error::Table {
-                    table: target.to_string(),
-                    message: format!(
-                        "both {prev} and {t} upstream map to it; merging shards is not supported"
-                    ),
-                });
+    let lower = |t: &TableRef| (t.schema.to_lowercase(), t.table.to_lowercase());
+    let mut down_by_lower: BTreeMap<(String, String), Vec<&TableRef>> = BTreeMap::new();
+    for t in &down_tables {
+        down_by_lower.entry(lower(t)).or_default().push(t);
+    }
+    // Routed names differing only in case, without a downstream table: the first spelling.
+    let mut spelled: BTreeMap<(String, String), TableRef> = BTreeMap::new();
+    let mut up_tables: BTreeMap<TableRef, Vec<(usize, TableRef)>> = BTreeMap::new();
+    for (source, conn) in ups.iter_mut().enumerate() {
+        for t in list_tables(conn).await? {
+            if is_system(&t) {
+                continue;
+            }
+            let Some(routed) = job.selector.route(source, &t) else {
+                continue;
+            };
+            let target = match down_by_lower.get(&lower(&routed)) {
+                _ if down_tables.contains(&routed) => routed,
+                Some(found) if found.len() == 1 => found[0].clone(),
+                _ => spelled.entry(lower(&routed)).or_insert(routed).clone(),
+            };
+            if job.selector.wants(&target) {
+                up_tables.entry(target).or_default().push((source, t));
             }
         }
     }
     for name in job.selector.exact_names() {
-        let lower = |t: &TableRef| (t.schema.to_lowercase(), t.table.to_lowercase());
         let key = lower(&name);
         let found = down_tables.iter().any(|t| lower(t) == key)
             || up_tables.keys().any(|t| lower(t) == key);
@@ -173,6 +228,107 @@ async fn select_tables(job: &CheckJob, up: &mut Conn, down: &mut Conn) -> Result
         down: down_tables,
         up: up_tables,
     })
+}
+
+/// A target merged from several upstream tables (shard merge): each part is compared with
+/// the target's structure and planned on its own; the parts must read the target alike
+/// (same compared columns, key and expressions), since one downstream read serves them all.
+fn prepare_merged(
+    (job, ups, down): (&CheckJob, &[Source], &Source),
+    parts: Vec<(usize, Discovered)>,
+    down_found: Discovered,
+    target: &TableRef,
+    mut report: TableReport,
+) -> Result<Prepared> {
+    let down_estimate = down_found.rows_estimate;
+    let mut plans = Vec::with_capacity(parts.len());
+    let mut slots: BTreeMap<usize, usize> = BTreeMap::new();
+    let mut estimate = 0u64;
+    for (source, up_found) in parts {
+        let name = up_found.schema.table.clone();
+        let part_report = empty_report(target, &name);
+        let prepared = prepare_pair(
+            (job, &ups[source], down),
+            [up_found, down_found.clone()],
+            target,
+            part_report,
+        )?;
+        let p = prepared.report;
+        let prefix = match ups.len() {
+            1 => name.to_string(),
+            _ => format!("{}:{name}", ups[source].name()),
+        };
+        report
+            .structure_diffs
+            .extend(p.structure_diffs.iter().map(|d| format!("{prefix}: {d}")));
+        report.structure_equal &= p.structure_equal;
+        report.history |= p.history;
+        if let Some(e) = p.error {
+            report.result = TableResult::Error;
+            report.error = Some(format!("{prefix}: {e}"));
+            return Ok(Prepared { report, plan: None });
+        }
+        let Some(mut plan) = prepared.plan else {
+            continue;
+        };
+        estimate = estimate.saturating_add(plan.rows_estimate.unwrap_or(0));
+        // A merged target's counter is not compared (docs: it must pass every part's keys).
+        plan.counter = None;
+        let slot = slots.entry(source).or_insert(0);
+        plans.push(UpPart {
+            source,
+            slot: *slot,
+            plan,
+        });
+        *slot += 1;
+    }
+    if !report.structure_equal {
+        report.result = TableResult::Different;
+    }
+    let Some(first) = plans.first() else {
+        return Ok(Prepared { report, plan: None });
+    };
+    if let Err(message) = parts_compatible(&plans) {
+        report.result = TableResult::Error;
+        report.error = Some(format!("data not compared: {message}"));
+        return Ok(Prepared { report, plan: None });
+    }
+    let mut plan = first.plan.clone();
+    plan.rows_estimate = Some(estimate.max(down_estimate.unwrap_or(0)));
+    plan.parts = plans;
+    Ok(Prepared {
+        report,
+        plan: Some(plan),
+    })
+}
+
+/// Whether the parts of a merged target can share one read of the downstream and one row
+/// order: a key, the same downstream statements, the same row layout.
+fn parts_compatible(parts: &[UpPart]) -> std::result::Result<(), String> {
+    let first = &parts[0].plan;
+    if first.key.is_none() || first.history {
+        return Err(
+            "a target merged from several upstream tables needs a primary or unique key on              every part (rows are merged in key order)"
+                .into(),
+        );
+    }
+    let all = crate::chunk::KeyRange::default();
+    for p in &parts[1..] {
+        let same = p.plan.key == first.key
+            && p.plan.unsplit == first.unsplit
+            && p.plan.layout() == first.layout()
+            && p.plan.checksum_sql(Side::Down, &all) == first.checksum_sql(Side::Down, &all)
+            && p.plan.rows_sql(Side::Down, &all) == first.rows_sql(Side::Down, &all);
+        if !same {
+            return Err(format!(
+                "the upstream tables {} and {} read the target differently (other compared \
+                 columns, key, types or charsets): merge them after making their structures \
+                 alike, or list them under separate targets",
+                first.upstream, p.plan.upstream
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Compare one pair's discovered structures and plan its data comparison.

@@ -8,6 +8,7 @@ use super::plan::TablePlan;
 use crate::db::{Conn, Source};
 use crate::error::{Error, Result};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -78,17 +79,79 @@ pub(super) struct Sides {
     pub(super) dc: Conn,
     /// A pinned snapshot cannot be rejoined by a new connection: no retries then.
     pub(super) pinned: bool,
+    /// Shard merge: the worker's further upstream connections.
+    pub(super) parts: PartConns,
+}
+
+/// Shard merge: every upstream source, and a worker's connections to them beyond `uc`
+/// (which is source 0, slot 0), keyed by `(source, slot)` as [`super::plan::UpPart`] names
+/// them. Empty when no target is merged.
+#[derive(Default)]
+pub(super) struct PartConns {
+    pub sources: Arc<[Source]>,
+    pub conns: Vec<((usize, usize), Conn)>,
+}
+
+impl PartConns {
+    /// New connections for the same slots.
+    pub async fn reopen(&self) -> Result<PartConns> {
+        let slots: Vec<_> = self.conns.iter().map(|(k, _)| *k).collect();
+        PartConns::open(self.sources.clone(), &slots).await
+    }
+
+    /// Connections for `slots` of `sources`.
+    pub async fn open(sources: Arc<[Source]>, slots: &[(usize, usize)]) -> Result<PartConns> {
+        let mut conns = Vec::with_capacity(slots.len());
+        for &slot in slots {
+            conns.push((slot, sources[slot.0].connect().await?));
+        }
+        Ok(PartConns { sources, conns })
+    }
+
+    /// The `(source, slot)` keys held.
+    pub fn slots(&self) -> Vec<(usize, usize)> {
+        self.conns.iter().map(|(k, _)| *k).collect()
+    }
+
+    pub async fn close(self) {
+        for (_, c) in self.conns {
+            c.close().await;
+        }
+    }
 }
 
 impl Sides {
-    /// Replace both connections after a lost one (attempt `attempt`, with backoff).
+    /// Replace the connections after a lost one (attempt `attempt`, with backoff).
     pub(super) async fn reconnect(&mut self, attempt: u32, cause: &Error) -> Result<()> {
         tracing::warn!("{cause}; reconnecting and retrying ({attempt}/{MAX_RETRIES})");
         tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
-        let (uc, dc) = tokio::try_join!(self.up.connect(), self.down.connect())?;
+        let (uc, dc, parts) =
+            tokio::try_join!(self.up.connect(), self.down.connect(), self.parts.reopen())?;
         self.uc = uc;
         self.dc = dc;
+        self.parts = parts;
         Ok(())
+    }
+
+    /// The connections that read `parts` (in their order), and the downstream's.
+    pub(super) fn part_conns(
+        &mut self,
+        parts: &[super::plan::UpPart],
+    ) -> Result<(Vec<&mut Conn>, &mut Conn)> {
+        let mut by_slot: std::collections::HashMap<(usize, usize), &mut Conn> =
+            self.parts.conns.iter_mut().map(|(k, c)| (*k, c)).collect();
+        by_slot.insert((0, 0), &mut self.uc);
+        let mut out = Vec::with_capacity(parts.len());
+        for p in parts {
+            let conn = by_slot.remove(&(p.source, p.slot)).ok_or_else(|| {
+                Error::Internal(format!(
+                    "no worker connection for upstream source {} slot {}",
+                    p.source, p.slot
+                ))
+            })?;
+            out.push(conn);
+        }
+        Ok((out, &mut self.dc))
     }
 }
 

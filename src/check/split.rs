@@ -14,9 +14,11 @@ use tokio::sync::mpsc;
 
 /// Walk each keyed table's chunk key on the upstream and queue chunk ranges, numbered in key
 /// order per table (`seq`, from `ChunkStart::seq`). Each chunk is announced to the
-/// aggregator (`ChunkQueued`, with its upper bound) before a worker can take it.
+/// aggregator (`ChunkQueued`, with its upper bound) before a worker can take it. A target
+/// merged from several upstream tables is split on the downstream, which holds their union
+/// (as sync-diff-inspector splits shard merges), through [`TablePlan::swapped`].
 pub async fn produce(
-    up: Source,
+    (up, down): (Source, Source),
     plans: Vec<(usize, Arc<TablePlan>, ChunkStart)>,
     jobs: mpsc::Sender<ChunkJob>,
     msgs: mpsc::Sender<WorkerMsg>,
@@ -42,7 +44,8 @@ pub async fn produce(
             None
         }
     };
-    let Some(conn) = conn.as_mut() else { return };
+    let Some(up_conn) = conn.as_mut() else { return };
+    let mut down_conn: Option<Conn> = None;
     for (table, plan, start) in plans {
         let _ = msgs.send(WorkerMsg::TableStarted { table }).await;
         if start.done {
@@ -70,23 +73,21 @@ pub async fn produce(
             let _ = msgs.send(WorkerMsg::TableChunks { table, chunks: 1 }).await;
             continue;
         }
+        let (split_plan, conn) = match plan.is_merged() {
+            false => (plan.clone(), Ok(&mut *up_conn)),
+            true => (Arc::new(plan.swapped()), open_once(&mut down_conn, &down).await),
+        };
         let mut out = Emitter {
             table,
             plan: &plan,
+            split: split_plan,
             seq: start.seq,
             jobs: &jobs,
             msgs: &msgs,
         };
-        let split = if plan.fits_one_chunk() {
-            let range = KeyRange {
-                lower: start.lower,
-                upper: None,
-            };
-            Ok(out.emit(range).await)
-        } else if plan.int_key() {
-            split_int(conn, &mut out, start.lower).await
-        } else {
-            walk(conn, &mut out, start.lower).await
+        let split = match conn {
+            Ok(conn) => split_table(conn, &mut out, start.lower).await,
+            Err(e) => Err(e),
         };
         match split {
             Ok(true) => {}
@@ -106,10 +107,33 @@ pub async fn produce(
     }
 }
 
+/// Split one keyed table from `lower` on `conn` (the side `out.split` reads as upstream).
+/// Returns false when the workers are gone.
+async fn split_table(conn: &mut Conn, out: &mut Emitter<'_>, lower: Option<Row>) -> Result<bool> {
+    if out.split.fits_one_chunk() {
+        Ok(out.emit(KeyRange { lower, upper: None }).await)
+    } else if out.split.int_key() {
+        split_int(conn, out, lower).await
+    } else {
+        walk(conn, out, lower).await
+    }
+}
+
+/// The connection in `slot`, opened on first use.
+async fn open_once<'c>(slot: &'c mut Option<Conn>, s: &Source) -> Result<&'c mut Conn> {
+    if slot.is_none() {
+        *slot = Some(s.connect().await?);
+    }
+    Ok(slot.as_mut().expect("just opened"))
+}
+
 /// Queues a table's chunks in key order.
 struct Emitter<'a> {
     table: usize,
+    /// The plan the queued chunks carry.
     plan: &'a Arc<TablePlan>,
+    /// The plan the splitting queries use (the downstream's, swapped, for a merged target).
+    split: Arc<TablePlan>,
     /// Sequence number of the next chunk.
     seq: u64,
     jobs: &'a mpsc::Sender<ChunkJob>,
@@ -140,7 +164,7 @@ impl Emitter<'_> {
 /// Split by walking the key index: each chunk ends at the key `chunk_size - 1` rows past
 /// its start. Returns false when the workers are gone.
 async fn walk(conn: &mut Conn, out: &mut Emitter<'_>, mut lower: Option<Row>) -> Result<bool> {
-    let plan = out.plan.clone();
+    let plan = out.split.clone();
     loop {
         let open = KeyRange {
             lower: lower.clone(),
@@ -180,7 +204,7 @@ async fn split_int(
     out: &mut Emitter<'_>,
     resume_from: Option<Row>,
 ) -> Result<bool> {
-    let plan = out.plan.clone();
+    let plan = out.split.clone();
     let bounds = conn.first(&plan.key_min_max_sql()).await?;
     let int = |i: usize| {
         bounds

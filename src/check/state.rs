@@ -105,6 +105,8 @@ pub(super) fn empty_report(target: &TableRef, upstream: &TableRef) -> TableRepor
         duration_ms: 0,
         resumed_chunks: 0,
         history: false,
+        overlapping_keys: 0,
+        overlaps: Vec::new(),
     }
 }
 

@@ -6,7 +6,8 @@
 use super::keyless::check_keyless;
 use super::locate::check_range;
 use super::msg::{ChunkJob, WorkerMsg};
-use super::sides::{Chunk, DenseHints, Sides};
+use super::union::check_merged;
+use super::sides::{Chunk, DenseHints, PartConns, Sides};
 use crate::db::{Conn, Source};
 use crate::error::Error;
 use std::sync::Arc;
@@ -21,19 +22,21 @@ use tokio::sync::{mpsc, Mutex};
 pub async fn work(
     up: Source,
     down: Source,
-    initial: (Conn, Conn),
+    initial: (Conn, Conn, PartConns),
     pinned: (bool, bool),
     jobs: Arc<Mutex<mpsc::Receiver<ChunkJob>>>,
     hints: Arc<DenseHints>,
     msgs: mpsc::Sender<WorkerMsg>,
 ) {
     let pinned = pinned.0 || pinned.1;
+    let (part_sources, part_slots) = (initial.2.sources.clone(), initial.2.slots());
     let mut sides = Some(Sides {
         up: up.clone(),
         down: down.clone(),
         uc: initial.0,
         dc: initial.1,
         pinned,
+        parts: initial.2,
     });
     let mut lost: Option<String> = None;
     loop {
@@ -55,14 +58,16 @@ pub async fn work(
             continue;
         }
         if sides.is_none() {
-            match tokio::try_join!(up.connect(), down.connect()) {
-                Ok((uc, dc)) => {
+            let parts = PartConns::open(part_sources.clone(), &part_slots);
+            match tokio::try_join!(up.connect(), down.connect(), parts) {
+                Ok((uc, dc, parts)) => {
                     sides = Some(Sides {
                         up: up.clone(),
                         down: down.clone(),
                         uc,
                         dc,
                         pinned,
+                        parts,
                     })
                 }
                 Err(e) => {
@@ -82,7 +87,10 @@ pub async fn work(
                     plan,
                     msgs: &msgs,
                 };
-                check_range(ctx, &chunk, range.clone(), &hints).await
+                match plan.is_merged() {
+                    true => check_merged(ctx, &chunk, range.clone()).await,
+                    false => check_range(ctx, &chunk, range.clone(), &hints).await,
+                }
             }
             ChunkJob::Keyless { plan, .. } => check_keyless(ctx, table, plan, &msgs).await,
         };
@@ -98,6 +106,7 @@ pub async fn work(
     if let Some(ctx) = sides {
         ctx.uc.close().await;
         ctx.dc.close().await;
+        ctx.parts.close().await;
     }
 }
 

@@ -94,6 +94,13 @@ pub struct TableReport {
     /// every row version, period columns included, as a multiset; no fix SQL is written.
     #[serde(default)]
     pub history: bool,
+    /// Shard merge: keys held by more than one upstream table of this target (the target
+    /// can hold only one row per key; the first part's row is compared).
+    #[serde(default)]
+    pub overlapping_keys: u64,
+    /// The first few of them: the key and the upstream tables holding it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overlaps: Vec<String>,
 }
 
 /// One side of the comparison as it was read.

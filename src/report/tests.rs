@@ -31,6 +31,8 @@ fn table(schema: &str, name: &str, result: TableResult) -> TableReport {
         recheck_equal: None,
         resumed_chunks: 0,
         history: false,
+        overlapping_keys: 0,
+        overlaps: Vec::new(),
     }
 }
 

@@ -37,6 +37,7 @@ mod prop_schema;
 mod replica_fence;
 mod resume;
 mod scheduled;
+mod shard_merge;
 mod signals;
 mod snapshot_mysql;
 mod storage;

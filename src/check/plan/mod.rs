@@ -116,6 +116,22 @@ pub struct TablePlan {
     /// A system-versioned table compared with its history: queries read `FOR SYSTEM_TIME
     /// ALL` and no fix SQL is written (MariaDB cannot rewrite single history rows).
     pub history: bool,
+    /// Shard merge: every upstream table routed to this target, when there are several
+    /// (empty otherwise). The target is compared with their union (`check::union`); this
+    /// plan is the first part's and reads the downstream for all of them.
+    pub parts: Vec<UpPart>,
+}
+
+/// One upstream table of a merged target.
+#[derive(Debug, Clone)]
+pub struct UpPart {
+    /// Index of its upstream source (`source-instances` order).
+    pub source: usize,
+    /// Which of a worker's connections to that source reads it: the parts of one target on
+    /// one source are streamed at once, each on its own connection.
+    pub slot: usize,
+    /// The plan of this upstream table against the target.
+    pub plan: TablePlan,
 }
 
 /// A table's AUTO_INCREMENT counters as discovered, before the read points are pinned.
@@ -180,6 +196,7 @@ impl TablePlan {
             rows_estimate: None,
             counter: None,
             history: false,
+            parts: Vec::new(),
         };
         plan.order_keys()?;
         Ok(plan)
@@ -260,6 +277,27 @@ impl TablePlan {
             true => format!("{table} FOR SYSTEM_TIME ALL"),
             false => table,
         }
+    }
+
+    /// Whether this target is merged from several upstream tables (shard merge).
+    pub fn is_merged(&self) -> bool {
+        !self.parts.is_empty()
+    }
+
+    /// The plan with its sides exchanged: the downstream read as if it were the upstream.
+    /// A merged target is split on the downstream, which holds the union of its parts, with
+    /// this plan and the splitter's upstream queries.
+    pub fn swapped(&self) -> TablePlan {
+        let mut p = self.clone();
+        std::mem::swap(&mut p.upstream, &mut p.target);
+        std::mem::swap(&mut p.up_cols, &mut p.down_cols);
+        p.force_index.swap(0, 1);
+        for k in &mut p.key_parts {
+            k.order.swap(0, 1);
+            k.sort.swap(0, 1);
+        }
+        p.parts.clear();
+        p
     }
 
     pub fn table(&self, side: Side) -> &TableRef {

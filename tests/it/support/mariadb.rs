@@ -32,6 +32,8 @@ use tokio::sync::OnceCell;
 
 static SHARED: OnceCell<LocalServer> = OnceCell::const_new();
 static SECOND: OnceCell<LocalServer> = OnceCell::const_new();
+static THIRD: OnceCell<LocalServer> = OnceCell::const_new();
+static FOURTH: OnceCell<LocalServer> = OnceCell::const_new();
 
 /// Panic with a clear message unless `mariadbd` can be found.
 pub fn require_mariadbd() {
@@ -70,6 +72,15 @@ pub async fn shared() -> &'static LocalServer {
 /// A second shared server (downstream side, server id 2), independent of [`shared`].
 pub async fn second() -> &'static LocalServer {
     SECOND.get_or_init(|| start_shared(2)).await
+}
+
+/// Third and fourth shared servers (server ids 3 and 4), for several upstream sources.
+pub async fn third() -> &'static LocalServer {
+    THIRD.get_or_init(|| start_shared(3)).await
+}
+
+pub async fn fourth() -> &'static LocalServer {
+    FOURTH.get_or_init(|| start_shared(4)).await
 }
 
 /// `(upstream, downstream)`: two different shared servers. Tests isolate by database name,

@@ -4,4 +4,6 @@
 
 pub mod mariadb;
 
-pub use mariadb::{pair, purge_binlogs, require_mariadbd, second, shared, start_server, TestDb};
+pub use mariadb::{
+    fourth, pair, purge_binlogs, require_mariadbd, second, shared, start_server, third, TestDb,
+};
