@@ -174,6 +174,12 @@ impl TableSelector for ConfigSelector {
         Some(TableRef::new(s, t))
     }
 
+    fn by_rule(&self, source: usize, upstream: &TableRef) -> bool {
+        self.routes
+            .get(source)
+            .is_some_and(|r| r.matches_rule(&upstream.schema, &upstream.table))
+    }
+
     fn settings(&self, target: &TableRef) -> Result<TableSettings> {
         Ok(
             match self

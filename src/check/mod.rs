@@ -90,6 +90,10 @@ pub trait TableSelector: Send + Sync {
     /// `source-instances`), by that source's routes; `None` when the table must be left out
     /// (it has the name of a route's target but matches no rule).
     fn route(&self, source: usize, upstream: &TableRef) -> Option<TableRef>;
+    /// Whether a route rule of `source` (not the identity) names `upstream`'s target: such
+    /// a name is matched exactly with the downstream's tables, the identity
+    /// case-insensitively (sync-diff-inspector's table router).
+    fn by_rule(&self, source: usize, upstream: &TableRef) -> bool;
     /// Settings for a target table.
     fn settings(&self, target: &TableRef) -> Result<TableSettings>;
     /// Tables named without wildcards: they must exist on at least one side.

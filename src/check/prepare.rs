@@ -171,11 +171,12 @@ async fn count_rows(conn: &mut Conn, table: &TableRef) -> Result<u64> {
 /// List every side's tables and keep the selected ones; tables named without wildcards must
 /// exist on at least one side.
 ///
-/// Upstream tables are routed by their source's rules and grouped by target. A target name
-/// is matched to a downstream table exactly, else case-insensitively when that finds one
-/// table (as TiDB and `lower_case_table_names` servers resolve names): upstream tables whose
-/// routed names differ only in letter case are then parts of one target, as in
-/// sync-diff-inspector's router.
+/// Upstream tables are routed by their source's rules and grouped by target, as
+/// sync-diff-inspector's table router does: patterns match case-insensitively, a rule's
+/// target name is taken as written, and a table no rule matches goes to the downstream
+/// table of its name — exactly, else case-insensitively when that finds one table (the
+/// router's identity rule per target). So `Db.t`, `db.T` and `db.t` upstream can all be
+/// parts of one target `db.t`.
 async fn select_tables(
     job: &CheckJob,
     ups: &mut [Conn],
@@ -192,8 +193,6 @@ async fn select_tables(
     for t in &down_tables {
         down_by_lower.entry(lower(t)).or_default().push(t);
     }
-    // Routed names differing only in case, without a downstream table: the first spelling.
-    let mut spelled: BTreeMap<(String, String), TableRef> = BTreeMap::new();
     let mut up_tables: BTreeMap<TableRef, Vec<(usize, TableRef)>> = BTreeMap::new();
     for (source, conn) in ups.iter_mut().enumerate() {
         for t in list_tables(conn).await? {
@@ -204,9 +203,11 @@ async fn select_tables(
                 continue;
             };
             let target = match down_by_lower.get(&lower(&routed)) {
-                _ if down_tables.contains(&routed) => routed,
+                _ if down_tables.contains(&routed) || job.selector.by_rule(source, &t) => {
+                    routed
+                }
                 Some(found) if found.len() == 1 => found[0].clone(),
-                _ => spelled.entry(lower(&routed)).or_insert(routed).clone(),
+                _ => routed,
             };
             if job.selector.wants(&target) {
                 up_tables.entry(target).or_default().push((source, t));

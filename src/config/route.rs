@@ -84,6 +84,13 @@ impl RouteRules {
         }
     }
 
+    /// Whether a rule (not the identity) routes `schema`.`table`. sync-diff-inspector
+    /// compares a rule's target name exactly with the downstream's tables, and the identity
+    /// case-insensitively (it adds an identity rule per target table).
+    pub fn matches_rule(&self, schema: &str, table: &str) -> bool {
+        self.rules.iter().any(|r| r.matches(schema, table))
+    }
+
     /// Like [`RouteRules::route`], but `None` for an upstream table that sync-diff-inspector
     /// "shields": one that no rule matches while some rule routes other tables *to* its
     /// name (a `target-schema`.`target-table`, or any table of a `target-schema` when that

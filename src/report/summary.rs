@@ -112,6 +112,7 @@ fn render_into(out: &mut String, r: &RunReport) -> std::fmt::Result {
         writeln!(out)?;
     }
     structure_differences(out, r)?;
+    overlapping_keys(out, r)?;
     if !r.metadata.is_empty() {
         writeln!(
             out,
@@ -255,6 +256,27 @@ fn errors(out: &mut String, r: &RunReport) -> std::fmt::Result {
         writeln!(out)?;
     }
     Ok(())
+}
+
+/// Shard merge: the keys held by more than one upstream table, per target; only when there
+/// are some.
+fn overlapping_keys(out: &mut String, r: &RunReport) -> std::fmt::Result {
+    let with: Vec<&TableReport> = r.tables.iter().filter(|t| t.overlapping_keys > 0).collect();
+    if with.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "Keys held by several upstream tables (shard merge)")?;
+    for t in with {
+        writeln!(out, "  {}: {} key(s)", t.display_name(), t.overlapping_keys)?;
+        for o in &t.overlaps {
+            writeln!(out, "    - {o}")?;
+        }
+        let unlisted = t.overlapping_keys.saturating_sub(t.overlaps.len() as u64);
+        if unlisted > 0 {
+            writeln!(out, "    … and {unlisted} more")?;
+        }
+    }
+    writeln!(out)
 }
 
 /// Every structure difference, per table; only when there are some.

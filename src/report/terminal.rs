@@ -62,6 +62,15 @@ pub fn render_terminal(r: &RunReport) -> String {
             }
             TableResult::Equal | TableResult::Different => {}
         }
+        if t.overlapping_keys > 0 {
+            let _ = writeln!(
+                out,
+                "overlap {}: {} key(s) held by several upstream tables, e.g. {}",
+                t.name(),
+                t.overlapping_keys,
+                t.overlaps.first().map_or("", String::as_str)
+            );
+        }
     }
     if let Some(e) = &r.error {
         let _ = writeln!(out, "run error: {e}");

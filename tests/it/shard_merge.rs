@@ -125,6 +125,13 @@ async fn three_upstream_servers_merged_into_one_downstream() {
             "{orders:#}"
         );
     }
+    let text = std::fs::read_to_string(out.join("summary.txt")).unwrap();
+    assert!(
+        text.contains("Keys held by several upstream tables") && text.contains(overlap),
+        "{text}"
+    );
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(stdout.contains("1 key(s) held by several upstream tables"), "{stdout}");
     assert_eq!(counts(&s, "customers"), (1, 0, 1), "{s:#}");
     assert_eq!(table(&s, "customers")["overlapping_keys"], 0);
 
@@ -139,78 +146,127 @@ async fn three_upstream_servers_merged_into_one_downstream() {
     assert_eq!(table(&s, "orders")["result"], "equal");
 }
 
-/// sync-diff-inspector's router scenario: on one server, `Sg_Rt.tbl` and `sg_rt.Tbl`
-/// (names that differ only in letter case) are matched by one case-insensitive rule and are
-/// two upstream tables of the one target `sg_rt.tbl`, with and without
-/// `skip-non-existing-table`. A table only upstream under that flag is skipped with its rows
-/// counted missing.
+/// sync-diff-inspector's router scenarios (its `shard` integration test, rules 1 to 5) on
+/// seven upstream tables whose names differ only in letter case, against a downstream that
+/// holds one target `<p>_1.tbl` (as TiDB, whose names are case-insensitive): each rule set
+/// merges exactly the upstream tables sync-diff-inspector reads into the target, with and
+/// without `skip-non-existing-table`.
 #[tokio::test]
-async fn routes_match_case_insensitively_and_merge() {
+async fn router_scenarios_read_the_tables_sync_diff_inspector_reads() {
     let up_server = shared().await;
-    let down = TestDb::on(second().await).await;
     let n = std::process::id() % 100_000;
-    let (upper, lower) = (format!("sg_Rt{n}"), format!("sg_rt{n}"));
-    let a = TestDb::create(up_server, upper.clone()).await;
-    let b = TestDb::create(up_server, lower.clone()).await;
-    a.exec("CREATE TABLE tbl (id INT PRIMARY KEY, v INT)").await;
-    b.exec("CREATE TABLE Tbl (id INT PRIMARY KEY, v INT); CREATE TABLE only_up (id INT)")
-        .await;
-    b.exec("INSERT INTO only_up VALUES (1), (2)").await;
-    let rows = |r: std::ops::RangeInclusive<u32>| {
-        r.map(|i| format!("({i}, {i})"))
-            .collect::<Vec<_>>()
-            .join(",")
-    };
-    a.exec(&format!("INSERT INTO tbl VALUES {}", rows(1..=100))).await;
-    b.exec(&format!("INSERT INTO Tbl VALUES {}", rows(101..=200)))
-        .await;
+    let (p, cap) = (format!("sg_router{n}"), format!("sg_Router{n}"));
+    // (schema, table, id): one row each.
+    let tables = [
+        (format!("{p}_0"), "tbl", 1),
+        (format!("{cap}_0"), "tbl", 2),
+        (format!("{p}_0"), "Tbl", 3),
+        (format!("{p}_1"), "tbl", 4),
+        (format!("{cap}_1"), "tbl", 5),
+        (format!("{p}_1"), "Tbl", 6),
+        (format!("{cap}_1"), "Tbl", 7),
+    ];
+    let mut dbs = std::collections::BTreeMap::new();
+    for (schema, table, id) in &tables {
+        if !dbs.contains_key(schema) {
+            dbs.insert(schema.clone(), TestDb::create(up_server, schema.clone()).await);
+        }
+        dbs[schema]
+            .exec(&format!(
+                "CREATE TABLE `{table}` (id INT PRIMARY KEY, name VARCHAR(25), deptId INT); \
+                 INSERT INTO `{table}` VALUES ({id}, 'hello{id}', {id})"
+            ))
+            .await;
+    }
+    let down = TestDb::create(second().await, format!("{p}_1")).await;
+    let all: Vec<String> = (1..=7).map(|i| format!("({i}, 'hello{i}', {i})")).collect();
     down.exec(&format!(
-        "CREATE TABLE tbl (id INT PRIMARY KEY, v INT); INSERT INTO tbl VALUES {}; \
-         DELETE FROM tbl WHERE id = 150;",
-        rows(1..=200)
+        "CREATE TABLE tbl (id INT PRIMARY KEY, name VARCHAR(25), deptId INT); \
+         INSERT INTO tbl VALUES {}",
+        all.join(",")
     ))
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    for skip in [false, true] {
-        let out = dir.path().join(format!("out-{skip}"));
-        let text = format!(
-            "skip-non-existing-table = {skip}\n\n{}{}\
-             [routes.rule1]\nschema-pattern = \"{lower}\"\ntarget-schema = \"{}\"\n\n\
-             [task]\noutput-dir = \"{}\"\nsource-instances = [\"up\"]\n\
-             target-instance = \"down\"\ntarget-check-tables = [\"{}.*\"]\n",
-            source("up", a.port(), "\"rule1\""),
-            source("down", down.port(), ""),
-            down.name(),
-            out.display(),
-            down.name(),
-        );
-        let config = dir.path().join(format!("config-{skip}.toml"));
-        std::fs::write(&config, &text).unwrap();
-        let run = syncgate(&["check", "-C", config.to_str().unwrap()]);
-        if !skip {
-            // only_up has no downstream table: without the flag that stops the check.
-            assert_eq!(run.status.code(), Some(2), "{}", describe(&run));
-            assert!(
-                String::from_utf8_lossy(&run.stderr).contains("only_up"),
-                "{}",
-                describe(&run)
-            );
-            continue;
+    let rule = |schema: &str, table: Option<&str>, ts: &str, tt: Option<&str>| {
+        let mut r = format!("[routes.rule1]\nschema-pattern = \"{schema}\"\n");
+        if let Some(t) = table {
+            r.push_str(&format!("table-pattern = \"{t}\"\n"));
         }
-        assert_eq!(run.status.code(), Some(1), "{}", describe(&run));
-        let s = summary(&out);
-        let tables = s["tables"].as_array().unwrap();
-        assert_eq!(tables.len(), 2, "{s:#}");
-        let t = table(&s, "tbl");
-        assert_eq!(counts(&s, "tbl"), (1, 0, 0), "{t:#}");
-        assert_eq!(t["rows_upstream"], 200, "{t:#}");
-        let names = t["upstream_table"].as_str().unwrap();
-        assert!(
-            names.contains(&format!("{upper}.tbl")) && names.contains(&format!("{lower}.Tbl")),
-            "{names}"
-        );
-        let only = table(&s, "only_up");
-        assert_eq!(only["result"], "skipped", "{only:#}");
-        assert_eq!(only["rows_missing"], 2, "{only:#}");
+        r.push_str(&format!("target-schema = \"{ts}\"\n"));
+        if let Some(t) = tt {
+            r.push_str(&format!("target-table = \"{t}\"\n"));
+        }
+        r
+    };
+    let (p0, p1, pq) = (format!("{p}_0"), format!("{p}_1"), format!("{p}_?"));
+    // (rules, the ids of the upstream tables sync-diff-inspector reads for the target)
+    let scenarios: [(Option<String>, Vec<u32>); 5] = [
+        (Some(rule(&p0, Some("tbl"), &p1, Some("tbl"))), vec![1, 2, 3]),
+        (Some(rule(&p0, None, &p1, None)), vec![1, 2]),
+        (
+            Some(rule("other_schema", Some("tbl"), "other_schema", Some("tbl"))),
+            vec![4, 5, 6, 7],
+        ),
+        (None, vec![4, 5, 6, 7]),
+        (Some(rule(&pq, Some("tbl"), &p1, Some("tbl"))), vec![1, 2, 3, 4, 5, 6, 7]),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    for (i, (rules, read)) in scenarios.iter().enumerate() {
+        for skip in [false, true] {
+            let out = dir.path().join(format!("out-{i}-{skip}"));
+            let routes = if rules.is_some() { "\"rule1\"" } else { "" };
+            let text = format!(
+                "skip-non-existing-table = {skip}\n\n{}{}{}\n\
+                 [task]\noutput-dir = \"{}\"\nsource-instances = [\"up\"]\n\
+                 target-instance = \"down\"\ntarget-check-tables = [\"{p1}.tbl\"]\n",
+                source("up", up_server.port(), routes),
+                source("down", down.port(), ""),
+                rules.as_deref().unwrap_or(""),
+                out.display(),
+            );
+            let config = dir.path().join(format!("config-{i}-{skip}.toml"));
+            std::fs::write(&config, &text).unwrap();
+            let run = syncgate(&["check", "-C", config.to_str().unwrap()]);
+            let what = format!("rule {}, skip {skip}: {}", i + 1, describe(&run));
+            // Rule 2 keeps each table's name: `<p>_0.Tbl` goes to `<p>_1.Tbl`, which the
+            // downstream lacks; without the flag that stops the check.
+            if i == 1 && !skip {
+                assert_eq!(run.status.code(), Some(2), "{what}");
+                let stderr = String::from_utf8_lossy(&run.stderr);
+                assert!(stderr.contains(&format!("{p1}.Tbl")), "{what}");
+                continue;
+            }
+            let equal = read.len() == 7;
+            assert_eq!(run.status.code(), Some(if equal { 0 } else { 1 }), "{what}");
+            let s = summary(&out);
+            let t = s["tables"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|t| t["table"] == "tbl")
+                .unwrap_or_else(|| panic!("{what}\n{s:#}"));
+            let mut got: Vec<&str> = t["upstream_table"].as_str().unwrap().split(", ").collect();
+            got.sort();
+            let mut want: Vec<String> = read
+                .iter()
+                .map(|id| {
+                    let (schema, table, _) = &tables[*id as usize - 1];
+                    format!("{schema}.{table}")
+                })
+                .collect();
+            want.sort();
+            assert_eq!(got, want, "{what}");
+            assert_eq!(t["rows_upstream"], read.len(), "{what}");
+            assert_eq!(counts(&s, "tbl"), (0, 7 - read.len() as u64, 0), "{what}");
+            if i == 1 {
+                let lone = s["tables"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|t| t["table"] == "Tbl")
+                    .unwrap_or_else(|| panic!("{what}\n{s:#}"));
+                assert_eq!(lone["result"], "skipped", "{what}");
+                assert_eq!(lone["rows_missing"], 1, "{what}");
+            }
+        }
     }
 }
