@@ -66,7 +66,7 @@ impl RowLayout {
 
 /// The union of several key-ordered row streams (the upstream tables of a merged target),
 /// in key order, as a pure state machine like [`Merger`]: feed each stream's next row where
-/// [`Union::wants`] says, then take the smallest with [`Union::next`]. Streams are assumed
+/// [`Union::wants`] says, then take the smallest with [`Union::pop`]. Streams are assumed
 /// to hold distinct keys each; a key found in several streams is an *overlap*: the row of
 /// the lowest-numbered stream is the union's, the others are reported beside it.
 #[derive(Debug)]
@@ -93,7 +93,7 @@ impl Union {
         }
     }
 
-    /// The first stream whose next row (or end) is needed before [`Union::next`].
+    /// The first stream whose next row (or end) is needed before [`Union::pop`].
     pub fn wants(&self) -> Option<usize> {
         self.heads.iter().position(|h| matches!(h, Head::Unread))
     }
@@ -108,7 +108,7 @@ impl Union {
 
     /// The row with the smallest key among the heads, or `None` when every stream ended.
     /// Call only when [`Union::wants`] is `None`.
-    pub fn next(&mut self) -> Option<UnionRow> {
+    pub fn pop(&mut self) -> Option<UnionRow> {
         let cols = self.layout.columns;
         let kinds = &self.layout.sort_kinds;
         let mut best: Option<usize> = None;
@@ -407,7 +407,7 @@ mod tests {
             while let Some(i) = u.wants() {
                 u.put(i, iters[i].next());
             }
-            match u.next() {
+            match u.pop() {
                 Some(r) => out.push(r),
                 None => return out,
             }
@@ -424,12 +424,20 @@ mod tests {
         ]);
         let keys: Vec<(usize, String)> = got
             .iter()
-            .map(|r| (r.part, String::from_utf8(r.row[1].clone().unwrap()).unwrap()))
+            .map(|r| {
+                (
+                    r.part,
+                    String::from_utf8(r.row[1].clone().unwrap()).unwrap(),
+                )
+            })
             .collect();
         let want = [(0, "a"), (1, "b"), (3, "c"), (0, "d"), (1, "e")];
         assert_eq!(keys, want.map(|(p, v)| (p, v.to_string())));
         assert_eq!(got[3].overlaps, vec![1, 3]);
-        assert!(got.iter().enumerate().all(|(i, r)| i == 3 || r.overlaps.is_empty()));
+        assert!(got
+            .iter()
+            .enumerate()
+            .all(|(i, r)| i == 3 || r.overlaps.is_empty()));
     }
 
     proptest! {

@@ -58,8 +58,7 @@ pub fn job_from_config(config: &Config, o: &Overrides) -> Result<CheckJob> {
     let sources = config.sources()?;
     let Some(&(up_name, up_ds)) = sources.first() else {
         return Err(Error::Config(
-            "task.source-instances lists no source: name at least one upstream data source"
-                .into(),
+            "task.source-instances lists no source: name at least one upstream data source".into(),
         ));
     };
     let down_ds = config.target()?;

@@ -69,7 +69,9 @@ pub(super) async fn run_data_phase(
         let (up, down) = (up.clone(), down.clone());
         let (job_rx, msg_tx, hints) = (job_rx.clone(), msg_tx.clone(), hints.clone());
         let initial = (uc, dc, parts);
-        tasks.spawn(worker::work(up, down, initial, pinned, job_rx, hints, msg_tx));
+        tasks.spawn(worker::work(
+            up, down, initial, pinned, job_rx, hints, msg_tx,
+        ));
     }
     drop(msg_tx);
     if job.apply_fix {

@@ -9,8 +9,8 @@ use super::sides::{retry, Chunk, Sides, LEAF_ROWS, MAX_RETRIES};
 use crate::chunk::{parse_int, KeyRange};
 use crate::db::Conn;
 use crate::diff::{Advance, Merger, RowChange, RowLayout, Union};
-use crate::row::Row;
 use crate::error::{Error, Result};
+use crate::row::Row;
 use tokio::sync::mpsc;
 
 /// Row changes are sent to the aggregator in batches of at most this many (bounded memory).
@@ -252,7 +252,7 @@ async fn union_streams(
             while let Some(i) = union.wants() {
                 union.put(i, streams[i].next().await?);
             }
-            let next = union.next().map(|n| {
+            let next = union.pop().map(|n| {
                 if !n.overlaps.is_empty() {
                     let mut parts = vec![n.part];
                     parts.extend(&n.overlaps);

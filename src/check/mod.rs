@@ -646,10 +646,7 @@ fn part_slots(pending: &[Pending]) -> BTreeSet<(usize, usize)> {
 }
 
 /// The report's lines for the further upstream sources.
-fn more_ups_report(
-    ups: &[Source],
-    points: &std::sync::Mutex<Vec<ReadPoint>>,
-) -> Vec<SourceReport> {
+fn more_ups_report(ups: &[Source], points: &std::sync::Mutex<Vec<ReadPoint>>) -> Vec<SourceReport> {
     let points = points.lock().unwrap_or_else(|e| e.into_inner());
     ups.iter()
         .skip(1)

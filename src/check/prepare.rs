@@ -177,11 +177,7 @@ async fn count_rows(conn: &mut Conn, table: &TableRef) -> Result<u64> {
 /// table of its name — exactly, else case-insensitively when that finds one table (the
 /// router's identity rule per target). So `Db.t`, `db.T` and `db.t` upstream can all be
 /// parts of one target `db.t`.
-async fn select_tables(
-    job: &CheckJob,
-    ups: &mut [Conn],
-    down: &mut Conn,
-) -> Result<Selection> {
+async fn select_tables(job: &CheckJob, ups: &mut [Conn], down: &mut Conn) -> Result<Selection> {
     let is_system = |t: &TableRef| crate::config::is_system_schema(&t.schema);
     let down_tables: BTreeSet<TableRef> = list_tables(down)
         .await?
@@ -203,9 +199,7 @@ async fn select_tables(
                 continue;
             };
             let target = match down_by_lower.get(&lower(&routed)) {
-                _ if down_tables.contains(&routed) || job.selector.by_rule(source, &t) => {
-                    routed
-                }
+                _ if down_tables.contains(&routed) || job.selector.by_rule(source, &t) => routed,
                 Some(found) if found.len() == 1 => found[0].clone(),
                 _ => routed,
             };

@@ -75,7 +75,10 @@ pub async fn produce(
         }
         let (split_plan, conn) = match plan.is_merged() {
             false => (plan.clone(), Ok(&mut *up_conn)),
-            true => (Arc::new(plan.swapped()), open_once(&mut down_conn, &down).await),
+            true => (
+                Arc::new(plan.swapped()),
+                open_once(&mut down_conn, &down).await,
+            ),
         };
         let mut out = Emitter {
             table,

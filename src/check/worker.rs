@@ -6,8 +6,8 @@
 use super::keyless::check_keyless;
 use super::locate::check_range;
 use super::msg::{ChunkJob, WorkerMsg};
-use super::union::check_merged;
 use super::sides::{Chunk, DenseHints, PartConns, Sides};
+use super::union::check_merged;
 use crate::db::{Conn, Source};
 use crate::error::Error;
 use std::sync::Arc;

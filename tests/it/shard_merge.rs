@@ -131,7 +131,10 @@ async fn three_upstream_servers_merged_into_one_downstream() {
         "{text}"
     );
     let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(stdout.contains("1 key(s) held by several upstream tables"), "{stdout}");
+    assert!(
+        stdout.contains("1 key(s) held by several upstream tables"),
+        "{stdout}"
+    );
     assert_eq!(counts(&s, "customers"), (1, 0, 1), "{s:#}");
     assert_eq!(table(&s, "customers")["overlapping_keys"], 0);
 
@@ -169,7 +172,10 @@ async fn router_scenarios_read_the_tables_sync_diff_inspector_reads() {
     let mut dbs = std::collections::BTreeMap::new();
     for (schema, table, id) in &tables {
         if !dbs.contains_key(schema) {
-            dbs.insert(schema.clone(), TestDb::create(up_server, schema.clone()).await);
+            dbs.insert(
+                schema.clone(),
+                TestDb::create(up_server, schema.clone()).await,
+            );
         }
         dbs[schema]
             .exec(&format!(
@@ -200,14 +206,25 @@ async fn router_scenarios_read_the_tables_sync_diff_inspector_reads() {
     let (p0, p1, pq) = (format!("{p}_0"), format!("{p}_1"), format!("{p}_?"));
     // (rules, the ids of the upstream tables sync-diff-inspector reads for the target)
     let scenarios: [(Option<String>, Vec<u32>); 5] = [
-        (Some(rule(&p0, Some("tbl"), &p1, Some("tbl"))), vec![1, 2, 3]),
+        (
+            Some(rule(&p0, Some("tbl"), &p1, Some("tbl"))),
+            vec![1, 2, 3],
+        ),
         (Some(rule(&p0, None, &p1, None)), vec![1, 2]),
         (
-            Some(rule("other_schema", Some("tbl"), "other_schema", Some("tbl"))),
+            Some(rule(
+                "other_schema",
+                Some("tbl"),
+                "other_schema",
+                Some("tbl"),
+            )),
             vec![4, 5, 6, 7],
         ),
         (None, vec![4, 5, 6, 7]),
-        (Some(rule(&pq, Some("tbl"), &p1, Some("tbl"))), vec![1, 2, 3, 4, 5, 6, 7]),
+        (
+            Some(rule(&pq, Some("tbl"), &p1, Some("tbl"))),
+            vec![1, 2, 3, 4, 5, 6, 7],
+        ),
     ];
     let dir = tempfile::tempdir().unwrap();
     for (i, (rules, read)) in scenarios.iter().enumerate() {
