@@ -26,6 +26,10 @@ use syncgate::testdata::{run_load_with, LoadCounters, LoadOptions};
                   SIGINT/SIGTERM (checkpoint written; continue with --resume)."
 )]
 struct Cli {
+    /// Check the command line and load the config it names (secrets resolved), then exit 0
+    /// without connecting anywhere: for validating deployment manifests.
+    #[arg(long)]
+    validate_only: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -272,6 +276,10 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<i32> {
+    if cli.validate_only {
+        validate_only(&cli.command)?;
+        return Ok(EXIT_EQUAL);
+    }
     match cli.command {
         Command::Check(args) => check(args).await,
         Command::Playground { action } => playground_cmd(action).await,
@@ -315,6 +323,35 @@ fn init_logging(level: &str, log_file: Option<&Path>, append: bool) -> anyhow::R
         .with(stderr_layer)
         .with(file_layer)
         .try_init();
+    Ok(())
+}
+
+/// `--validate-only`: what a command checks before it connects anywhere.
+fn validate_only(command: &Command) -> anyhow::Result<()> {
+    match command {
+        Command::Check(args) => {
+            let config = Config::from_file(&args.config)?;
+            let overrides = check_overrides(args)?;
+            check_run_args(args, &config)?;
+            job_from_config(&config, &overrides)?;
+        }
+        Command::Report {
+            action: ReportAction::History { config, .. },
+        } => {
+            report_storage_uri(&Config::from_file(config)?)?;
+        }
+        Command::Report {
+            action: ReportAction::Merge { run, config, .. },
+        } => {
+            if let Some(run) = run {
+                syncgate::runs::check_run_id(run)?;
+            }
+            if let Some(config) = config {
+                report_storage_uri(&Config::from_file(config)?)?;
+            }
+        }
+        Command::Dr { .. } | Command::Playground { .. } | Command::Demo(_) => {}
+    }
     Ok(())
 }
 
