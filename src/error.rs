@@ -93,6 +93,9 @@ pub enum Error {
     /// Object storage (S3, local directories) failed.
     #[error(transparent)]
     Storage(#[from] crate::storage::StorageError),
+    /// A run id, or the shard reports of a run, cannot be used.
+    #[error(transparent)]
+    Runs(#[from] crate::runs::RunsError),
     /// SIGINT or SIGTERM stopped the run at a safe point (checkpoint written, servers
     /// released).
     #[error("interrupted by {signal}")]

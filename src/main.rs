@@ -26,6 +26,10 @@ use syncgate::testdata::{run_load_with, LoadCounters, LoadOptions};
                   SIGINT/SIGTERM (checkpoint written; continue with --resume)."
 )]
 struct Cli {
+    /// Check the command line and load the config it names (secrets resolved), then exit 0
+    /// without connecting anywhere: for validating deployment manifests.
+    #[arg(long)]
+    validate_only: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -102,6 +106,15 @@ struct CheckArgs {
     /// `JOB_COMPLETION_INDEX` (a Kubernetes Indexed Job). `report merge` joins the shares.
     #[arg(long)]
     shard: Option<String>,
+    /// Publish to `[task] report-storage` as run ID (e.g. a Kubernetes Job's name) instead
+    /// of `<start time>-<pid>`; with `--shard I/N`, as the part `runs/ID/shard-I-of-N/` of
+    /// that run, for `report merge --run ID`.
+    #[arg(long, env = "SYNCGATE_RUN_ID", value_name = "ID")]
+    run_id: Option<String>,
+    /// With `--shard` and `--run-id`: after publishing its part, the shard that finds every
+    /// part published joins them into the run's report (as `report merge --run ID` does).
+    #[arg(long, requires_all = ["shard", "run_id"])]
+    merge: bool,
 }
 
 #[derive(Subcommand)]
@@ -115,14 +128,25 @@ enum ReportAction {
         #[arg(long)]
         json: bool,
     },
-    /// Join the output directories of the shards of one check (`check --shard I/N`) into
-    /// one report and one set of fix SQL files, as a single run would have written them.
+    /// Join the shards of one check (`check --shard I/N`) into one report and one set of
+    /// fix SQL files, as a single run would have written them: from the shards' output
+    /// directories, or with `--run ID` from report-storage (then published as that run).
+    #[command(
+        after_help = "Exit codes: the joined report's: 0 all equal, 1 differences \
+                            found, 2 error (also: a shard's report is missing)."
+    )]
     Merge {
         /// Where the joined summary and fix SQL go.
         #[arg(long)]
         output_dir: PathBuf,
+        /// The run whose shards published their parts (`check --shard I/N --run-id ID`).
+        #[arg(long, value_name = "ID", requires = "config")]
+        run: Option<String>,
+        /// Configuration file naming `[task] report-storage` (with `--run`).
+        #[arg(short = 'C', long = "config", requires = "run")]
+        config: Option<PathBuf>,
         /// The shards' output directories.
-        #[arg(required = true)]
+        #[arg(required_unless_present = "run", conflicts_with = "run")]
         shards: Vec<PathBuf>,
     },
 }
@@ -252,6 +276,10 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<i32> {
+    if cli.validate_only {
+        validate_only(&cli.command)?;
+        return Ok(EXIT_EQUAL);
+    }
     match cli.command {
         Command::Check(args) => check(args).await,
         Command::Playground { action } => playground_cmd(action).await,
@@ -298,9 +326,38 @@ fn init_logging(level: &str, log_file: Option<&Path>, append: bool) -> anyhow::R
     Ok(())
 }
 
-async fn check(args: CheckArgs) -> anyhow::Result<i32> {
-    let config = Config::from_file(&args.config)?;
-    let overrides = Overrides {
+/// `--validate-only`: what a command checks before it connects anywhere.
+fn validate_only(command: &Command) -> anyhow::Result<()> {
+    match command {
+        Command::Check(args) => {
+            let config = Config::from_file(&args.config)?;
+            let overrides = check_overrides(args)?;
+            check_run_args(args, &config)?;
+            job_from_config(&config, &overrides)?;
+        }
+        Command::Report {
+            action: ReportAction::History { config, .. },
+        } => {
+            report_storage_uri(&Config::from_file(config)?)?;
+        }
+        Command::Report {
+            action: ReportAction::Merge { run, config, .. },
+        } => {
+            if let Some(run) = run {
+                syncgate::runs::check_run_id(run)?;
+            }
+            if let Some(config) = config {
+                report_storage_uri(&Config::from_file(config)?)?;
+            }
+        }
+        Command::Dr { .. } | Command::Playground { .. } | Command::Demo(_) => {}
+    }
+    Ok(())
+}
+
+/// The command-line overrides of `check`.
+fn check_overrides(args: &CheckArgs) -> anyhow::Result<Overrides> {
+    Ok(Overrides {
         check_thread_count: args.check_thread_count,
         export_fix_sql: args.export_fix_sql,
         check_struct_only: args.check_struct_only,
@@ -310,7 +367,30 @@ async fn check(args: CheckArgs) -> anyhow::Result<i32> {
         apply_fix: args.apply_fix,
         resume: args.resume,
         shard: args.shard.as_deref().map(parse_shard).transpose()?,
+    })
+}
+
+/// `--run-id` and `--merge` name a run in report-storage: the config must set one.
+fn check_run_args(args: &CheckArgs, config: &Config) -> anyhow::Result<()> {
+    if let Some(id) = &args.run_id {
+        syncgate::runs::check_run_id(id).context("--run-id")?;
+        report_storage_uri(config).context("--run-id names a run in report-storage")?;
+    }
+    Ok(())
+}
+
+/// The config's `[task] report-storage`, parsed.
+fn report_storage_uri(config: &Config) -> anyhow::Result<storage::StorageUri> {
+    let Some(uri) = config.task.report_storage.as_ref().and_then(|u| u.get()) else {
+        anyhow::bail!("the config sets no [task] report-storage");
     };
+    Ok(storage::StorageUri::parse(uri)?)
+}
+
+async fn check(args: CheckArgs) -> anyhow::Result<i32> {
+    let config = Config::from_file(&args.config)?;
+    let overrides = check_overrides(&args)?;
+    check_run_args(&args, &config)?;
     let output_dir = args
         .output_dir
         .clone()
@@ -339,8 +419,21 @@ async fn check(args: CheckArgs) -> anyhow::Result<i32> {
     };
     let report = outcome.as_ref().ok();
     if let (Some(store), Some(report)) = (&report_store, report) {
-        match syncgate::runs::publish(store.as_ref(), report, &output_dir).await {
-            Ok(prefix) => tracing::info!("report published to {}/{prefix}/", store.location()),
+        let published = syncgate::runs::publish(
+            store.as_ref(),
+            report,
+            &output_dir,
+            args.run_id.as_deref(),
+            overrides.shard,
+        )
+        .await;
+        match published {
+            Ok(prefix) => {
+                tracing::info!("report published to {}/{prefix}/", store.location());
+                if let (true, Some(id)) = (args.merge, &args.run_id) {
+                    merge_if_last(store.as_ref(), id, &output_dir.join("merged")).await;
+                }
+            }
             Err(e) => {
                 eprintln!("error: the run's report could not be published: {e}");
                 tracing::error!("the run's report could not be published: {e}");
@@ -369,6 +462,34 @@ async fn check(args: CheckArgs) -> anyhow::Result<i32> {
             }
             _ => Err(e),
         },
+    }
+}
+
+/// `check --merge`: join the run's shards when every part is published (this shard was the
+/// last); otherwise leave it to the shard that will be. This shard's exit code stands.
+async fn merge_if_last(store: &dyn storage::ObjectStore, id: &str, output_dir: &Path) {
+    match syncgate::runs::merge_run(store, id, output_dir).await {
+        Ok(merged) => {
+            println!(
+                "merged the shards of run {id}: {} (report in {}/{}/)",
+                merged.result,
+                store.location(),
+                syncgate::runs::run_prefix(id, None)
+            );
+            tracing::info!("merged the shards of run {id}: {}", merged.result);
+        }
+        Err(syncgate::Error::Runs(syncgate::runs::RunsError::MissingShards {
+            missing, ..
+        })) => {
+            tracing::info!(
+                "{} shards of run {id} have not published yet; the last one merges",
+                missing.len()
+            );
+        }
+        Err(e) => {
+            eprintln!("error: the shards of run {id} could not be merged: {e}");
+            tracing::error!("the shards of run {id} could not be merged: {e}");
+        }
     }
 }
 
@@ -443,17 +564,35 @@ fn parse_shard(text: &str) -> anyhow::Result<syncgate::check::Shard> {
 async fn report_cmd(action: ReportAction) -> anyhow::Result<i32> {
     let (config, json) = match action {
         ReportAction::History { config, json } => (config, json),
-        ReportAction::Merge { output_dir, shards } => {
+        ReportAction::Merge {
+            output_dir,
+            run: Some(run),
+            config: Some(config),
+            ..
+        } => {
+            syncgate::runs::check_run_id(&run).context("--run")?;
+            let config = Config::from_file(&config)?;
+            let store = storage::open(&report_storage_uri(&config)?).await?;
+            let report = syncgate::runs::merge_run(store.as_ref(), &run, &output_dir).await?;
+            print!("{}", render_terminal(&report));
+            println!(
+                "merged report published to {}/{}/",
+                store.location(),
+                syncgate::runs::run_prefix(&run, None)
+            );
+            return Ok(report.exit_code());
+        }
+        ReportAction::Merge {
+            output_dir, shards, ..
+        } => {
             let report = syncgate::runs::merge_dirs(&shards, &output_dir)?;
             print!("{}", render_terminal(&report));
             return Ok(report.exit_code());
         }
     };
     let config = Config::from_file(&config)?;
-    let Some(uri) = config.task.report_storage.as_ref().and_then(|u| u.get()) else {
-        anyhow::bail!("the config sets no [task] report-storage: no runs are published");
-    };
-    let store = storage::open(&storage::StorageUri::parse(uri)?).await?;
+    let uri = report_storage_uri(&config).context("no runs are published")?;
+    let store = storage::open(&uri).await?;
     let entries = syncgate::runs::history(store.as_ref()).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&entries)?);

@@ -2,12 +2,18 @@
 //! under `runs/<run id>/`, and the history read back (`syncgate report history`).
 //!
 //! A run id is the run's start time (UTC, to the second) and the process id, so ids sort by
-//! time and two machines starting in the same second still differ.
+//! time and two machines starting in the same second still differ; or the id given with
+//! `check --run-id`. The shards of one check (`check --shard I/N --run-id ID`) each publish
+//! a part under `runs/<ID>/shard-I-of-N/`; [`merge_run`] joins the parts into the run's own
+//! report under `runs/<ID>/`. [`history`] lists a run once, whether it was one process or
+//! several shards (merged or not yet).
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::check::Shard;
 use crate::error::{Error, Result};
 use crate::report::summary::{SUMMARY_JSON, SUMMARY_TXT};
 use crate::report::RunReport;
@@ -17,6 +23,106 @@ use crate::storage::ObjectStore;
 pub const LOCK_KEY: &str = "syncgate.lock";
 /// Prefix of the published runs.
 pub const RUNS: &str = "runs";
+
+/// Prefix of a shard's part of a run: `shard-I-of-N`.
+const SHARD_PART: &str = "shard-";
+
+/// Why a run id or a run's shard parts cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum RunsError {
+    /// `--run-id` / `report merge --run` names no valid run.
+    #[error("run id '{id}' {reason}")]
+    InvalidRunId { id: String, reason: &'static str },
+    /// No shard of the run has published its part.
+    #[error("run '{run}' has no shard reports in {location} (published by `check --shard I/N --run-id {run}`)")]
+    NoShards { run: String, location: String },
+    /// Some shards of the run have not published their part (yet).
+    #[error(
+        "run '{run}': {} of {count} shards published no report to {location}: {}; \
+         merge once every shard has finished",
+        .missing.len(),
+        list_shards(.missing, .count)
+    )]
+    MissingShards {
+        run: String,
+        count: u32,
+        missing: Vec<u32>,
+        location: String,
+    },
+    /// The parts were published by checks split into different numbers of shards.
+    #[error(
+        "run '{run}' has shard reports of checks split {}ways in {location}: one run id must \
+         name one check",
+        .counts.iter().map(|c| format!("{c} ")).collect::<Vec<_>>().join("and ")
+    )]
+    ShardCounts {
+        run: String,
+        counts: Vec<u32>,
+        location: String,
+    },
+}
+
+/// `shard 1/3, shard 2/3`.
+fn list_shards(indexes: &[u32], count: &u32) -> String {
+    indexes
+        .iter()
+        .map(|i| format!("shard {i}/{count}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Checks a run id given on the command line: it becomes one segment of a storage key.
+pub fn check_run_id(id: &str) -> std::result::Result<(), RunsError> {
+    let invalid = |reason| {
+        Err(RunsError::InvalidRunId {
+            id: id.to_string(),
+            reason,
+        })
+    };
+    if id.is_empty() {
+        return invalid("is empty");
+    }
+    if id.len() > 128 {
+        return invalid("is longer than 128 characters");
+    }
+    if id.contains('/') || id.contains('\\') {
+        return invalid("contains a '/' or '\\'");
+    }
+    if id.contains("..") {
+        return invalid("contains '..'");
+    }
+    if id.starts_with('.') {
+        return invalid("starts with '.'");
+    }
+    if !id
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+    {
+        return invalid("may hold only letters, digits, '-', '_', '.' and ':'");
+    }
+    Ok(())
+}
+
+/// The key segment of a shard's part: `shard-0-of-3`.
+pub fn shard_part(shard: Shard) -> String {
+    format!("{SHARD_PART}{}-of-{}", shard.index, shard.count)
+}
+
+/// The shard of a part's key segment (`shard-0-of-3`).
+fn parse_shard_part(segment: &str) -> Option<Shard> {
+    let (i, n) = segment.strip_prefix(SHARD_PART)?.split_once("-of-")?;
+    let shard = Shard::parse(&format!("{i}/{n}")).ok()?;
+    // Only the canonical spelling (no spaces, signs or leading zeros).
+    (shard_part(shard) == segment).then_some(shard)
+}
+
+/// Where a run publishes: `runs/<id>`, or `runs/<id>/shard-I-of-N` for one shard's part.
+pub fn run_prefix(id: &str, shard: Option<Shard>) -> String {
+    match shard {
+        Some(s) => format!("{RUNS}/{id}/{}", shard_part(s)),
+        None => format!("{RUNS}/{id}"),
+    }
+}
 
 /// `20261126T223300Z-1234` for a run that started at `2026-11-26T22:33:00Z` in process 1234.
 pub fn run_id(report: &RunReport) -> String {
@@ -29,18 +135,51 @@ pub fn run_id(report: &RunReport) -> String {
 }
 
 /// Uploads `summary.json`, `summary.txt` and every file under the fix (and undo) SQL
-/// directories of `output_dir` to `runs/<id>/`; returns that prefix. The summary goes last,
-/// so a run listed by [`history`] has all its files.
+/// directories of `output_dir` to `runs/<id>/` (the id [`run_id`] of the report, or `run`
+/// as given), or with `shard` to that run's part `runs/<id>/shard-I-of-N/`; returns that
+/// prefix. The summary goes last, so a run listed by [`history`] has all its files.
 pub async fn publish(
     store: &dyn ObjectStore,
     report: &RunReport,
     output_dir: &Path,
+    run: Option<&str>,
+    shard: Option<Shard>,
 ) -> Result<String> {
-    let prefix = format!("{RUNS}/{}", run_id(report));
+    let prefix = match run {
+        Some(id) => {
+            check_run_id(id)?;
+            run_prefix(id, shard)
+        }
+        None => run_prefix(&run_id(report), None),
+    };
+    publish_dir(store, &prefix, output_dir).await?;
+    Ok(prefix)
+}
+
+/// Uploads `output_dir`'s summaries and SQL files under `prefix`. What an earlier publish
+/// left there (a retried shard, a merge done again) is replaced: its summary is deleted
+/// first, then every file this publish does not write, except the shards' parts.
+async fn publish_dir(store: &dyn ObjectStore, prefix: &str, output_dir: &Path) -> Result<()> {
     let dir = output_dir.to_path_buf();
     let files = tokio::task::spawn_blocking(move || sql_files(&dir))
         .await
         .map_err(|e| Error::Internal(format!("listing the fix SQL files: {e}")))??;
+    let mut earlier = store.list(prefix).await?;
+    if !earlier.is_empty() {
+        let new: BTreeSet<String> = files
+            .iter()
+            .map(|(rel, _)| format!("{prefix}/{rel}"))
+            .collect();
+        let summary = format!("{prefix}/{SUMMARY_JSON}");
+        earlier.sort_by_key(|o| o.key != summary);
+        for old in earlier {
+            let rel = old.key.strip_prefix(&format!("{prefix}/")).unwrap_or("");
+            if rel.starts_with(SHARD_PART) || new.contains(&old.key) {
+                continue;
+            }
+            store.delete(&old.key).await?;
+        }
+    }
     // The summaries last: a run that `history` lists has all its files.
     let summaries = [SUMMARY_TXT, SUMMARY_JSON].map(|n| (n.to_string(), output_dir.join(n)));
     for (rel, path) in files.into_iter().chain(summaries) {
@@ -52,7 +191,116 @@ pub async fn publish(
             })?;
         store.put(&format!("{prefix}/{rel}"), body).await?;
     }
-    Ok(prefix)
+    Ok(())
+}
+
+/// The shards' parts of run `id` published so far: for each shard count, the indexes.
+async fn shard_parts(store: &dyn ObjectStore, id: &str) -> Result<BTreeMap<u32, BTreeSet<u32>>> {
+    let prefix = run_prefix(id, None);
+    let mut parts: BTreeMap<u32, BTreeSet<u32>> = BTreeMap::new();
+    for obj in store.list(&prefix).await? {
+        let Some((part, SUMMARY_JSON)) = obj
+            .key
+            .strip_prefix(&format!("{prefix}/"))
+            .and_then(|rel| rel.split_once('/'))
+        else {
+            continue;
+        };
+        if let Some(shard) = parse_shard_part(part) {
+            parts.entry(shard.count).or_default().insert(shard.index);
+        }
+    }
+    Ok(parts)
+}
+
+/// Downloads every shard's part of run `id` into `into/shard-I-of-N/`; returns those
+/// directories in shard order. Refused, naming them, when some shards have published no
+/// part, and when the parts disagree on the number of shards.
+pub async fn download_shards(
+    store: &dyn ObjectStore,
+    id: &str,
+    into: &Path,
+) -> Result<Vec<PathBuf>> {
+    check_run_id(id)?;
+    let location = format!("{}/{}/", store.location(), run_prefix(id, None));
+    let parts = shard_parts(store, id).await?;
+    let (count, present) = match parts.len() {
+        0 => {
+            return Err(RunsError::NoShards {
+                run: id.to_string(),
+                location,
+            }
+            .into())
+        }
+        1 => parts.into_iter().next().expect("one entry"),
+        _ => {
+            return Err(RunsError::ShardCounts {
+                run: id.to_string(),
+                counts: parts.into_keys().collect(),
+                location,
+            }
+            .into())
+        }
+    };
+    let missing: Vec<u32> = (0..count).filter(|i| !present.contains(i)).collect();
+    if !missing.is_empty() {
+        return Err(RunsError::MissingShards {
+            run: id.to_string(),
+            count,
+            missing,
+            location,
+        }
+        .into());
+    }
+    let mut dirs = Vec::new();
+    for index in 0..count {
+        let part = run_prefix(id, Some(Shard { index, count }));
+        let dir = into.join(shard_part(Shard { index, count }));
+        for obj in store.list(&part).await? {
+            let rel = obj
+                .key
+                .strip_prefix(&format!("{part}/"))
+                .unwrap_or(&obj.key);
+            let to = dir.join(rel);
+            let write = |source| Error::Output {
+                path: to.clone(),
+                source,
+            };
+            tokio::fs::create_dir_all(to.parent().unwrap_or(&dir))
+                .await
+                .map_err(write)?;
+            let mut body = store.download(&obj.key).await?;
+            let mut file = tokio::fs::File::create(&to).await.map_err(write)?;
+            tokio::io::copy(&mut body, &mut file).await.map_err(write)?;
+        }
+        dirs.push(dir);
+    }
+    Ok(dirs)
+}
+
+/// `report merge --run ID`: downloads the shards' parts of run `id` ([`download_shards`]),
+/// joins them into `output_dir` ([`merge_dirs`]) and publishes the joined report as the
+/// run's own, under `runs/<id>/`. Returns the joined report.
+pub async fn merge_run(store: &dyn ObjectStore, id: &str, output_dir: &Path) -> Result<RunReport> {
+    check_run_id(id)?;
+    let write = |source| Error::Output {
+        path: output_dir.to_path_buf(),
+        source,
+    };
+    tokio::fs::create_dir_all(output_dir).await.map_err(write)?;
+    // Inside the output directory: a container's root (and /tmp) may be read-only.
+    let scratch = tempfile::Builder::new()
+        .prefix(".syncgate-shards-")
+        .tempdir_in(output_dir)
+        .map_err(write)?;
+    let dirs = download_shards(store, id, scratch.path()).await?;
+    let out = output_dir.to_path_buf();
+    let merged = tokio::task::spawn_blocking(move || merge_dirs(&dirs, &out))
+        .await
+        .map_err(|e| Error::Internal(format!("merging the shards: {e}")))??;
+    drop(scratch);
+    publish_dir(store, &run_prefix(id, None), output_dir).await?;
+    Ok(merged)
 }
 
 /// `(relative key, path)` of the `.sql` files in `fix-on-*` and `undo-on-*` directories.
@@ -90,6 +338,8 @@ fn is_sql_dir(name: &str) -> bool {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunEntry {
     pub id: String,
+    /// The run's result; `unmerged` for the shards of a run not joined yet
+    /// (`report merge --run`), whose counts are then those of the parts published so far.
     pub result: String,
     pub started_at: String,
     pub duration_ms: u64,
@@ -98,37 +348,89 @@ pub struct RunEntry {
     pub rows_missing: u64,
     pub rows_extra: u64,
     pub rows_changed: u64,
+    /// For a check split into shards: how many published their part, of how many.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shards: Option<ShardCount>,
     /// Where the run's files are (redacted location + prefix).
     pub location: String,
 }
 
-/// Every published run, oldest first. A run whose summary cannot be read is listed with
-/// result `unreadable` rather than hidden.
+/// The shards of one run: `published` of `count` have published their part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ShardCount {
+    pub published: u32,
+    pub count: u32,
+}
+
+/// Every published run, oldest first, each once: a run of one process, a merged run (its
+/// shards' parts counted in [`RunEntry::shards`]), and a run whose shards are not merged yet
+/// (result `unmerged`). A run whose summary cannot be read is listed with result
+/// `unreadable` rather than hidden.
 pub async fn history(store: &dyn ObjectStore) -> Result<Vec<RunEntry>> {
-    let mut out = Vec::new();
+    /// A run's own summary's key and its shards' summaries' keys.
+    #[derive(Default)]
+    struct Keys {
+        own: Option<String>,
+        parts: Vec<(Shard, String)>,
+    }
+    let mut runs: BTreeMap<String, Keys> = BTreeMap::new();
     for obj in store.list(RUNS).await? {
-        let Some(id) = obj
+        let Some(path) = obj
             .key
             .strip_prefix(&format!("{RUNS}/"))
             .and_then(|k| k.strip_suffix(&format!("/{SUMMARY_JSON}")))
         else {
             continue;
         };
-        if id.contains('/') {
-            continue;
+        match path.split_once('/') {
+            None => {
+                let entry = runs.entry(path.to_string()).or_default();
+                entry.own = Some(obj.key.clone());
+            }
+            Some((id, part)) => {
+                if let Some(shard) = parse_shard_part(part) {
+                    let entry = runs.entry(id.to_string()).or_default();
+                    entry.parts.push((shard, obj.key.clone()));
+                }
+            }
         }
+    }
+    let read = |key: String| async move {
+        Ok::<_, Error>(
+            store
+                .get(&key)
+                .await?
+                .and_then(|b| serde_json::from_slice::<RunReport>(&b).ok()),
+        )
+    };
+    let mut out = Vec::new();
+    for (id, Keys { own, parts }) in runs {
+        let shards = (!parts.is_empty()).then(|| ShardCount {
+            published: parts.len() as u32,
+            count: parts.iter().map(|(s, _)| s.count).max().unwrap_or(0),
+        });
+        let (report, result) = match own {
+            Some(key) => {
+                let report = read(key).await?;
+                let result = report.as_ref().map(|r| r.result.to_string());
+                (report, result)
+            }
+            None => {
+                let mut reports = Vec::new();
+                for (_, key) in parts {
+                    reports.extend(read(key).await?);
+                }
+                (merge_reports(reports), Some("unmerged".to_string()))
+            }
+        };
         let location = format!("{}/{RUNS}/{id}/", store.location());
-        let parsed = store
-            .get(&obj.key)
-            .await?
-            .and_then(|b| serde_json::from_slice::<RunReport>(&b).ok());
-        out.push(match parsed {
-            Some(r) => {
+        out.push(match (report, result) {
+            (Some(r), Some(result)) => {
                 let counts = r.counts();
                 let sum = |f: fn(&crate::report::TableReport) -> u64| r.tables.iter().map(f).sum();
                 RunEntry {
-                    id: id.to_string(),
-                    result: r.result.to_string(),
+                    id,
+                    result,
                     started_at: r.started_at.clone(),
                     duration_ms: r.duration_ms,
                     tables: counts.total,
@@ -136,11 +438,12 @@ pub async fn history(store: &dyn ObjectStore) -> Result<Vec<RunEntry>> {
                     rows_missing: sum(|t| t.rows_missing),
                     rows_extra: sum(|t| t.rows_extra),
                     rows_changed: sum(|t| t.rows_changed),
+                    shards,
                     location,
                 }
             }
-            None => RunEntry {
-                id: id.to_string(),
+            _ => RunEntry {
+                id,
                 result: "unreadable".into(),
                 started_at: String::new(),
                 duration_ms: 0,
@@ -149,11 +452,13 @@ pub async fn history(store: &dyn ObjectStore) -> Result<Vec<RunEntry>> {
                 rows_missing: 0,
                 rows_extra: 0,
                 rows_changed: 0,
+                shards,
                 location,
             },
         });
     }
-    out.sort_by(|a, b| a.id.cmp(&b.id));
+    // Ids given with --run-id need not sort by time: oldest first by start, then id.
+    out.sort_by(|a, b| (&a.started_at, &a.id).cmp(&(&b.started_at, &b.id)));
     Ok(out)
 }
 
@@ -162,7 +467,7 @@ pub fn render_history(entries: &[RunEntry]) -> String {
     use tabled::settings::Style;
     #[derive(tabled::Tabled)]
     struct Row<'a> {
-        run: &'a str,
+        run: String,
         result: &'a str,
         started: &'a str,
         duration: String,
@@ -176,7 +481,10 @@ pub fn render_history(entries: &[RunEntry]) -> String {
     let rows: Vec<Row> = entries
         .iter()
         .map(|e| Row {
-            run: &e.id,
+            run: match e.shards {
+                Some(s) => format!("{} ({}/{} shards)", e.id, s.published, s.count),
+                None => e.id.clone(),
+            },
             result: &e.result,
             started: &e.started_at,
             duration: format!("{:.1}s", e.duration_ms as f64 / 1000.0),
@@ -302,4 +610,74 @@ pub fn merge_dirs(shards: &[PathBuf], output_dir: &Path) -> Result<RunReport> {
     merged.metadata_fix_sql = write_merged_metadata(&merged, output_dir)?;
     crate::report::write_summary(&merged, output_dir)?;
     Ok(merged)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_ids_are_one_key_segment() {
+        for ok in [
+            "syncgate-check-29512345",
+            "nightly_7",
+            "20261126T223300Z-1234",
+            "a.b:c",
+        ] {
+            assert!(check_run_id(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "a/b",
+            "..",
+            "a..b",
+            ".hidden",
+            "a\\b",
+            "a b",
+            "ü",
+            &"x".repeat(129),
+        ] {
+            let e = check_run_id(bad).unwrap_err().to_string();
+            assert!(e.starts_with(&format!("run id '{bad}' ")), "{e}");
+        }
+    }
+
+    #[test]
+    fn shard_parts_round_trip_in_one_spelling() {
+        let s = Shard { index: 2, count: 3 };
+        assert_eq!(shard_part(s), "shard-2-of-3");
+        assert_eq!(parse_shard_part("shard-2-of-3"), Some(s));
+        assert_eq!(run_prefix("r", Some(s)), "runs/r/shard-2-of-3");
+        assert_eq!(run_prefix("r", None), "runs/r");
+        for other in [
+            "shard-3-of-3",
+            "shard-02-of-3",
+            "shard- 2-of-3",
+            "shard-2of3",
+            "fix-on-x",
+        ] {
+            assert_eq!(parse_shard_part(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn missing_shards_are_named() {
+        let e = RunsError::MissingShards {
+            run: "r".into(),
+            count: 4,
+            missing: vec![1, 3],
+            location: "s3://b/p/runs/r/".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "run 'r': 2 of 4 shards published no report to s3://b/p/runs/r/: shard 1/4, \
+             shard 3/4; merge once every shard has finished"
+        );
+        let e = RunsError::ShardCounts {
+            run: "r".into(),
+            counts: vec![3, 4],
+            location: "l".into(),
+        };
+        assert!(e.to_string().contains("split 3 and 4 ways"), "{e}");
+    }
 }

@@ -9,6 +9,7 @@ mod support;
 // - check_e2e: the `check` command end to end on fixture scenarios.
 // - cli_errors: bad input -> one line on stderr, exit code 2.
 // - harness_smoke: the test harness itself.
+// - kubernetes: the manifests in deploy/kubernetes/, checked by syncgate's own parser.
 // - load: the sysbench-shaped write load and `playground load`.
 // - playground_dr: the playground's S3 server and DR config, with the DR commands on them.
 // - storage: the object-store conformance suite (local directory, S3 over HTTP against
@@ -28,6 +29,7 @@ mod fix_undo;
 mod harness_smoke;
 mod index_hint;
 mod int_split;
+mod kubernetes;
 mod load;
 mod names;
 mod objects;

@@ -4,7 +4,9 @@
 
 use crate::resume::{fix_sql, load, results, uninterrupted_reference};
 use crate::scenario::{describe, syncgate, Scenario};
+use std::process::Output;
 use std::sync::Arc;
+use syncgate::local::LocalS3;
 use syncgate::storage::{Lease, LocalStore, ObjectStore};
 
 /// A run stopped by `--max-runtime` exits 3 with the resume command and metrics saying
@@ -188,4 +190,315 @@ async fn shards_merged_equal_a_single_process_run() {
 
     let out = syncgate(&["check", "-C", &cfg, "--shard", "3/3"]);
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+}
+
+/// A local S3 server with a bucket for reports, and the `report-storage` URI of a prefix
+/// in it (credentials included).
+async fn s3_report_storage(s: &Scenario) -> (LocalS3, String) {
+    let server = LocalS3::start(&s.dir.path().join("s3"), "syncgate-test", "Sg+s3cr3t/V=1")
+        .await
+        .expect("local S3");
+    server.create_bucket("reports").expect("bucket");
+    let uri = server
+        .uri("reports")
+        .replacen("s3://reports?", "s3://reports/syncgate?", 1);
+    assert!(uri.starts_with("s3://reports/syncgate?"), "{uri}");
+    (server, uri)
+}
+
+/// `cfg` with `[task] report-storage = uri`, written next to it as `name`.
+fn with_report_storage(cfg: &str, uri: &str, name: &str) -> String {
+    let text = std::fs::read_to_string(cfg).unwrap();
+    assert!(text.contains("\n[task]\n"), "{text}");
+    let text = text.replacen(
+        "\n[task]\n",
+        &format!("\n[task]\nreport-storage = \"{uri}\"\n"),
+        1,
+    );
+    let path = std::path::Path::new(cfg).with_file_name(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+/// Runs the binary on a blocking thread (the S3 server serves on this runtime meanwhile).
+async fn syncgate_with_env(args: Vec<String>, env: Vec<(&'static str, String)>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_syncgate"))
+            .args(&args)
+            .env_remove("RUST_LOG")
+            .env_remove("SYNCGATE_RUN_ID")
+            .env_remove("JOB_COMPLETION_INDEX")
+            .envs(env)
+            .output()
+            .expect("run syncgate")
+    })
+    .await
+    .unwrap()
+}
+
+fn words(args: &[&str]) -> Vec<String> {
+    args.iter().map(|a| a.to_string()).collect()
+}
+
+/// `report history --json`, parsed.
+async fn history(cfg: &str) -> Vec<serde_json::Value> {
+    let out = syncgate_with_env(words(&["report", "history", "-C", cfg, "--json"]), vec![]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let runs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    runs.as_array().unwrap().clone()
+}
+
+/// Three processes of one check (`--shard I/3` with one run id, given as `--run-id` or in
+/// `SYNCGATE_RUN_ID`, the index also from `JOB_COMPLETION_INDEX`) publish their parts to
+/// report-storage on S3; `report merge --run` joins them from there into the same tables,
+/// counts and fix SQL as a single process, and publishes the run once for `report history`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shards_published_to_s3_merged_by_run_id_equal_a_single_process_run() {
+    let s = Scenario::empty().await;
+    load(&s).await;
+    let cfg = crate::resume::config(&s);
+    let cfg = cfg.to_str().unwrap().to_string();
+    let (reference, _) = uninterrupted_reference(&s, &cfg);
+    let (server, uri) = s3_report_storage(&s).await;
+    let cfg = with_report_storage(&cfg, &uri, "s3.toml");
+    let run = "syncgate-check-29512345";
+
+    let shards = (0..3).map(|i| {
+        let dir = s.dir.path().join(format!("shard-{i}"));
+        let mut args = words(&["check", "-C", &cfg, "--lock", "--output-dir"]);
+        args.push(dir.to_str().unwrap().to_string());
+        let mut env = vec![];
+        match i {
+            0 => args.extend(words(&["--shard", "0/3", "--run-id", run])),
+            1 => {
+                args.extend(words(&["--shard", "1/3"]));
+                env.push(("SYNCGATE_RUN_ID", run.to_string()));
+            }
+            _ => {
+                args.extend(words(&["--shard", "3", "--run-id", run]));
+                env.push(("JOB_COMPLETION_INDEX", "2".to_string()));
+            }
+        }
+        syncgate_with_env(args, env)
+    });
+    let mut owned = 0;
+    for (i, out) in futures_util::future::join_all(shards)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        assert!(
+            matches!(out.status.code(), Some(0 | 1)),
+            "{}",
+            describe(&out)
+        );
+        let dir = s.dir.path().join(format!("shard-{i}"));
+        owned += crate::scenario::summary(&dir)["tables"]
+            .as_array()
+            .unwrap()
+            .len();
+    }
+    assert_eq!(owned, 4, "every table in exactly one shard");
+
+    let store = syncgate::storage::open(&syncgate::storage::StorageUri::parse(&uri).unwrap())
+        .await
+        .unwrap();
+    for i in 0..3 {
+        let key = format!("runs/{run}/shard-{i}-of-3/summary.json");
+        assert!(store.head(&key).await.unwrap().is_some(), "{key}");
+    }
+    // Published but not merged yet: one run, not three.
+    let runs = history(&cfg).await;
+    assert_eq!(runs.len(), 1, "{runs:#?}");
+    assert_eq!(runs[0]["id"], run);
+    assert_eq!(runs[0]["result"], "unmerged");
+    assert_eq!(
+        runs[0]["shards"],
+        serde_json::json!({"published": 3, "count": 3})
+    );
+    assert_eq!(runs[0]["tables"], 4);
+
+    let merged = s.dir.path().join("merged");
+    let out = syncgate_with_env(
+        words(&[
+            "report",
+            "merge",
+            "--run",
+            run,
+            "-C",
+            &cfg,
+            "--output-dir",
+            merged.to_str().unwrap(),
+        ]),
+        vec![],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert_eq!(
+        results(&crate::scenario::summary(&merged)),
+        results(&crate::scenario::summary(&reference))
+    );
+    assert_eq!(fix_sql(&merged), fix_sql(&reference));
+
+    // The merged run is listed once, with its result, counts and shards.
+    let runs = history(&cfg).await;
+    assert_eq!(runs.len(), 1, "{runs:#?}");
+    assert_eq!(runs[0]["id"], run);
+    assert_eq!(runs[0]["result"], "different");
+    assert_eq!(runs[0]["tables"], 4);
+    assert_eq!(runs[0]["tables_different"], 4);
+    assert_eq!(
+        runs[0]["shards"],
+        serde_json::json!({"published": 3, "count": 3})
+    );
+    let reference_summary = crate::scenario::summary(&reference);
+    let missing: u64 = reference_summary["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["rows_missing"].as_u64().unwrap())
+        .sum();
+    assert_eq!(runs[0]["rows_missing"], missing);
+    // Its files are the run's own, next to the shards' parts.
+    let keys: Vec<String> = store
+        .list(&format!("runs/{run}"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    let own_fix = keys
+        .iter()
+        .filter(|k| k.starts_with(&format!("runs/{run}/fix-on-down/")))
+        .count();
+    assert_eq!(own_fix, fix_sql(&reference).len(), "{keys:#?}");
+    assert!(
+        keys.contains(&format!("runs/{run}/summary.json")),
+        "{keys:#?}"
+    );
+    server.stop().await;
+}
+
+/// `report merge --run` refuses a run one of whose shards has not published, with one line
+/// naming that shard, and publishes nothing; the missing shard run with `--merge` finds
+/// every part published and joins them itself. Run ids that are not one key segment are
+/// refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_shard_is_named_and_the_last_shard_merges() {
+    let s = Scenario::empty().await;
+    load(&s).await;
+    let cfg = crate::resume::config(&s);
+    let cfg = cfg.to_str().unwrap().to_string();
+    let (reference, _) = uninterrupted_reference(&s, &cfg);
+    let (server, uri) = s3_report_storage(&s).await;
+    let cfg = with_report_storage(&cfg, &uri, "s3.toml");
+    let run = "nightly-7";
+    let check = |i: u32, merge: bool| {
+        let dir = s.dir.path().join(format!("shard-{i}"));
+        let mut args = words(&["check", "-C", &cfg, "--run-id", run, "--output-dir"]);
+        args.push(dir.to_str().unwrap().to_string());
+        args.extend(["--shard".to_string(), format!("{i}/3")]);
+        if merge {
+            args.push("--merge".into());
+        }
+        syncgate_with_env(args, vec![])
+    };
+    for i in [0, 2] {
+        let out = check(i, true).await;
+        assert!(
+            matches!(out.status.code(), Some(0 | 1)),
+            "{}",
+            describe(&out)
+        );
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains("merged the shards"),
+            "not the last shard: {}",
+            describe(&out)
+        );
+    }
+
+    let merged = s.dir.path().join("merged");
+    let out = syncgate_with_env(
+        words(&[
+            "report",
+            "merge",
+            "--run",
+            run,
+            "-C",
+            &cfg,
+            "--output-dir",
+            merged.to_str().unwrap(),
+        ]),
+        vec![],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("shard 1/3"), "{stderr}");
+    assert!(
+        !stderr.contains("shard 0/3") && !stderr.contains("shard 2/3"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(run), "{stderr}");
+    assert!(!merged.join("summary.json").exists());
+    let store = syncgate::storage::open(&syncgate::storage::StorageUri::parse(&uri).unwrap())
+        .await
+        .unwrap();
+    let summary = format!("runs/{run}/summary.json");
+    assert!(
+        store.head(&summary).await.unwrap().is_none(),
+        "nothing merged"
+    );
+    let runs = history(&cfg).await;
+    assert_eq!(runs.len(), 1, "{runs:#?}");
+    assert_eq!(runs[0]["result"], "unmerged");
+    assert_eq!(
+        runs[0]["shards"],
+        serde_json::json!({"published": 2, "count": 3})
+    );
+
+    // The missing shard, last to publish, merges.
+    let out = check(1, true).await;
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "{}",
+        describe(&out)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("merged the shards of run {run}: different")),
+        "{}",
+        describe(&out)
+    );
+    assert!(store.head(&summary).await.unwrap().is_some());
+    let by_last = s.dir.path().join("shard-1").join("merged");
+    assert_eq!(
+        results(&crate::scenario::summary(&by_last)),
+        results(&crate::scenario::summary(&reference))
+    );
+    assert_eq!(fix_sql(&by_last), fix_sql(&reference));
+    let runs = history(&cfg).await;
+    assert_eq!(runs.len(), 1, "{runs:#?}");
+    assert_eq!(runs[0]["result"], "different");
+    assert_eq!(
+        runs[0]["shards"],
+        serde_json::json!({"published": 3, "count": 3})
+    );
+
+    for bad in ["../x", "a/b", ".."] {
+        let out = syncgate_with_env(
+            words(&["check", "-C", &cfg, "--shard", "0/3", "--run-id", bad]),
+            vec![],
+        )
+        .await;
+        assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("run id '{bad}'")),
+            "{}",
+            describe(&out)
+        );
+    }
+    server.stop().await;
 }
