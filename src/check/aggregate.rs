@@ -193,8 +193,10 @@ impl<'a> Aggregator<'a> {
                 }
                 st.chunks.freeze();
             }
-            WorkerMsg::Overlaps { table, keys } => {
-                let r = &mut self.states[table].report;
+            WorkerMsg::Overlaps { table, seq, keys } => {
+                let st = &mut self.states[table];
+                st.chunks.overlaps(seq, keys.len() as u64);
+                let r = &mut st.report;
                 r.overlapping_keys += keys.len() as u64;
                 let room = MAX_OVERLAPS_LISTED.saturating_sub(r.overlaps.len());
                 r.overlaps.extend(keys.into_iter().take(room));

@@ -77,6 +77,7 @@ pub enum WorkerMsg {
     /// Shard merge: keys held by several upstream tables of the target (described).
     Overlaps {
         table: usize,
+        seq: u64,
         keys: Vec<String>,
     },
 }

@@ -87,6 +87,7 @@ pub(super) fn resume_states(
                 }
                 let (r, c) = (&mut st.report, &prefix.counts);
                 r.rows_missing = c.rows_missing;
+                r.overlapping_keys = c.overlapping_keys;
                 r.rows_extra = c.rows_extra;
                 r.rows_changed = c.rows_changed;
                 r.rows_upstream = c.rows_upstream;

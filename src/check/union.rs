@@ -51,6 +51,7 @@ pub(super) async fn check_merged(
             .collect();
         let msg = WorkerMsg::Overlaps {
             table: chunk.table,
+            seq: chunk.seq,
             keys,
         };
         let _ = chunk.msgs.send(msg).await;

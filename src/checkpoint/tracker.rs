@@ -15,6 +15,13 @@ pub struct ChunkCounts {
     pub rows_upstream: u64,
     pub rows_downstream: u64,
     pub chunks_different: u64,
+    /// Shard merge: keys held by several upstream tables.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub overlapping_keys: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl ChunkCounts {
@@ -25,6 +32,7 @@ impl ChunkCounts {
         self.rows_upstream += o.rows_upstream;
         self.rows_downstream += o.rows_downstream;
         self.chunks_different += o.chunks_different;
+        self.overlapping_keys += o.overlapping_keys;
     }
 }
 
@@ -129,6 +137,11 @@ impl ChunkTracker {
         c.rows_missing += missing;
         c.rows_extra += extra;
         c.rows_changed += changed;
+    }
+
+    /// Keys of chunk `seq` held by several upstream tables (shard merge).
+    pub fn overlaps(&mut self, seq: u64, keys: u64) {
+        self.pending.entry(seq).or_default().counts.overlapping_keys += keys;
     }
 
     /// A range of chunk `seq` had differences (for `--apply-fix`).

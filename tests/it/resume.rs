@@ -140,7 +140,12 @@ fn sql_files(out: &Path, dir: &str) -> Vec<(String, Vec<String>)> {
 /// The reference: one uninterrupted run into another output directory (not part of the
 /// fingerprint), with other parallelism (not part of it either). Its directory and wall time.
 pub(crate) fn uninterrupted_reference(s: &Scenario, cfg: &str) -> (PathBuf, Duration) {
-    let reference = s.dir.path().join("reference");
+    reference_run(s.dir.path(), cfg)
+}
+
+/// [`uninterrupted_reference`] into `dir/reference`.
+pub(crate) fn reference_run(dir: &Path, cfg: &str) -> (PathBuf, Duration) {
+    let reference = dir.join("reference");
     let t0 = Instant::now();
     let out = syncgate(&[
         "check",
@@ -162,7 +167,7 @@ pub(crate) fn uninterrupted_reference(s: &Scenario, cfg: &str) -> (PathBuf, Dura
 
 /// The same check, killed with SIGKILL once one table is finished and another has a
 /// finished prefix: the checkpoint seen before the kill and the one on disk after it.
-fn killed_after_partial_progress(
+pub(crate) fn killed_after_partial_progress(
     cfg: &str,
     out_dir: &Path,
     uninterrupted: Duration,

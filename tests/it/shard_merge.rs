@@ -43,6 +43,92 @@ fn table<'a>(s: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
         .unwrap_or_else(|| panic!("{name} not in {s:#}"))
 }
 
+/// Three upstream databases on three servers, each holding a third of `orders` (integer
+/// key) and `customers` (string key), with their routes to one downstream database.
+struct Shards {
+    ups: Vec<TestDb>,
+    down: TestDb,
+    dir: tempfile::TempDir,
+}
+
+impl Shards {
+    /// `rows` orders and a third as many customers; downstream drift: a missing, an extra
+    /// and a changed order (every 1000th id when `spread`), and key 8 (shard 2's) also on
+    /// shard 0 with the same values.
+    async fn load(rows: u32, spread: bool) -> Shards {
+        let servers = [shared().await, third().await, fourth().await];
+        let down = TestDb::on(second().await).await;
+        let mut ups = Vec::new();
+        for (i, server) in servers.into_iter().enumerate() {
+            let db = TestDb::on(server).await;
+            db.exec(SCHEMA).await;
+            db.exec(&shard_rows(i as u32, rows)).await;
+            db.exec(&customer_rows(i as u32, rows / 3)).await;
+            ups.push(db);
+        }
+        down.exec(SCHEMA).await;
+        for i in 0..3 {
+            down.exec(&shard_rows(i, rows)).await;
+            down.exec(&customer_rows(i, rows / 3)).await;
+        }
+        down.exec(
+            "DELETE FROM orders WHERE id = 5; INSERT INTO orders VALUES (100001, 'x', 0); \
+             UPDATE orders SET v = 'changed' WHERE id = 7; \
+             DELETE FROM customers WHERE code = 'c002000'; \
+             UPDATE customers SET name = 'other' WHERE code = 'c000010';",
+        )
+        .await;
+        if spread {
+            down.exec(
+                "DELETE FROM orders WHERE id % 1000 = 11; \
+                 UPDATE orders SET n = -n WHERE id % 1000 = 503;",
+            )
+            .await;
+        }
+        ups[0].exec("INSERT INTO orders VALUES (8, 'v8', 56)").await;
+        Shards {
+            ups,
+            down,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn out(&self) -> std::path::PathBuf {
+        self.dir.path().join("out")
+    }
+
+    /// The check's config: sources `a`, `b`, `c` routed to the downstream's database.
+    fn config(&self, threads: usize, chunk_size: u64) -> String {
+        let (ups, down) = (&self.ups, &self.down);
+        let mut text = format!(
+            "check-thread-count = {threads}\nexport-fix-sql = true\n\n{}{}{}{}",
+            source("a", ups[0].port(), "\"to_a\""),
+            source("b", ups[1].port(), "\"to_b\""),
+            source("c", ups[2].port(), "\"to_c\""),
+            source("down", down.port(), ""),
+        );
+        for (name, db) in ["a", "b", "c"].iter().zip(ups) {
+            text.push_str(&format!(
+                "[routes.to_{name}]\nschema-pattern = \"{}\"\ntarget-schema = \"{}\"\n\n",
+                db.name(),
+                down.name()
+            ));
+        }
+        text.push_str(&format!(
+            "[task]\noutput-dir = \"{}\"\nsource-instances = [\"a\", \"b\", \"c\"]\n\
+             target-instance = \"down\"\ntarget-check-tables = [\"{}.*\"]\n\
+             target-configs = [\"small\"]\n\n\
+             [table-configs.small]\ntarget-tables = [\"{}.*\"]\nchunk-size = {chunk_size}\n",
+            self.out().display(),
+            down.name(),
+            down.name()
+        ));
+        let path = self.dir.path().join("config.toml");
+        std::fs::write(&path, &text).unwrap();
+        path.to_string_lossy().into_owned()
+    }
+}
+
 /// Three upstream servers, each holding a third of `orders` (integer key, split by value on
 /// the downstream) and of `customers` (string key, split by walking the downstream), merged
 /// into one downstream; each shard's database has its own name, routed to the target's.
@@ -50,59 +136,9 @@ fn table<'a>(s: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
 /// reported exactly; the fix SQL makes the downstream equal to the union.
 #[tokio::test]
 async fn three_upstream_servers_merged_into_one_downstream() {
-    let servers = [shared().await, third().await, fourth().await];
-    let down = TestDb::on(second().await).await;
-    let mut ups = Vec::new();
-    for (i, server) in servers.into_iter().enumerate() {
-        let db = TestDb::on(server).await;
-        db.exec(SCHEMA).await;
-        db.exec(&shard_rows(i as u32, 9_000)).await;
-        db.exec(&customer_rows(i as u32, 3_000)).await;
-        ups.push(db);
-    }
-    down.exec(SCHEMA).await;
-    for i in 0..3 {
-        down.exec(&shard_rows(i, 9_000)).await;
-        down.exec(&customer_rows(i, 3_000)).await;
-    }
-    // Drift: missing, extra, changed; and key 8 (shard 2's) also on shard 0, same values.
-    down.exec(
-        "DELETE FROM orders WHERE id = 5; INSERT INTO orders VALUES (100001, 'x', 0); \
-         UPDATE orders SET v = 'changed' WHERE id = 7; \
-         DELETE FROM customers WHERE code = 'c002000'; \
-         UPDATE customers SET name = 'other' WHERE code = 'c000010';",
-    )
-    .await;
-    ups[0].exec("INSERT INTO orders VALUES (8, 'v8', 56)").await;
-
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out");
-    let mut text = format!(
-        "check-thread-count = 3\nexport-fix-sql = true\n\n{}{}{}{}",
-        source("a", ups[0].port(), "\"to_a\""),
-        source("b", ups[1].port(), "\"to_b\""),
-        source("c", ups[2].port(), "\"to_c\""),
-        source("down", down.port(), ""),
-    );
-    for (name, db) in ["a", "b", "c"].iter().zip(&ups) {
-        text.push_str(&format!(
-            "[routes.to_{name}]\nschema-pattern = \"{}\"\ntarget-schema = \"{}\"\n\n",
-            db.name(),
-            down.name()
-        ));
-    }
-    text.push_str(&format!(
-        "[task]\noutput-dir = \"{}\"\nsource-instances = [\"a\", \"b\", \"c\"]\n\
-         target-instance = \"down\"\ntarget-check-tables = [\"{}.*\"]\n\
-         target-configs = [\"small\"]\n\n\
-         [table-configs.small]\ntarget-tables = [\"{}.*\"]\nchunk-size = 1000\n",
-        out.display(),
-        down.name(),
-        down.name()
-    ));
-    let config = dir.path().join("config.toml");
-    std::fs::write(&config, &text).unwrap();
-    let cfg = config.to_str().unwrap();
+    let shards = Shards::load(9_000, false).await;
+    let (ups, down, out) = (&shards.ups, &shards.down, shards.out());
+    let cfg = &shards.config(3, 1000);
 
     let run = syncgate(&["check", "-C", cfg]);
     assert_eq!(run.status.code(), Some(1), "{}", describe(&run));
@@ -140,7 +176,7 @@ async fn three_upstream_servers_merged_into_one_downstream() {
 
     // The fix SQL targets the downstream; with the overlap removed upstream, the
     // downstream then equals the union.
-    crate::scenario::apply_fix_dir(&down, &out).await;
+    crate::scenario::apply_fix_dir(down, &out).await;
     ups[0].exec("DELETE FROM orders WHERE id = 8").await;
     let again = syncgate(&["check", "-C", cfg]);
     assert_eq!(again.status.code(), Some(0), "{}", describe(&again));
@@ -286,4 +322,22 @@ async fn router_scenarios_read_the_tables_sync_diff_inspector_reads() {
             }
         }
     }
+}
+
+/// A merged check killed with SIGKILL midway and resumed with `--resume` ends with exactly
+/// an uninterrupted run's results, overlap count and fix SQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merged_check_killed_and_resumed_equals_an_uninterrupted_run() {
+    use crate::resume::{fix_sql, killed_after_partial_progress, reference_run, results};
+    let shards = Shards::load(30_000, true).await;
+    let cfg = shards.config(4, 100);
+    let (reference, took) = reference_run(shards.dir.path(), &cfg);
+    let _ = killed_after_partial_progress(&cfg, &shards.out(), took);
+    let out = syncgate(&["check", "-C", &cfg, "--resume"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let (resumed, want) = (summary(&shards.out()), summary(&reference));
+    assert_eq!(results(&resumed), results(&want));
+    assert_eq!(fix_sql(&shards.out()), fix_sql(&reference));
+    assert_eq!(table(&resumed, "orders")["overlapping_keys"], 1);
+    assert_eq!(counts(&want, "orders"), (31, 1, 31), "{want:#}");
 }
