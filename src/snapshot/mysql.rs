@@ -157,6 +157,9 @@ pub async fn pin_consistent(
     Ok((workers, point))
 }
 
+/// `ER_SPECIFIC_ACCESS_DENIED_ERROR`: "you need (at least one of) the … privilege(s)".
+const ER_SPECIFIC_ACCESS_DENIED: u16 = 1227;
+
 type Opened = (Option<String>, Option<(String, u64)>, Vec<(String, String)>);
 
 /// With commits blocked: open every worker's snapshot and read the position.
@@ -178,7 +181,15 @@ async fn open_snapshots(control: &mut Conn, workers: &mut [Conn], mariadb: bool)
         .await?
         .and_then(|r| cell_str(&r, 0))
         .map(|g| g.replace('\n', ""));
-    let status = control.first("SHOW MASTER STATUS").await?;
+    // The file and offset only describe the point: on MariaDB the GTID position identifies
+    // it, so a user without BINLOG MONITOR (error 1227) still gets a consistent snapshot.
+    let status = match control.first("SHOW MASTER STATUS").await {
+        Err(e) if mariadb && e.server_code() == Some(ER_SPECIFIC_ACCESS_DENIED) => {
+            tracing::debug!("binlog file and offset not read: {e}");
+            None
+        }
+        other => other?,
+    };
     let binlog = status
         .as_ref()
         .and_then(|r| Some((cell_str(r, 0)?, cell_u64(r, 1)?)));

@@ -34,6 +34,7 @@ mod load;
 mod names;
 mod objects;
 mod playground_dr;
+mod privileges;
 mod prop_check;
 mod prop_schema;
 mod replica_fence;
