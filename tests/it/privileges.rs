@@ -106,7 +106,11 @@ async fn documented_grants_suffice_per_mode_and_one_less_is_named() {
         assert_eq!(out.status.code(), Some(1), "{name}: {}", describe(&out));
         let s = summary(&d.join(format!("out-{name}")));
         assert_eq!(counts(&s, "t"), (0, 0, 1), "{name}: {s:#}");
-        assert_eq!(s["upstream"][0]["pinned"], snapshot != "", "{name}: {s:#}");
+        assert_eq!(
+            s["upstream"][0]["pinned"],
+            !snapshot.is_empty(),
+            "{name}: {s:#}"
+        );
     }
     // The fence left replication running.
     let io = scalar(
