@@ -140,12 +140,14 @@ async fn documented_grants_suffice_per_mode_and_one_less_is_named() {
     assert_eq!(before, after, "the primary's binlog did not move");
 }
 
-/// `dr backup` on the primary and `dr restore` (with gate 1) on the secondary, each as a
-/// user holding exactly the grants README lists for the step; one grant less is named.
+/// `dr backup` on the primary, `dr restore` (with gate 1) on the secondary, then `dr
+/// replicate` and `dr verify` (gate 2, the fence), each as users holding exactly the grants
+/// README lists for the step; one grant less is named.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dr_backup_and_restore_run_with_their_documented_grants() {
     let flow = crate::dr_backup::Flow::new(2, 1_000, None).await;
     user(&flow.primary, "bk", BACKUP_GRANTS).await;
+    user(&flow.primary, "repl", "REPLICATION SLAVE").await;
     exec(
         &flow.secondary,
         &format!(
@@ -164,6 +166,10 @@ async fn dr_backup_and_restore_run_with_their_documented_grants() {
         })
         .collect::<Vec<_>>()
         .join("\n");
+    let text = text.replace(
+        "[dr]\n",
+        "[dr]\nreplication-user = \"repl\"\nreplication-password = \"pw\"\n",
+    );
     std::fs::write(&flow.config, &text).unwrap();
 
     let out = flow.run("backup", &[]);
@@ -176,6 +182,22 @@ async fn dr_backup_and_restore_run_with_their_documented_grants() {
         describe(&out)
     );
 
+    // Replication from the backup point, and gate 2 at a GTID fence.
+    let out = flow.run("replicate", &[]);
+    let text = describe(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("gate 2: equal"), "{text}");
+    let out = flow.run("verify", &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+
+    // One grant less on the secondary: gate 2's fence names it.
+    exec(
+        &flow.secondary,
+        "REVOKE REPLICATION SLAVE ADMIN ON *.* FROM 'rs'@'%'",
+    )
+    .await;
+    refused_naming(&flow.run("verify", &[]), "REPLICATION SLAVE ADMIN");
+
     // One grant less on the primary: the backup names it.
     exec(&flow.primary, "REVOKE RELOAD ON *.* FROM 'bk'@'%'").await;
     let out = flow.run("backup", &["--again"]);
@@ -184,5 +206,6 @@ async fn dr_backup_and_restore_run_with_their_documented_grants() {
 
 /// README "Privileges", `dr backup` (primary).
 const BACKUP_GRANTS: &str = "SELECT, SHOW VIEW, TRIGGER, EVENT, RELOAD, BINLOG MONITOR";
-/// README "Privileges", `dr restore` (secondary), beyond all privileges on the schemas.
-const RESTORE_GLOBAL_GRANTS: &str = "BINLOG ADMIN, REPLICATION SLAVE ADMIN, SLAVE MONITOR";
+/// README "Privileges", `dr restore`, `dr replicate` and gate 2 (secondary), beyond all
+/// privileges on the schemas.
+const RESTORE_GLOBAL_GRANTS: &str = "RELOAD, BINLOG ADMIN, REPLICATION SLAVE ADMIN, SLAVE MONITOR";
