@@ -7,7 +7,7 @@ use super::msg::WorkerMsg;
 use super::plan::{Side, TablePlan};
 use super::sides::{retry, Chunk, Sides, LEAF_ROWS, MAX_RETRIES};
 use crate::chunk::{parse_int, KeyRange};
-use crate::db::Conn;
+use crate::db::{Conn, RowStream};
 use crate::diff::{Advance, Merger, RowChange, RowLayout, Union};
 use crate::error::{Error, Result};
 use crate::row::Row;
@@ -43,14 +43,35 @@ async fn merge_streams(
 ) -> Result<(u64, u64)> {
     let mut us = uc.stream(up_sql).await?;
     let mut ds = dc.stream(down_sql).await?;
+    merge_rows(&mut us, &mut ds, layout, sink).await
+}
+
+/// The upstream side of a merge: one server stream, or the union of a merged target's.
+trait UpRows {
+    async fn next_row(&mut self) -> Result<Option<Row>>;
+}
+
+impl UpRows for RowStream<'_> {
+    async fn next_row(&mut self) -> Result<Option<Row>> {
+        self.next().await
+    }
+}
+
+/// The one merge loop: rows of both sides through [`Merger`] into `sink`.
+async fn merge_rows(
+    up: &mut impl UpRows,
+    down: &mut RowStream<'_>,
+    layout: &RowLayout,
+    sink: &mut impl OnChange,
+) -> Result<(u64, u64)> {
     let mut merger = Merger::new(layout.clone());
     loop {
         let (want_up, want_down) = merger.wants();
         if want_up {
-            merger.put_up(us.next().await?);
+            merger.put_up(up.next_row().await?);
         }
         if want_down {
-            merger.put_down(ds.next().await?);
+            merger.put_down(down.next().await?);
         }
         match merger.advance() {
             Advance::Change(c) => sink.push(c).await?,
@@ -243,33 +264,36 @@ async fn union_streams(
     for (conn, sql) in conns.into_iter().zip(up_sql) {
         streams.push(conn.stream(sql).await?);
     }
+    let mut up = UnionRows {
+        union: Union::new(layout.clone(), streams.len()),
+        streams,
+        overlaps,
+    };
     let mut ds = dc.stream(down_sql).await?;
-    let mut union = Union::new(layout.clone(), streams.len());
-    let mut merger = Merger::new(layout.clone());
-    loop {
-        let (want_up, want_down) = merger.wants();
-        if want_up {
-            while let Some(i) = union.wants() {
-                union.put(i, streams[i].next().await?);
+    merge_rows(&mut up, &mut ds, layout, sink).await
+}
+
+/// The parts' streams as one, in key order; keys found in several parts are noted with
+/// the parts' indexes (the first holder's row is the one returned).
+struct UnionRows<'s, 'o> {
+    union: Union,
+    streams: Vec<RowStream<'s>>,
+    overlaps: &'o mut Vec<(Row, Vec<usize>)>,
+}
+
+impl UpRows for UnionRows<'_, '_> {
+    async fn next_row(&mut self) -> Result<Option<Row>> {
+        while let Some(i) = self.union.wants() {
+            self.union.put(i, self.streams[i].next().await?);
+        }
+        Ok(self.union.pop().map(|n| {
+            if !n.overlaps.is_empty() {
+                let mut parts = vec![n.part];
+                parts.extend(&n.overlaps);
+                self.overlaps.push((n.row.clone(), parts));
             }
-            let next = union.pop().map(|n| {
-                if !n.overlaps.is_empty() {
-                    let mut parts = vec![n.part];
-                    parts.extend(&n.overlaps);
-                    overlaps.push((n.row.clone(), parts));
-                }
-                n.row
-            });
-            merger.put_up(next);
-        }
-        if want_down {
-            merger.put_down(ds.next().await?);
-        }
-        match merger.advance() {
-            Advance::Change(c) => sink.push(c).await?,
-            Advance::Same => {}
-            Advance::Done => return Ok(merger.rows()),
-        }
+            n.row
+        }))
     }
 }
 
