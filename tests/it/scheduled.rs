@@ -236,6 +236,21 @@ async fn syncgate_with_env(args: Vec<String>, env: Vec<(&'static str, String)>) 
     .unwrap()
 }
 
+/// `syncgate report merge --run RUN -C CFG --output-dir OUT`.
+async fn report_merge(cfg: &str, run: &str, out: &std::path::Path) -> Output {
+    let args = [
+        "report",
+        "merge",
+        "--run",
+        run,
+        "-C",
+        cfg,
+        "--output-dir",
+        out.to_str().unwrap(),
+    ];
+    syncgate_with_env(words(&args), vec![]).await
+}
+
 fn words(args: &[&str]) -> Vec<String> {
     args.iter().map(|a| a.to_string()).collect()
 }
@@ -319,20 +334,7 @@ async fn shards_published_to_s3_merged_by_run_id_equal_a_single_process_run() {
     assert_eq!(runs[0]["tables"], 4);
 
     let merged = s.dir.path().join("merged");
-    let out = syncgate_with_env(
-        words(&[
-            "report",
-            "merge",
-            "--run",
-            run,
-            "-C",
-            &cfg,
-            "--output-dir",
-            merged.to_str().unwrap(),
-        ]),
-        vec![],
-    )
-    .await;
+    let out = report_merge(&cfg, run, &merged).await;
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     assert_eq!(
         results(&crate::scenario::summary(&merged)),
@@ -418,20 +420,7 @@ async fn a_missing_shard_is_named_and_the_last_shard_merges() {
     }
 
     let merged = s.dir.path().join("merged");
-    let out = syncgate_with_env(
-        words(&[
-            "report",
-            "merge",
-            "--run",
-            run,
-            "-C",
-            &cfg,
-            "--output-dir",
-            merged.to_str().unwrap(),
-        ]),
-        vec![],
-    )
-    .await;
+    let out = report_merge(&cfg, run, &merged).await;
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
