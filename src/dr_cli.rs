@@ -9,6 +9,7 @@ use syncgate::config::Config;
 use syncgate::dr::archive;
 use syncgate::dr::backup::{self, BackupOptions};
 use syncgate::dr::failover::{self, FailoverOptions};
+use syncgate::dr::flow::{Flow, StepName, StepStatus};
 use syncgate::dr::replicate::{self, ReplicateOptions, Started};
 use syncgate::dr::reseed::{self, ReseedOptions};
 use syncgate::dr::restore::{self, RestoreOptions};
@@ -150,6 +151,16 @@ pub enum DrAction {
         #[arg(long)]
         json: bool,
     },
+    /// The preparatory half in one command: backup → restore (gate 1) → replicate (gate 2).
+    /// Resumable from the flow state: a step the flow records done is skipped, one that
+    /// did not finish (killed, interrupted, failed) is redone from a clean start (a restore
+    /// replaces the tables its earlier attempt wrote; a replica its earlier attempt started
+    /// from this primary is taken as is). Exit 0 when gates 1 and 2 are equal, 1 when one
+    /// differs (the flow stops there), 2 on an error.
+    Run {
+        #[command(flatten)]
+        common: Common,
+    },
     /// The flow's state: each step, its point and gate; replication; gate 2's last runs;
     /// the backups in storage.
     Status {
@@ -215,6 +226,7 @@ pub async fn run(action: DrAction) -> anyhow::Result<i32> {
             stop_with_parent,
         } => archive_cmd(&common, flush_interval, start_gtid, stop_with_parent).await,
         DrAction::Status { common, json } => status_cmd(&common, json).await,
+        DrAction::Run { common } => run_cmd(&common).await,
         DrAction::Failover {
             common,
             again,
@@ -261,16 +273,93 @@ pub async fn run(action: DrAction) -> anyhow::Result<i32> {
     }
 }
 
-async fn backup_cmd(common: &Common, again: bool) -> anyhow::Result<i32> {
+/// `dr run`: the steps up to gate 2, each skipped when the flow records it done.
+async fn run_cmd(common: &Common) -> anyhow::Result<i32> {
     let ctx = context(common)?;
+    let (state, _) = Flow::peek(ctx.store().await?.as_ref()).await?;
+    let status = |name: StepName| state.step(name).map(|r| r.status);
+    // A step recorded but not done was started by an earlier run that did not finish it.
+    let unfinished = |name: StepName| status(name).is_some_and(|s| s != StepStatus::Done);
+    for name in [StepName::Restore, StepName::Replicate] {
+        if status(name) == Some(StepStatus::GateFailed) {
+            println!(
+                "{}: its gate found differences earlier; the flow stops there until they are                  fixed (see `dr status`)",
+                name.as_str()
+            );
+            return Ok(DIFFERENT);
+        }
+    }
+    let done = |name: StepName| {
+        let skip = status(name) == Some(StepStatus::Done);
+        if skip {
+            println!(
+                "{}: done earlier (the flow state says so), skipped",
+                name.as_str()
+            );
+        }
+        skip
+    };
+    // --dry-run: each step's plan; a later step's may depend on an earlier one's result.
+    let planned = |step: &str, r: anyhow::Result<i32>| -> anyhow::Result<i32> {
+        match r {
+            Err(e) if ctx.dry_run => {
+                println!("{step}: planned once the steps before it have run ({e})");
+                Ok(EQUAL)
+            }
+            other => other,
+        }
+    };
+    if !done(StepName::Backup) {
+        println!("== backup");
+        let code = backup_step(&ctx, false).await?;
+        if code != EQUAL {
+            return Ok(code);
+        }
+    }
+    if !done(StepName::Restore) {
+        println!("== restore, gate 1");
+        let opts = RestoreOptions {
+            // The tables on the secondary are the earlier attempt's own.
+            overwrite: unfinished(StepName::Restore),
+            ..RestoreOptions::default()
+        };
+        let code = planned("restore", restore_step(&ctx, &opts).await)?;
+        if code != EQUAL {
+            return Ok(code);
+        }
+    }
+    if done(StepName::Replicate) {
+        println!("== gate 2");
+        if ctx.dry_run {
+            println!("gate 2: the secondary against the primary at a GTID fence");
+            return Ok(EQUAL);
+        }
+        return verify_cmd(&ctx, false).await;
+    }
+    println!("== replicate, gate 2");
+    let opts = ReplicateOptions {
+        adopt: unfinished(StepName::Replicate),
+        ..ReplicateOptions::default()
+    };
+    planned(
+        "replicate",
+        replicate_step(&ctx, common, &opts, false).await,
+    )
+}
+
+async fn backup_cmd(common: &Common, again: bool) -> anyhow::Result<i32> {
+    backup_step(&context(common)?, again).await
+}
+
+async fn backup_step(ctx: &DrContext, again: bool) -> anyhow::Result<i32> {
     if ctx.dry_run {
-        for line in backup::plan(&ctx).await? {
+        for line in backup::plan(ctx).await? {
             println!("{line}");
         }
         return Ok(EQUAL);
     }
     tracing::info!(config = ?ctx.config, "dr backup");
-    let out = backup::run(&ctx, &BackupOptions { again }).await?;
+    let out = backup::run(ctx, &BackupOptions { again }).await?;
     let m = &out.manifest;
     for id in &out.removed_incomplete {
         println!("removed incomplete backup {id} (its writer stopped before the manifest)");
@@ -296,15 +385,18 @@ async fn backup_cmd(common: &Common, again: bool) -> anyhow::Result<i32> {
 }
 
 async fn restore_cmd(common: &Common, opts: &RestoreOptions) -> anyhow::Result<i32> {
-    let ctx = context(common)?;
+    restore_step(&context(common)?, opts).await
+}
+
+async fn restore_step(ctx: &DrContext, opts: &RestoreOptions) -> anyhow::Result<i32> {
     if ctx.dry_run {
-        for line in restore::plan(&ctx, opts).await? {
+        for line in restore::plan(ctx, opts).await? {
             println!("{line}");
         }
         return Ok(EQUAL);
     }
     tracing::info!(config = ?ctx.config, "dr restore");
-    let out = restore::run(&ctx, opts).await?;
+    let out = restore::run(ctx, opts).await?;
     if let Some(t) = out.restore_time {
         println!(
             "restored backup {} onto '{}' in {:.1} s; the secondary is at {}",
@@ -483,6 +575,15 @@ async fn replicate_cmd(common: &Common, again: bool, with_archive: bool) -> anyh
         again,
         ..ReplicateOptions::default()
     };
+    replicate_step(&ctx, common, &opts, with_archive).await
+}
+
+async fn replicate_step(
+    ctx: &DrContext,
+    common: &Common,
+    opts: &ReplicateOptions,
+    with_archive: bool,
+) -> anyhow::Result<i32> {
     if with_archive {
         anyhow::ensure!(
             ctx.dr.redo_storage.is_some(),
@@ -495,7 +596,7 @@ async fn replicate_cmd(common: &Common, again: bool, with_archive: bool) -> anyh
              archive"
         );
     }
-    let plan = replicate::plan(&ctx, &opts).await?;
+    let plan = replicate::plan(ctx, opts).await?;
     for line in &plan {
         println!("{line}");
     }
@@ -506,7 +607,7 @@ async fn replicate_cmd(common: &Common, again: bool, with_archive: bool) -> anyh
         return Ok(EQUAL);
     }
     tracing::info!(config = ?ctx.config, "dr replicate");
-    let out = replicate::run(&ctx, &opts).await?;
+    let out = replicate::run(ctx, opts).await?;
     match &out.started {
         Started::Gtid(gtid) => {
             println!(
@@ -516,7 +617,7 @@ async fn replicate_cmd(common: &Common, again: bool, with_archive: bool) -> anyh
                 out.elapsed.as_secs_f64()
             );
             if !with_archive {
-                return verify_cmd(&ctx, false).await;
+                return verify_cmd(ctx, false).await;
             }
             let archiver = ArchiveChild::spawn(common)?;
             println!(
@@ -528,8 +629,8 @@ async fn replicate_cmd(common: &Common, again: bool, with_archive: bool) -> anyh
                     .map(syncgate::config::redact_uri)
                     .unwrap_or_default()
             );
-            let gate = verify_cmd(&ctx, false).await;
-            supervise_archive(&ctx, archiver, gate).await
+            let gate = verify_cmd(ctx, false).await;
+            supervise_archive(ctx, archiver, gate).await
         }
         Started::Changefeed(cf) => {
             println!(

@@ -23,6 +23,11 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct ReplicateOptions {
     /// Set replication up again although the flow says it was done.
     pub again: bool,
+    /// `dr run` resuming after its own replicate step died midway: a secondary that already
+    /// replicates from this primary (the step's `START SLAVE` went through) is taken as is
+    /// and the step recorded done, instead of refused. Only when the flow records an
+    /// unfinished replicate step.
+    pub adopt: bool,
     /// TiDB: how the changefeed is set up and waited for.
     pub tidb: tidb_steps::ReplicateOptions,
 }
@@ -376,15 +381,36 @@ pub async fn run(ctx: &DrContext, opts: &ReplicateOptions) -> Result<ReplicateOu
             refuse_done(flow, opts)?;
             let gtid = start_point(flow)?;
             let mut conn = secondary.connect().await?;
-            refuse_active(
-                &ReplicaStatus::read(&mut conn, secondary.flavour()).await?,
-                secondary.name(),
-            )?;
+            let status = ReplicaStatus::read(&mut conn, secondary.flavour()).await?;
             let mut record = StepRecord::started_now();
             let restore = restored(flow)?;
             record.backup_id = restore.backup_id.clone();
             record.point = restore.point.clone();
             record.source = Some(src.address());
+            let unfinished = flow
+                .state
+                .step(StepName::Replicate)
+                .is_some_and(|r| r.status != StepStatus::Done);
+            let ours = status
+                .as_ref()
+                .is_some_and(|s| s.active() && s.source == src.address());
+            if opts.adopt && unfinished && ours {
+                // The earlier attempt's START SLAVE went through, from gtid_slave_pos as the
+                // restore set it: what runs is what this step would have started.
+                tracing::info!(
+                    "the secondary already replicates from {}: adopted",
+                    src.address()
+                );
+                record.end(StepStatus::Done);
+                flow.set(StepName::Replicate, record).await?;
+                conn.close().await;
+                return Ok(ReplicateOutcome {
+                    source: src.address(),
+                    started: Started::Gtid(gtid),
+                    elapsed: std::time::Duration::ZERO,
+                });
+            }
+            refuse_active(&status, secondary.name())?;
             flow.set(StepName::Replicate, record.clone()).await?;
             let started = Instant::now();
             let work = start(&mut conn, secondary.flavour(), &src, &gtid);

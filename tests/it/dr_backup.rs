@@ -241,7 +241,7 @@ fn find_where(dir: &Path, pred: &dyn Fn(&Path) -> bool) -> Option<PathBuf> {
 
 /// Wait until the backup's dump is being uploaded: its temporary object in local storage
 /// holds at least 1 MiB (of about 11 MiB), so the step is midway whatever the machine's speed.
-fn wait_uploading(flow: &Flow, child: &mut std::process::Child) {
+pub(crate) fn wait_uploading(flow: &Flow, child: &mut std::process::Child) {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let midway = |p: &Path| {
         p.file_name()
@@ -261,7 +261,7 @@ fn wait_uploading(flow: &Flow, child: &mut std::process::Child) {
 }
 
 /// Wait until the flow state's copy says `step` is running (the step is under way).
-fn wait_running(flow: &Flow, step: &str, child: &mut std::process::Child) {
+pub(crate) fn wait_running(flow: &Flow, step: &str, child: &mut std::process::Child) {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         if let Ok(text) = std::fs::read_to_string(flow.out().join("flow.json")) {
@@ -279,13 +279,13 @@ fn wait_running(flow: &Flow, step: &str, child: &mut std::process::Child) {
 }
 
 /// Rows in `table`, 0 when it does not exist (yet).
-async fn rows_on(server: &LocalServer, table: &str) -> u64 {
+pub(crate) async fn rows_on(server: &LocalServer, table: &str) -> u64 {
     let mut c = server.conn().await.unwrap();
     let n: Result<Option<u64>, _> = c.query_first(format!("SELECT COUNT(*) FROM {table}")).await;
     n.ok().flatten().unwrap_or(0)
 }
 
-fn signal(child: &std::process::Child, sig: &str) {
+pub(crate) fn signal(child: &std::process::Child, sig: &str) {
     let status = Command::new("kill")
         .args([sig, &child.id().to_string()])
         .status()

@@ -25,6 +25,7 @@ mod dr_backup;
 mod dr_failover;
 mod dr_replicate;
 mod dr_reseed;
+mod dr_run;
 mod fix_undo;
 mod harness_smoke;
 mod index_hint;
