@@ -161,6 +161,16 @@ pub enum DrAction {
         #[command(flatten)]
         common: Common,
     },
+    /// Rehearse the whole flow on local servers under a steady write load: backup →
+    /// restore (gate 1) → replicate with the archive (gate 2) → the primary killed → failover
+    /// (gate 3) → reseed onto a spare (gate 4) → switchover → a final gate. Prints the
+    /// timeline, the recovery point and data lost, the time to a writable secondary and the
+    /// switchover's write freeze; writes drill.txt and drill.json (exit 0 when every gate
+    /// held and the ledger is gap-free).
+    Drill {
+        #[command(flatten)]
+        args: crate::drill::DrillArgs,
+    },
     /// The flow's state: each step, its point and gate; replication; gate 2's last runs;
     /// the backups in storage.
     Status {
@@ -227,6 +237,7 @@ pub async fn run(action: DrAction) -> anyhow::Result<i32> {
         } => archive_cmd(&common, flush_interval, start_gtid, stop_with_parent).await,
         DrAction::Status { common, json } => status_cmd(&common, json).await,
         DrAction::Run { common } => run_cmd(&common).await,
+        DrAction::Drill { args } => crate::drill::run(args).await,
         DrAction::Failover {
             common,
             again,

@@ -2,6 +2,7 @@
 //! exit codes (0 equal, 1 differences, 2 error). All real work lives in the library.
 
 mod dr_cli;
+mod drill;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};

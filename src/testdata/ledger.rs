@@ -36,6 +36,17 @@ impl LedgerWriter {
     /// Write `INSERT INTO table (seq) VALUES (n)` at `tps`, on the first of `servers` that
     /// takes it.
     pub fn start(servers: Vec<mysql_async::Opts>, table: &str, tps: u64) -> LedgerWriter {
+        LedgerWriter::start_from(servers, table, tps, 1)
+    }
+
+    /// [`LedgerWriter::start`] with `first` as the first sequence number (a ledger carried
+    /// on after a failover).
+    pub fn start_from(
+        servers: Vec<mysql_async::Opts>,
+        table: &str,
+        tps: u64,
+        first: u64,
+    ) -> LedgerWriter {
         let stop = Arc::new(AtomicBool::new(false));
         let committed = Arc::new(AtomicU64::new(0));
         let stats = Arc::new(Mutex::new(LedgerStats::default()));
@@ -47,7 +58,7 @@ impl LedgerWriter {
             let mut target = 0usize;
             let mut conn: Option<mysql_async::Conn> = None;
             let mut last_commit = Instant::now();
-            let mut n = 1u64;
+            let mut n = first;
             while !s.load(Ordering::SeqCst) {
                 tick.tick().await;
                 // One number until it is committed somewhere.

@@ -22,6 +22,7 @@ mod config_honoured;
 mod discovery;
 mod dr_archive;
 mod dr_backup;
+mod dr_drill;
 mod dr_failover;
 mod dr_replicate;
 mod dr_reseed;
