@@ -610,6 +610,7 @@ fn example_configs_load() {
     }
     loaded.sort();
     for expected in [
+        "dr-example.toml",
         "full-reference.toml",
         "mariadb-pair.toml",
         "sync-diff-example.toml",
