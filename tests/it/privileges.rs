@@ -141,8 +141,8 @@ async fn documented_grants_suffice_per_mode_and_one_less_is_named() {
 }
 
 /// `dr backup` on the primary, `dr restore` (with gate 1) on the secondary, then `dr
-/// replicate` and `dr verify` (gate 2, the fence), each as users holding exactly the grants
-/// README lists for the step; one grant less is named.
+/// replicate`, `dr verify` (gate 2, the fence) and `dr archive`, each as users holding
+/// exactly the grants README lists for the step; one grant less is named.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dr_backup_and_restore_run_with_their_documented_grants() {
     let flow = crate::dr_backup::Flow::new(2, 1_000, None).await;
@@ -166,9 +166,15 @@ async fn dr_backup_and_restore_run_with_their_documented_grants() {
         })
         .collect::<Vec<_>>()
         .join("\n");
+    let redo = flow.dir.path().join("redo");
+    std::fs::create_dir_all(&redo).unwrap();
     let text = text.replace(
         "[dr]\n",
-        "[dr]\nreplication-user = \"repl\"\nreplication-password = \"pw\"\n",
+        &format!(
+            "[dr]\nreplication-user = \"repl\"\nreplication-password = \"pw\"\n\
+             redo-storage = \"local://{}\"\nflush-interval = 0.2\n",
+            redo.display()
+        ),
     );
     std::fs::write(&flow.config, &text).unwrap();
 
@@ -190,6 +196,38 @@ async fn dr_backup_and_restore_run_with_their_documented_grants() {
     let out = flow.run("verify", &[]);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
 
+    // dr archive as a user holding only what README lists for it.
+    user(&flow.primary, "arch", ARCHIVE_GRANTS).await;
+    let arch_config = flow.dir.path().join("archive.toml");
+    let text = std::fs::read_to_string(&flow.config).unwrap();
+    std::fs::write(
+        &arch_config,
+        text.replacen("user = \"bk\"", "user = \"arch\"", 1),
+    )
+    .unwrap();
+    let log = std::fs::File::create(flow.dir.path().join("archive.log")).unwrap();
+    let archiver = std::process::Command::new(env!("CARGO_BIN_EXE_syncgate"))
+        .args(["dr", "archive", "-L", "info", "-C"])
+        .arg(&arch_config)
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    exec(
+        &flow.primary,
+        "UPDATE sbtest.sbtest1 SET k = k + 1 WHERE id <= 10; \
+         UPDATE sbtest.sbtest2 SET k = k + 1 WHERE id <= 10",
+    )
+    .await;
+    let end = crate::dr_failover::settle_and_stop(&flow, archiver).await;
+    let primary = crate::replica_fence::scalar(&flow.primary, "SELECT @@gtid_binlog_pos").await;
+    assert_eq!(
+        end.to_string(),
+        primary,
+        "the archive reached the primary's position"
+    );
+
     // One grant less on the secondary: gate 2's fence names it.
     exec(
         &flow.secondary,
@@ -204,6 +242,8 @@ async fn dr_backup_and_restore_run_with_their_documented_grants() {
     refused_naming(&out, "RELOAD");
 }
 
+/// README "Privileges", `dr archive` (primary).
+const ARCHIVE_GRANTS: &str = "REPLICATION SLAVE, BINLOG MONITOR";
 /// README "Privileges", `dr backup` (primary).
 const BACKUP_GRANTS: &str = "SELECT, SHOW VIEW, TRIGGER, EVENT, RELOAD, BINLOG MONITOR";
 /// README "Privileges", `dr restore`, `dr replicate` and gate 2 (secondary), beyond all
