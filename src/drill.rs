@@ -76,6 +76,8 @@ pub struct DrillReport {
     pub timeline: Vec<Entry>,
     /// Ledger rows whose COMMIT the primary acknowledged before it was killed.
     pub acknowledged_before_kill: u64,
+    /// The write rate the primary sustained until then (transactions per second).
+    pub achieved_tps: f64,
     /// Ledger rows on the secondary after the failover (a gap-free prefix 1..=n).
     pub recovered: u64,
     /// Acknowledged transactions not recovered (the data lost).
@@ -218,6 +220,7 @@ impl Drill {
     /// The flow, step by step; stops at the first step that fails or gate that differs.
     async fn rehearse(&mut self) -> anyhow::Result<()> {
         let writer = LedgerWriter::start(vec![app(&self.primary)], LEDGER, self.args.tps);
+        let writing = Instant::now();
         tokio::time::sleep(Duration::from_millis(500)).await;
         self.step("backup", &["dr", "backup"], false).await?;
         self.step("restore, gate 1", &["dr", "restore"], true)
@@ -241,6 +244,7 @@ impl Drill {
         self.primary.kill();
         let acknowledged = writer.stop().await.committed;
         self.report.acknowledged_before_kill = acknowledged;
+        self.report.achieved_tps = acknowledged as f64 / writing.elapsed().as_secs_f64();
         self.push(Entry {
             step: "primary killed".into(),
             started_ms: t,
@@ -605,9 +609,10 @@ pub fn render_text(r: &DrillReport) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "DR drill: {} ({} TPS, {} x {} rows)",
+        "DR drill: {} ({} TPS asked, {:.0} achieved; {} x {} rows)",
         r.result.to_uppercase(),
         r.tps,
+        r.achieved_tps,
         r.tables,
         r.rows
     );
@@ -692,6 +697,7 @@ mod tests {
                 note: String::new(),
             }],
             acknowledged_before_kill: 10,
+            achieved_tps: 99.5,
             recovered: 9,
             data_lost_transactions: 1,
             recovery_point: Some("2026-11-27T09:00:00Z".into()),
