@@ -203,6 +203,13 @@ async fn run(job: CheckJob, progress: Progress) -> Result<RunReport> {
     let mut warnings = job.warnings.clone();
     let sides: Vec<&Source> = [&up, &down].into_iter().chain(&more_ups).collect();
     warnings.extend(live_warnings(&sides));
+    for s in more_ups.iter().filter(|s| s.pins_tidb_snapshot()) {
+        warnings.push(format!(
+            "{}: no PD service safepoint is held for a further upstream source; make sure \
+             tidb_gc_life_time covers the check",
+            s.name()
+        ));
+    }
     let ups: Arc<[Source]> = std::iter::once(up.clone()).chain(more_ups).collect();
     let fix_dir = job
         .output_dir
