@@ -177,13 +177,18 @@ async fn killed_unpinned_connections_are_retried() {
         "target-configs = [\"tiny\"]\n[table-configs.tiny]\ntarget-tables = [\"{}.t\"]\nchunk-size = 50\n",
         s.up.name()
     ));
+    // The killer is connected and polling before the check starts, and polls until the
+    // check has ended: a checksum in flight is found however fast or loaded the machine.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let killer = {
         let opts = s.down.server().opts();
+        let done = done.clone();
         tokio::spawn(async move {
             let mut conn = mysql_async::Conn::new(opts).await.unwrap();
+            let _ = ready_tx.send(());
             let mut killed = 0;
-            let deadline = std::time::Instant::now() + Duration::from_secs(20);
-            while killed < 3 && std::time::Instant::now() < deadline {
+            while killed < 3 && !done.load(std::sync::atomic::Ordering::SeqCst) {
                 let ids: Vec<u64> = conn
                     .query(
                         "SELECT ID FROM information_schema.PROCESSLIST \
@@ -200,10 +205,12 @@ async fn killed_unpinned_connections_are_retried() {
             killed
         })
     };
+    ready_rx.await.unwrap();
     let path = cfg.to_str().unwrap().to_string();
     let out = tokio::task::spawn_blocking(move || syncgate(&["check", "-C", &path]))
         .await
         .unwrap();
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
     let killed = killer.await.unwrap();
     assert!(killed >= 1, "no connection was killed");
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
