@@ -100,18 +100,26 @@ pub(super) async fn prepare_tables(
             plan: None,
         });
     }
-    let mut up_found = Vec::with_capacity(ups.len());
-    for (source, conn) in up_conns.iter_mut().enumerate() {
-        let names: Vec<TableRef> = pairs
-            .iter()
-            .flat_map(|p| p.1.iter())
-            .filter(|(s, _)| *s == source)
-            .map(|(_, t)| t.clone())
-            .collect();
-        up_found.push(discover_tables(conn, &names).await?);
-    }
+    let up_names: Vec<Vec<TableRef>> = (0..ups.len())
+        .map(|source| {
+            let parts = pairs.iter().flat_map(|p| p.1.iter());
+            parts
+                .filter(|(s, _)| *s == source)
+                .map(|(_, t)| t.clone())
+                .collect()
+        })
+        .collect();
     let down_names: Vec<TableRef> = pairs.iter().map(|p| p.2.clone()).collect();
-    let mut down_found = discover_tables(&mut down_conn, &down_names).await?;
+    // Every side at once (each source's discovery is a few queries per schema).
+    let up_side = async {
+        let each = up_conns
+            .iter_mut()
+            .zip(&up_names)
+            .map(|(conn, names)| discover_tables(conn, names));
+        futures_util::future::try_join_all(each).await
+    };
+    let (mut up_found, mut down_found) =
+        tokio::try_join!(up_side, discover_tables(&mut down_conn, &down_names))?;
     for c in up_conns {
         c.close().await;
     }
