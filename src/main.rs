@@ -174,6 +174,13 @@ struct PlaygroundArgs {
     /// Start no S3 server; the DR config keeps backups in DIR/backups.
     #[arg(long)]
     no_s3: bool,
+    /// The DR topology: also an empty spare server (`[data-sources.spare]` in the DR
+    /// config) for `dr reseed --new-primary spare`.
+    #[arg(long)]
+    dr: bool,
+    /// Port of the spare server (with --dr).
+    #[arg(long, default_value_t = 3309, requires = "dr")]
+    spare_port: u16,
 }
 
 #[derive(Subcommand)]
@@ -181,7 +188,8 @@ enum PlaygroundAction {
     /// Start both servers and seed identical data; start a local S3 server; write a config
     /// and a DR config.
     Up(PlaygroundArgs),
-    /// Stop both servers and the S3 server.
+    /// Stop the servers (the spare of `up --dr` too), the S3 server, and a `dr archive`
+    /// running on the playground's DR config.
     Down {
         #[arg(long, default_value = ".playground")]
         dir: PathBuf,
@@ -702,6 +710,7 @@ fn playground_options(a: &PlaygroundArgs) -> anyhow::Result<PlaygroundOptions> {
         rows: a.rows,
         config_path: a.config_path.clone(),
         s3,
+        spare_port: a.dr.then_some(a.spare_port),
         ..PlaygroundOptions::default()
     })
 }

@@ -135,6 +135,16 @@ pub fn local_uri(dir: &Path) -> String {
     StorageUri::local(&local_backups(dir)).expose_secret()
 }
 
+/// The `[data-sources.spare]` section `up --dr` appends to the DR config: the empty node
+/// `dr reseed --new-primary spare` rebuilds.
+pub fn spare_source(port: u16) -> String {
+    format!(
+        "\n# The spare node of `playground up --dr`, for `dr reseed --new-primary spare`.\n\
+         [data-sources.spare]\nhost = \"127.0.0.1\"\nport = {port}\nuser = \"root\"\n\
+         password = \"\"\n"
+    )
+}
+
 /// The DR config for a playground on these ports with backups in `backup_storage`.
 pub fn render_dr_config(upstream_port: u16, downstream_port: u16, backup_storage: &str) -> String {
     let storage = toml::Value::String(backup_storage.to_string());

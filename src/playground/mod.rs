@@ -39,6 +39,8 @@ pub mod dr;
 
 /// The two servers, in order.
 pub const ROLES: [&str; 2] = ["upstream", "downstream"];
+/// The third server of `up --dr`: empty, for `dr reseed --new-primary spare`.
+pub const SPARE: &str = "spare";
 
 /// Options for [`up`].
 #[derive(Debug, Clone)]
@@ -60,6 +62,9 @@ pub struct PlaygroundOptions {
     /// The S3 server to start; `None`: none, and the DR config keeps backups in
     /// `DIR/backups`.
     pub s3: Option<S3Options>,
+    /// `up --dr`: also an empty spare server on this port, the node `dr reseed` rebuilds
+    /// (`[data-sources.spare]` in the DR config).
+    pub spare_port: Option<u16>,
 }
 
 impl Default for PlaygroundOptions {
@@ -73,6 +78,7 @@ impl Default for PlaygroundOptions {
             upstream_port: 3307,
             downstream_port: 3308,
             s3: None,
+            spare_port: None,
         }
     }
 }
@@ -171,6 +177,9 @@ pub struct PlaygroundState {
     /// The DR config.
     #[serde(default)]
     pub dr_config_path: Option<PathBuf>,
+    /// The spare server of `up --dr`.
+    #[serde(default)]
+    pub spare: Option<ServerState>,
 }
 
 /// One server in [`PlaygroundState`].
@@ -182,11 +191,11 @@ pub struct ServerState {
 }
 
 impl PlaygroundState {
-    fn server(&self, role: &str) -> &ServerState {
-        if role == "upstream" {
-            &self.upstream
-        } else {
-            &self.downstream
+    fn server(&self, role: &str) -> Option<&ServerState> {
+        match role {
+            "upstream" => Some(&self.upstream),
+            "downstream" => Some(&self.downstream),
+            _ => self.spare.as_ref(),
         }
     }
 }
@@ -246,8 +255,13 @@ target-check-tables = ["{DATABASE}.*"]
 }
 
 fn server_options(role: &str, dir: &Path, port: u16) -> ServerOptions {
+    let server_id = match role {
+        "upstream" => 1,
+        "downstream" => 2,
+        _ => 3,
+    };
     ServerOptions {
-        server_id: Some(if role == "upstream" { 1 } else { 2 }),
+        server_id: Some(server_id),
         log_bin: true,
         extra_args: vec!["--gtid-strict-mode=ON".into()],
         port: Some(port),
@@ -273,7 +287,11 @@ pub async fn up(opts: &PlaygroundOptions) -> Result<UpReport> {
         ],
         s3: DetachedS3::find(&dr::s3_dir(&dir))?,
     };
-    if running.servers.iter().all(Option::is_some) && (opts.s3.is_none() || running.s3.is_some()) {
+    let spare_running = DetachedServer::find(&dir.join(SPARE))?;
+    if running.servers.iter().all(Option::is_some)
+        && (opts.s3.is_none() || running.s3.is_some())
+        && (opts.spare_port.is_none() || spare_running.is_some())
+    {
         tracing::info!("playground in {} is already up", dir.display());
         return Ok(UpReport {
             already_running: true,
@@ -301,6 +319,20 @@ pub async fn up(opts: &PlaygroundOptions) -> Result<UpReport> {
             }
         },
     };
+    let spare = match (opts.spare_port, spare_running) {
+        (None, _) => None,
+        (Some(_), Some(s)) => Some((s.port, s.pid)),
+        (Some(port), None) => {
+            tracing::info!("starting {SPARE} on port {port}");
+            match LocalServer::start_detached(server_options(SPARE, &dir, port)).await {
+                Ok(server) => Some((server.port(), server.pid())),
+                Err(e) => {
+                    stop_started(&dir, &running.servers, running.s3.is_none()).await;
+                    return Err(LocalError::role(SPARE)(e));
+                }
+            }
+        }
+    };
     let start_elapsed = t0.elapsed();
     tracing::info!("servers ready in {start_elapsed:.2?}");
 
@@ -314,7 +346,7 @@ pub async fn up(opts: &PlaygroundOptions) -> Result<UpReport> {
     };
     let load_elapsed = t_load.elapsed();
 
-    let (config_path, dr_config_path) = write_config_and_state(&dir, opts, servers, s3)?;
+    let (config_path, dr_config_path) = write_config_and_state(&dir, opts, servers, s3, spare)?;
     Ok(UpReport {
         already_running: false,
         seeded,
@@ -445,6 +477,7 @@ fn write_config_and_state(
     opts: &PlaygroundOptions,
     servers: [(u16, u32); 2],
     s3: Option<(DetachedS3, crate::local::S3Credentials)>,
+    spare: Option<(u16, u32)>,
 ) -> Result<(PathBuf, PathBuf)> {
     let [(up_port, up_pid), (down_port, down_pid)] = servers;
     let config_path = opts.config_path.clone();
@@ -458,7 +491,10 @@ fn write_config_and_state(
         None => dr::local_uri(dir),
     };
     let dr_config_path = dr_config_path(&config_path);
-    let dr_config = render_dr_config(up_port, down_port, &backup_storage);
+    let dr_config = render_dr_config(up_port, down_port, &backup_storage)
+        + &spare
+            .map(|(port, _)| dr::spare_source(port))
+            .unwrap_or_default();
     dr::write_dr_config(&dr_config_path, &dr_config)?;
     let state = PlaygroundState {
         upstream: ServerState {
@@ -482,6 +518,11 @@ fn write_config_and_state(
             dir: server.dir,
         }),
         dr_config_path: Some(absolute(&dr_config_path)?),
+        spare: spare.map(|(port, pid)| ServerState {
+            port,
+            pid,
+            dir: dir.join(SPARE),
+        }),
     };
     write_state(dir, &state)?;
     tracing::info!(
@@ -544,12 +585,23 @@ pub async fn down(dir: &Path, purge: bool) -> Result<DownReport> {
         }
         Ok::<_, LocalError>(was.then(|| "s3".to_string()))
     };
+    // An archiver of the playground's flow first: it reads the primary's binlog.
+    let dr_config = read_state(&dir)?.and_then(|s| s.dr_config_path);
+    let archivers = match &dr_config {
+        Some(cfg) => stop_archivers(cfg).await,
+        None => 0,
+    };
     let (a, b, c) = tokio::join!(stop(ROLES[0]), stop(ROLES[1]), stop_s3);
-    let stopped: Vec<String> = [a?, b?, c?].into_iter().flatten().collect();
+    let spare = stop(SPARE).await;
+    let mut stopped: Vec<String> = [a?, b?, c?, spare?].into_iter().flatten().collect();
+    if archivers > 0 {
+        stopped.push(format!("dr archive ({archivers})"));
+    }
     if purge {
         let data = [
             dir.join(ROLES[0]),
             dir.join(ROLES[1]),
+            dir.join(SPARE),
             s3_dir,
             dr::local_backups(&dir),
         ];
@@ -566,6 +618,56 @@ pub async fn down(dir: &Path, purge: bool) -> Result<DownReport> {
         stopped,
         purged: purge,
     })
+}
+
+/// SIGTERM every `syncgate dr archive` started on the DR config `config` (found by its
+/// command line), and wait up to 30 s for each to write what is complete and exit;
+/// returns how many there were.
+async fn stop_archivers(config: &Path) -> usize {
+    let Ok(config) = std::fs::canonicalize(config) else {
+        return 0;
+    };
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let archive = args.windows(2).any(|w| w[0] == "dr" && w[1] == "archive");
+        // `-C PATH` / `--config PATH`, relative to the process's own working directory.
+        let cwd = std::fs::read_link(entry.path().join("cwd")).unwrap_or_default();
+        let ours = args.windows(2).any(|w| {
+            (w[0] == "-C" || w[0] == "--config")
+                && std::fs::canonicalize(cwd.join(&w[1])).is_ok_and(|p| p == config)
+        });
+        if archive && ours && pid != std::process::id() {
+            pids.push(pid);
+        }
+    }
+    for &pid in &pids {
+        tracing::info!("stopping dr archive (pid {pid})");
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+    }
+    // Gone, or a zombie its parent has not reaped yet.
+    let alive = |pid: &u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            !s.rsplit_once(')')
+                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while pids.iter().any(alive) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    pids.len()
 }
 
 /// One server in [`PlaygroundStatus`].
@@ -667,7 +769,8 @@ pub async fn status(dir: &Path) -> Result<PlaygroundStatus> {
     let dir = absolute(dir)?;
     let state = read_state(&dir)?;
     let mut servers = Vec::new();
-    for role in ROLES {
+    let spare = dir.join(SPARE).exists().then_some(SPARE);
+    for role in ROLES.into_iter().chain(spare) {
         let found = DetachedServer::find(&dir.join(role))?;
         let mut st = ServerStatus {
             role: role.to_string(),
@@ -675,7 +778,7 @@ pub async fn status(dir: &Path) -> Result<PlaygroundStatus> {
             port: found
                 .as_ref()
                 .map(|s| s.port)
-                .or_else(|| state.as_ref().map(|s| s.server(role).port)),
+                .or_else(|| state.as_ref().and_then(|s| s.server(role)).map(|s| s.port)),
             pid: found.as_ref().map(|s| s.pid),
             gtid_binlog_pos: None,
             tables: Vec::new(),

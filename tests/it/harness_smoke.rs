@@ -215,6 +215,7 @@ pub(crate) fn playground_options(
         upstream_port,
         downstream_port,
         s3: None,
+        spare_port: None,
     }
 }
 

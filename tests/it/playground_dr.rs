@@ -201,3 +201,77 @@ async fn a_taken_s3_port_is_refused_before_anything_starts() {
     );
     assert!(!opts.dir.exists(), "nothing started");
 }
+
+/// `up --dr`: a third, empty server for the reseed, named `spare` in the DR config and
+/// listed by `status`; `down` stops it and a `dr archive` running on the playground's DR
+/// config (SIGTERM: it writes what is complete and exits 0).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_dr_adds_a_spare_and_down_stops_it_and_the_archiver() {
+    support::require_mariadbd();
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut opts, s3_port) = options_with_s3(tmp.path());
+    let spare_port = loop {
+        let p = local::free_port().unwrap();
+        if ![opts.upstream_port, opts.downstream_port, s3_port].contains(&p) {
+            break p;
+        }
+    };
+    opts.spare_port = Some(spare_port);
+    let dir = opts.dir.clone();
+    let _guard = PlaygroundGuard(dir.clone());
+    let report = playground::up(&opts).await.unwrap();
+    let dr_config = report.dr_config_path.unwrap();
+    let config = Config::from_file(&dr_config).unwrap();
+    assert_eq!(config.data_sources["spare"].port, spare_port);
+    let spare = playground::read_state(&dir)
+        .unwrap()
+        .unwrap()
+        .spare
+        .unwrap();
+    assert_eq!(spare.port, spare_port);
+    let (d, c, cwd) = (
+        dir.to_str().unwrap(),
+        dr_config.to_str().unwrap(),
+        tmp.path(),
+    );
+    let out = run_in(cwd, &["playground", "status", "--dir", d]);
+    assert!(
+        stdout(&out).contains(&format!("{spare_port}")) && stdout(&out).contains("spare"),
+        "{}",
+        describe(&out)
+    );
+
+    let backup = run_in(cwd, &["dr", "backup", "-C", c]);
+    assert_eq!(backup.status.code(), Some(0), "{}", describe(&backup));
+    let log = tmp.path().join("archive.log");
+    let mut archiver = Command::new(env!("CARGO_BIN_EXE_syncgate"))
+        .args(["dr", "archive", "-C", c])
+        .current_dir(cwd)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        archiver.try_wait().unwrap().is_none(),
+        "the archiver runs: {}",
+        read_log()
+    );
+
+    let down = run_in(cwd, &["playground", "down", "--dir", d]);
+    assert_eq!(down.status.code(), Some(0), "{}", describe(&down));
+    let text = stdout(&down);
+    assert!(
+        text.contains("spare") && text.contains("dr archive (1)"),
+        "{text}"
+    );
+    let status = archiver.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "SIGTERM: the archiver exits 0: {}",
+        read_log()
+    );
+    assert!(local::port_is_free(spare_port), "the spare is stopped");
+}
