@@ -54,6 +54,7 @@ fn state_roundtrips() {
             dir: dir.join("s3"),
         }),
         dr_config_path: Some("x-dr.toml".into()),
+        spare: None,
     };
     write_state(&dir, &s).unwrap();
     assert_eq!(read_state(&dir).unwrap(), Some(s.clone()));
