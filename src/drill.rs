@@ -406,7 +406,9 @@ impl Drill {
         cmd.stdout(std::fs::File::create(
             self.log_path(name).with_extension("out"),
         )?)
-        .stderr(std::fs::File::create(self.log_path(name))?);
+        .stderr(std::fs::File::create(self.log_path(name))?)
+        // A drill that fails before it stops the child must not leave it running.
+        .kill_on_drop(true);
         cmd.spawn().with_context(|| format!("cannot start {name}"))
     }
 
