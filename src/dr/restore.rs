@@ -23,6 +23,7 @@ use super::{DrContext, DrError};
 use crate::db::{cell_str, Conn, Flavour, Source};
 use crate::error::{Error, Result};
 use crate::storage::ObjectStore;
+use futures_util::StreamExt;
 
 /// Buffer size of the streams between storage, files and the client.
 const COPY_BUF: usize = 1 << 20;
@@ -284,6 +285,123 @@ pub(super) async fn load_dump(
         }
     }
     let client = ClientTool::new(&["mariadb", "mysql"], "mariadb-client", ds)?;
+    // Cut the dump into its sections and table parts (`dr::parts`), on a blocking thread:
+    // the table parts are then loaded by several clients at once.
+    let dir = scratch.path().to_path_buf();
+    let cut = tokio::task::spawn_blocking(move || cut_dump(&path, &dir))
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))??;
+    let bytes = Arc::new(AtomicU64::new(0));
+    let progress = super::progress::bytes("restore", bytes.clone());
+    let head = Arc::new(cut.rest.head);
+    // Head and schemas first (one client), then the table parts (`LOADERS` clients, each
+    // running the head first), then the tail (views, routines, events; the trailer).
+    let first = [head.as_ref().clone(), cut.rest.schema].concat();
+    load_with(&client, Input::Bytes(first), None, &bytes).await?;
+    let parts = cut.parts.into_iter().map(|p| {
+        let (client, head, bytes) = (&client, head.clone(), bytes.clone());
+        async move { load_with(client, Input::File(p), Some(head), &bytes).await }
+    });
+    let mut loads = futures_util::stream::iter(parts).buffer_unordered(loaders());
+    while let Some(done) = loads.next().await {
+        done?;
+    }
+    let last = [head.as_ref().clone(), cut.rest.tail].concat();
+    load_with(&client, Input::Bytes(last), None, &bytes).await?;
+    progress.finish_and_clear();
+    Ok(())
+}
+
+/// Clients loading table parts at once: one per core, at least two, at most four (the
+/// server's insert work is what they share).
+fn loaders() -> usize {
+    std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(2, 4)
+}
+
+/// Table parts are cut at about this many uncompressed bytes (whole tables each).
+const PART_BYTES: u64 = 64 << 20;
+
+/// What [`cut_dump`] made: the small sections, and the table parts' files in dump order.
+struct Cut {
+    rest: crate::dr::parts::Rest,
+    parts: Vec<std::path::PathBuf>,
+}
+
+/// Writes each table part to its own file in `dir`.
+struct PartFiles {
+    dir: std::path::PathBuf,
+    current: Option<std::io::BufWriter<std::fs::File>>,
+    done: Vec<std::path::PathBuf>,
+}
+
+impl PartFiles {
+    fn path(&self, n: usize) -> std::path::PathBuf {
+        self.dir.join(format!("part-{n:05}.sql"))
+    }
+}
+
+impl crate::dr::parts::PartSink for PartFiles {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
+        if self.current.is_none() {
+            let f = std::fs::File::create(self.path(self.done.len()))?;
+            self.current = Some(std::io::BufWriter::with_capacity(COPY_BUF, f));
+        }
+        self.current.as_mut().expect("just opened").write_all(data)
+    }
+
+    fn end_part(&mut self, _part: crate::dr::parts::TablePart) -> std::io::Result<()> {
+        if let Some(mut f) = self.current.take() {
+            f.flush()?;
+            self.done.push(self.path(self.done.len()));
+        }
+        Ok(())
+    }
+}
+
+/// Decompress the dump at `path` and cut it into `dir` (blocking).
+fn cut_dump(path: &std::path::Path, dir: &std::path::Path) -> Result<Cut> {
+    let file = std::fs::File::open(path)?;
+    let mut dec = zstd::Decoder::with_buffer(std::io::BufReader::with_capacity(COPY_BUF, file))?;
+    let mut splitter = crate::dr::parts::Splitter::new(PART_BYTES);
+    let mut sink = PartFiles {
+        dir: dir.to_path_buf(),
+        current: None,
+        done: Vec::new(),
+    };
+    let mut buf = vec![0u8; COPY_BUF];
+    loop {
+        let n = match dec.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.into()),
+        };
+        splitter.feed(&buf[..n], &mut sink)?;
+    }
+    let rest = splitter.finish(&mut sink)?;
+    std::fs::remove_file(path)?;
+    Ok(Cut {
+        rest,
+        parts: sink.done,
+    })
+}
+
+/// What one client loads.
+enum Input {
+    Bytes(Vec<u8>),
+    /// A table part's file, removed once loaded.
+    File(std::path::PathBuf),
+}
+
+/// Run one `mariadb` client (binlog off for its session) on `head` then `source`.
+async fn load_with(
+    client: &ClientTool,
+    source: Input,
+    head: Option<Arc<Vec<u8>>>,
+    bytes: &Arc<AtomicU64>,
+) -> Result<()> {
     let args: Vec<String> = vec![
         "--init-command=SET SESSION sql_log_bin = 0".into(),
         "--default-character-set=utf8mb4".into(),
@@ -293,28 +411,43 @@ pub(super) async fn load_dump(
     let mut running = client.spawn(&args, Stdio::piped(), Stdio::null())?;
     let stdin = running.child.stdin.take().expect("stdin is piped");
     let stdin = std::fs::File::from(stdin.into_owned_fd()?);
-    let bytes = Arc::new(AtomicU64::new(0));
-    let progress = super::progress::bytes("restore", bytes.clone());
-    // Decompression and the writes into the client run on a blocking thread, in large
-    // blocks: the client is fed as fast as it parses.
-    let feeding = tokio::task::spawn_blocking(move || feed(&path, stdin, &bytes));
+    let bytes = bytes.clone();
+    // The writes into the client run on a blocking thread, in large blocks.
+    let feeding = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        let mut out = stdin;
+        if let Some(h) = head {
+            out.write_all(&h)?;
+        }
+        match source {
+            Input::Bytes(b) => {
+                out.write_all(&b)?;
+                bytes.fetch_add(b.len() as u64, Ordering::Relaxed);
+            }
+            Input::File(p) => {
+                copy_counting(&p, &mut out, &bytes)?;
+                std::fs::remove_file(&p)?;
+            }
+        }
+        out.flush()
+    });
     let fed = feeding.await.map_err(|e| Error::Internal(e.to_string()))?;
-    progress.finish_and_clear();
     // The client's own error (a failed statement) says more than a broken pipe.
     tool::finish(running).await?;
     fed?;
     Ok(())
 }
 
-/// Decompress the dump at `path` into the client's stdin, counting the bytes.
-fn feed(path: &std::path::Path, stdin: std::fs::File, bytes: &AtomicU64) -> std::io::Result<()> {
-    let file = std::fs::File::open(path)?;
-    let mut dec = zstd::Decoder::with_buffer(std::io::BufReader::with_capacity(COPY_BUF, file))?;
-    let mut out = stdin;
+/// Copy the file at `path` into `out`, counting the bytes.
+fn copy_counting(
+    path: &std::path::Path,
+    out: &mut std::fs::File,
+    bytes: &AtomicU64,
+) -> std::io::Result<()> {
+    let mut file = std::fs::File::open(path)?;
     let mut buf = vec![0u8; COPY_BUF];
     loop {
-        let n = match dec.read(&mut buf) {
-            Ok(0) => break,
+        let n = match file.read(&mut buf) {
+            Ok(0) => return Ok(()),
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
@@ -322,7 +455,6 @@ fn feed(path: &std::path::Path, stdin: std::fs::File, bytes: &AtomicU64) -> std:
         out.write_all(&buf[..n])?;
         bytes.fetch_add(n as u64, Ordering::Relaxed);
     }
-    out.flush()
 }
 
 /// Leave the secondary ready to replicate from the backup point (dr-interfaces B2.1).
