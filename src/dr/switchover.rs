@@ -231,8 +231,8 @@ pub async fn run(ctx: &DrContext, opts: &SwitchoverOptions) -> Result<Switchover
             let was_read_only = read_only(&mut oc).await?;
             let frozen = Frozen::freeze(&old, oc).await?;
             // Not dropped on a signal: dropping it after the switch could leave both nodes
-            // writable. The gate answers SIGINT/SIGTERM itself (an error that thaws) and
-            // the catch-up wait has its timeout.
+            // writable. The catch-up wait and the gate answer SIGINT/SIGTERM themselves (an
+            // error that thaws).
             let result = match switch(&rctx, &old, &new, frozen, opts).await {
                 Ok(out) => Ok(out),
                 Err((e, frozen)) => {
@@ -354,7 +354,13 @@ async fn switch(
         crate::sql::quote_str(&g),
         opts.catch_up_timeout.as_secs_f64()
     );
-    let waited = try_frozen!(nc.first(&wait).await).and_then(|r| cell_str(&r, 0));
+    // Ctrl-C / SIGTERM while writes are frozen thaws at once, not after the timeout.
+    let waited = tokio::select! {
+        r = nc.first(&wait) => try_frozen!(r).and_then(|r| cell_str(&r, 0)),
+        signal = rctx.interrupt.wait() => {
+            return Err((Error::Interrupted { signal }, Some(frozen)));
+        }
+    };
     let catch_up = frozen.since.elapsed();
     if waited.as_deref() != Some("0") {
         return Err((

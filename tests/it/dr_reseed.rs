@@ -411,3 +411,86 @@ async fn reseed_and_switchover_preconditions() {
         None
     );
 }
+
+/// SIGINT while writes are frozen (the new node held back by a table lock, so the catch-up
+/// waits): the switchover stops at once with exit 130, writes are unfrozen, nothing is
+/// switched, the step is recorded interrupted; once the lock is gone the next switchover
+/// completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_during_the_switchover_freeze_unfreezes_and_switches_nothing() {
+    let (_s3_root, s3) = s3_backup_and_redo().await;
+    let flow = failed_over(&s3).await;
+    let acting = &flow.secondary;
+    let node = start_server(3).await;
+    add_source(&flow, "rebuilt", &node);
+    add_app_user(acting).await;
+    add_app_user(&node).await;
+    let writer = LedgerWriter::start(
+        vec![app_opts(acting), app_opts(&node)],
+        "sbtest.ledger_app",
+        100,
+    );
+    let out = flow.run("reseed", &["--new-primary", "rebuilt"]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+
+    let mut lock = node.conn().await.unwrap();
+    lock.query_drop("LOCK TABLES sbtest.ledger_app WRITE")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let child = flow
+        .command("switchover", &["--catch-up-timeout", "60"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("the freeze", async || {
+        scalar(acting, "SELECT @@read_only").await == "1"
+    })
+    .await;
+    let sent = Instant::now();
+    crate::signals::send(&child, "INT");
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        sent.elapsed() < Duration::from_secs(10),
+        "stopped at once, not after the timeout"
+    );
+    assert_eq!(out.status.code(), Some(130), "{}", describe(&out));
+    assert_eq!(
+        scalar(acting, "SELECT @@read_only").await,
+        "0",
+        "writes unfrozen"
+    );
+    assert_eq!(
+        scalar(&node, "SELECT @@read_only").await,
+        "1",
+        "nothing switched"
+    );
+    assert_eq!(
+        flow.flow_state()["steps"]["switchover"]["status"],
+        "interrupted"
+    );
+    let before = writer.committed();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        writer.committed() > before,
+        "the acting primary takes writes again"
+    );
+
+    lock.query_drop("UNLOCK TABLES").await.unwrap();
+    drop(lock);
+    let out = flow.run("switchover", &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(
+        scalar(&node, "SELECT @@read_only").await,
+        "0",
+        "the node is the primary"
+    );
+    let stats = writer.stop().await;
+    let ledger = app_ledger(&node).await;
+    assert_eq!(
+        ledger.len() as u64,
+        stats.committed,
+        "every committed row, once"
+    );
+}
