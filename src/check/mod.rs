@@ -241,7 +241,6 @@ async fn run(job: CheckJob, progress: Progress) -> Result<RunReport> {
         job: &job,
         up: &up,
         ups: ups.clone(),
-        more_points: Default::default(),
         down: &down,
         progress: &progress,
         fix_dir,
@@ -250,7 +249,7 @@ async fn run(job: CheckJob, progress: Progress) -> Result<RunReport> {
     };
     let checked = run.check_tables(saved.as_ref(), tidb_auto, &warnings).await;
     let gc_notes = gc.stop(&mut warnings).await;
-    let (states, points, meta) = checked?;
+    let (states, points, more_points, meta) = checked?;
     warnings.extend(meta.warnings);
     progress.finish();
     if saved.is_some() {
@@ -279,7 +278,7 @@ async fn run(job: CheckJob, progress: Progress) -> Result<RunReport> {
         started_at,
         duration_ms: started.elapsed().as_millis() as u64,
         upstream: std::iter::once(source_report(&up, &points[0], &gc_notes[0]))
-            .chain(more_ups_report(&ups, &run.more_points))
+            .chain(more_ups_report(&ups, &more_points))
             .collect(),
         downstream: source_report(&down, &points[1], &gc_notes[1]),
         output_dir: job.output_dir.clone(),
@@ -370,8 +369,6 @@ struct Run<'a> {
     up: &'a Source,
     /// Every upstream source, `up` first (shard merge reads the others too).
     ups: Arc<[Source]>,
-    /// Where the further upstream sources were read (set by the data phase).
-    more_points: std::sync::Mutex<Vec<ReadPoint>>,
     down: &'a Source,
     progress: &'a Progress,
     fix_dir: PathBuf,
@@ -389,7 +386,12 @@ impl Run<'_> {
         saved: Option<&Checkpoint>,
         tidb_auto: Option<ReadAt>,
         warnings: &[String],
-    ) -> Result<(Vec<TableState>, [ReadPoint; 2], MetadataChecked)> {
+    ) -> Result<(
+        Vec<TableState>,
+        [ReadPoint; 2],
+        Vec<ReadPoint>,
+        MetadataChecked,
+    )> {
         let job = self.job;
         let plans = job
             .interrupt
@@ -433,8 +435,10 @@ impl Run<'_> {
         }
         let pending = pending_tables(&states);
         let mut meta = MetadataChecked::default();
+        // Where the further upstream sources were read (shard merge).
+        let mut more_points = Vec::new();
         if !pending.is_empty() {
-            (points, meta) = self.data_phase(&pending, &mut states, tidb_auto).await?;
+            (points, more_points, meta) = self.data_phase(&pending, &mut states, tidb_auto).await?;
         }
         if job.apply_fix {
             let recheck = apply::recheck_fixed(&self.ups, self.down, &mut states);
@@ -449,7 +453,7 @@ impl Run<'_> {
                 dc.close().await;
             }
         }
-        Ok((states, points, meta))
+        Ok((states, points, more_points, meta))
     }
 
     /// Counters and sequences, read where the data phase reads (`uc`, `dc`: a worker
@@ -554,7 +558,7 @@ impl Run<'_> {
         pending: &[Pending],
         states: &mut [TableState],
         tidb_auto: Option<ReadAt>,
-    ) -> Result<([ReadPoint; 2], MetadataChecked)> {
+    ) -> Result<([ReadPoint; 2], Vec<ReadPoint>, MetadataChecked)> {
         let job = self.job;
         let threads = job.threads.max(1);
         let slots = part_slots(pending);
@@ -562,7 +566,7 @@ impl Run<'_> {
         let counts = (threads, threads * (1 + extra0));
         let (mut up_side, mut down_side) =
             open_sides(self.up, self.down, counts, &job.interrupt).await?;
-        let parts = self.open_parts(&mut up_side, &slots, threads).await?;
+        let (parts, more_points) = self.open_parts(&mut up_side, &slots, threads).await?;
         let points = [up_side.point.clone(), down_side.point.clone()];
         let at = read_at(&points);
         let meta = match (up_side.conns.first_mut(), down_side.conns.first_mut()) {
@@ -585,7 +589,7 @@ impl Run<'_> {
             &job.interrupt,
         )
         .await?;
-        Ok((points, meta))
+        Ok((points, more_points, meta))
     }
 }
 
@@ -598,7 +602,7 @@ impl Run<'_> {
         up_side: &mut open::SideConns,
         slots: &BTreeSet<(usize, usize)>,
         threads: usize,
-    ) -> Result<Vec<sides::PartConns>> {
+    ) -> Result<(Vec<sides::PartConns>, Vec<ReadPoint>)> {
         let mut per_worker: Vec<sides::PartConns> = (0..threads)
             .map(|_| sides::PartConns {
                 sources: self.ups.clone(),
@@ -625,8 +629,7 @@ impl Run<'_> {
             let rest = up_side.conns.split_off(threads);
             deal(&mut per_worker, rest, 0, list);
         }
-        *self.more_points.lock().unwrap_or_else(|e| e.into_inner()) = more_points;
-        Ok(per_worker)
+        Ok((per_worker, more_points))
     }
 }
 
@@ -653,8 +656,7 @@ fn part_slots(pending: &[Pending]) -> BTreeSet<(usize, usize)> {
 }
 
 /// The report's lines for the further upstream sources.
-fn more_ups_report(ups: &[Source], points: &std::sync::Mutex<Vec<ReadPoint>>) -> Vec<SourceReport> {
-    let points = points.lock().unwrap_or_else(|e| e.into_inner());
+fn more_ups_report(ups: &[Source], points: &[ReadPoint]) -> Vec<SourceReport> {
     ups.iter()
         .skip(1)
         .enumerate()

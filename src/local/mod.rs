@@ -65,6 +65,7 @@ pub mod template;
 pub use detached_s3::{write_private, DetachedS3, S3Credentials};
 pub use error::{LocalError, Result, StartFailure};
 pub use process::mariadbd_available;
+pub(crate) use process::{process_alive, read_cmdline, signal};
 pub use s3::LocalS3;
 pub use server::{DetachedServer, LocalServer, ServerOptions};
 

@@ -97,7 +97,7 @@ pub(super) fn current_user() -> String {
 }
 
 /// `/proc/PID` exists and is not a zombie.
-pub(super) fn process_alive(pid: u32) -> bool {
+pub(crate) fn process_alive(pid: u32) -> bool {
     match fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => {
             // "pid (comm) S ..." — comm may contain spaces and parentheses.
@@ -119,7 +119,7 @@ pub(super) fn is_server_process(pid: u32) -> bool {
     matches!(comm.trim(), "mariadbd" | "mysqld")
 }
 
-pub(super) fn read_cmdline(pid: u32) -> Option<Vec<String>> {
+pub(crate) fn read_cmdline(pid: u32) -> Option<Vec<String>> {
     let raw = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     Some(
         raw.split(|b| *b == 0)
@@ -149,7 +149,7 @@ pub(super) fn port_from_args(args: &[String]) -> Option<u16> {
 }
 
 /// Send a signal with the `kill` utility (no libc dependency).
-pub(super) fn signal(pid: u32, sig: &str) {
+pub(crate) fn signal(pid: u32, sig: &str) {
     let _ = Command::new("kill")
         .arg("-s")
         .arg(sig)

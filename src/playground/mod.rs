@@ -632,13 +632,9 @@ async fn stop_archivers(config: &Path) -> usize {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
             continue;
         };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+        let Some(args) = crate::local::read_cmdline(pid) else {
             continue;
         };
-        let args: Vec<String> = cmdline
-            .split(|b| *b == 0)
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
         let archive = args.windows(2).any(|w| w[0] == "dr" && w[1] == "archive");
         // `-C PATH` / `--config PATH`, relative to the process's own working directory.
         let cwd = std::fs::read_link(entry.path().join("cwd")).unwrap_or_default();
@@ -652,19 +648,11 @@ async fn stop_archivers(config: &Path) -> usize {
     }
     for &pid in &pids {
         tracing::info!("stopping dr archive (pid {pid})");
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status();
+        crate::local::signal(pid, "TERM");
     }
-    // Gone, or a zombie its parent has not reaped yet.
-    let alive = |pid: &u32| {
-        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-            !s.rsplit_once(')')
-                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
-        })
-    };
     let deadline = Instant::now() + Duration::from_secs(30);
-    while pids.iter().any(alive) && Instant::now() < deadline {
+    // Until gone, or zombies their parents have not reaped yet.
+    while pids.iter().any(|&p| crate::local::process_alive(p)) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     pids.len()

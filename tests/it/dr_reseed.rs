@@ -88,6 +88,16 @@ async fn assert_not_switched(
 ) {
     assert_eq!(out.status.code(), Some(2), "{}", describe(out));
     assert!(stderr(out).contains(message), "{}", describe(out));
+    assert_unfrozen_not_switched(acting, node).await;
+    assert_eq!(
+        slave_status(node, "Slave_IO_Running").await.as_deref(),
+        Some("Yes"),
+        "the new node still replicates"
+    );
+}
+
+/// Writes unfrozen on the acting primary, the new node still read-only.
+async fn assert_unfrozen_not_switched(acting: &LocalServer, node: &LocalServer) {
     assert_eq!(
         scalar(acting, "SELECT @@read_only").await,
         "0",
@@ -97,11 +107,6 @@ async fn assert_not_switched(
         scalar(node, "SELECT @@read_only").await,
         "1",
         "nothing switched"
-    );
-    assert_eq!(
-        slave_status(node, "Slave_IO_Running").await.as_deref(),
-        Some("Yes"),
-        "the new node still replicates"
     );
 }
 
@@ -270,16 +275,7 @@ async fn reseed_then_switchover_under_writes() {
     assert_eq!(doc["switched"], false, "{doc}");
     assert_eq!(doc["gate"], "different", "{doc}");
     assert_eq!(doc["differing_rows"], 1, "{doc}");
-    assert_eq!(
-        scalar(acting, "SELECT @@read_only").await,
-        "0",
-        "writes unfrozen"
-    );
-    assert_eq!(
-        scalar(&node, "SELECT @@read_only").await,
-        "1",
-        "nothing switched"
-    );
+    assert_unfrozen_not_switched(acting, &node).await;
     assert_eq!(
         slave_status(&node, "Slave_SQL_Running").await.as_deref(),
         Some("Yes")
@@ -456,16 +452,7 @@ async fn sigint_during_the_switchover_freeze_unfreezes_and_switches_nothing() {
         "stopped at once, not after the timeout"
     );
     assert_eq!(out.status.code(), Some(130), "{}", describe(&out));
-    assert_eq!(
-        scalar(acting, "SELECT @@read_only").await,
-        "0",
-        "writes unfrozen"
-    );
-    assert_eq!(
-        scalar(&node, "SELECT @@read_only").await,
-        "1",
-        "nothing switched"
-    );
+    assert_unfrozen_not_switched(acting, &node).await;
     assert_eq!(
         flow.flow_state()["steps"]["switchover"]["status"],
         "interrupted"
