@@ -405,6 +405,18 @@ async fn damaged_archive_is_refused_or_applied_to_its_last_complete_transaction(
     tokio::time::sleep(Duration::from_secs(3)).await;
     let committed = writer.stop().await;
     assert!(committed > 100, "{committed}");
+    // Two more transactions back to back: the last segment holds at least these two (a
+    // flush would have to fall between them), so cutting its tail leaves one complete.
+    exec(
+        &flow.primary,
+        &format!(
+            "INSERT INTO sbtest.ledger (seq) VALUES ({}); INSERT INTO sbtest.ledger (seq) VALUES ({})",
+            committed + 1,
+            committed + 2
+        ),
+    )
+    .await;
+    let committed = committed + 2;
     let end = settle_and_stop(&flow, arch).await;
     assert_eq!(end.0[&0].seq, base + committed);
 
