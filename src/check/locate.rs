@@ -1,6 +1,6 @@
 //! Narrowing a differing chunk down to the rows that differ: bucketed checksums for
-//! integer keys (one scan tells which narrow key ranges differ), bisection for other keys,
-//! and a direct merge for dense differences (ARCHITECTURE.md, "Mismatch handling").
+//! integer keys (one scan tells which narrow key ranges differ), checksums of key-hash
+//! buckets for other keys, and a direct merge for dense differences (ARCHITECTURE.md, "Mismatch handling").
 
 use super::merge::{diff_range, diff_streams, merge_by_hashes};
 use super::plan::{Side, TablePlan};
@@ -44,7 +44,8 @@ pub(super) async fn checksum_both(
 }
 
 /// Check one chunk: checksum both sides; on a difference locate the differing rows
-/// (bucketed checksums for integer keys, else bisection) and diff them. A table whose last
+/// (bucketed checksums by key value for integer keys, by key hash for others) and diff
+/// them. A table whose last
 /// chunk had dense differences is merged directly ([`merge_dense`]).
 pub(super) async fn check_range(
     ctx: &mut Sides,
@@ -70,7 +71,13 @@ pub(super) async fn check_range(
         (true, Some(buckets)) if cu.count.max(cd.count) > LEAF_ROWS => {
             locate_in_buckets(ctx, chunk, buckets).await?
         }
-        (true, _) => bisect(ctx, chunk, range, cu, cd).await?,
+        (true, _) if cu.count.max(cd.count) > LEAF_ROWS => {
+            locate_in_key_hashes(ctx, chunk, &range, cu.count.max(cd.count)).await?
+        }
+        (true, _) => {
+            let rows = cu.count.max(cd.count);
+            diff_range(ctx, chunk, &range, rows).await?.changes
+        }
     };
     hints.set(chunk.table, found >= DENSE_COUNT_DIFF);
     chunk.done(cu.count, cd.count, different).await;
@@ -86,78 +93,10 @@ async fn merge_dense(
     range: KeyRange,
     hints: &DenseHints,
 ) -> Result<()> {
-    let m = if chunk.plan.int_key() {
-        merge_by_hashes(ctx, chunk, &range).await?
-    } else {
-        diff_range(ctx, chunk, &range, u64::MAX).await?
-    };
+    let m = merge_by_hashes(ctx, chunk, &range).await?;
     hints.set(chunk.table, m.changes >= DENSE_COUNT_DIFF);
     chunk.done(m.up_rows, m.down_rows, m.changes > 0).await;
     Ok(())
-}
-
-/// Bisect a differing range until ranges are small, then diff their rows; returns the rows
-/// found differing. Dense differences are not bisected: a range whose counts differ by at
-/// least `DENSE_COUNT_DIFF` rows, or whose two halves both still differ after a split for
-/// the second level in a row, is streamed from both sides and merged whole (each further
-/// level would checksum the whole range again on both sides). One split with both halves
-/// differing is still bisected on, so two or three sparse rows in a chunk are isolated.
-async fn bisect(
-    ctx: &mut Sides,
-    chunk: &Chunk<'_>,
-    range: KeyRange,
-    cu: Checksum,
-    cd: Checksum,
-) -> Result<u64> {
-    let plan = chunk.plan;
-    let mut found = 0;
-    // (range, its checksums, whether its parent's split left both halves differing)
-    let mut stack = vec![(range, cu, cd, false)];
-    while let Some((r, cu, cd, spread)) = stack.pop() {
-        let rows = cu.count.max(cd.count);
-        if rows <= LEAF_ROWS || cu.count.abs_diff(cd.count) >= DENSE_COUNT_DIFF {
-            found += diff_range(ctx, chunk, &r, rows).await?.changes;
-            continue;
-        }
-        let (side, n) = if cu.count > 0 {
-            (Side::Up, cu.count)
-        } else {
-            (Side::Down, cd.count)
-        };
-        let sql = plan.key_at_sql(side, &r, n / 2 - 1);
-        let mid = retry!(ctx, |uc, dc| async {
-            match side {
-                Side::Up => uc.first(&sql).await,
-                Side::Down => dc.first(&sql).await,
-            }
-        })?;
-        let Some(mid) = mid.filter(|m| Some(m) != r.upper.as_ref()) else {
-            found += diff_range(ctx, chunk, &r, rows).await?.changes;
-            continue;
-        };
-        let (left, right) = r.split_at(mid);
-        let ((lu, ld), (ru, rd)) = retry!(ctx, |uc, dc| async {
-            let l = checksum_both(uc, dc, plan, &left).await?;
-            let r = checksum_both(uc, dc, plan, &right).await?;
-            Ok::<_, Error>((l, r))
-        })?;
-        match (lu != ld, ru != rd) {
-            // Both halves differ again, as did this range's sibling: the differences are
-            // spread out, and bisecting further would re-checksum the whole range per
-            // level. Merge it whole instead.
-            (true, true) if spread => {
-                found += diff_range(ctx, chunk, &r, rows).await?.changes;
-            }
-            (true, true) => {
-                stack.push((right, ru, rd, true));
-                stack.push((left, lu, ld, true));
-            }
-            (true, false) => stack.push((left, lu, ld, false)),
-            (false, true) => stack.push((right, ru, rd, false)),
-            (false, false) => {}
-        }
-    }
-    Ok(found)
 }
 
 /// Buckets per arithmetic chunk: a differing row is located to 1/64 of its chunk by the
@@ -187,7 +126,11 @@ async fn bucket_sums(
     side: Side,
     buckets: &Buckets,
 ) -> Result<BucketSums> {
-    let sql = plan.bucket_checksum_sql(side, buckets);
+    read_bucket_sums(conn, plan.bucket_checksum_sql(side, buckets)).await
+}
+
+/// The rows of a bucketed checksum statement: `(bucket, count, checksum)`.
+async fn read_bucket_sums(conn: &mut Conn, sql: String) -> Result<BucketSums> {
     let mut out = BTreeMap::new();
     for r in conn.rows(&sql).await? {
         let id = r.first().and_then(|v| v.as_deref()).and_then(parse_int);
@@ -223,6 +166,55 @@ async fn bucket_sums_both(
             bucket_sums(dc, plan, Side::Down, buckets)
         )
     })
+}
+
+/// Rows per key-hash bucket aimed at when locating in a chunk not keyed by an integer.
+const ROWS_PER_HASH_BUCKET: u64 = 16;
+
+/// Find the differing rows of a differing chunk whose key is not one integer: one scan per
+/// side yields the checksum of each bucket of a hash of the key (about 16 rows each), then
+/// the rows of the differing buckets are streamed from both sides (one filtered scan that
+/// sends only them) and merged. Most buckets differing (dense differences): the chunk is
+/// merged on `(key, row hash)` instead. Returns the rows found differing.
+async fn locate_in_key_hashes(
+    ctx: &mut Sides,
+    chunk: &Chunk<'_>,
+    range: &KeyRange,
+    rows: u64,
+) -> Result<u64> {
+    let plan = chunk.plan;
+    let n = (rows / ROWS_PER_HASH_BUCKET).clamp(64, 4096) as u32;
+    let sql = (
+        plan.key_hash_bucket_sql(Side::Up, range, n),
+        plan.key_hash_bucket_sql(Side::Down, range, n),
+    );
+    let (gu, gd) = retry!(ctx, |uc, dc| async {
+        tokio::try_join!(
+            read_bucket_sums(uc, sql.0.clone()),
+            read_bucket_sums(dc, sql.1.clone())
+        )
+    })?;
+    let ids: BTreeSet<i128> = gu.keys().chain(gd.keys()).copied().collect();
+    let mut differing = Vec::new();
+    let mut rows = 0;
+    for id in ids {
+        let (u, d) = (
+            gu.get(&id).copied().unwrap_or_default(),
+            gd.get(&id).copied().unwrap_or_default(),
+        );
+        if u != d {
+            differing.push(id);
+            rows += u.count.max(d.count);
+        }
+    }
+    if differing.len() * 4 > n as usize {
+        return Ok(merge_by_hashes(ctx, chunk, range).await?.changes);
+    }
+    let sql = (
+        plan.rows_in_key_hash_buckets_sql(Side::Up, range, n, &differing),
+        plan.rows_in_key_hash_buckets_sql(Side::Down, range, n, &differing),
+    );
+    Ok(diff_streams(ctx, chunk, range, sql, rows).await?.changes)
 }
 
 /// Find the differing rows of a differing range of an integer-keyed table: one scan per

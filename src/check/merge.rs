@@ -6,7 +6,7 @@
 use super::msg::WorkerMsg;
 use super::plan::{Side, TablePlan};
 use super::sides::{retry, Chunk, Sides, LEAF_ROWS, MAX_RETRIES};
-use crate::chunk::{parse_int, KeyRange};
+use crate::chunk::KeyRange;
 use crate::db::{Conn, RowStream};
 use crate::diff::{Advance, Merger, RowChange, RowLayout, Union};
 use crate::error::{Error, Result};
@@ -117,9 +117,12 @@ impl ChangeSink<'_> {
     }
 }
 
-/// Collects the integer keys of the rows that differ in a `(key, hash, key)` merge.
-#[derive(Default)]
-struct KeyCollector(Vec<i128>);
+/// Collects the keys (the first `key_len` values) of the rows that differ in a
+/// `(key, hash, …)` merge.
+struct KeyCollector {
+    key_len: usize,
+    keys: Vec<Row>,
+}
 
 impl OnChange for KeyCollector {
     async fn push(&mut self, change: RowChange) -> Result<()> {
@@ -127,12 +130,8 @@ impl OnChange for KeyCollector {
             RowChange::Missing { up } | RowChange::Changed { up, .. } => up,
             RowChange::Extra { down } => down,
         };
-        let key = row.first().and_then(|v| v.as_deref()).and_then(parse_int);
-        let key = key.ok_or_else(|| Error::Table {
-            table: String::new(),
-            message: "a (key, hash) row without an integer key".into(),
-        })?;
-        self.0.push(key);
+        self.keys
+            .push(row.iter().take(self.key_len).cloned().collect());
         Ok(())
     }
 }
@@ -297,11 +296,13 @@ impl UpRows for UnionRows<'_, '_> {
     }
 }
 
-/// A dense chunk of an integer-keyed table: stream `(key, row hash)` from both sides and
-/// merge them, then fetch and merge full rows only for the keys that are missing, extra or
-/// hashed differently. Each side's server hashes every row once (as a checksum would) but
-/// sends two short fields per row instead of the row. A changed row whose 32-bit hash does
-/// not change is missed, as it would be by the chunk checksum.
+/// Stream `(key, row hash)` of a chunk from both sides and merge them, then fetch and merge
+/// full rows only for the keys that are missing, extra or hashed differently: a dense chunk,
+/// or a differing chunk of a table not keyed by an integer (where it replaces bisection:
+/// one scan a side instead of a checksum of every half at every level). Each side's server
+/// hashes every row once (as a checksum would) but sends the key and the hash instead of
+/// the row. A changed row whose 32-bit hash does not change is missed, as it would be by
+/// the chunk checksum.
 pub(super) async fn merge_by_hashes(
     ctx: &mut Sides,
     chunk: &Chunk<'_>,
@@ -313,10 +314,14 @@ pub(super) async fn merge_by_hashes(
         plan.key_hashes_sql(Side::Down, range),
     );
     let layout = plan.key_hashes_layout();
+    let key_len = layout.sort_kinds.len();
     let ((up_rows, down_rows), keys) = retry!(ctx, |uc, dc| async {
-        let mut keys = KeyCollector::default();
+        let mut keys = KeyCollector {
+            key_len,
+            keys: Vec::new(),
+        };
         let rows = merge_streams(uc, dc, &layout, &sql, &mut keys).await?;
-        Ok::<_, Error>((rows, keys.0))
+        Ok::<_, Error>((rows, keys.keys))
     })?;
     let mut merged = Merged {
         up_rows,
@@ -324,10 +329,14 @@ pub(super) async fn merge_by_hashes(
         changes: 0,
     };
     for batch in keys.chunks(KEYS_PER_FETCH) {
-        let sql = (
-            plan.rows_with_keys_sql(Side::Up, batch),
-            plan.rows_with_keys_sql(Side::Down, batch),
-        );
+        let fetch = |side| {
+            plan.rows_with_keys_sql(side, batch)
+                .ok_or_else(|| Error::Table {
+                    table: plan.target.to_string(),
+                    message: "a (key, hash) row without an integer key".into(),
+                })
+        };
+        let sql = (fetch(Side::Up)?, fetch(Side::Down)?);
         let rows = batch.len() as u64;
         merged.changes += diff_streams(ctx, chunk, range, sql, rows).await?.changes;
     }

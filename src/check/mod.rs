@@ -7,7 +7,7 @@
 //! | read points: snapshots, fences, GC safepoints | `open` |
 //! | splitting tables into chunks (producer) | `split` |
 //! | the worker loop, connection retry | `worker` |
-//! | narrowing a differing chunk (buckets, bisection) | `locate` |
+//! | narrowing a differing chunk (key-value or key-hash buckets) | `locate` |
 //! | row merges over server streams | `merge` |
 //! | tables without a key | `keyless` |
 //! | `--apply-fix` and the re-check | `apply` |

@@ -13,13 +13,11 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// A differing range at most this many rows (on either side) is diffed row by row instead
-/// of being bisected further.
+/// of being narrowed further.
 pub const LEAF_ROWS: u64 = 2_000;
 
-/// A differing range whose row counts alone differ by at least this many rows is streamed
-/// and merged whole instead of being bisected: it holds at least that many differing rows,
-/// and isolating k of them costs about log2(k) + 2 checksum scans of the range per side
-/// (plus an OFFSET midpoint query per split), more than one streamed pass.
+/// A chunk whose merge found at least this many differing rows marks its table dense: the
+/// next chunk is merged directly, without a checksum first (`DenseHints`).
 pub(super) const DENSE_COUNT_DIFF: u64 = 8;
 
 /// The chunk a step works on, and where its results go.

@@ -1,14 +1,18 @@
 //! The producer: splits each keyed table on the upstream into chunk ranges, in key order,
 //! and queues them lazily (a bounded queue: a huge table is never split up front).
-//! Integer keys are cut by value on a power-of-two grid from `EXPLAIN` estimates; other
-//! keys are walked (ARCHITECTURE.md, "Chunking").
+//! Integer keys are cut by value on a power-of-two grid from `EXPLAIN` estimates; keys led
+//! by an integer or a string are halved at real keys near interpolated probes, also from
+//! estimates; other keys are walked (ARCHITECTURE.md, "Chunking").
 
 use super::msg::{ChunkJob, ChunkStart, WorkerMsg};
 use super::plan::{Side, TablePlan};
-use crate::chunk::{int_row, parse_int, row_int, Grid, IntRange, KeyRange};
+use crate::chunk::{
+    between, int_row, parse_int, row_int, Alphabet, Grid, IntRange, KeyRange, Lead,
+};
 use crate::db::{Conn, Source};
 use crate::error::Result;
 use crate::row::Row;
+use crate::schema::TypeClass;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -117,8 +121,10 @@ async fn split_table(conn: &mut Conn, out: &mut Emitter<'_>, lower: Option<Row>)
         Ok(out.emit(KeyRange { lower, upper: None }).await)
     } else if out.split.int_key() {
         split_int(conn, out, lower).await
+    } else if out.split.probe_lead().is_some() {
+        split_by_probes(conn, out, lower).await
     } else {
-        walk(conn, out, lower).await
+        walk(conn, out, lower, None).await
     }
 }
 
@@ -164,34 +170,203 @@ impl Emitter<'_> {
     }
 }
 
-/// Split by walking the key index: each chunk ends at the key `chunk_size - 1` rows past
-/// its start. Returns false when the workers are gone.
-async fn walk(conn: &mut Conn, out: &mut Emitter<'_>, mut lower: Option<Row>) -> Result<bool> {
+/// Split `(lower, upper]` (`upper` `None`: to the end) by walking the key index: each chunk
+/// ends at the key `chunk_size - 1` rows past its start. Returns false when the workers
+/// are gone.
+async fn walk(
+    conn: &mut Conn,
+    out: &mut Emitter<'_>,
+    mut lower: Option<Row>,
+    upper: Option<Row>,
+) -> Result<bool> {
     let plan = out.split.clone();
     loop {
         let open = KeyRange {
             lower: lower.clone(),
-            upper: None,
+            upper: upper.clone(),
         };
         let sql = plan.key_at_sql(Side::Up, &open, plan.chunk_size - 1);
-        let range = match conn.first(&sql).await? {
-            Some(bound) => {
+        let (range, last) = match conn.first(&sql).await? {
+            Some(bound) if Some(&bound) != upper.as_ref() => {
                 lower = Some(bound.clone());
-                KeyRange {
+                let range = KeyRange {
                     lower: open.lower,
                     upper: Some(bound),
-                }
+                };
+                (range, false)
             }
-            // The last chunk: no upper bound.
-            None => open,
+            // The last chunk, up to `upper`.
+            _ => (open, true),
         };
-        let last = range.upper.is_none();
         if !out.emit(range).await {
             return Ok(false);
         }
         if last {
             return Ok(true);
         }
+    }
+}
+
+/// Split a table whose leading key column is an integer or a string (not a single integer
+/// key, which [`split_int`] cuts on a grid) without reading its rows: `(lower, last key]`
+/// is halved at real keys near interpolated probes ([`crate::chunk::between`], one index
+/// dive each) until the server's row estimate of a range, calibrated by one exact count,
+/// is at most 1.5 chunks; then `(last key, +∞)` catches rows beyond it. Ranges are split
+/// depth first, left half first, so chunks are queued in key order. Where no probe lands
+/// strictly inside a range that is still too large (one leading value holding more than a
+/// chunk, a collation that orders unlike code points), that range is walked. Returns false
+/// when the workers are gone.
+async fn split_by_probes(
+    conn: &mut Conn,
+    out: &mut Emitter<'_>,
+    resume_from: Option<Row>,
+) -> Result<bool> {
+    let plan = out.split.clone();
+    let (Some(first), Some(last)) = (
+        conn.first(&plan.key_end_sql(false)).await?,
+        conn.first(&plan.key_end_sql(true)).await?,
+    ) else {
+        // An empty upstream: one open chunk.
+        let lower = resume_from;
+        return Ok(out.emit(KeyRange { lower, upper: None }).await);
+    };
+    let mut probes = Probes::new(plan.probe_lead(), &first, &last);
+    let whole = KeyRange {
+        lower: resume_from.clone(),
+        upper: Some(last.clone()),
+    };
+    if estimate_range(conn, &plan, &whole).await? <= 0 {
+        // No row estimates: walk instead of cutting blind.
+        return walk(conn, out, resume_from, None).await;
+    }
+    let target = plan.chunk_size.min(i64::MAX as u64) as f64;
+    // Exact rows per estimated row, from the first range small enough to be a chunk.
+    let mut scale: Option<f64> = None;
+    // Splits made beyond what a balanced halving needs: past this, estimates are not to
+    // be trusted and the rest is walked.
+    let mut budget = 64u32;
+    let mut stack = vec![whole];
+    while let Some(range) = stack.pop() {
+        if budget == 0 {
+            if !walk(conn, out, range.lower, range.upper).await? {
+                return Ok(false);
+            }
+            continue;
+        }
+        let estimate = estimate_range(conn, &plan, &range).await?.max(0) as f64;
+        let rows = match scale {
+            Some(s) => estimate * s,
+            None if estimate <= target * 1.5 => {
+                let exact = count_range(conn, &plan, &range).await? as f64;
+                scale = Some(exact.max(1.0) / estimate.max(1.0));
+                exact
+            }
+            None => estimate,
+        };
+        if rows <= target * 1.5 {
+            budget += 2;
+            if !out.emit(range).await {
+                return Ok(false);
+            }
+            continue;
+        }
+        budget -= 1;
+        match probes.key_inside(conn, &plan, &range).await? {
+            Some(mid) => {
+                let (left, right) = range.split_at(mid);
+                stack.push(right);
+                stack.push(left);
+            }
+            None => {
+                if !walk(conn, out, range.lower, range.upper).await? {
+                    return Ok(false);
+                }
+            }
+        }
+    }
+    Ok(out
+        .emit(KeyRange {
+            lower: Some(last),
+            upper: None,
+        })
+        .await)
+}
+
+/// Finds real keys inside ranges for [`split_by_probes`].
+struct Probes {
+    class: Option<TypeClass>,
+    /// The leading value of the table's first key: what an open lower bound interpolates from.
+    first: Option<Lead>,
+    /// Characters the text keys use beyond the prefix all of them share.
+    alphabet: Alphabet,
+    /// Length in characters of that shared prefix.
+    shared: usize,
+}
+
+impl Probes {
+    fn new(class: Option<TypeClass>, first: &Row, last: &Row) -> Probes {
+        let mut p = Probes {
+            class,
+            first: None,
+            alphabet: Alphabet::default(),
+            shared: 0,
+        };
+        p.first = p.lead(first);
+        if let (Some(Lead::Text(a)), Some(Lead::Text(b))) = (p.first.clone(), p.lead(last)) {
+            p.shared = a.chars().zip(b.chars()).take_while(|(x, y)| x == y).count();
+            p.observe(&Lead::Text(a));
+            p.observe(&Lead::Text(b));
+        }
+        p
+    }
+
+    fn lead(&self, row: &Row) -> Option<Lead> {
+        let v = row.first()?.as_deref()?;
+        match self.class? {
+            TypeClass::Int => parse_int(v).map(Lead::Int),
+            TypeClass::Text => std::str::from_utf8(v).ok().map(|s| Lead::Text(s.into())),
+            _ => None,
+        }
+    }
+
+    fn observe(&mut self, lead: &Lead) {
+        if let Lead::Text(s) = lead {
+            let rest: String = s.chars().skip(self.shared).collect();
+            self.alphabet.observe(&rest);
+        }
+    }
+
+    /// A real key strictly inside `range` (which has an upper bound), near the middle of
+    /// its leading values; `None` when no probe finds one.
+    async fn key_inside(
+        &mut self,
+        conn: &mut Conn,
+        plan: &TablePlan,
+        range: &KeyRange,
+    ) -> Result<Option<Row>> {
+        let Some(upper) = &range.upper else {
+            return Ok(None);
+        };
+        let low = match &range.lower {
+            Some(l) => self.lead(l),
+            None => self.first.clone(),
+        };
+        let (Some(low), Some(high)) = (low, self.lead(upper)) else {
+            return Ok(None);
+        };
+        let Some(probe) = between(&low, &high, &self.alphabet) else {
+            return Ok(None);
+        };
+        for below in [true, false] {
+            let sql = plan.key_near_sql(range.lower.as_ref(), upper, &probe, below);
+            if let Some(key) = conn.first(&sql).await? {
+                if let Some(lead) = self.lead(&key) {
+                    self.observe(&lead);
+                }
+                return Ok(Some(key));
+            }
+        }
+        Ok(None)
     }
 }
 
@@ -227,13 +402,13 @@ async fn split_int(
             "{}: no row estimate from EXPLAIN; walking the key",
             plan.target
         );
-        return walk(conn, out, resume_from).await;
+        return walk(conn, out, resume_from, None).await;
     };
     let origin = min - 1;
     let mut cursor = match &resume_from {
         Some(row) => match row_int(row) {
             Some(v) => v,
-            None => return walk(conn, out, resume_from).await,
+            None => return walk(conn, out, resume_from, None).await,
         },
         None => {
             let below = KeyRange {
@@ -413,6 +588,11 @@ async fn fitting_level(
 
 /// The exact number of upstream rows in a key range.
 async fn count_rows(conn: &mut Conn, plan: &TablePlan, range: IntRange) -> Result<i128> {
+    count_range(conn, plan, &range.key_range()).await
+}
+
+/// [`count_rows`] for any key range.
+async fn count_range(conn: &mut Conn, plan: &TablePlan, range: &KeyRange) -> Result<i128> {
     let row = conn.first(&plan.count_sql(range)).await?;
     Ok(row
         .as_ref()
@@ -424,6 +604,11 @@ async fn count_rows(conn: &mut Conn, plan: &TablePlan, range: IntRange) -> Resul
 /// The server's row estimate for a key range (`rows` on MySQL/MariaDB, `estRows` on TiDB);
 /// 0 when it gives none.
 async fn estimate(conn: &mut Conn, plan: &TablePlan, range: IntRange) -> Result<i128> {
+    estimate_range(conn, plan, &range.key_range()).await
+}
+
+/// [`estimate`] for any key range.
+async fn estimate_range(conn: &mut Conn, plan: &TablePlan, range: &KeyRange) -> Result<i128> {
     let row = conn.first_named(&plan.estimate_sql(range)).await?;
     Ok(row
         .and_then(|r| {

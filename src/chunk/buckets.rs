@@ -8,6 +8,7 @@
 //! per cent more than one checksum and tells, when the chunk differs, which narrow key ranges
 //! to look at without another scan.
 
+use super::range::KeyRange;
 use crate::row::Row;
 
 /// Key spans wider than this are not bucketed: `key - base` could leave BIGINT's range on
@@ -46,6 +47,14 @@ impl IntRange {
 
     pub fn to_bounds(self) -> (Row, Row) {
         (int_row(self.lower), int_row(self.upper))
+    }
+
+    /// The same range as key bounds.
+    pub fn key_range(self) -> KeyRange {
+        KeyRange {
+            lower: Some(int_row(self.lower)),
+            upper: Some(int_row(self.upper)),
+        }
     }
 }
 

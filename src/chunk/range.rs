@@ -107,6 +107,11 @@ pub fn range_predicate(key: &[&Column], range: &KeyRange) -> String {
     }
 }
 
+/// The WHERE predicate selecting keys strictly below `bound`.
+pub fn below_predicate(key: &[&Column], bound: &Row) -> String {
+    bound_predicate(key, bound, "<", "<")
+}
+
 /// Combine a range predicate with the user's `range` filter.
 pub fn with_filter(predicate: String, filter: Option<&str>) -> String {
     match filter {

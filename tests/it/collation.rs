@@ -27,14 +27,22 @@ fn small_chunks(s: &Scenario, size: u32) -> String {
     )
 }
 
+/// Run at two chunk sizes: small chunks (a differing one is merged whole) and one chunk
+/// above `LEAF_ROWS` (located by its `(key, row hash)` merge before full rows are fetched).
 #[tokio::test]
 async fn composite_keys_of_mixed_types() {
+    for chunk_size in [40, 5000] {
+        composite_keys_of_mixed_types_at(chunk_size).await;
+    }
+}
+
+async fn composite_keys_of_mixed_types_at(chunk_size: u32) {
     let s = Scenario::empty().await;
     let ddl = "CREATE TABLE t (a INT NOT NULL, s VARCHAR(20) NOT NULL, d DATE NOT NULL, \
                n DECIMAL(6,2) NOT NULL, v VARCHAR(20), PRIMARY KEY (a, s, d, n)) \
                COLLATE utf8mb4_general_ci";
     let mut rows = Vec::new();
-    for a in 0..6 {
+    for a in 0..40 {
         for (i, s) in ["", "a", "B", "c ", "é", "😀", "z\t"].iter().enumerate() {
             for day in 1..=3 {
                 for n in ["-1.50", "0.00", "2.25"] {
@@ -49,7 +57,7 @@ async fn composite_keys_of_mixed_types() {
         db.exec(&format!("{ddl}; INSERT INTO t VALUES {}", rows.join(", ")))
             .await;
     }
-    let cfg = s.config(&small_chunks(&s, 40));
+    let cfg = s.config(&small_chunks(&s, chunk_size));
     let (code, out) = check(&cfg);
     assert_eq!(code, Some(0), "{out}");
 
@@ -57,7 +65,7 @@ async fn composite_keys_of_mixed_types() {
         .exec(
             "DELETE FROM t WHERE a = 1 AND s = 'B' AND d = '2024-01-02' AND n = 0; \
              DELETE FROM t WHERE a = 5 AND s = '😀' AND n = -1.5 AND d = '2024-01-03'; \
-             INSERT INTO t VALUES (3, 'new', '2024-01-01', 1, 'x'), (9, '', '2024-01-01', 0, 'y'); \
+             INSERT INTO t VALUES (3, 'new', '2024-01-01', 1, 'x'), (99, '', '2024-01-01', 0, 'y'); \
              UPDATE t SET v = 'changed' WHERE a = 2 AND s = 'z\t' AND d = '2024-01-01' AND n = 2.25; \
              UPDATE t SET s = 'A' WHERE a = 4 AND s = 'a' AND d = '2024-01-02' AND n = 0; \
              UPDATE t SET s = 'c' WHERE a = 0 AND s = 'c ' AND d = '2024-01-01' AND n = 0",
@@ -67,7 +75,11 @@ async fn composite_keys_of_mixed_types() {
     assert_eq!(code, Some(1), "{out}");
     // Under utf8mb4_general_ci 'a' = 'A' and 'c ' = 'c': the last two updates change a
     // key's bytes, not the key.
-    assert_eq!(counts(&s.summary(), "t"), (2, 2, 3));
+    assert_eq!(
+        counts(&s.summary(), "t"),
+        (2, 2, 3),
+        "chunk size {chunk_size}"
+    );
     s.apply_fix_files().await;
     let (code, out) = check(&cfg);
     assert_eq!(code, Some(0), "{out}");
@@ -77,9 +89,16 @@ async fn composite_keys_of_mixed_types() {
 
 /// Rows 'abc' upstream and 'ABC' downstream under a case-insensitive collation are the same
 /// key: one changed row, and the fix leaves 'abc'. Across many chunks, so the boundaries
-/// (computed upstream, applied downstream under the same collation) are exercised.
+/// (computed upstream, applied downstream under the same collation) are exercised; and in
+/// one chunk of 3,002 rows, located by its `(key, row hash)` merge.
 #[tokio::test]
 async fn case_insensitive_key_change_is_one_changed_row() {
+    for chunk_size in [250, 5000] {
+        case_insensitive_key_change_at(chunk_size).await;
+    }
+}
+
+async fn case_insensitive_key_change_at(chunk_size: u32) {
     let s = Scenario::empty().await;
     for db in [&s.up, &s.down] {
         db.exec(&format!(
@@ -95,10 +114,14 @@ async fn case_insensitive_key_change_is_one_changed_row() {
              UPDATE t SET k = 'straße' WHERE k = 'Straße'",
         )
         .await;
-    let cfg = s.config(&small_chunks(&s, 250));
+    let cfg = s.config(&small_chunks(&s, chunk_size));
     let (code, out) = check(&cfg);
     assert_eq!(code, Some(1), "{out}");
-    assert_eq!(counts(&s.summary(), "t"), (0, 0, 3));
+    assert_eq!(
+        counts(&s.summary(), "t"),
+        (0, 0, 3),
+        "chunk size {chunk_size}"
+    );
     s.apply_fix_files().await;
     let (code, out) = check(&cfg);
     assert_eq!(code, Some(0), "{out}");
@@ -354,4 +377,42 @@ async fn text_in_the_same_charset_is_hashed_as_stored_next_to_converted_columns(
     let (code, out) = check(&cfg);
     assert_eq!(code, Some(1), "{out}");
     assert_eq!(counts(&s.summary(), "t"), (0, 0, 2), "{out}");
+}
+
+/// Dense drift in one chunk of 3,000 text-keyed rows: most key-hash buckets differ, so the
+/// chunk is merged on `(key, row hash)` and full rows are fetched by key (three statements
+/// of at most 1,000 keys): exact counts, and the fix makes the sides equal.
+#[tokio::test]
+async fn dense_drift_under_a_text_key_is_merged_on_key_and_hash() {
+    let s = Scenario::empty().await;
+    for db in [&s.up, &s.down] {
+        db.exec(&format!(
+            "CREATE TABLE t (k VARCHAR(20) COLLATE utf8mb4_general_ci PRIMARY KEY, v INT); {}",
+            numbered_rows(3000)
+        ))
+        .await;
+    }
+    s.down
+        .exec(
+            "UPDATE t SET v = -v WHERE v % 3 = 1; DELETE FROM t WHERE v % 100 = 0; \
+             INSERT INTO t VALUES ('k0000x', 1), ('K0001X', 2); UPDATE t SET k = 'K0002' WHERE k = 'k0002'",
+        )
+        .await;
+    let cfg = s.config(&small_chunks(&s, 5000));
+    let (code, out) = check(&cfg);
+    assert_eq!(code, Some(1), "{out}");
+    // Deleted (v % 100 = 0): 30 missing, whether negated first or not; negated and kept:
+    // changed; two extra keys; 'k0002' → 'K0002' changes a key's bytes: one more changed.
+    let negated_and_kept = (0..3000).filter(|v| v % 3 == 1 && v % 100 != 0).count() as u64;
+    assert_eq!(
+        counts(&s.summary(), "t"),
+        (30, 2, negated_and_kept + 1),
+        "{}",
+        s.summary()
+    );
+    s.apply_fix_files().await;
+    let (code, out) = check(&cfg);
+    assert_eq!(code, Some(0), "{out}");
+    let q = "SELECT HEX(k), v FROM t ORDER BY HEX(k)";
+    assert_eq!(dump(&s.up, q).await, dump(&s.down, q).await);
 }

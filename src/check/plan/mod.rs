@@ -36,7 +36,8 @@
 //! (binary strings by their bytes). Both servers compute that identically, so keys are
 //! matched on a binary basis: `'abc'` and `'ABC'` are two keys. No index serves that order,
 //! so such a table is not split into key-range chunks: it is checksummed as one range, and
-//! a difference is bisected with byte-order bounds (each step scans and sorts the range).
+//! a difference is located by checksums of key-hash buckets, then the differing buckets'
+//! rows are merged in byte order (a sort of those rows per side).
 //! Types that cannot be ordered alike at all (a number on one side, a string on the other)
 //! are refused for the data check.
 
@@ -97,7 +98,7 @@ pub struct TablePlan {
     /// Target rows per chunk (`u64::MAX` when the table is not split).
     pub chunk_size: u64,
     /// Keys are compared on a binary basis (see the module docs): no index serves that
-    /// order, so the table is one range, bisected only where it differs.
+    /// order, so the table is one range, narrowed by key-hash buckets where it differs.
     pub unsplit: bool,
     /// Per compared column: the type both sides are cast to, when they differ only in how
     /// a value is written.

@@ -3,7 +3,9 @@
 
 use super::{KeyPart, Side, TablePlan, MAX_OR_RANGES};
 use crate::checksum::{checksum_sql_from, Aggregate};
-use crate::chunk::{range_predicate, row_int, with_filter, Buckets, IntRange, KeyRange};
+use crate::chunk::{
+    below_predicate, range_predicate, row_int, with_filter, Buckets, IntRange, KeyRange, Lead,
+};
 use crate::diff::RowLayout;
 use crate::row::Row;
 use crate::schema::TypeClass;
@@ -42,16 +44,7 @@ impl TablePlan {
     /// `range` over the key when some key column is ordered by bytes: those columns are
     /// compared through their binary expression with hex literals, the others as usual.
     pub(super) fn binary_range_predicate(&self, side: Side, range: &KeyRange) -> String {
-        let s = side.index();
-        let term = |k: &KeyPart, v: Option<&[u8]>| -> (String, String) {
-            if k.binary {
-                let lit = v.map(hex_literal).unwrap_or_else(|| "NULL".into());
-                (k.order[s].clone(), lit)
-            } else {
-                let c = &self.up_cols[k.pos];
-                (quote_ident(&self.cols(side)[k.pos].name), c.literal(v))
-            }
-        };
+        let term = |k: &KeyPart, v: Option<&[u8]>| self.key_term(side, k, v);
         let bound = |row: &Row, op: &str, last_op: &str| -> String {
             let mut terms = Vec::new();
             for i in 0..self.key_parts.len() {
@@ -87,6 +80,18 @@ impl TablePlan {
             "TRUE".to_string()
         } else {
             parts.join(" AND ")
+        }
+    }
+
+    /// A key column as bounds compare it on `side`, and the literal of `v` for it: columns
+    /// ordered by bytes through their binary expression and a hex literal, others by name.
+    fn key_term(&self, side: Side, k: &KeyPart, v: Option<&[u8]>) -> (String, String) {
+        if k.binary {
+            let lit = v.map(hex_literal).unwrap_or_else(|| "NULL".into());
+            (k.order[side.index()].clone(), lit)
+        } else {
+            let c = &self.up_cols[k.pos];
+            (quote_ident(&self.cols(side)[k.pos].name), c.literal(v))
         }
     }
 
@@ -135,16 +140,19 @@ impl TablePlan {
         }
     }
 
-    /// The compared columns as read on `side`.
-    /// The layout of [`Self::key_hashes_sql`]'s rows: key and hash compared, the key
-    /// ordered as an integer.
+    /// The layout of [`Self::key_hashes_sql`]'s rows: key and hash compared, ordered by
+    /// the key (as an integer for integer keys).
     pub fn key_hashes_layout(&self) -> RowLayout {
+        if !self.int_key() {
+            return self.fingerprint_layout();
+        }
         RowLayout {
             columns: 2,
             sort_kinds: vec![crate::row::KeyKind::Int],
         }
     }
 
+    /// The compared columns as read on `side`.
     pub(super) fn select_list(&self, side: Side) -> Vec<String> {
         (0..self.up_cols.len())
             .map(|i| self.select_expr(side, i))
@@ -181,23 +189,29 @@ impl TablePlan {
     /// row by row through `diff::Merger` (the DR flow's gate at a backup point). A keyless
     /// table yields `(hash, hash)` ordered by the hash: a sorted multiset.
     pub fn fingerprint_sql(&self, side: Side) -> String {
-        let s = side.index();
-        let hash = self.row_hash(side);
         if self.key.is_none() {
             return format!(
-                "SELECT h, h FROM (SELECT {hash} AS h FROM {}) AS fp ORDER BY h",
+                "SELECT h, h FROM (SELECT {} AS h FROM {}) AS fp ORDER BY h",
+                self.row_hash(side),
                 self.from(side)
             );
         }
+        self.keyed_hashes_sql(side, "TRUE")
+    }
+
+    /// `(key columns…, row hash, sort values…)` of the rows matching `predicate`, in key
+    /// order: laid out for [`Self::fingerprint_layout`].
+    fn keyed_hashes_sql(&self, side: Side, predicate: &str) -> String {
+        let s = side.index();
         let mut select: Vec<String> = self
             .key_parts
             .iter()
             .map(|k| self.select_expr(side, k.pos))
             .collect();
-        select.push(hash);
+        select.push(self.row_hash(side));
         select.extend(self.key_parts.iter().map(|k| k.sort[s].clone()));
         format!(
-            "SELECT {} FROM {} ORDER BY {}",
+            "SELECT {} FROM {} WHERE {predicate} ORDER BY {}",
             select.join(", "),
             self.from(side),
             self.key_select_and_order(side).1
@@ -263,25 +277,145 @@ impl TablePlan {
     }
 
     /// The server's row estimate for a key range (upstream): `EXPLAIN` dives into the index
-    /// without reading the rows.
-    pub fn estimate_sql(&self, range: IntRange) -> String {
-        let k = self.int_key_name(Side::Up);
+    /// without reading the rows. The user's filter is left out: it could steer the server
+    /// to another index, whose estimate would not be the key range's.
+    pub fn estimate_sql(&self, range: &KeyRange) -> String {
         format!(
-            "EXPLAIN SELECT 1 FROM {} WHERE {k} > {} AND {k} <= {}",
+            "EXPLAIN SELECT 1 FROM {} WHERE {}",
             self.from(Side::Up),
-            range.lower,
-            range.upper
+            range_predicate(&self.key_cols(), range)
         )
     }
 
-    /// The exact number of rows in a key range (upstream, through the key index).
-    pub fn count_sql(&self, range: IntRange) -> String {
-        let k = self.int_key_name(Side::Up);
+    /// The exact number of rows in a key range (upstream, through the key index; without
+    /// the user's filter, as [`Self::estimate_sql`]).
+    pub fn count_sql(&self, range: &KeyRange) -> String {
         format!(
-            "SELECT COUNT(*) FROM {} WHERE {k} > {} AND {k} <= {}",
+            "SELECT COUNT(*) FROM {} WHERE {}",
             self.from(Side::Up),
-            range.lower,
-            range.upper
+            range_predicate(&self.key_cols(), range)
+        )
+    }
+
+    /// The class of the leading key column when the table can be split by probes
+    /// ([`crate::chunk::between`]): an integer or a character string that the key index
+    /// orders alike on both sides, neither nullable nor cast. `None`: walk the index.
+    pub fn probe_lead(&self) -> Option<TypeClass> {
+        let part = self.key_parts.first()?;
+        let p = part.pos;
+        let (up, down) = (&self.up_cols[p], &self.down_cols[p]);
+        let usable = self.key.is_some()
+            && !self.unsplit
+            && !self.int_key()
+            && !part.binary
+            && up.class == down.class
+            && matches!(up.class, TypeClass::Int | TypeClass::Text)
+            && !up.nullable
+            && !down.nullable
+            && self.casts[p].is_none();
+        usable.then_some(up.class)
+    }
+
+    /// The first (or, `last`, the last) key of the table (upstream, one index dive).
+    pub fn key_end_sql(&self, last: bool) -> String {
+        let (select, _) = self.key_select_and_order(Side::Up);
+        format!(
+            "SELECT {select} FROM {} ORDER BY {} LIMIT 1",
+            self.from(Side::Up),
+            self.key_order(Side::Up, last)
+        )
+    }
+
+    /// The real key nearest `probe` strictly between `lower` and `upper` (upstream, one
+    /// index dive): the last whose leading column is at most the probe (`below`), or the
+    /// first whose leading column is at least it.
+    pub fn key_near_sql(
+        &self,
+        lower: Option<&Row>,
+        upper: &Row,
+        probe: &Lead,
+        below: bool,
+    ) -> String {
+        let key = self.key_cols();
+        let lead = quote_ident(&key[0].name);
+        let lit = match probe {
+            Lead::Int(v) => v.to_string(),
+            Lead::Text(t) => key[0].literal(Some(t.as_bytes())),
+        };
+        let above = KeyRange {
+            lower: lower.cloned(),
+            upper: None,
+        };
+        let (select, _) = self.key_select_and_order(Side::Up);
+        format!(
+            "SELECT {select} FROM {} WHERE {} AND {} AND {lead} {} {lit} ORDER BY {} LIMIT 1",
+            self.from(Side::Up),
+            range_predicate(&key, &above),
+            below_predicate(&key, upper),
+            if below { "<=" } else { ">=" },
+            self.key_order(Side::Up, below)
+        )
+    }
+
+    /// The key order of `side`, descending when `desc`.
+    fn key_order(&self, side: Side, desc: bool) -> String {
+        let dir = if desc { " DESC" } else { "" };
+        let order: Vec<String> = self
+            .key_parts
+            .iter()
+            .map(|k| format!("{}{dir}", k.order[side.index()]))
+            .collect();
+        order.join(", ")
+    }
+
+    /// A bucket number in `0..buckets` from a hash of the key as `side` reads it, for keys
+    /// that cannot be bucketed by value. Equal keys read alike land in the same bucket on
+    /// both sides; keys equal only under a collation (`'a'`, `'A'`) may not, which makes
+    /// both their buckets differ and be merged, so no difference is hidden.
+    fn key_hash_bucket(&self, side: Side, buckets: u32) -> String {
+        let parts: Vec<String> = self
+            .key_parts
+            .iter()
+            .map(|k| match k.binary {
+                true => k.order[side.index()].clone(),
+                false => self.select_expr(side, k.pos),
+            })
+            .collect();
+        let key = match parts.as_slice() {
+            [one] => one.clone(),
+            _ => format!("CONCAT_WS(',', {})", parts.join(", ")),
+        };
+        format!("CRC32({key}) % {buckets}")
+    }
+
+    /// Count and checksum of each key-hash bucket (see `key_hash_bucket`) of a range.
+    pub fn key_hash_bucket_sql(&self, side: Side, range: &KeyRange, buckets: u32) -> String {
+        format!(
+            "SELECT {} AS sg_bucket, COUNT(*), BIT_XOR({}) FROM {} WHERE {} GROUP BY sg_bucket",
+            self.key_hash_bucket(side, buckets),
+            self.row_hash(side),
+            self.from(side),
+            self.where_for(side, range)
+        )
+    }
+
+    /// The rows (as [`Self::rows_sql`]) of a range whose key-hash bucket is one of `ids`.
+    pub fn rows_in_key_hash_buckets_sql(
+        &self,
+        side: Side,
+        range: &KeyRange,
+        buckets: u32,
+        ids: &[i128],
+    ) -> String {
+        let list: Vec<String> = ids.iter().map(|b| b.to_string()).collect();
+        format!(
+            "SELECT {} FROM {} WHERE {} AND {} IN ({}) ORDER BY {}",
+            self.streamed_columns(side).join(", "),
+            self.from(side),
+            self.where_for(side, range),
+            self.key_hash_bucket(side, buckets),
+            list.join(", "),
+            self.key_select_and_order(side).1
         )
     }
 
@@ -301,10 +435,14 @@ impl TablePlan {
         )
     }
 
-    /// Integer key and per-row hash of every row of a range, in key order: what a dense
-    /// chunk is merged on before any full row is read. Rows are `(key, hash, key)`, laid
-    /// out for [`Self::key_hashes_layout`]: both compared, the key again as the sort value.
+    /// Key and per-row hash of every row of a range, in key order: what a dense or
+    /// differing chunk is merged on before any full row is read. Integer keys give rows
+    /// `(key, hash, key)`; other keys `(key columns…, hash, sort values…)`. Laid out for
+    /// [`Self::key_hashes_layout`].
     pub fn key_hashes_sql(&self, side: Side, range: &KeyRange) -> String {
+        if !self.int_key() {
+            return self.keyed_hashes_sql(side, &self.where_for(side, range));
+        }
         let k = self.int_key_name(side);
         format!(
             "SELECT {k}, {}, {k} FROM {} WHERE {} ORDER BY {k}",
@@ -314,21 +452,38 @@ impl TablePlan {
         )
     }
 
-    /// The rows (as [`Self::rows_sql`]) with the given integer keys, in key order.
-    pub fn rows_with_keys_sql(&self, side: Side, keys: &[i128]) -> String {
-        let k = self.int_key_name(side);
-        let list = keys
-            .iter()
-            .map(|v| v.to_string())
-            .collect::<Vec<_>>()
-            .join(", ");
+    /// The rows (as [`Self::rows_sql`]) with the given keys (as [`Self::key_hashes_sql`]
+    /// reads them, key columns first), in key order. `None` when an integer key does not
+    /// parse as one.
+    pub fn rows_with_keys_sql(&self, side: Side, keys: &[Row]) -> Option<String> {
+        let pred = if self.int_key() {
+            let k = self.int_key_name(side);
+            let list = keys
+                .iter()
+                .map(|r| row_int(r).map(|v| v.to_string()))
+                .collect::<Option<Vec<_>>>()?;
+            format!("{k} IN ({})", list.join(", "))
+        } else {
+            let one = |r: &Row| {
+                let eq: Vec<String> = (self.key_parts.iter().enumerate())
+                    .map(|(j, k)| {
+                        let (expr, lit) = self.key_term(side, k, r.get(j)?.as_deref());
+                        Some(format!("{expr} <=> {lit}"))
+                    })
+                    .collect::<Option<_>>()?;
+                Some(format!("({})", eq.join(" AND ")))
+            };
+            let any: Vec<String> = keys.iter().map(one).collect::<Option<_>>()?;
+            format!("({})", any.join(" OR "))
+        };
         let select = self.streamed_columns(side);
-        format!(
-            "SELECT {} FROM {} WHERE {} ORDER BY {k}",
+        Some(format!(
+            "SELECT {} FROM {} WHERE {} ORDER BY {}",
             select.join(", "),
             self.from(side),
-            with_filter(format!("{k} IN ({list})"), self.filter.as_deref()),
-        )
+            with_filter(pred, self.filter.as_deref()),
+            self.key_select_and_order(side).1
+        ))
     }
 
     /// Stream the rows of several integer key ranges (sorted, disjoint) in key order.

@@ -1,6 +1,6 @@
 use super::*;
 use crate::checksum::Aggregate;
-use crate::chunk::{IntRange, KeyRange};
+use crate::chunk::{IntRange, KeyRange, Lead};
 use crate::schema::Index;
 
 fn col(name: &str, class: TypeClass, column_type: &str, collation: Option<&str>) -> Column {
@@ -338,7 +338,11 @@ fn sql_hint_use_index_forces_the_chunk_key_index_per_side() {
     assert!(p.force_key_index(Side::Up, &up));
     assert!(p.int_key());
     let ir = IntRange { lower: 0, upper: 9 };
-    for sql in [p.key_min_max_sql(), p.estimate_sql(ir), p.count_sql(ir)] {
+    for sql in [
+        p.key_min_max_sql(),
+        p.estimate_sql(&ir.key_range()),
+        p.count_sql(&ir.key_range()),
+    ] {
         assert!(sql.contains("FROM `d`.`t` FORCE INDEX (PRIMARY)"), "{sql}");
     }
     // Only the side that asked for it.
@@ -405,4 +409,78 @@ fn a_table_fits_one_chunk_only_when_its_estimate_is_a_quarter_of_a_chunk_or_less
         p.rows_estimate = Some(rows);
         assert_eq!(p.fits_one_chunk(), fits, "{rows} rows, chunk-size 1000");
     }
+}
+
+#[test]
+fn keys_led_by_a_string_or_an_integer_are_split_by_probes() {
+    let grp = col(
+        "grp",
+        TypeClass::Text,
+        "varchar(16)",
+        Some("utf8mb4_general_ci"),
+    );
+    let id = col("id", TypeClass::Int, "int(11)", None);
+    let v = col("v", TypeClass::Int, "int(11)", None);
+    let p = plan(
+        vec![grp.clone(), id.clone(), v.clone()],
+        vec![grp.clone(), id.clone(), v.clone()],
+        &["grp", "id"],
+    );
+    assert_eq!(p.probe_lead(), Some(TypeClass::Text));
+    assert_eq!(
+        p.key_end_sql(true),
+        "SELECT `grp`, `id` FROM `d`.`t` ORDER BY `grp` DESC, `id` DESC LIMIT 1"
+    );
+    let row = |g: &str, i: &str| vec![Some(g.as_bytes().to_vec()), Some(i.as_bytes().to_vec())];
+    let lower = row("g1", "5");
+    assert_eq!(
+        p.key_near_sql(
+            Some(&lower),
+            &row("g9", "2"),
+            &Lead::Text("g5".into()),
+            true
+        ),
+        "SELECT `grp`, `id` FROM `d`.`t` WHERE ((`grp` > 'g1') OR (`grp` = 'g1' AND `id` > 5)) \
+         AND ((`grp` < 'g9') OR (`grp` = 'g9' AND `id` < 2)) AND `grp` <= 'g5' \
+         ORDER BY `grp` DESC, `id` DESC LIMIT 1"
+    );
+    assert!(p
+        .key_near_sql(None, &row("g9", "2"), &Lead::Text("g5".into()), false)
+        .ends_with("AND `grp` >= 'g5' ORDER BY `grp`, `id` LIMIT 1"));
+    // Rows fetched by key: null-safe equality per key column, in key order.
+    assert_eq!(
+        p.rows_with_keys_sql(Side::Down, &[row("g1", "5"), row("g2", "7")])
+            .unwrap(),
+        "SELECT `grp`, `id`, `v`, WEIGHT_STRING(`grp` AS CHAR(16)), `id` FROM `d`.`t` \
+         WHERE ((`grp` <=> 'g1' AND `id` <=> 5) OR (`grp` <=> 'g2' AND `id` <=> 7)) \
+         ORDER BY `grp`, `id`"
+    );
+
+    // Led by an integer: probes too; one integer key is cut on the grid instead; keys led
+    // by a date, or compared as bytes, are walked.
+    let p = plan(
+        vec![id.clone(), grp.clone(), v.clone()],
+        vec![id.clone(), grp.clone(), v.clone()],
+        &["id", "grp"],
+    );
+    assert_eq!(p.probe_lead(), Some(TypeClass::Int));
+    let p = plan(
+        vec![id.clone(), v.clone()],
+        vec![id.clone(), v.clone()],
+        &["id"],
+    );
+    assert!(p.int_key());
+    assert_eq!(p.probe_lead(), None);
+    let day = col("d", TypeClass::Date, "date", None);
+    let p = plan(
+        vec![day.clone(), id.clone()],
+        vec![day, id.clone()],
+        &["d", "id"],
+    );
+    assert_eq!(p.probe_lead(), None);
+    let mut other = grp.clone();
+    other.collation = Some("utf8mb4_bin".into());
+    let p = plan(vec![grp, id.clone()], vec![other, id], &["grp", "id"]);
+    assert!(p.unsplit);
+    assert_eq!(p.probe_lead(), None);
 }

@@ -1,0 +1,196 @@
+//! Probe values between two keys, for splitting a table not keyed by one integer without
+//! reading its rows: the producer asks the server for the real key nearest a probe (an
+//! index dive) and how many rows lie between keys (`EXPLAIN`). Probes only steer that
+//! search, so a poor one costs a query, never a wrong chunk. Pure.
+
+/// The leading key column's value at a bound, as the producer interpolates it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lead {
+    Int(i128),
+    Text(String),
+}
+
+/// The range of characters seen in a table's text keys: probes are made of these, so they
+/// land among the data's own characters (digits stay digits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Alphabet {
+    lo: u32,
+    hi: u32,
+}
+
+impl Default for Alphabet {
+    fn default() -> Self {
+        Alphabet {
+            lo: u32::MAX,
+            hi: 0,
+        }
+    }
+}
+
+/// Characters of a text value weighed per probe: with up to 0x110001 symbols a position,
+/// six positions still fit a u128.
+const DIGITS: usize = 6;
+
+impl Alphabet {
+    /// Widen to the characters of `s`.
+    pub fn observe(&mut self, s: &str) {
+        for c in s.chars() {
+            self.lo = self.lo.min(c as u32);
+            self.hi = self.hi.max(c as u32);
+        }
+    }
+
+    /// Symbols per position: every character of the range, plus "no character" (a shorter
+    /// string sorts first).
+    fn base(&self) -> u128 {
+        u128::from(self.hi.saturating_sub(self.lo)) + 2
+    }
+
+    fn digit(&self, c: Option<char>) -> u128 {
+        match c {
+            None => 0,
+            Some(c) => u128::from((c as u32).clamp(self.lo, self.hi) - self.lo) + 1,
+        }
+    }
+
+    fn char_of(&self, d: u128) -> Option<char> {
+        let cp = self.lo + u32::try_from(d).ok()? - 1;
+        // A surrogate is no character: take the next one that is.
+        char::from_u32(cp).or_else(|| char::from_u32(0xE000))
+    }
+
+    /// `s`'s first `DIGITS` characters as a number in [`Self::base`].
+    fn weigh(&self, s: &[char]) -> u128 {
+        let base = self.base();
+        (0..DIGITS).fold(0, |n, i| n * base + self.digit(s.get(i).copied()))
+    }
+}
+
+/// A probe strictly between `a` and `b` (`a < b`), or `None` when there is no integer or
+/// no interpolated string between them. Text is read as digits in the alphabet's base after
+/// the common prefix; the order is by code point, which a collation may not share — the
+/// server's answer to the probe decides, and the split only needs it to be near the middle.
+pub fn between(a: &Lead, b: &Lead, alphabet: &Alphabet) -> Option<Lead> {
+    match (a, b) {
+        (Lead::Int(a), Lead::Int(b)) => {
+            let mid = a.checked_add(b.checked_sub(*a)? / 2)?;
+            (mid > *a && mid < *b).then_some(Lead::Int(mid))
+        }
+        (Lead::Text(a), Lead::Text(b)) => text_between(a, b, alphabet).map(Lead::Text),
+        _ => None,
+    }
+}
+
+fn text_between(a: &str, b: &str, alphabet: &Alphabet) -> Option<String> {
+    if alphabet.lo > alphabet.hi {
+        return None;
+    }
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let common = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let (na, nb) = (alphabet.weigh(&a[common..]), alphabet.weigh(&b[common..]));
+    if nb <= na + 1 {
+        return None;
+    }
+    let mut mid = na + (nb - na) / 2;
+    let base = alphabet.base();
+    let mut digits = [0u128; DIGITS];
+    for d in digits.iter_mut().rev() {
+        *d = mid % base;
+        mid /= base;
+    }
+    let mut out: String = a[..common].iter().collect();
+    for d in digits {
+        if d == 0 {
+            break;
+        }
+        out.push(alphabet.char_of(d)?);
+    }
+    // Six characters weighed: a longer `a` can outweigh the probe.
+    let (a, b): (String, String) = (a.iter().collect(), b.iter().collect());
+    (a < out && out < b).then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn text(s: &str) -> Lead {
+        Lead::Text(s.into())
+    }
+
+    fn alphabet_of(values: &[&str]) -> Alphabet {
+        let mut a = Alphabet::default();
+        for v in values {
+            a.observe(v);
+        }
+        a
+    }
+
+    #[test]
+    fn integers_halve_and_adjacent_ones_have_nothing_between() {
+        let a = Alphabet::default();
+        assert_eq!(
+            between(&Lead::Int(0), &Lead::Int(10), &a),
+            Some(Lead::Int(5))
+        );
+        assert_eq!(
+            between(&Lead::Int(-7), &Lead::Int(-3), &a),
+            Some(Lead::Int(-5))
+        );
+        assert_eq!(between(&Lead::Int(4), &Lead::Int(5), &a), None);
+        assert_eq!(
+            between(&Lead::Int(i128::MIN / 2), &Lead::Int(i128::MAX / 2), &a),
+            Some(Lead::Int(-1))
+        );
+        assert_eq!(
+            between(&Lead::Int(i128::MIN), &Lead::Int(i128::MAX), &a),
+            None
+        );
+    }
+
+    #[test]
+    fn decimal_strings_get_probes_made_of_digits() {
+        let a = alphabet_of(&["1", "999999"]);
+        assert_eq!(between(&text("1"), &text("2"), &a), Some(text("15")));
+        // "No character" weighs least, so "1" < "10" < "100" as in the collation.
+        assert_eq!(between(&text("100"), &text("300"), &a), Some(text("211")));
+        // The alphabet is what the caller observed: here digits only.
+        assert_eq!(
+            between(&text("k0100"), &text("k0200"), &alphabet_of(&["0", "9"])),
+            Some(text("k0155444"))
+        );
+    }
+
+    #[test]
+    fn a_long_lower_value_is_never_passed_by_its_truncated_weight() {
+        let a = alphabet_of(&["1", "9"]);
+        let p = between(&text("1111119"), &text("1111112"), &a);
+        assert_eq!(p, None);
+        let p = between(&text("1111119"), &text("2"), &a);
+        assert!(
+            matches!(&p, Some(Lead::Text(s)) if s.as_str() > "1111119"),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn no_probe_between_neighbours_or_out_of_order_values() {
+        let a = alphabet_of(&["a", "z"]);
+        assert_eq!(between(&text("b"), &text("a"), &a), None);
+        assert_eq!(between(&text("abc"), &text("abc"), &a), None);
+        assert_eq!(between(&text("x"), &text("x"), &Alphabet::default()), None);
+    }
+
+    proptest! {
+        /// A probe is strictly between its ends by code point order whenever one is given.
+        #[test]
+        fn probes_lie_strictly_between(a in "[a-f0-9]{0,9}", b in "[a-f0-9]{0,9}") {
+            let (lo, hi) = if a < b { (a, b) } else { (b, a) };
+            let alpha = alphabet_of(&[&lo, &hi, "0", "f"]);
+            if let Some(Lead::Text(p)) = between(&text(&lo), &text(&hi), &alpha) {
+                prop_assert!(lo < p && p < hi, "{lo:?} < {p:?} < {hi:?}");
+            }
+        }
+    }
+}
