@@ -4,6 +4,7 @@
 
 use super::merge::{diff_range, diff_streams, merge_by_hashes};
 use super::plan::{Side, TablePlan};
+use super::probes;
 use super::sides::{retry, Chunk, DenseHints, Sides, DENSE_COUNT_DIFF, LEAF_ROWS};
 use crate::checksum::{parse_checksum, Checksum};
 use crate::chunk::{coalesce, int_row, parse_int, Buckets, IntRange, KeyRange};
@@ -70,6 +71,9 @@ pub(super) async fn check_range(
         (false, _) => 0,
         (true, Some(buckets)) if cu.count.max(cd.count) > LEAF_ROWS => {
             locate_in_buckets(ctx, chunk, buckets).await?
+        }
+        (true, _) if cu.count.max(cd.count) > LEAF_ROWS && plan.probe_lead().is_some() => {
+            locate_in_parts(ctx, chunk, range, cu, cd).await?
         }
         (true, _) if cu.count.max(cd.count) > LEAF_ROWS => {
             locate_in_key_hashes(ctx, chunk, &range, cu.count.max(cd.count)).await?
@@ -166,6 +170,63 @@ async fn bucket_sums_both(
             bucket_sums(dc, plan, Side::Down, buckets)
         )
     })
+}
+
+/// Parts a differing range of a probe-split key is cut into per level.
+const PARTS: usize = 8;
+
+/// Find the differing rows of a differing chunk whose key is led by a string or an integer
+/// (not one integer): cut it into up to `PARTS` parts at real keys near probes (index
+/// dives, [`probes::cut`]), checksum every part on both sides (one scan of the range in
+/// all), and go on with the parts that differ, until a part holds at most `LEAF_ROWS` rows
+/// and is merged. One differing row in a 20,000-row chunk costs about 1.15 scans of the
+/// chunk a side. A range that cannot be cut, or where most parts differ (differences
+/// spread out), goes to [`locate_in_key_hashes`]. Returns the rows found differing.
+async fn locate_in_parts(
+    ctx: &mut Sides,
+    chunk: &Chunk<'_>,
+    range: KeyRange,
+    cu: Checksum,
+    cd: Checksum,
+) -> Result<u64> {
+    let plan = chunk.plan;
+    let mut found = 0;
+    let mut stack = vec![(range, cu, cd)];
+    while let Some((r, cu, cd)) = stack.pop() {
+        let rows = cu.count.max(cd.count);
+        if rows <= LEAF_ROWS {
+            found += diff_range(ctx, chunk, &r, rows).await?.changes;
+            continue;
+        }
+        let parts = retry!(ctx, |uc, _dc| probes::cut(uc, plan, &r, PARTS))?;
+        let sums = match parts.len() {
+            0 | 1 => None,
+            _ => Some(retry!(ctx, |uc, dc| async {
+                let mut sums = Vec::with_capacity(parts.len());
+                for p in &parts {
+                    sums.push(checksum_both(uc, dc, plan, p).await?);
+                }
+                Ok::<_, Error>(sums)
+            })?),
+        };
+        let differing: Vec<_> = match &sums {
+            Some(sums) => parts
+                .into_iter()
+                .zip(sums.iter().copied())
+                .filter(|(_, (u, d))| u != d)
+                .collect(),
+            None => Vec::new(),
+        };
+        let spread = sums.as_ref().is_some_and(|s| differing.len() * 2 > s.len());
+        if sums.is_none() || spread {
+            found += locate_in_key_hashes(ctx, chunk, &r, rows).await?;
+            continue;
+        }
+        for (p, (u, d)) in differing.into_iter().rev() {
+            stack.push((p, u, d));
+        }
+    }
+    Ok(found)
 }
 
 /// Rows per key-hash bucket aimed at when locating in a chunk not keyed by an integer.

@@ -6,8 +6,9 @@
 //! | table pairs, structures, plans | `prepare`, `plan` |
 //! | read points: snapshots, fences, GC safepoints | `open` |
 //! | splitting tables into chunks (producer) | `split` |
+//! | real keys inside a range, near interpolated probes | `probes` |
 //! | the worker loop, connection retry | `worker` |
-//! | narrowing a differing chunk (key-value or key-hash buckets) | `locate` |
+//! | narrowing a differing chunk (parts, key-value or key-hash buckets) | `locate` |
 //! | row merges over server streams | `merge` |
 //! | tables without a key | `keyless` |
 //! | `--apply-fix` and the re-check | `apply` |
@@ -34,6 +35,7 @@ mod objects;
 mod open;
 pub mod plan;
 mod prepare;
+mod probes;
 mod replica;
 mod resume;
 mod sides;

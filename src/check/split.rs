@@ -6,13 +6,11 @@
 
 use super::msg::{ChunkJob, ChunkStart, WorkerMsg};
 use super::plan::{Side, TablePlan};
-use crate::chunk::{
-    between, int_row, parse_int, row_int, Alphabet, Grid, IntRange, KeyRange, Lead,
-};
+use super::probes::Probes;
+use crate::chunk::{int_row, parse_int, row_int, Grid, IntRange, KeyRange};
 use crate::db::{Conn, Source};
 use crate::error::Result;
 use crate::row::Row;
-use crate::schema::TypeClass;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -290,84 +288,6 @@ async fn split_by_probes(
             upper: None,
         })
         .await)
-}
-
-/// Finds real keys inside ranges for [`split_by_probes`].
-struct Probes {
-    class: Option<TypeClass>,
-    /// The leading value of the table's first key: what an open lower bound interpolates from.
-    first: Option<Lead>,
-    /// Characters the text keys use beyond the prefix all of them share.
-    alphabet: Alphabet,
-    /// Length in characters of that shared prefix.
-    shared: usize,
-}
-
-impl Probes {
-    fn new(class: Option<TypeClass>, first: &Row, last: &Row) -> Probes {
-        let mut p = Probes {
-            class,
-            first: None,
-            alphabet: Alphabet::default(),
-            shared: 0,
-        };
-        p.first = p.lead(first);
-        if let (Some(Lead::Text(a)), Some(Lead::Text(b))) = (p.first.clone(), p.lead(last)) {
-            p.shared = a.chars().zip(b.chars()).take_while(|(x, y)| x == y).count();
-            p.observe(&Lead::Text(a));
-            p.observe(&Lead::Text(b));
-        }
-        p
-    }
-
-    fn lead(&self, row: &Row) -> Option<Lead> {
-        let v = row.first()?.as_deref()?;
-        match self.class? {
-            TypeClass::Int => parse_int(v).map(Lead::Int),
-            TypeClass::Text => std::str::from_utf8(v).ok().map(|s| Lead::Text(s.into())),
-            _ => None,
-        }
-    }
-
-    fn observe(&mut self, lead: &Lead) {
-        if let Lead::Text(s) = lead {
-            let rest: String = s.chars().skip(self.shared).collect();
-            self.alphabet.observe(&rest);
-        }
-    }
-
-    /// A real key strictly inside `range` (which has an upper bound), near the middle of
-    /// its leading values; `None` when no probe finds one.
-    async fn key_inside(
-        &mut self,
-        conn: &mut Conn,
-        plan: &TablePlan,
-        range: &KeyRange,
-    ) -> Result<Option<Row>> {
-        let Some(upper) = &range.upper else {
-            return Ok(None);
-        };
-        let low = match &range.lower {
-            Some(l) => self.lead(l),
-            None => self.first.clone(),
-        };
-        let (Some(low), Some(high)) = (low, self.lead(upper)) else {
-            return Ok(None);
-        };
-        let Some(probe) = between(&low, &high, &self.alphabet) else {
-            return Ok(None);
-        };
-        for below in [true, false] {
-            let sql = plan.key_near_sql(range.lower.as_ref(), upper, &probe, below);
-            if let Some(key) = conn.first(&sql).await? {
-                if let Some(lead) = self.lead(&key) {
-                    self.observe(&lead);
-                }
-                return Ok(Some(key));
-            }
-        }
-        Ok(None)
-    }
 }
 
 /// Split a table keyed by one integer column by key value: `(−∞, min − 1]`, then blocks of

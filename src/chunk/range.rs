@@ -107,9 +107,11 @@ pub fn range_predicate(key: &[&Column], range: &KeyRange) -> String {
     }
 }
 
-/// The WHERE predicate selecting keys strictly below `bound`.
-pub fn below_predicate(key: &[&Column], bound: &Row) -> String {
-    bound_predicate(key, bound, "<", "<")
+/// The WHERE predicate comparing `key` with `bound` lexicographically: `op` (`<` or `>`)
+/// strictly, or `op_or_equal` (`<=`, `>=`) to admit `bound` itself. `key` may be a prefix
+/// of a chunk key (with `bound` as long).
+pub fn compare_predicate(key: &[&Column], bound: &Row, op: &str, op_or_equal: &str) -> String {
+    bound_predicate(key, bound, op, op_or_equal)
 }
 
 /// Combine a range predicate with the user's `range` filter.

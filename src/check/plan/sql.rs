@@ -4,7 +4,7 @@
 use super::{KeyPart, Side, TablePlan, MAX_OR_RANGES};
 use crate::checksum::{checksum_sql_from, Aggregate};
 use crate::chunk::{
-    below_predicate, range_predicate, row_int, with_filter, Buckets, IntRange, KeyRange, Lead,
+    compare_predicate, range_predicate, row_int, with_filter, Buckets, IntRange, KeyRange, Lead,
 };
 use crate::diff::RowLayout;
 use crate::row::Row;
@@ -298,15 +298,24 @@ impl TablePlan {
     }
 
     /// The class of the leading key column when the table can be split by probes
-    /// ([`crate::chunk::between`]): an integer or a character string that the key index
-    /// orders alike on both sides, neither nullable nor cast. `None`: walk the index.
+    /// ([`crate::chunk::between`]): see [`Self::probe_class`]; not for one integer key,
+    /// which is cut on a grid. `None`: walk the index.
     pub fn probe_lead(&self) -> Option<TypeClass> {
-        let part = self.key_parts.first()?;
+        match self.int_key() {
+            true => None,
+            false => self.probe_class(0),
+        }
+    }
+
+    /// The class of key column `j` when probes can be interpolated on it: an integer or a
+    /// character string that the key index orders alike on both sides, neither nullable
+    /// nor cast.
+    pub fn probe_class(&self, j: usize) -> Option<TypeClass> {
+        let part = self.key_parts.get(j)?;
         let p = part.pos;
         let (up, down) = (&self.up_cols[p], &self.down_cols[p]);
         let usable = self.key.is_some()
             && !self.unsplit
-            && !self.int_key()
             && !part.binary
             && up.class == down.class
             && matches!(up.class, TypeClass::Int | TypeClass::Text)
@@ -326,33 +335,36 @@ impl TablePlan {
         )
     }
 
-    /// The real key nearest `probe` strictly between `lower` and `upper` (upstream, one
-    /// index dive): the last whose leading column is at most the probe (`below`), or the
-    /// first whose leading column is at least it.
+    /// The real key nearest a probe strictly between `lower` and `upper` (upstream, one
+    /// index dive). The probe is on key column `j`, after the values `prefix` of the columns
+    /// before it (which both bounds share): the last key at most `(prefix…, probe)`
+    /// (`below`), or the first at least it.
     pub fn key_near_sql(
         &self,
-        lower: Option<&Row>,
-        upper: &Row,
+        (lower, upper): (Option<&Row>, &Row),
+        prefix: &[Option<Vec<u8>>],
         probe: &Lead,
         below: bool,
     ) -> String {
         let key = self.key_cols();
-        let lead = quote_ident(&key[0].name);
-        let lit = match probe {
-            Lead::Int(v) => v.to_string(),
-            Lead::Text(t) => key[0].literal(Some(t.as_bytes())),
-        };
+        let j = prefix.len().min(key.len() - 1);
+        let mut at: Row = prefix[..j].to_vec();
+        at.push(Some(match probe {
+            Lead::Int(v) => v.to_string().into_bytes(),
+            Lead::Text(t) => t.as_bytes().to_vec(),
+        }));
         let above = KeyRange {
             lower: lower.cloned(),
             upper: None,
         };
         let (select, _) = self.key_select_and_order(Side::Up);
+        let (op, op_eq) = if below { ("<", "<=") } else { (">", ">=") };
         format!(
-            "SELECT {select} FROM {} WHERE {} AND {} AND {lead} {} {lit} ORDER BY {} LIMIT 1",
+            "SELECT {select} FROM {} WHERE {} AND {} AND {} ORDER BY {} LIMIT 1",
             self.from(Side::Up),
             range_predicate(&key, &above),
-            below_predicate(&key, upper),
-            if below { "<=" } else { ">=" },
+            compare_predicate(&key, upper, "<", "<"),
+            compare_predicate(&key[..=j], &at, op, op_eq),
             self.key_order(Side::Up, below)
         )
     }

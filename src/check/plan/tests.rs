@@ -433,20 +433,31 @@ fn keys_led_by_a_string_or_an_integer_are_split_by_probes() {
     );
     let row = |g: &str, i: &str| vec![Some(g.as_bytes().to_vec()), Some(i.as_bytes().to_vec())];
     let lower = row("g1", "5");
+    let text = |t: &str| Lead::Text(t.into());
     assert_eq!(
-        p.key_near_sql(
-            Some(&lower),
-            &row("g9", "2"),
-            &Lead::Text("g5".into()),
-            true
-        ),
+        p.key_near_sql((Some(&lower), &row("g9", "2")), &[], &text("g5"), true),
         "SELECT `grp`, `id` FROM `d`.`t` WHERE ((`grp` > 'g1') OR (`grp` = 'g1' AND `id` > 5)) \
          AND ((`grp` < 'g9') OR (`grp` = 'g9' AND `id` < 2)) AND `grp` <= 'g5' \
          ORDER BY `grp` DESC, `id` DESC LIMIT 1"
     );
     assert!(p
-        .key_near_sql(None, &row("g9", "2"), &Lead::Text("g5".into()), false)
+        .key_near_sql((None, &row("g9", "2")), &[], &text("g5"), false)
         .ends_with("AND `grp` >= 'g5' ORDER BY `grp`, `id` LIMIT 1"));
+    // Inside one leading value: the probe is on `id`, after `grp`'s value.
+    let within = row("g5", "900");
+    let g5 = [Some(b"g5".to_vec())];
+    assert!(p
+        .key_near_sql(
+            (Some(&row("g5", "100")), &within),
+            &g5,
+            &Lead::Int(500),
+            true
+        )
+        .ends_with(
+            "AND ((`grp` < 'g5') OR (`grp` = 'g5' AND `id` <= 500)) \
+             ORDER BY `grp` DESC, `id` DESC LIMIT 1"
+        ));
+    assert_eq!(p.probe_class(1), Some(TypeClass::Int));
     // Rows fetched by key: null-safe equality per key column, in key order.
     assert_eq!(
         p.rows_with_keys_sql(Side::Down, &[row("g1", "5"), row("g2", "7")])
