@@ -99,7 +99,18 @@ impl Probes {
         };
         for below in [true, false] {
             let sql = plan.key_near_sql((range.lower.as_ref(), upper), &upper[..j], &probe, below);
-            if let Some(key) = conn.first(&sql).await? {
+            let found = match conn.first(&sql).await {
+                Ok(found) => found,
+                // A probe the column's charset cannot hold (a latin1 key probed with a
+                // character between its own, an utf8mb3 one with an emoji): the server
+                // refuses the comparison. No cut here, nothing lost.
+                Err(e) if !e.is_connection_lost() => {
+                    tracing::debug!("{}: probe refused: {e}", plan.target);
+                    return Ok(None);
+                }
+                Err(e) => return Err(e),
+            };
+            if let Some(key) = found {
                 if let Some(lead) = self.lead(&key) {
                     self.observe(&lead);
                 }

@@ -416,3 +416,45 @@ async fn dense_drift_under_a_text_key_is_merged_on_key_and_hash() {
     let q = "SELECT HEX(k), v FROM t ORDER BY HEX(k)";
     assert_eq!(dump(&s.up, q).await, dump(&s.down, q).await);
 }
+
+/// A latin1 key holding '€' (U+20AC in latin1, MariaDB's cp1252): probes interpolated
+/// between its characters can hold characters latin1 has not, which the server refuses to
+/// compare with the column. Such a probe cuts nothing: the table is still split, and a
+/// differing chunk still narrowed, to the exact result.
+#[tokio::test]
+async fn probes_a_latin1_key_cannot_hold_are_refused_and_skipped() {
+    for chunk_size in [250, 5000] {
+        let s = Scenario::empty().await;
+        let rows: Vec<String> = (0..3000)
+            .map(|i| {
+                let c = ["a", "€", "ÿ", "Z"][i % 4];
+                format!("('{c}{i:04}{c}', {i})")
+            })
+            .collect();
+        for db in [&s.up, &s.down] {
+            db.exec(&format!(
+                "CREATE TABLE t (k VARCHAR(20) CHARACTER SET latin1 PRIMARY KEY, v INT); \
+                 INSERT INTO t VALUES {}",
+                rows.join(", ")
+            ))
+            .await;
+        }
+        s.down
+            .exec(
+                "UPDATE t SET v = -1 WHERE v IN (5, 1500); DELETE FROM t WHERE v = 2999; \
+                 INSERT INTO t VALUES ('€€', 9)",
+            )
+            .await;
+        let cfg = s.config(&small_chunks(&s, chunk_size));
+        let (code, out) = check(&cfg);
+        assert_eq!(code, Some(1), "chunk size {chunk_size}: {out}");
+        assert_eq!(
+            counts(&s.summary(), "t"),
+            (1, 1, 2),
+            "chunk size {chunk_size}"
+        );
+        s.apply_fix_files().await;
+        let (code, out) = check(&cfg);
+        assert_eq!(code, Some(0), "chunk size {chunk_size}: {out}");
+    }
+}
