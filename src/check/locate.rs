@@ -45,9 +45,10 @@ pub(super) async fn checksum_both(
 }
 
 /// Check one chunk: checksum both sides; on a difference locate the differing rows
-/// (bucketed checksums by key value for integer keys, by key hash for others) and diff
-/// them. A table whose last
-/// chunk had dense differences is merged directly ([`merge_dense`]).
+/// (bucketed checksums by key value for integer keys; parts cut at probed keys, or buckets
+/// of a key hash, for others) and diff them. A chunk whose counts already differ by many
+/// rows is merged on `(key, row hash)` at once, and a table whose last chunk had dense
+/// differences is merged directly ([`merge_dense`]).
 pub(super) async fn check_range(
     ctx: &mut Sides,
     chunk: &Chunk<'_>,
@@ -71,6 +72,11 @@ pub(super) async fn check_range(
         (false, _) => 0,
         (true, Some(buckets)) if cu.count.max(cd.count) > LEAF_ROWS => {
             locate_in_buckets(ctx, chunk, buckets).await?
+        }
+        (true, None)
+            if count_diff >= DENSE_COUNT_DIFF as i128 && cu.count.max(cd.count) > LEAF_ROWS =>
+        {
+            merge_by_hashes(ctx, chunk, &range).await?.changes
         }
         (true, _) if cu.count.max(cd.count) > LEAF_ROWS && plan.probe_lead().is_some() => {
             locate_in_parts(ctx, chunk, range, cu, cd).await?
