@@ -3,7 +3,7 @@
 use crate::scenario::{parse_count, parse_scenario, DataSpec, Drift, Scenario};
 use crate::{BoxError, Res};
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 const DEFAULT_SCENARIOS: &str = "4x1M-15rows,1x1M-1pct";
@@ -46,10 +46,12 @@ Options (environment variable in brackets):
                        [SG_E2E_KEEP_DATA=1]
   --rss METHOD         auto | time | poll: how the child's peak RSS is read
                        (default auto: /usr/bin/time when it is GNU time) [SG_E2E_RSS]
-  --reladiff PATH      reladiff executable, or `off` (default: found on PATH)
+  --reladiff PATH      reladiff executable, or `off` (default: found on PATH, installed
+                       by benches/install-peers.sh when missing)
                        [SG_E2E_RELADIFF]
   --pt-table-checksum PATH
-                       pt-table-checksum executable, or `off` (default: found on PATH)
+                       pt-table-checksum executable, or `off` (default: found on PATH,
+                       installed by benches/install-peers.sh when missing)
                        [SG_E2E_PT_TABLE_CHECKSUM]
   --output FILE        also write the results (markdown) to FILE [SG_E2E_OUTPUT]
   SG_E2E_SYNCGATE=PATH run this syncgate binary instead of the one built with the bench
@@ -235,11 +237,16 @@ impl RawOpts {
     }
 
     /// A third-party tool: the given path, none for `off`, else found on `PATH`.
+    /// A peer tool: `off`, a given path, or found on PATH after `benches/install-peers.sh`
+    /// installed it if missing (a failed install leaves it "not installed").
     fn tool(&self, key: &str, exe: &str) -> Option<PathBuf> {
         match self.get(key) {
             Some(v) if v == "off" => None,
             Some(v) => Some(PathBuf::from(v)),
-            None => find_on_path(exe),
+            None => {
+                install_peer(exe);
+                find_on_path(exe)
+            }
         }
     }
 }
@@ -286,6 +293,16 @@ pub(crate) fn parse_opts(args: &[String]) -> Res<Option<Opts>> {
         pt_table_checksum,
         output: raw.get("output").map(PathBuf::from),
     }))
+}
+
+/// Run `benches/install-peers.sh` for `exe`; a failure is reported, not fatal.
+fn install_peer(exe: &str) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/install-peers.sh");
+    match Command::new("bash").arg(&script).arg(exe).status() {
+        Ok(s) if s.success() => {}
+        Ok(s) => eprintln!("   could not install {exe} ({s}); its column says not installed"),
+        Err(e) => eprintln!("   could not run {}: {e}", script.display()),
+    }
 }
 
 fn find_on_path(exe: &str) -> Option<PathBuf> {
