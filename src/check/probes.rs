@@ -23,11 +23,11 @@ pub(super) struct Probes {
 impl Probes {
     /// Probes for the table between keys `first` and `last` (its first and last key when
     /// splitting it; a chunk's bounds when narrowing that chunk).
-    pub(super) fn new(class: Option<TypeClass>, first: &Row, last: &Row) -> Probes {
+    pub(super) fn new(plan: &TablePlan, first: &Row, last: &Row) -> Probes {
         let mut p = Probes {
-            class,
+            class: plan.probe_lead(),
             first: None,
-            alphabet: Alphabet::default(),
+            alphabet: Alphabet::for_charset(key_charset(plan, 0)),
             shared: 0,
         };
         p.first = p.lead(first);
@@ -86,7 +86,7 @@ impl Probes {
             let (Some(low), Some(high)) = (value(class, &lower[j]), value(class, &upper[j])) else {
                 return Ok(None);
             };
-            let mut alphabet = Alphabet::default();
+            let mut alphabet = Alphabet::for_charset(key_charset(plan, j));
             for v in [&low, &high] {
                 if let Lead::Text(s) = v {
                     alphabet.observe(s);
@@ -121,6 +121,11 @@ impl Probes {
     }
 }
 
+/// The charset of key column `j` (upstream).
+fn key_charset(plan: &TablePlan, j: usize) -> Option<&str> {
+    plan.key_cols().get(j).and_then(|c| c.charset.as_deref())
+}
+
 /// A key column's value as probes interpolate it.
 fn value(class: TypeClass, v: &Option<Vec<u8>>) -> Option<Lead> {
     let v = v.as_deref()?;
@@ -143,7 +148,7 @@ pub(super) async fn cut(
     let (Some(lower), Some(upper)) = (&range.lower, &range.upper) else {
         return Ok(vec![range.clone()]);
     };
-    let mut probes = Probes::new(plan.probe_lead(), lower, upper);
+    let mut probes = Probes::new(plan, lower, upper);
     let mut pieces = vec![range.clone()];
     while pieces.len() < parts {
         let mut next = Vec::with_capacity(pieces.len() * 2);

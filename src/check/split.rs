@@ -228,7 +228,7 @@ async fn split_by_probes(
         let lower = resume_from;
         return Ok(out.emit(KeyRange { lower, upper: None }).await);
     };
-    let mut probes = Probes::new(plan.probe_lead(), &first, &last);
+    let mut probes = Probes::new(&plan, &first, &last);
     let whole = KeyRange {
         lower: resume_from.clone(),
         upper: Some(last.clone()),

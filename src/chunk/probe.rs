@@ -16,6 +16,9 @@ pub enum Lead {
 pub struct Alphabet {
     lo: u32,
     hi: u32,
+    /// The largest code point the column's charset holds (latin1: U+00FF): probes made of
+    /// characters beyond it would be refused by the server.
+    cap: u32,
 }
 
 impl Default for Alphabet {
@@ -23,6 +26,7 @@ impl Default for Alphabet {
         Alphabet {
             lo: u32::MAX,
             hi: 0,
+            cap: char::MAX as u32,
         }
     }
 }
@@ -32,11 +36,27 @@ impl Default for Alphabet {
 const DIGITS: usize = 6;
 
 impl Alphabet {
-    /// Widen to the characters of `s`.
+    /// An empty alphabet for a column of `charset` (as `information_schema` names it).
+    pub fn for_charset(charset: Option<&str>) -> Alphabet {
+        let cap = match charset.unwrap_or_default() {
+            "ascii" => 0x7F,
+            "latin1" | "latin2" | "latin5" | "latin7" | "cp1250" | "cp1251" | "cp1256"
+            | "cp1257" => 0xFF,
+            "utf8" | "utf8mb3" | "ucs2" => 0xFFFF,
+            _ => char::MAX as u32,
+        };
+        Alphabet {
+            cap,
+            ..Alphabet::default()
+        }
+    }
+
+    /// Widen to the characters of `s` (up to the charset's cap).
     pub fn observe(&mut self, s: &str) {
         for c in s.chars() {
-            self.lo = self.lo.min(c as u32);
-            self.hi = self.hi.max(c as u32);
+            let c = (c as u32).min(self.cap);
+            self.lo = self.lo.min(c);
+            self.hi = self.hi.max(c);
         }
     }
 
@@ -170,6 +190,18 @@ mod tests {
         let p = between(&text("1111119"), &text("2"), &a);
         assert!(
             matches!(&p, Some(Lead::Text(s)) if s.as_str() > "1111119"),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn probes_stay_within_the_charset() {
+        let mut a = Alphabet::for_charset(Some("latin1"));
+        a.observe("a€");
+        a.observe("ÿ");
+        let p = between(&text("a"), &text("ÿ€"), &a);
+        assert!(
+            matches!(&p, Some(Lead::Text(s)) if s.chars().all(|c| (c as u32) <= 0xFF)),
             "{p:?}"
         );
     }
