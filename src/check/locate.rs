@@ -68,26 +68,18 @@ pub(super) async fn check_range(
         let dense = (count_diff * DENSE_BUCKETS_PER_ROW).min(r.span() / MIN_BUCKET_WIDTH);
         Buckets::over(r, dense.max(CHUNK_BUCKETS))
     });
+    let rows = cu.count.max(cd.count);
     let found = match (different, buckets) {
         (false, _) => 0,
-        (true, Some(buckets)) if cu.count.max(cd.count) > LEAF_ROWS => {
-            locate_in_buckets(ctx, chunk, buckets).await?
-        }
-        (true, None)
-            if count_diff >= DENSE_COUNT_DIFF as i128 && cu.count.max(cd.count) > LEAF_ROWS =>
-        {
+        (true, _) if rows <= LEAF_ROWS => diff_range(ctx, chunk, &range, rows).await?.changes,
+        (true, Some(buckets)) => locate_in_buckets(ctx, chunk, buckets).await?,
+        (true, None) if count_diff >= DENSE_COUNT_DIFF as i128 => {
             merge_by_hashes(ctx, chunk, &range).await?.changes
         }
-        (true, _) if cu.count.max(cd.count) > LEAF_ROWS && plan.probe_lead().is_some() => {
+        (true, None) if plan.probe_lead().is_some() => {
             locate_in_parts(ctx, chunk, range, cu, cd).await?
         }
-        (true, _) if cu.count.max(cd.count) > LEAF_ROWS => {
-            locate_in_key_hashes(ctx, chunk, &range, cu.count.max(cd.count)).await?
-        }
-        (true, _) => {
-            let rows = cu.count.max(cd.count);
-            diff_range(ctx, chunk, &range, rows).await?.changes
-        }
+        (true, None) => locate_in_key_hashes(ctx, chunk, &range, rows).await?,
     };
     hints.set(chunk.table, found >= DENSE_COUNT_DIFF);
     chunk.done(cu.count, cd.count, different).await;
@@ -205,26 +197,22 @@ async fn locate_in_parts(
             continue;
         }
         let parts = retry!(ctx, |uc, _dc| probes::cut(uc, plan, &r, PARTS))?;
-        let sums = match parts.len() {
-            0 | 1 => None,
-            _ => Some(retry!(ctx, |uc, dc| async {
-                let mut sums = Vec::with_capacity(parts.len());
-                for p in &parts {
-                    sums.push(checksum_both(uc, dc, plan, p).await?);
-                }
-                Ok::<_, Error>(sums)
-            })?),
-        };
-        let differing: Vec<_> = match &sums {
-            Some(sums) => parts
-                .into_iter()
-                .zip(sums.iter().copied())
-                .filter(|(_, (u, d))| u != d)
-                .collect(),
-            None => Vec::new(),
-        };
-        let spread = sums.as_ref().is_some_and(|s| differing.len() * 2 > s.len());
-        if sums.is_none() || spread {
+        if parts.len() < 2 {
+            found += locate_in_key_hashes(ctx, chunk, &r, rows).await?;
+            continue;
+        }
+        let sums = retry!(ctx, |uc, dc| async {
+            let mut sums = Vec::with_capacity(parts.len());
+            for p in &parts {
+                sums.push(checksum_both(uc, dc, plan, p).await?);
+            }
+            Ok::<_, Error>(sums)
+        })?;
+        let all = parts.len();
+        let differing: Vec<_> = (parts.into_iter().zip(sums))
+            .filter(|(_, (u, d))| u != d)
+            .collect();
+        if differing.len() * 2 > all {
             found += locate_in_key_hashes(ctx, chunk, &r, rows).await?;
             continue;
         }

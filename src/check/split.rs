@@ -233,10 +233,13 @@ async fn split_by_probes(
         lower: resume_from.clone(),
         upper: Some(last.clone()),
     };
-    if estimate_range(conn, &plan, &whole).await? <= 0 {
+    let whole_estimate = estimate(conn, &plan, &whole).await?;
+    if whole_estimate <= 0 {
         // No row estimates: walk instead of cutting blind.
         return walk(conn, out, resume_from, None).await;
     }
+    // The first range popped is `whole`, already estimated.
+    let mut known = Some(whole_estimate);
     let target = plan.chunk_size.min(i64::MAX as u64) as f64;
     // Exact rows per estimated row, from the first range small enough to be a chunk.
     let mut scale: Option<f64> = None;
@@ -251,15 +254,19 @@ async fn split_by_probes(
             }
             continue;
         }
-        let estimate = estimate_range(conn, &plan, &range).await?.max(0) as f64;
+        let est = match known.take() {
+            Some(e) => e,
+            None => estimate(conn, &plan, &range).await?,
+        };
+        let est = est.max(0) as f64;
         let rows = match scale {
-            Some(s) => estimate * s,
-            None if estimate <= target * 1.5 => {
-                let exact = count_range(conn, &plan, &range).await? as f64;
-                scale = Some(exact.max(1.0) / estimate.max(1.0));
+            Some(s) => est * s,
+            None if est <= target * 1.5 => {
+                let exact = count_rows(conn, &plan, &range).await? as f64;
+                scale = Some(exact.max(1.0) / est.max(1.0));
                 exact
             }
-            None => estimate,
+            None => est,
         };
         if rows <= target * 1.5 {
             budget += 2;
@@ -389,10 +396,11 @@ impl Calibration {
         let whole = estimate(
             conn,
             plan,
-            IntRange {
+            &IntRange {
                 lower: origin,
                 upper: max,
-            },
+            }
+            .key_range(),
         )
         .await?;
         if whole <= 0 {
@@ -406,13 +414,14 @@ impl Calibration {
                 lower: origin,
                 upper: origin + width,
             };
-            if width == 1 || estimate(conn, plan, r).await? <= 2 * target {
+            if width == 1 || estimate(conn, plan, &r.key_range()).await? <= 2 * target {
                 break r;
             }
             width /= 2;
         };
-        let exact = count_rows(conn, plan, first).await?;
-        let scale = exact.max(1) as f64 / estimate(conn, plan, first).await?.max(1) as f64;
+        let exact = count_rows(conn, plan, &first.key_range()).await?;
+        let scale =
+            exact.max(1) as f64 / estimate(conn, plan, &first.key_range()).await?.max(1) as f64;
         let base = (span as f64 * target as f64 / (whole as f64 * scale).max(1.0)) as i128;
         Ok(Some(Calibration {
             target,
@@ -457,8 +466,9 @@ async fn fitting_level(
 ) -> Result<u32> {
     let (mut lo, mut hi) = (None::<u32>, None::<u32>);
     let guess = guess.min(top);
-    let mut fits =
-        async |l: u32| -> Result<bool> { Ok(cal.fits(estimate(conn, plan, blocks.at(l)).await?)) };
+    let mut fits = async |l: u32| -> Result<bool> {
+        Ok(cal.fits(estimate(conn, plan, &blocks.at(l).key_range()).await?))
+    };
     if fits(guess).await? {
         lo = Some(guess);
         let mut step = 1;
@@ -507,12 +517,7 @@ async fn fitting_level(
 }
 
 /// The exact number of upstream rows in a key range.
-async fn count_rows(conn: &mut Conn, plan: &TablePlan, range: IntRange) -> Result<i128> {
-    count_range(conn, plan, &range.key_range()).await
-}
-
-/// [`count_rows`] for any key range.
-async fn count_range(conn: &mut Conn, plan: &TablePlan, range: &KeyRange) -> Result<i128> {
+async fn count_rows(conn: &mut Conn, plan: &TablePlan, range: &KeyRange) -> Result<i128> {
     let row = conn.first(&plan.count_sql(range)).await?;
     Ok(row
         .as_ref()
@@ -523,12 +528,7 @@ async fn count_range(conn: &mut Conn, plan: &TablePlan, range: &KeyRange) -> Res
 
 /// The server's row estimate for a key range (`rows` on MySQL/MariaDB, `estRows` on TiDB);
 /// 0 when it gives none.
-async fn estimate(conn: &mut Conn, plan: &TablePlan, range: IntRange) -> Result<i128> {
-    estimate_range(conn, plan, &range.key_range()).await
-}
-
-/// [`estimate`] for any key range.
-async fn estimate_range(conn: &mut Conn, plan: &TablePlan, range: &KeyRange) -> Result<i128> {
+async fn estimate(conn: &mut Conn, plan: &TablePlan, range: &KeyRange) -> Result<i128> {
     let row = conn.first_named(&plan.estimate_sql(range)).await?;
     Ok(row
         .and_then(|r| {

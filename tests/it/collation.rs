@@ -12,6 +12,7 @@
 
 use crate::scenario::{counts, Scenario};
 use crate::types::{check, dump};
+use std::path::Path;
 
 /// `INSERT` of `n` rows `(k0000, 0) … ` into `t (k, v)`.
 fn numbered_rows(n: usize) -> String {
@@ -71,18 +72,10 @@ async fn composite_keys_of_mixed_types_at(chunk_size: u32) {
              UPDATE t SET s = 'c' WHERE a = 0 AND s = 'c ' AND d = '2024-01-01' AND n = 0",
         )
         .await;
-    let (code, out) = check(&cfg);
-    assert_eq!(code, Some(1), "{out}");
     // Under utf8mb4_general_ci 'a' = 'A' and 'c ' = 'c': the last two updates change a
     // key's bytes, not the key.
-    assert_eq!(
-        counts(&s.summary(), "t"),
-        (2, 2, 3),
-        "chunk size {chunk_size}"
-    );
-    s.apply_fix_files().await;
-    let (code, out) = check(&cfg);
-    assert_eq!(code, Some(0), "{out}");
+    let what = format!("chunk size {chunk_size}");
+    found_then_fixed(&s, &cfg, (2, 2, 3), &what).await;
     let q = "SELECT a, HEX(s), d, n, v FROM t ORDER BY a, HEX(s), d, n";
     assert_eq!(dump(&s.up, q).await, dump(&s.down, q).await);
 }
@@ -115,16 +108,8 @@ async fn case_insensitive_key_change_at(chunk_size: u32) {
         )
         .await;
     let cfg = s.config(&small_chunks(&s, chunk_size));
-    let (code, out) = check(&cfg);
-    assert_eq!(code, Some(1), "{out}");
-    assert_eq!(
-        counts(&s.summary(), "t"),
-        (0, 0, 3),
-        "chunk size {chunk_size}"
-    );
-    s.apply_fix_files().await;
-    let (code, out) = check(&cfg);
-    assert_eq!(code, Some(0), "{out}");
+    let what = format!("chunk size {chunk_size}");
+    found_then_fixed(&s, &cfg, (0, 0, 3), &what).await;
     let q = "SELECT HEX(k), v FROM t ORDER BY HEX(k)";
     assert_eq!(dump(&s.up, q).await, dump(&s.down, q).await);
     let abc: Vec<(String,)> = s.down.query("SELECT k FROM t WHERE v = -1").await;
@@ -169,6 +154,22 @@ async fn pad_space_keys_with_trailing_spaces_and_control_characters() {
         let q = "SELECT HEX(k), v FROM t ORDER BY HEX(k)";
         assert_eq!(dump(&s.up, q).await, dump(&s.down, q).await, "{collation}");
     }
+}
+
+/// Check: exit 1 with `expected` (missing, extra, changed) rows in `t`; apply the fix
+/// files; check again: exit 0. `what` names the case in failure messages.
+async fn found_then_fixed(s: &Scenario, cfg: &Path, expected: (u64, u64, u64), what: &str) {
+    let (code, out) = check(cfg);
+    assert_eq!(code, Some(1), "{what}: {out}");
+    assert_eq!(
+        counts(&s.summary(), "t"),
+        expected,
+        "{what}: {}",
+        s.summary()
+    );
+    s.apply_fix_files().await;
+    let (code, out) = check(cfg);
+    assert_eq!(code, Some(0), "{what}: {out}");
 }
 
 /// The data of table `t` is equal (its structure is not: the key collations differ, and
@@ -399,20 +400,10 @@ async fn dense_drift_under_a_text_key_is_merged_on_key_and_hash() {
         )
         .await;
     let cfg = s.config(&small_chunks(&s, 5000));
-    let (code, out) = check(&cfg);
-    assert_eq!(code, Some(1), "{out}");
     // Deleted (v % 100 = 0): 30 missing, whether negated first or not; negated and kept:
     // changed; two extra keys; 'k0002' → 'K0002' changes a key's bytes: one more changed.
     let negated_and_kept = (0..3000).filter(|v| v % 3 == 1 && v % 100 != 0).count() as u64;
-    assert_eq!(
-        counts(&s.summary(), "t"),
-        (30, 2, negated_and_kept + 1),
-        "{}",
-        s.summary()
-    );
-    s.apply_fix_files().await;
-    let (code, out) = check(&cfg);
-    assert_eq!(code, Some(0), "{out}");
+    found_then_fixed(&s, &cfg, (30, 2, negated_and_kept + 1), "dense drift").await;
     let q = "SELECT HEX(k), v FROM t ORDER BY HEX(k)";
     assert_eq!(dump(&s.up, q).await, dump(&s.down, q).await);
 }
@@ -446,15 +437,7 @@ async fn probes_a_latin1_key_cannot_hold_are_refused_and_skipped() {
             )
             .await;
         let cfg = s.config(&small_chunks(&s, chunk_size));
-        let (code, out) = check(&cfg);
-        assert_eq!(code, Some(1), "chunk size {chunk_size}: {out}");
-        assert_eq!(
-            counts(&s.summary(), "t"),
-            (1, 1, 2),
-            "chunk size {chunk_size}"
-        );
-        s.apply_fix_files().await;
-        let (code, out) = check(&cfg);
-        assert_eq!(code, Some(0), "chunk size {chunk_size}: {out}");
+        let what = format!("chunk size {chunk_size}");
+        found_then_fixed(&s, &cfg, (1, 1, 2), &what).await;
     }
 }

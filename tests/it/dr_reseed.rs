@@ -110,6 +110,16 @@ async fn assert_unfrozen_not_switched(acting: &LocalServer, node: &LocalServer) 
     );
 }
 
+/// A fresh server added to the flow's config as `rebuilt`, with the application user on it
+/// and on the acting primary (the failed-over secondary).
+async fn rebuilt_node(flow: &Flow) -> LocalServer {
+    let node = start_server(3).await;
+    add_source(flow, "rebuilt", &node);
+    add_app_user(&flow.secondary).await;
+    add_app_user(&node).await;
+    node
+}
+
 /// A flow that went through backup, restore, replicate with archive, the primary's
 /// SIGKILL and `dr failover`: the secondary is the acting primary.
 async fn failed_over(s3: &LocalS3) -> Flow {
@@ -154,10 +164,7 @@ async fn reseed_then_switchover_under_writes() {
     let (_s3_root, s3) = s3_backup_and_redo().await;
     let flow = failed_over(&s3).await;
     let acting = &flow.secondary;
-    let node = start_server(3).await;
-    add_source(&flow, "rebuilt", &node);
-    add_app_user(acting).await;
-    add_app_user(&node).await;
+    let node = rebuilt_node(&flow).await;
 
     // A node holding rows in the selected tables is refused before anything is done.
     exec(
@@ -417,10 +424,7 @@ async fn sigint_during_the_switchover_freeze_unfreezes_and_switches_nothing() {
     let (_s3_root, s3) = s3_backup_and_redo().await;
     let flow = failed_over(&s3).await;
     let acting = &flow.secondary;
-    let node = start_server(3).await;
-    add_source(&flow, "rebuilt", &node);
-    add_app_user(acting).await;
-    add_app_user(&node).await;
+    let node = rebuilt_node(&flow).await;
     let writer = LedgerWriter::start(
         vec![app_opts(acting), app_opts(&node)],
         "sbtest.ledger_app",

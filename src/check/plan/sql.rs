@@ -140,16 +140,10 @@ impl TablePlan {
         }
     }
 
-    /// The layout of [`Self::key_hashes_sql`]'s rows: key and hash compared, ordered by
-    /// the key (as an integer for integer keys).
+    /// The layout of [`Self::key_hashes_sql`]'s rows: key columns and hash compared,
+    /// ordered by the key.
     pub fn key_hashes_layout(&self) -> RowLayout {
-        if !self.int_key() {
-            return self.fingerprint_layout();
-        }
-        RowLayout {
-            columns: 2,
-            sort_kinds: vec![crate::row::KeyKind::Int],
-        }
+        self.fingerprint_layout()
     }
 
     /// The compared columns as read on `side`.
@@ -448,20 +442,11 @@ impl TablePlan {
     }
 
     /// Key and per-row hash of every row of a range, in key order: what a dense or
-    /// differing chunk is merged on before any full row is read. Integer keys give rows
-    /// `(key, hash, key)`; other keys `(key columns…, hash, sort values…)`. Laid out for
+    /// differing chunk is merged on before any full row is read. Rows are `(key columns…,
+    /// hash, sort values…)` (an integer key: `(k, hash, k)`), laid out for
     /// [`Self::key_hashes_layout`].
     pub fn key_hashes_sql(&self, side: Side, range: &KeyRange) -> String {
-        if !self.int_key() {
-            return self.keyed_hashes_sql(side, &self.where_for(side, range));
-        }
-        let k = self.int_key_name(side);
-        format!(
-            "SELECT {k}, {}, {k} FROM {} WHERE {} ORDER BY {k}",
-            self.row_hash(side),
-            self.from(side),
-            self.where_for(side, range)
-        )
+        self.keyed_hashes_sql(side, &self.where_for(side, range))
     }
 
     /// The rows (as [`Self::rows_sql`]) with the given keys (as [`Self::key_hashes_sql`]
