@@ -93,6 +93,12 @@ pub struct DrillReport {
     /// Ledger rows on the final primary, and whether they are exactly 1..=n.
     pub ledger_rows: u64,
     pub ledger_gap_free: bool,
+    /// The binlog archive from the backup point: its transactions (no gap, none twice),
+    /// how many servers' binlogs they came from (it follows the writes through the
+    /// failover and the switchover), and whether it ends at the final primary's position.
+    pub archive_transactions: u64,
+    pub archive_sources: u64,
+    pub archive_complete: bool,
     /// Why the drill did not pass.
     pub failure: Option<String>,
 }
@@ -283,6 +289,13 @@ impl Drill {
         self.report.recovered = n;
         self.report.data_lost_transactions = acknowledged.saturating_sub(n);
 
+        // The archiver follows the writes: the failed-over secondary, then the new primary.
+        let archiver = self.spawn("archive (follows)", &["dr", "archive", "-L", "info"])?;
+        self.note(
+            "archive started again",
+            "dr archive follows the writes to the acting primary, and through the switchover",
+        );
+
         // The application follows the writable node from here on.
         let writer = LedgerWriter::start_from(
             vec![app(&self.secondary), app(&self.spare)],
@@ -322,6 +335,33 @@ impl Drill {
             self.report.ledger_gap_free,
             "the final primary's ledger is not 1..={}",
             rows.len()
+        );
+
+        let t = self.now();
+        settle_archive(&self.config, archiver).await?;
+        let followed = archive_from_backup(&self.config).await?;
+        let last = gtid_binlog_pos(&self.spare).await?;
+        self.report.archive_transactions = followed.transactions;
+        self.report.archive_sources = followed.sources;
+        self.report.archive_complete = followed.end == last;
+        self.push(Entry {
+            step: "archive followed".into(),
+            started_ms: t,
+            duration_ms: self.now() - t,
+            exit: Some(0),
+            gate: None,
+            point: Some(followed.end.clone()),
+            note: format!(
+                "{} transactions from the backup point, no gap, from the binlogs of {} \
+                 servers; the final primary is at {last}",
+                followed.transactions, followed.sources
+            ),
+        });
+        anyhow::ensure!(
+            self.report.archive_complete,
+            "the archive ends at {} but the final primary is at {last}: it did not follow \
+             the writes",
+            followed.end
         );
         Ok(())
     }
@@ -564,6 +604,46 @@ async fn settle_archive(
     Ok(last.unwrap_or_default())
 }
 
+/// The archive from the flow's backup point on.
+struct Followed {
+    /// Transactions in it (gap-free and each once, or `archive::plan` refuses).
+    transactions: u64,
+    /// Servers whose binlogs it was read from.
+    sources: u64,
+    end: String,
+}
+
+async fn archive_from_backup(config: &Path) -> anyhow::Result<Followed> {
+    use syncgate::dr::{archive, binlog, flow::Flow, flow::Point};
+    let cfg = syncgate::config::Config::from_file(config)?;
+    let ctx = syncgate::dr::DrContext::new(&cfg, None, syncgate::interrupt::Interrupt::never())?;
+    let (state, _) = Flow::peek(ctx.store().await?.as_ref()).await?;
+    let Some(Point::Gtid { gtid, .. }) = state
+        .step(syncgate::dr::flow::StepName::Backup)
+        .and_then(|b| b.point.clone())
+    else {
+        anyhow::bail!("the flow has no backup point");
+    };
+    let from = binlog::GtidPos::parse(&gtid).map_err(anyhow::Error::msg)?;
+    let store = archive::redo_store(&ctx).await?;
+    let index = archive::load_index(store.as_ref()).await?;
+    let plan = archive::plan(&index, &from)?;
+    let sources: std::collections::BTreeSet<&str> =
+        plan.iter().map(|e| e.source.as_str()).collect();
+    Ok(Followed {
+        transactions: plan.iter().map(|e| e.transactions).sum(),
+        sources: sources.len() as u64,
+        end: archive::archived_position(&index)?.to_string(),
+    })
+}
+
+async fn gtid_binlog_pos(server: &LocalServer) -> anyhow::Result<String> {
+    let mut c = server.conn().await?;
+    let v: Option<String> = c.query_first("SELECT @@gtid_binlog_pos").await?;
+    c.disconnect().await?;
+    Ok(v.unwrap_or_default())
+}
+
 fn app(server: &LocalServer) -> mysql_async::Opts {
     mysql_async::OptsBuilder::from_opts(server.opts())
         .user(Some("app"))
@@ -663,6 +743,17 @@ pub fn render_text(r: &DrillReport) -> String {
             "NOT gap-free"
         }
     );
+    let _ = writeln!(
+        out,
+        "binlog archive: {} transactions from the backup point, from {} servers' binlogs, {}",
+        r.archive_transactions,
+        r.archive_sources,
+        if r.archive_complete {
+            "up to the final primary's position"
+        } else {
+            "NOT up to the final primary's position"
+        }
+    );
     if let Some(f) = &r.failure {
         let _ = writeln!(out, "failed: {f}");
     }
@@ -708,6 +799,9 @@ mod tests {
             writer_longest_wait_ms: Some(400),
             ledger_rows: 20,
             ledger_gap_free: true,
+            archive_transactions: 30,
+            archive_sources: 3,
+            archive_complete: true,
             failure: None,
         };
         let text = render_text(&r);
@@ -719,6 +813,7 @@ mod tests {
             "1234 ms",
             "321 ms",
             "20 rows, gap-free",
+            "30 transactions from the backup point, from 3 servers' binlogs, up to",
         ] {
             assert!(text.contains(want), "{want}: {text}");
         }

@@ -38,6 +38,8 @@ const PREFIX: &str = "binlog/";
 const MAX_SEGMENT: usize = 64 << 20;
 /// How often the spool is read.
 const POLL: Duration = Duration::from_millis(20);
+/// How often the flow state is read for a move of the writes to another node.
+const FOLLOW: Duration = Duration::from_secs(1);
 /// Longest wait between reconnects.
 const MAX_BACKOFF: Duration = Duration::from_secs(8);
 
@@ -129,14 +131,24 @@ pub async fn run(ctx: &DrContext, opts: &ArchiveOptions) -> Result<Signal> {
         archived_position(&index)?
     };
     tracing::info!(from = %pos, "dr archive: starting after");
-    let ds = &ctx.config.data_sources[&ctx.dr.primary];
-    let tool = ClientTool::new(&["mariadb-binlog", "mysqlbinlog"], "mariadb-client", ds)?;
+    let follow = Follow {
+        flow: ctx.store().await?,
+        config_primary: ctx.dr.primary.clone(),
+    };
     let mut backoff = Duration::from_millis(250);
     loop {
         if let Some(s) = ctx.interrupt.fired() {
             return Ok(s);
         }
-        match session(ctx, store.as_ref(), &tool, &index, &mut pos, opts).await {
+        let attempt = async {
+            let node = follow.node_for(&pos).await?;
+            let sctx = match node == ctx.dr.primary {
+                true => ctx.clone(),
+                false => ctx.with_roles(&node, &ctx.dr.secondary)?,
+            };
+            session(&sctx, store.as_ref(), &follow, &index, &mut pos, opts).await
+        };
+        match attempt.await {
             Ok(Some(signal)) => return Ok(signal),
             Ok(None) => backoff = Duration::from_millis(250),
             Err(e) if permanent(&e) => return Err(e),
@@ -269,6 +281,64 @@ pub fn reader_error(
     Some(DrError::Archive { errno, message })
 }
 
+/// The archive follows the writes: after a failover or a switchover it reads the node
+/// that took them over (the flow's [`RoleChange`](super::flow::RoleChange)), once it holds
+/// everything up to the point where they moved.
+struct Follow {
+    /// Backup-storage, where the flow state is.
+    flow: Arc<dyn ObjectStore>,
+    /// `[dr] primary`: where the writes go while no role change is recorded.
+    config_primary: String,
+}
+
+impl Follow {
+    /// The data source that takes the writes, and the point from which they went there
+    /// (None: no role change, or not a GTID point).
+    async fn writes_go_to(&self) -> Result<(String, Option<GtidPos>)> {
+        let (state, _) = Flow::peek(self.flow.as_ref()).await?;
+        let since = state.acting_primary.as_ref().and_then(|c| match &c.since {
+            Point::Gtid { gtid, .. } => GtidPos::parse(gtid).ok(),
+            Point::Tso { .. } => None,
+        });
+        Ok((state.writes_go_to(&self.config_primary).to_string(), since))
+    }
+
+    /// The node a new session reads with the archive at `pos`: where the writes go, or,
+    /// while the archive lacks transactions from before they moved there, the node they
+    /// came from (its binlog has them; the new node's may start later).
+    async fn node_for(&self, pos: &GtidPos) -> Result<String> {
+        let (state, _) = Flow::peek(self.flow.as_ref()).await?;
+        Ok(match &state.acting_primary {
+            Some(c) => match &c.since {
+                Point::Gtid { gtid, .. }
+                    if GtidPos::parse(gtid).is_ok_and(|since| !pos.covers(&since)) =>
+                {
+                    c.from.clone()
+                }
+                _ => c.node.clone(),
+            },
+            None => self.config_primary.clone(),
+        })
+    }
+
+    /// Whether a session reading `reading`, with the archive (and what waits to be
+    /// written) at `taken`, must end to read another node: the writes moved, and the
+    /// transactions from before the move are all taken. A failure to read the flow state
+    /// keeps the session (it is read again at the next look).
+    async fn moved_off(&self, reading: &str, taken: &GtidPos) -> Option<String> {
+        match self.writes_go_to().await {
+            Ok((node, since)) if node != reading => {
+                since.is_none_or(|s| taken.covers(&s)).then_some(node)
+            }
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!("dr archive: could not read the flow state ({e}); reading on");
+                None
+            }
+        }
+    }
+}
+
 /// The flow's backup point (where the archive starts when it is empty).
 async fn backup_point(ctx: &DrContext) -> Result<GtidPos> {
     let (state, _) = Flow::peek(ctx.store().await?.as_ref()).await?;
@@ -333,11 +403,13 @@ async fn start_file(conn: &mut crate::db::Conn, pos: &GtidPos, primary: &str) ->
 async fn session(
     ctx: &DrContext,
     store: &dyn ObjectStore,
-    tool: &ClientTool,
+    follow: &Follow,
     index: &[IndexEntry],
     pos: &mut GtidPos,
     opts: &ArchiveOptions,
 ) -> Result<Option<Signal>> {
+    let ds = &ctx.config.data_sources[&ctx.dr.primary];
+    let tool = ClientTool::new(&["mariadb-binlog", "mysqlbinlog"], "mariadb-client", ds)?;
     let source = Source::open(ctx.primary.clone()).await?;
     let mut conn = source.connect().await?;
     let server_id = conn
@@ -376,18 +448,43 @@ async fn session(
         format!("--result-file={}/", spool.path().display()),
         file.clone(),
     ];
-    tracing::info!(%file, source = %source_name, "dr archive: reading the binlog");
+    tracing::info!(
+        %file,
+        node = %ctx.dr.primary,
+        source = %source_name,
+        "dr archive: reading the binlog"
+    );
     let mut running = tool.spawn(&args, Stdio::null(), Stdio::null())?;
     let mut reader = Spool::new(spool.path().to_path_buf());
-    let mut seg = Segmenter::new(pos.clone());
+    let mut seg = Segmenter::continuing(pos.clone());
     let mut last_flush = Instant::now();
+    let mut last_look = Instant::now();
     loop {
         tokio::time::sleep(POLL).await;
         let exited = running.child.try_wait()?.is_some();
-        reader.drain(&mut seg).await?;
+        reader.drain(&mut seg).await.map_err(|e| match e {
+            Error::Dr(DrError::Precondition(m)) => DrError::Archive {
+                errno: 0,
+                message: format!(
+                    "reading the binlog of '{}' ({primary}): {m}; the archive stops at {pos} \
+                     rather than hold a broken history",
+                    ctx.dr.primary
+                ),
+            }
+            .into(),
+            e => e,
+        })?;
         let signal = ctx.interrupt.fired();
+        let moved = match last_look.elapsed() >= FOLLOW {
+            true => {
+                last_look = Instant::now();
+                follow.moved_off(&ctx.dr.primary, seg.position()).await
+            }
+            false => None,
+        };
         if exited
             || signal.is_some()
+            || moved.is_some()
             || last_flush.elapsed() >= opts.flush_interval
             || seg.pending_bytes() >= MAX_SEGMENT
         {
@@ -401,6 +498,13 @@ async fn session(
         if let Some(s) = signal {
             let _ = running.child.start_kill();
             return Ok(Some(s));
+        }
+        if let Some(node) = moved {
+            tracing::info!(
+                "dr archive: the writes moved to '{node}'; its binlog is read after {pos}"
+            );
+            let _ = running.child.start_kill();
+            return Ok(None);
         }
         if exited {
             return match tool::finish(running).await {

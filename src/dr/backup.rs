@@ -75,6 +75,7 @@ async fn run_locked(
     flow.state.flavour = primary.flavour().to_string();
     // A new backup starts the flow over: later steps refer to the old one.
     flow.state.steps.clear();
+    flow.state.acting_primary = None;
     flow.set(StepName::Backup, record.clone()).await?;
     let started = Instant::now();
     let store = flow.store().clone();

@@ -32,6 +32,23 @@ pub enum BinlogError {
     Truncated { type_code: u8, len: usize },
     #[error("a transaction's events came before the Format_description event")]
     NoFormat,
+    /// The stream skipped transactions: the source's binlog lacks some (a replica without
+    /// `log_slave_updates`, filtered replication, a binlog that starts after them).
+    #[error(
+        "the binlog has a gap in domain {domain}: after {after} the next transaction is {next}"
+    )]
+    Gap {
+        domain: u32,
+        after: Gtid,
+        next: Gtid,
+    },
+    /// The stream's transaction at an archived sequence number is another transaction:
+    /// the source's history and the archive's went apart (writes on two nodes).
+    #[error(
+        "the binlog has {seen} where the archive has {archived}: the two histories differ \
+         from there (writes on two nodes?)"
+    )]
+    Diverged { archived: Gtid, seen: Gtid },
 }
 
 /// The v4 common header.
@@ -228,6 +245,8 @@ pub struct Segmenter {
     first: Option<Gtid>,
     last: Option<TxnInfo>,
     count: u64,
+    /// Refuse gaps and divergence against `skip` ([`Segmenter::continuing`]).
+    strict: bool,
 }
 
 #[derive(Debug)]
@@ -242,6 +261,18 @@ impl Segmenter {
     pub fn new(skip: GtidPos) -> Segmenter {
         Segmenter {
             skip,
+            ..Segmenter::default()
+        }
+    }
+
+    /// A segmenter for an archive that holds everything up to `skip`: every transaction
+    /// after it must follow on with no gap in its domain ([`BinlogError::Gap`]), and the
+    /// transaction at `skip` itself, when the stream shows it, must be the archived one
+    /// ([`BinlogError::Diverged`]).
+    pub fn continuing(skip: GtidPos) -> Segmenter {
+        Segmenter {
+            skip,
+            strict: true,
             ..Segmenter::default()
         }
     }
@@ -297,6 +328,9 @@ impl Segmenter {
             if self.fde.is_none() {
                 return Err(BinlogError::NoFormat);
             }
+            if self.strict {
+                self.check_follows(open.gtid)?;
+            }
             if self.skip.contains(&open.gtid) {
                 return Ok(());
             }
@@ -308,6 +342,28 @@ impl Segmenter {
                 commit_ts: h.timestamp,
             });
             self.count += 1;
+        }
+        Ok(())
+    }
+
+    /// `g` against the newest transaction taken in its domain: at it, the same
+    /// transaction; after it, the next one.
+    fn check_follows(&self, g: Gtid) -> Result<(), BinlogError> {
+        let Some(at) = self.skip.0.get(&g.domain) else {
+            return Ok(());
+        };
+        if g.seq == at.seq && g.server != at.server {
+            return Err(BinlogError::Diverged {
+                archived: *at,
+                seen: g,
+            });
+        }
+        if g.seq > at.seq + 1 {
+            return Err(BinlogError::Gap {
+                domain: g.domain,
+                after: *at,
+                next: g,
+            });
         }
         Ok(())
     }
@@ -506,6 +562,67 @@ pub(crate) mod tests {
         let seg = s.take_segment().unwrap();
         assert_eq!((seg.first.seq, seg.last.seq, seg.transactions), (3, 3, 1));
         assert_eq!(s.position().to_string(), "0-1-3");
+    }
+
+    /// A GTID event from `server`.
+    fn gtid_from(server: u32, seq: u64) -> Vec<u8> {
+        let mut e = gtid(seq, 0, 0);
+        e[5..9].copy_from_slice(&server.to_le_bytes());
+        e
+    }
+
+    #[test]
+    fn a_continuing_archive_refuses_gaps_and_another_history() {
+        let txn = |server, seq| [gtid_from(server, seq), rows(), xid(100)];
+        let feed_all = |s: &mut Segmenter, events: &[Vec<u8>]| -> Result<(), BinlogError> {
+            events.iter().try_for_each(|e| s.feed(e))
+        };
+        // Another source's binlog replays the archived transactions (server 1) before its
+        // own (server 2): they are skipped, then its own follow on.
+        let mut s = Segmenter::continuing(GtidPos::parse("0-1-3").unwrap());
+        s.feed(&fde()).unwrap();
+        for seq in 1..=3 {
+            feed_all(&mut s, &txn(1, seq)).unwrap();
+        }
+        feed_all(&mut s, &txn(2, 4)).unwrap();
+        feed_all(&mut s, &txn(2, 5)).unwrap();
+        let seg = s.take_segment().unwrap();
+        assert_eq!(
+            (seg.first.to_string(), seg.last.to_string()),
+            ("0-2-4".into(), "0-2-5".into())
+        );
+
+        // A binlog that starts after the archive's end.
+        let mut s = Segmenter::continuing(GtidPos::parse("0-1-3").unwrap());
+        s.feed(&fde()).unwrap();
+        assert_eq!(
+            feed_all(&mut s, &txn(2, 5)),
+            Err(BinlogError::Gap {
+                domain: 0,
+                after: "0-1-3".parse().unwrap(),
+                next: "0-2-5".parse().unwrap()
+            })
+        );
+        assert!(s.take_segment().is_none(), "nothing after a gap is taken");
+
+        // The archive's last transaction is another one on this source.
+        let mut s = Segmenter::continuing(GtidPos::parse("0-1-3").unwrap());
+        s.feed(&fde()).unwrap();
+        feed_all(&mut s, &txn(2, 2)).unwrap();
+        let e = feed_all(&mut s, &txn(2, 3)).unwrap_err();
+        assert!(matches!(e, BinlogError::Diverged { .. }), "{e}");
+        assert!(
+            e.to_string().contains("0-2-3") && e.to_string().contains("0-1-3"),
+            "{e}"
+        );
+
+        // A new domain starts anywhere; the plain segmenter (replay) checks nothing.
+        let mut s = Segmenter::continuing(GtidPos::parse("0-1-3").unwrap());
+        s.feed(&fde()).unwrap();
+        feed_all(&mut s, &[gtid(9, 1, 0), rows(), xid(100)]).unwrap();
+        let mut s = Segmenter::new(GtidPos::parse("0-1-3").unwrap());
+        s.feed(&fde()).unwrap();
+        feed_all(&mut s, &txn(2, 7)).unwrap();
     }
 
     #[test]

@@ -30,7 +30,9 @@ use serde::Serialize;
 
 use super::archive::{self, IndexEntry, ReplayOptions, Truncation};
 use super::binlog::{Gtid, GtidPos};
-use super::flow::{now_rfc3339, Flow, GateRecord, Point, StepName, StepRecord, StepStatus};
+use super::flow::{
+    now_rfc3339, Flow, GateRecord, Point, RoleChange, StepName, StepRecord, StepStatus,
+};
 use super::{DrContext, DrError};
 use crate::db::{cell_str, cell_u64, Conn, Flavour, Source};
 use crate::error::{Error, Result};
@@ -282,6 +284,14 @@ pub(super) async fn record_step(
         .unwrap_or_else(|signal| Err(signal.into()));
     match result {
         Ok((report, point)) => {
+            if report.writable_after_ms.is_some() {
+                flow.state.acting_primary = Some(RoleChange {
+                    node: ctx.dr.secondary.clone(),
+                    from: ctx.dr.primary.clone(),
+                    since: point.clone(),
+                    by: StepName::Failover,
+                });
+            }
             record.point = Some(point);
             record.gate = Some(GateRecord {
                 result: if report.equal() { "equal" } else { "different" }.into(),

@@ -191,6 +191,24 @@ pub struct FlowState {
     /// Gate 2 runs (`dr verify`), oldest first, the last [`GATE_HISTORY_CAP`] kept.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gate_history: Vec<GateRun>,
+    /// The node that takes the writes once a failover or a switchover moved them off
+    /// `[dr] primary` (None: `[dr] primary` still does). `dr archive` follows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acting_primary: Option<RoleChange>,
+}
+
+/// A move of the writes to another node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleChange {
+    /// The data source that takes the writes.
+    pub node: String,
+    /// The data source that took them before.
+    pub from: String,
+    /// Everything up to this point came from the node before it (MariaDB/MySQL: a GTID
+    /// position; TiDB: a TSO).
+    pub since: Point,
+    /// The step that moved the writes.
+    pub by: StepName,
 }
 
 /// How many gate 2 runs the flow state keeps (a scheduler runs `dr verify` forever).
@@ -228,6 +246,14 @@ impl FlowState {
 
     pub fn step(&self, name: StepName) -> Option<&StepRecord> {
         self.steps.get(&name)
+    }
+
+    /// The data source that takes the writes now: the last role change's node, else
+    /// `dr_primary` (the config's `[dr] primary`).
+    pub fn writes_go_to<'a>(&'a self, dr_primary: &'a str) -> &'a str {
+        self.acting_primary
+            .as_ref()
+            .map_or(dr_primary, |c| c.node.as_str())
     }
 
     /// Append a gate 2 run, dropping the oldest beyond the cap.

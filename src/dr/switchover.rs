@@ -17,15 +17,14 @@
 //!    (`gtid_slave_pos` = G, `CHANGE MASTER … MASTER_USE_GTID = slave_pos`,
 //!    [`replicate::start`]).
 //!
-//! `dr archive` reads the binlog of the config's `[dr] primary`; it is not re-pointed here:
-//! after a switchover `[dr]` must name the new roles before the archiver runs again (the
-//! command says so).
+//! The switch is recorded in the flow state ([`RoleChange`]): `dr archive` follows it to
+//! the new primary's binlog once it has archived everything up to G.
 
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::flow::{Flow, Point, StepName, StepRecord, StepStatus};
+use super::flow::{Flow, Point, RoleChange, StepName, StepRecord, StepStatus};
 use super::replicate::{self, ReplicaStatus, ReplicationSource};
 use super::reseed::{gate_record, status_after};
 use super::{verify, DrContext, DrError};
@@ -235,27 +234,28 @@ pub async fn run(ctx: &DrContext, opts: &SwitchoverOptions) -> Result<Switchover
             // error that thaws).
             let result = match switch(&rctx, &old, &new, frozen, opts).await {
                 Ok(out) => Ok(out),
-                Err((e, frozen)) => {
+                Err((e, Stopped::Frozen(frozen))) => {
                     // Thawed only while nothing is switched.
-                    if let Some(f) = frozen {
-                        f.thaw(was_read_only).await;
-                    }
+                    frozen.thaw(was_read_only).await;
+                    Err(e)
+                }
+                Err((e, Stopped::Switched(g))) => {
+                    // Only the old primary's replication failed: the writes moved.
+                    flow.state.acting_primary = Some(moved(&old, &new, &g));
                     Err(e)
                 }
             };
             match result {
                 Ok((report, gate, frozen)) => {
-                    if !report.switched {
+                    if report.switched {
+                        flow.state.acting_primary = Some(moved(&old, &new, &report.frozen_at));
+                    } else {
                         frozen.thaw(was_read_only).await;
                     }
                     if let Some(g) = &gate {
                         record.gate = Some(gate_record(g, SWITCHOVER_DIR));
                     }
-                    record.point = Some(Point::Gtid {
-                        gtid: report.frozen_at.clone(),
-                        binlog_file: String::new(),
-                        binlog_pos: 0,
-                    });
+                    record.point = Some(frozen_point(&report.frozen_at));
                     record.freeze_ms = Some(report.freeze_ms);
                     record.source = Some(new_primary_source(&rctx).address());
                     record.end(match &gate {
@@ -278,6 +278,25 @@ pub async fn run(ctx: &DrContext, opts: &SwitchoverOptions) -> Result<Switchover
         },
     )
     .await
+}
+
+/// The writes moved from `old` to `new` at the frozen point `g`.
+fn moved(old: &Source, new: &Source, g: &str) -> RoleChange {
+    RoleChange {
+        node: new.name().to_string(),
+        from: old.name().to_string(),
+        since: frozen_point(g),
+        by: StepName::Switchover,
+    }
+}
+
+/// The frozen point G as a flow point (no binlog coordinates: G names it).
+fn frozen_point(g: &str) -> Point {
+    Point::Gtid {
+        gtid: g.to_string(),
+        binlog_file: String::new(),
+        binlog_pos: 0,
+    }
 }
 
 async fn read_only(conn: &mut Conn) -> Result<bool> {
@@ -326,7 +345,15 @@ impl Frozen {
     }
 }
 
-type SwitchError = (Error, Option<Frozen>);
+type SwitchError = (Error, Stopped);
+
+/// Where a switchover that ended in an error stopped.
+enum Stopped {
+    /// Before the switch: writes are still frozen (to thaw).
+    Frozen(Frozen),
+    /// After it: the new node is the primary since this frozen point.
+    Switched(String),
+}
 
 /// Steps 2 to 6 with the old primary frozen. Errors come back with the freeze (to thaw)
 /// while nothing is switched; after the switch an error is only the old primary's
@@ -342,7 +369,7 @@ async fn switch(
         ($e:expr) => {
             match $e {
                 Ok(v) => v,
-                Err(e) => return Err((Error::from(e), Some(frozen))),
+                Err(e) => return Err((Error::from(e), Stopped::Frozen(frozen))),
             }
         };
     }
@@ -358,7 +385,7 @@ async fn switch(
     let waited = tokio::select! {
         r = nc.first(&wait) => try_frozen!(r).and_then(|r| cell_str(&r, 0)),
         signal = rctx.interrupt.wait() => {
-            return Err((Error::Interrupted { signal }, Some(frozen)));
+            return Err((Error::Interrupted { signal }, Stopped::Frozen(frozen)));
         }
     };
     let catch_up = frozen.since.elapsed();
@@ -373,7 +400,7 @@ async fn switch(
                 old.name()
             ))
             .into(),
-            Some(frozen),
+            Stopped::Frozen(frozen),
         ));
     }
     let gate_started = Instant::now();
@@ -391,7 +418,7 @@ async fn switch(
                 old.name()
             ))
             .into(),
-            Some(frozen),
+            Stopped::Frozen(frozen),
         ));
     }
     let differing = gate
@@ -453,7 +480,7 @@ async fn switch(
                 message: report.notes.join("; "),
             }
             .into(),
-            None,
+            Stopped::Switched(g),
         ));
     }
     notes.push(format!(
@@ -463,9 +490,9 @@ async fn switch(
         src.address()
     ));
     notes.push(format!(
-        "the config's [dr] roles are now: primary = \"{}\", secondary = \"{}\"; if `dr archive` \
-         runs, stop it and start it again with [dr] naming the new primary (it archives the \
-         binlog of [dr] primary)",
+        "the config's [dr] roles are now: primary = \"{}\", secondary = \"{}\" (edit [dr] \
+         before the next cycle); a running `dr archive` goes on with the new primary's \
+         binlog once it holds everything up to {g}",
         new.name(),
         old.name()
     ));

@@ -64,6 +64,15 @@ fn the_drill_passes_every_gate_and_keeps_a_gap_free_ledger() {
         r["ledger_rows"].as_u64().unwrap() > rec,
         "writes went on after the failover"
     );
+    // The archive followed the writes through the failover and the switchover: from the
+    // backup point to the final primary's position, gap-free, from three servers' binlogs.
+    assert_eq!(r["archive_complete"], true, "{r:#}");
+    assert_eq!(r["archive_sources"], 3, "{r:#}");
+    let after_failover = r["ledger_rows"].as_u64().unwrap() - rec;
+    assert!(
+        r["archive_transactions"].as_u64().unwrap() > after_failover,
+        "{r:#}"
+    );
     let txt = std::fs::read_to_string(drill.join("drill.txt")).unwrap();
     assert!(txt.contains("DR drill: PASSED"), "{txt}");
     // The directory is marked as a drill's: the next drill may replace it.

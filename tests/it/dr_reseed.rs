@@ -12,8 +12,11 @@ use syncgate::local::{LocalS3, LocalServer};
 use syncgate::testdata::LedgerWriter;
 
 use crate::dr_backup::Flow;
+use syncgate::dr::{archive, binlog, binlog::GtidPos};
+
 use crate::dr_failover::{
-    add_to_dr_section, archiver, exec, s3_backup_and_redo, s3_uri, scalar, settle_and_stop, Ledger,
+    add_to_dr_section, archiver, context, exec, s3_backup_and_redo, s3_uri, scalar,
+    settle_and_stop, Ledger,
 };
 use crate::scenario::describe;
 use crate::support::start_server;
@@ -165,6 +168,9 @@ async fn reseed_then_switchover_under_writes() {
     let flow = failed_over(&s3).await;
     let acting = &flow.secondary;
     let node = rebuilt_node(&flow).await;
+    // The archiver runs again after the failover: it follows the writes to the acting
+    // primary, and through the switchover to the new one.
+    let arch = archiver(&flow, &[]);
 
     // A node holding rows in the selected tables is refused before anything is done.
     exec(
@@ -371,6 +377,34 @@ async fn reseed_then_switchover_under_writes() {
     })
     .await;
     assert_eq!(app_ledger(acting).await, expected);
+
+    // The archive followed the writes through both role changes: from the backup point to
+    // the new primary's last transaction with no gap and nothing twice, read from the
+    // binlogs of three servers.
+    let end = settle_and_stop(&flow, arch).await;
+    let node_pos = GtidPos::parse(&scalar(&node, "SELECT @@gtid_binlog_pos").await).unwrap();
+    assert_eq!(
+        end, node_pos,
+        "the archive ends at the new primary's position"
+    );
+    let log = std::fs::read_to_string(flow.dir.path().join("archive.log")).unwrap();
+    assert!(log.contains("the writes moved to 'rebuilt'"), "{log}");
+    let backup = &flow.flow_state()["steps"]["backup"]["point"]["gtid"];
+    let from = GtidPos::parse(backup.as_str().unwrap()).unwrap();
+    let ctx = context(&flow).await;
+    let store = archive::redo_store(&ctx).await.unwrap();
+    let index = archive::load_index(store.as_ref()).await.unwrap();
+    let plan = archive::plan(&index, &from).unwrap();
+    let mut seqs = Vec::new();
+    for e in &plan {
+        let bytes = store.get(&e.segment).await.unwrap().unwrap();
+        seqs.extend(binlog::transactions(&bytes).unwrap().iter().map(|g| g.seq));
+    }
+    let (first, last) = (from.0[&0].seq + 1, node_pos.0[&0].seq);
+    assert_eq!(seqs, (first..=last).collect::<Vec<u64>>());
+    let sources: std::collections::BTreeSet<&str> =
+        plan.iter().map(|e| e.source.as_str()).collect();
+    assert_eq!(sources.len(), 3, "{sources:?}");
     s3.stop().await;
 }
 
