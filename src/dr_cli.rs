@@ -147,6 +147,11 @@ pub enum DrAction {
         /// Run although the flow records a finished switchover.
         #[arg(long)]
         again: bool,
+        /// Compare every selected row inside the freeze, with no gate before it. By
+        /// default everything is compared before the freeze and, inside it, only the rows
+        /// written since, so the freeze does not grow with the data.
+        #[arg(long)]
+        full_gate: bool,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -259,11 +264,13 @@ pub async fn run(action: DrAction) -> anyhow::Result<i32> {
             common,
             catch_up_timeout,
             again,
+            full_gate,
             json,
         } => {
             let opts = SwitchoverOptions {
                 catch_up_timeout: std::time::Duration::from_secs(catch_up_timeout),
                 again,
+                full_gate,
             };
             switchover_cmd(&common, &opts, json).await
         }

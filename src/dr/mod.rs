@@ -25,6 +25,7 @@ pub mod archive;
 pub mod backup;
 pub mod binlog;
 pub mod context;
+pub mod delta_gate;
 pub mod failover;
 pub mod fingerprint;
 pub mod flow;
@@ -45,6 +46,7 @@ pub mod tidb_failover;
 pub mod tidb_steps;
 pub mod tool;
 pub mod verify;
+pub mod written;
 
 pub use context::DrContext;
 

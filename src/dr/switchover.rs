@@ -24,16 +24,20 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use super::delta_gate::{self, BinlogStart};
 use super::flow::{Flow, Point, RoleChange, StepName, StepRecord, StepStatus};
 use super::replicate::{self, ReplicaStatus, ReplicationSource};
 use super::reseed::{gate_record, status_after};
 use super::{verify, DrContext, DrError};
 use crate::db::{cell_str, Conn, Flavour, Source};
 use crate::error::{Error, Result};
+use crate::exit::EQUAL;
 use crate::report::RunReport;
 
 /// The step directory of the switchover's gate.
 pub const SWITCHOVER_DIR: &str = "switchover";
+/// The step directory of the gate before the freeze.
+pub const BEFORE_FREEZE_DIR: &str = "switchover-before-freeze";
 
 /// Options of `dr switchover`.
 #[derive(Debug, Clone)]
@@ -42,6 +46,9 @@ pub struct SwitchoverOptions {
     pub catch_up_timeout: Duration,
     /// Run although the flow records a finished switchover.
     pub again: bool,
+    /// Compare everything inside the freeze, with no gate before it (the freeze then
+    /// grows with the data).
+    pub full_gate: bool,
 }
 
 impl Default for SwitchoverOptions {
@@ -49,6 +56,7 @@ impl Default for SwitchoverOptions {
         SwitchoverOptions {
             catch_up_timeout: Duration::from_secs(30),
             again: false,
+            full_gate: false,
         }
     }
 }
@@ -73,6 +81,12 @@ pub struct SwitchoverReport {
     /// Of which: the new node applying up to the frozen point, and the gate.
     pub catch_up_ms: u64,
     pub gate_ms: u64,
+    /// The gate before the freeze (every selected row, writes going on): its result and
+    /// milliseconds; None with `--full-gate`.
+    pub gate_before: Option<String>,
+    pub gate_before_ms: Option<u64>,
+    /// What the gate inside the freeze compared.
+    pub gate_scope: String,
     pub notes: Vec<String>,
 }
 
@@ -228,11 +242,22 @@ pub async fn run(ctx: &DrContext, opts: &SwitchoverOptions) -> Result<Switchover
             flow.set(StepName::Switchover, record.clone()).await?;
             let mut oc = old.connect().await?;
             let was_read_only = read_only(&mut oc).await?;
+            let before = match opts.full_gate {
+                true => None,
+                false => Some(Before::run(&rctx, &mut oc, &new, opts).await?),
+            };
+            if let Some(b) = before.as_ref().filter(|b| b.report.exit_code() != EQUAL) {
+                let report = refused_before_freeze(&rctx, &old, &new, b);
+                record.gate = Some(gate_record(&b.report, BEFORE_FREEZE_DIR));
+                record.end(status_after(&b.report));
+                flow.set(StepName::Switchover, record).await?;
+                return Ok(report);
+            }
             let frozen = Frozen::freeze(&old, oc).await?;
             // Not dropped on a signal: dropping it after the switch could leave both nodes
             // writable. The catch-up wait and the gate answer SIGINT/SIGTERM themselves (an
             // error that thaws).
-            let result = match switch(&rctx, &old, &new, frozen, opts).await {
+            let result = match switch(&rctx, &old, &new, frozen, opts, before.as_ref()).await {
                 Ok(out) => Ok(out),
                 Err((e, Stopped::Frozen(frozen))) => {
                     // Thawed only while nothing is switched.
@@ -278,6 +303,96 @@ pub async fn run(ctx: &DrContext, opts: &SwitchoverOptions) -> Result<Switchover
         },
     )
     .await
+}
+
+/// The gate before the freeze: every selected row at a GTID fence while writes go on,
+/// and the old primary's binlog position read before it (where the gate inside the freeze
+/// starts listing what was written since).
+struct Before {
+    start: Option<BinlogStart>,
+    report: RunReport,
+    ms: u64,
+}
+
+impl Before {
+    /// The new node must keep up first: the gate's fence waits for it, and a node that
+    /// cannot apply the acting primary's writes now would not catch up in the freeze
+    /// either.
+    async fn run(
+        rctx: &DrContext,
+        old: &mut Conn,
+        new: &Source,
+        opts: &SwitchoverOptions,
+    ) -> Result<Before> {
+        let start = BinlogStart::read(old).await?;
+        let now = gtid_binlog_pos(old).await?;
+        let mut nc = new.connect().await?;
+        let wait = format!(
+            "SELECT MASTER_GTID_WAIT({}, {})",
+            crate::sql::quote_str(&now),
+            opts.catch_up_timeout.as_secs_f64()
+        );
+        let waited = rctx
+            .interrupt
+            .interruptible(nc.first(&wait))
+            .await
+            .map_err(|signal| Error::Interrupted { signal })??
+            .and_then(|r| cell_str(&r, 0));
+        nc.close().await;
+        if waited.as_deref() != Some("0") {
+            return Err(DrError::Precondition(format!(
+                "'{}' did not apply everything up to the acting primary's position {now} \
+                 within {} s (replication lag or stopped replication); nothing was frozen or \
+                 switched",
+                new.name(),
+                opts.catch_up_timeout.as_secs()
+            ))
+            .into());
+        }
+        let t = Instant::now();
+        let report = verify::fenced_check(rctx, BEFORE_FREEZE_DIR).await?;
+        Ok(Before {
+            start,
+            report,
+            ms: t.elapsed().as_millis() as u64,
+        })
+    }
+}
+
+/// The report of a switchover whose gate before the freeze found differences: nothing
+/// frozen, nothing switched.
+fn refused_before_freeze(
+    rctx: &DrContext,
+    old: &Source,
+    new: &Source,
+    b: &Before,
+) -> SwitchoverReport {
+    let differing = b
+        .report
+        .tables
+        .iter()
+        .map(|t| t.rows_missing + t.rows_extra + t.rows_changed)
+        .sum();
+    SwitchoverReport {
+        old_primary: old.name().to_string(),
+        new_primary: new.name().to_string(),
+        frozen_at: String::new(),
+        gate: b.report.result.as_str().to_string(),
+        compared_rows: b.report.tables.iter().map(|t| t.rows_upstream).sum(),
+        differing_rows: differing,
+        switched: false,
+        freeze_ms: 0,
+        catch_up_ms: 0,
+        gate_ms: 0,
+        gate_before: Some(b.report.result.as_str().to_string()),
+        gate_before_ms: Some(b.ms),
+        gate_scope: "not run".into(),
+        notes: vec![format!(
+            "the gate before the freeze found {differing} differing row(s) (report and fix SQL \
+             in {}); nothing was frozen or switched",
+            rctx.step_dir(BEFORE_FREEZE_DIR).display()
+        )],
+    }
 }
 
 /// The writes moved from `old` to `new` at the frozen point `g`.
@@ -364,6 +479,7 @@ async fn switch(
     new: &Source,
     mut frozen: Frozen,
     opts: &SwitchoverOptions,
+    before: Option<&Before>,
 ) -> std::result::Result<(SwitchoverReport, Option<RunReport>, Frozen), SwitchError> {
     macro_rules! try_frozen {
         ($e:expr) => {
@@ -404,7 +520,21 @@ async fn switch(
         ));
     }
     let gate_started = Instant::now();
-    let gate = try_frozen!(verify::fenced_check(rctx, SWITCHOVER_DIR).await);
+    let (gate, scope) = match before {
+        Some(Before {
+            start: Some(start),
+            report,
+            ..
+        }) => {
+            let (gate, scope) =
+                try_frozen!(delta_gate::gate(rctx, start, Some(report), SWITCHOVER_DIR).await);
+            (gate, scope.describe())
+        }
+        _ => (
+            try_frozen!(verify::fenced_check(rctx, SWITCHOVER_DIR).await),
+            "every selected row".to_string(),
+        ),
+    };
     let gate_time = gate_started.elapsed();
     // read_only does not stop SUPER / READ ONLY ADMIN connections: a moved point means the
     // gate did not see what the new primary would start from.
@@ -437,9 +567,12 @@ async fn switch(
         freeze_ms: 0,
         catch_up_ms: catch_up.as_millis() as u64,
         gate_ms: gate_time.as_millis() as u64,
+        gate_before: before.map(|b| b.report.result.as_str().to_string()),
+        gate_before_ms: before.map(|b| b.ms),
+        gate_scope: scope,
         notes: Vec::new(),
     };
-    if gate.exit_code() != crate::exit::EQUAL {
+    if gate.exit_code() != EQUAL {
         report.freeze_ms = frozen.since.elapsed().as_millis() as u64;
         report.notes.push(format!(
             "the gate found {differing} differing row(s) (report and fix SQL in {}); nothing was \
@@ -514,14 +647,26 @@ pub fn render_text(r: &SwitchoverReport) -> String {
             r.old_primary
         ));
     }
-    s.push_str(&format!(
-        "gate at the frozen point {}: {} ({} rows compared, {} differing)\n",
-        r.frozen_at, r.gate, r.compared_rows, r.differing_rows
-    ));
-    s.push_str(&format!(
-        "write freeze: {} ms (catch-up {} ms, gate {} ms)\n",
-        r.freeze_ms, r.catch_up_ms, r.gate_ms
-    ));
+    if let (Some(result), Some(ms)) = (&r.gate_before, r.gate_before_ms) {
+        s.push_str(&format!(
+            "gate before the freeze (every selected row, writes going on): {result} ({ms} ms)\n"
+        ));
+    }
+    if r.frozen_at.is_empty() {
+        s.push_str(&format!(
+            "{} rows compared, {} differing; writes were not frozen\n",
+            r.compared_rows, r.differing_rows
+        ));
+    } else {
+        s.push_str(&format!(
+            "gate at the frozen point {}: {} ({} rows compared, {} differing: {})\n",
+            r.frozen_at, r.gate, r.compared_rows, r.differing_rows, r.gate_scope
+        ));
+        s.push_str(&format!(
+            "write freeze: {} ms (catch-up {} ms, gate {} ms)\n",
+            r.freeze_ms, r.catch_up_ms, r.gate_ms
+        ));
+    }
     for n in &r.notes {
         s.push_str(&format!("note: {n}\n"));
     }
@@ -544,6 +689,10 @@ mod tests {
             freeze_ms: 240,
             catch_up_ms: 3,
             gate_ms: 200,
+            gate_before: Some("equal".into()),
+            gate_before_ms: Some(4000),
+            gate_scope: "the 12 row(s) written to 2 table(s) since the gate before the freeze"
+                .into(),
             notes: vec![],
         }
     }
@@ -569,6 +718,11 @@ mod tests {
         );
         assert!(
             t.contains("write freeze: 240 ms (catch-up 3 ms, gate 200 ms)"),
+            "{t}"
+        );
+        assert!(t.contains("gate before the freeze"), "{t}");
+        assert!(
+            t.contains("1 differing") || t.contains("0 differing: the 12 row(s)"),
             "{t}"
         );
         let t = render_text(&report("different", false));

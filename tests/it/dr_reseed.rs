@@ -12,6 +12,7 @@ use syncgate::local::{LocalS3, LocalServer};
 use syncgate::testdata::LedgerWriter;
 
 use crate::dr_backup::Flow;
+use syncgate::dr::delta_gate::{self, BinlogStart};
 use syncgate::dr::{archive, binlog, binlog::GtidPos};
 
 use crate::dr_failover::{
@@ -248,6 +249,21 @@ async fn reseed_then_switchover_under_writes() {
     let out = flow.run("switchover", &["--catch-up-timeout", "1"]);
     assert_not_switched(
         &out,
+        "did not apply everything up to the acting primary's position",
+        acting,
+        &node,
+    )
+    .await;
+    assert!(
+        stderr(&out).contains("nothing was frozen"),
+        "{}",
+        describe(&out)
+    );
+    // With the whole compare inside the freeze there is no gate before it: the catch-up
+    // under the freeze times out and writes are unfrozen.
+    let out = flow.run("switchover", &["--catch-up-timeout", "1", "--full-gate"]);
+    assert_not_switched(
+        &out,
         "did not apply everything up to the frozen point",
         acting,
         &node,
@@ -317,6 +333,12 @@ async fn reseed_then_switchover_under_writes() {
     let text = stdout(&out);
     assert!(text.contains("gate at the frozen point"), "{text}");
     assert!(text.contains(": equal"), "{text}");
+    // Everything was compared before the freeze, only what was written since inside it.
+    assert!(
+        text.contains("gate before the freeze (every selected row, writes going on): equal"),
+        "{text}"
+    );
+    assert!(text.contains("since the gate before the freeze"), "{text}");
     let freeze_ms: u64 = text
         .split("write freeze: ")
         .nth(1)
@@ -473,7 +495,9 @@ async fn sigint_during_the_switchover_freeze_unfreezes_and_switches_nothing() {
         .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let child = flow
-        .command("switchover", &["--catch-up-timeout", "60"])
+        // --full-gate: no gate before the freeze, whose fence would wait for the held
+        // node before anything is frozen.
+        .command("switchover", &["--catch-up-timeout", "60", "--full-gate"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -518,4 +542,82 @@ async fn sigint_during_the_switchover_freeze_unfreezes_and_switches_nothing() {
         stats.committed,
         "every committed row, once"
     );
+}
+
+/// The gate inside the switchover's freeze lists what the primary's binlog wrote since a
+/// position and compares only those rows: keys decoded from real row events (a latin1
+/// text key with a non-ASCII byte, an UNSIGNED composite key past the signed range, an
+/// update, a delete); a table without a primary key compared whole. A row changed behind
+/// replication that was written is found; one that was not written is not (the gate before
+/// the freeze is what covers it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gate_in_the_freeze_compares_the_rows_written_since() {
+    let flow = Flow::new(1, 1_000, None).await;
+    exec(
+        &flow.primary,
+        "CREATE TABLE sbtest.k_latin1 (name VARCHAR(20) CHARACTER SET latin1 PRIMARY KEY, v INT); \
+         CREATE TABLE sbtest.k_comp (a INT UNSIGNED, b VARCHAR(10), v INT, PRIMARY KEY (a, b)); \
+         CREATE TABLE sbtest.nokey (v INT)",
+    )
+    .await;
+    for step in ["backup", "restore", "replicate"] {
+        let out = flow.run(step, &[]);
+        assert_eq!(out.status.code(), Some(0), "{step}: {}", describe(&out));
+    }
+    let ctx = context(&flow).await;
+    let primary = syncgate::db::Source::open(ctx.primary.clone())
+        .await
+        .unwrap();
+    let mut conn = primary.connect().await.unwrap();
+    let start = BinlogStart::read(&mut conn)
+        .await
+        .unwrap()
+        .expect("binlog on");
+    conn.close().await;
+    exec(
+        &flow.primary,
+        "UPDATE sbtest.sbtest1 SET k = k + 1 WHERE id IN (3, 4); \
+         INSERT INTO sbtest.k_latin1 VALUES (CONVERT(_utf8mb4 'café' USING latin1), 1), ('zz', 2); \
+         DELETE FROM sbtest.k_latin1 WHERE name = 'zz'; \
+         INSERT INTO sbtest.k_comp VALUES (4294967295, 'x', 1); \
+         INSERT INTO sbtest.nokey VALUES (1)",
+    )
+    .await;
+    let pos = scalar(&flow.primary, "SELECT @@gtid_binlog_pos").await;
+    let waited = scalar(
+        &flow.secondary,
+        &format!("SELECT MASTER_GTID_WAIT('{pos}', 30)"),
+    )
+    .await;
+    assert_eq!(waited, "0");
+    // Behind replication on the secondary: three written rows and one that was not.
+    exec(
+        &flow.secondary,
+        "SET sql_log_bin = 0; \
+         UPDATE sbtest.sbtest1 SET c = 'behind' WHERE id IN (3, 500); \
+         UPDATE sbtest.k_latin1 SET v = 9 WHERE name = CONVERT(_utf8mb4 'café' USING latin1); \
+         UPDATE sbtest.k_comp SET v = 9 WHERE a = 4294967295",
+    )
+    .await;
+
+    let (report, scope) = delta_gate::gate(&ctx, &start, None, "written-since")
+        .await
+        .unwrap();
+    assert_eq!(scope.whole, None, "{scope:?}");
+    assert_eq!((scope.tables, scope.keys), (4, 5), "{scope:?}");
+    let table = |name: &str| {
+        report
+            .tables
+            .iter()
+            .find(|t| t.table == name)
+            .unwrap_or_else(|| panic!("{name} not compared: {:#?}", report.tables))
+    };
+    let sb = table("sbtest1");
+    assert_eq!(sb.rows_upstream, 2, "only the written rows are read");
+    assert_eq!(sb.rows_changed, 1, "id 3, not id 500");
+    assert_eq!(table("k_latin1").rows_changed, 1);
+    assert_eq!(table("k_latin1").rows_upstream, 1, "'zz' was deleted");
+    assert_eq!(table("k_comp").rows_changed, 1);
+    assert_eq!(table("nokey").rows_upstream, 1, "compared whole");
+    assert_eq!(report.tables.len(), 4);
 }
