@@ -44,6 +44,8 @@ struct Opts {
     rows: Option<u64>,
     runs: usize,
     switchover: bool,
+    /// `dr switchover --full-gate`: the whole compare inside the freeze.
+    full_gate: bool,
     tps: u64,
 }
 
@@ -53,6 +55,7 @@ fn parse(args: &[String]) -> Res<Opts> {
         rows: None,
         runs: 1,
         switchover: false,
+        full_gate: false,
         tps: 100,
     };
     let mut it = args.iter();
@@ -62,6 +65,7 @@ fn parse(args: &[String]) -> Res<Opts> {
             "--tables" => o.tables = val()?.parse()?,
             "--rows" => o.rows = Some(val()?.parse()?),
             "--switchover" => o.switchover = true,
+            "--full-gate" => o.full_gate = true,
             "--tps" => o.tps = val()?.parse()?,
             "--runs" => o.runs = val()?.parse()?,
             "--bench" => {}
@@ -101,7 +105,7 @@ fn server_opts(server_id: u32, pool_mib: u64) -> ServerOptions {
 async fn real_main(args: &[String]) -> Res<()> {
     let o = parse(args)?;
     if o.switchover {
-        return switchover_bench(o.tables, o.rows.unwrap_or(10_000), o.tps).await;
+        return switchover_bench(o.tables, o.rows.unwrap_or(10_000), o.tps, o.full_gate).await;
     }
     let o = Opts {
         rows: Some(o.rows.unwrap_or(1_000_000)),
@@ -458,7 +462,7 @@ fn has_file_ending(dir: &Path, suffix: &str) -> bool {
 }
 
 /// The switchover mode (module docs): the flow to a reseeded node, then the timed switch.
-async fn switchover_bench(tables: u32, rows: u64, tps: u64) -> Res<()> {
+async fn switchover_bench(tables: u32, rows: u64, tps: u64, full_gate: bool) -> Res<()> {
     let pool = (tables as u64 * rows * 500 / (1 << 20)).max(256);
     eprintln!("== starting primary, secondary and the node to reseed");
     let (mut primary, secondary, node) = tokio::try_join!(
@@ -555,7 +559,11 @@ async fn switchover_bench(tables: u32, rows: u64, tps: u64) -> Res<()> {
     eprintln!("== dr switchover");
     writer.reset_gap();
     let t = Instant::now();
-    let out = sg_run(&config, &["switchover", "--json"])?;
+    let mut args = vec!["switchover", "--json"];
+    if full_gate {
+        args.push("--full-gate");
+    }
+    let out = sg_run(&config, &args)?;
     let total = t.elapsed();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let stats = writer.stop().await;
@@ -563,13 +571,15 @@ async fn switchover_bench(tables: u32, rows: u64, tps: u64) -> Res<()> {
     let ms = |k: &str| doc[k].as_u64().unwrap_or(0);
     println!(
         "\nswitchover at {tps} TPS, {tables} x {rows} rows (+ ledger): write freeze {} ms \
-         reported (catch-up {} ms, gate {} ms, {} rows compared); the writer's longest gap \
-         between commits {} ms; the command took {:.2} s; {} transactions committed, {} \
-         attempts refused and retried",
+         reported (catch-up {} ms, gate {} ms, {} rows compared: {}; gate before the freeze \
+         {} ms); the writer's longest gap between commits {} ms; the command took {:.2} s; {} \
+         transactions committed, {} attempts refused and retried",
         ms("freeze_ms"),
         ms("catch_up_ms"),
         ms("gate_ms"),
         ms("compared_rows"),
+        doc["gate_scope"].as_str().unwrap_or("?"),
+        ms("gate_before_ms"),
         stats.longest_gap.as_millis(),
         total.as_secs_f64(),
         stats.committed,

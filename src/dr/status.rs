@@ -204,6 +204,12 @@ pub fn render_text(r: &StatusReport) -> String {
                 .unwrap_or_default(),
         ));
     }
+    if let Some(c) = &r.state.acting_primary {
+        s.push_str(&format!(
+            "  writes go to '{}' since {} (moved from '{}' by the {})\n",
+            c.node, c.since, c.from, c.by
+        ));
+    }
     if let Some(o) = &r.lock {
         s.push_str(&format!(
             "  locked by `{}` (pid {} on {})\n",

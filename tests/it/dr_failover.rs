@@ -342,6 +342,13 @@ async fn failover_after_primary_kill_applies_the_archive_exactly_once() {
     let state = flow.flow_state();
     assert_eq!(state["steps"]["failover"]["status"], "done", "{state}");
     assert_eq!(state["steps"]["failover"]["gate"]["result"], "equal");
+    // The writes moved to the secondary at the failover's point.
+    assert_eq!(state["acting_primary"]["node"], "secondary", "{state}");
+    assert_eq!(state["acting_primary"]["by"], "failover", "{state}");
+    assert_eq!(
+        state["acting_primary"]["since"], state["steps"]["failover"]["point"],
+        "{state}"
+    );
     assert_eq!(
         seq0(
             state["steps"]["failover"]["point"]["gtid"]

@@ -377,6 +377,17 @@ async fn reseed_then_switchover_under_writes() {
         state["steps"]["switchover"]["freeze_ms"], freeze_ms,
         "{state}"
     );
+    // The writes moved: the flow records where (the archiver follows it).
+    let moved = &state["acting_primary"];
+    assert_eq!(moved["node"], "rebuilt", "{state}");
+    assert_eq!(moved["from"], "secondary", "{state}");
+    assert_eq!(moved["by"], "switchover", "{state}");
+    let status = flow.run("status", &[]);
+    assert!(
+        stdout(&status).contains("writes go to 'rebuilt' since GTID"),
+        "{}",
+        describe(&status)
+    );
 
     // The application followed the writable primary; nothing lost, nothing twice.
     let before = writer.committed();
