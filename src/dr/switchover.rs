@@ -520,7 +520,7 @@ async fn switch(
         ));
     }
     let gate_started = Instant::now();
-    let (gate, scope) = match before {
+    let (gate, scope, nothing_written) = match before {
         Some(Before {
             start: Some(start),
             report,
@@ -528,11 +528,15 @@ async fn switch(
         }) => {
             let (gate, scope) =
                 try_frozen!(delta_gate::gate(rctx, start, Some(report), SWITCHOVER_DIR).await);
-            (gate, scope.describe())
+            // Nothing written since: the gate before the freeze is the verdict, and
+            // nothing was compared inside it.
+            let nothing = scope.whole.is_none() && scope.tables == 0;
+            (gate, scope.describe(), nothing)
         }
         _ => (
             try_frozen!(verify::fenced_check(rctx, SWITCHOVER_DIR).await),
             "every selected row".to_string(),
+            false,
         ),
     };
     let gate_time = gate_started.elapsed();
@@ -561,7 +565,10 @@ async fn switch(
         new_primary: new.name().to_string(),
         frozen_at: g.clone(),
         gate: gate.result.as_str().to_string(),
-        compared_rows: gate.tables.iter().map(|t| t.rows_upstream).sum(),
+        compared_rows: match nothing_written {
+            true => 0,
+            false => gate.tables.iter().map(|t| t.rows_upstream).sum(),
+        },
         differing_rows: differing,
         switched: false,
         freeze_ms: 0,
