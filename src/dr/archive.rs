@@ -292,20 +292,9 @@ struct Follow {
 }
 
 impl Follow {
-    /// The data source that takes the writes, and the point from which they went there
-    /// (None: no role change, or not a GTID point).
-    async fn writes_go_to(&self) -> Result<(String, Option<GtidPos>)> {
-        let (state, _) = Flow::peek(self.flow.as_ref()).await?;
-        let since = state.acting_primary.as_ref().and_then(|c| match &c.since {
-            Point::Gtid { gtid, .. } => GtidPos::parse(gtid).ok(),
-            Point::Tso { .. } => None,
-        });
-        Ok((state.writes_go_to(&self.config_primary).to_string(), since))
-    }
-
-    /// The node a new session reads with the archive at `pos`: where the writes go, or,
-    /// while the archive lacks transactions from before they moved there, the node they
-    /// came from (its binlog has them; the new node's may start later).
+    /// The node to read with the archive at `pos`: where the writes go, or, while the
+    /// archive lacks transactions from before they moved there, the node they came from
+    /// (its binlog has them; the new node's may start later).
     async fn node_for(&self, pos: &GtidPos) -> Result<String> {
         let (state, _) = Flow::peek(self.flow.as_ref()).await?;
         Ok(match &state.acting_primary {
@@ -321,16 +310,12 @@ impl Follow {
         })
     }
 
-    /// Whether a session reading `reading`, with the archive (and what waits to be
-    /// written) at `taken`, must end to read another node: the writes moved, and the
-    /// transactions from before the move are all taken. A failure to read the flow state
+    /// The node a session reading `reading`, with the archive (and what waits to be
+    /// written) at `taken`, must move to, if another. A failure to read the flow state
     /// keeps the session (it is read again at the next look).
     async fn moved_off(&self, reading: &str, taken: &GtidPos) -> Option<String> {
-        match self.writes_go_to().await {
-            Ok((node, since)) if node != reading => {
-                since.is_none_or(|s| taken.covers(&s)).then_some(node)
-            }
-            Ok(_) => None,
+        match self.node_for(taken).await {
+            Ok(node) => (node != reading).then_some(node),
             Err(e) => {
                 tracing::warn!("dr archive: could not read the flow state ({e}); reading on");
                 None
@@ -409,7 +394,7 @@ async fn session(
     opts: &ArchiveOptions,
 ) -> Result<Option<Signal>> {
     let ds = &ctx.config.data_sources[&ctx.dr.primary];
-    let tool = ClientTool::new(&["mariadb-binlog", "mysqlbinlog"], "mariadb-client", ds)?;
+    let tool = ClientTool::binlog_reader(ds)?;
     let source = Source::open(ctx.primary.clone()).await?;
     let mut conn = source.connect().await?;
     let server_id = conn

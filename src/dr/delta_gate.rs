@@ -168,7 +168,7 @@ async fn listed(rctx: &DrContext, start: &BinlogStart) -> Result<Listed> {
 /// read with the vendor's tool as the archive does, one file per binlog file.
 async fn read_binlog(rctx: &DrContext, start: &BinlogStart) -> Result<Vec<Vec<u8>>> {
     let ds = &rctx.config.data_sources[&rctx.dr.primary];
-    let tool = ClientTool::new(&["mariadb-binlog", "mysqlbinlog"], "mariadb-client", ds)?;
+    let tool = ClientTool::binlog_reader(ds)?;
     let dir = tempfile::tempdir()?;
     let args = vec![
         "--read-from-remote-server".to_string(),

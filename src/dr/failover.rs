@@ -568,11 +568,7 @@ pub const DATA_GATE_DIR: &str = "data";
 fn data_gate_line(r: &super::reconstruct::Reconstruction) -> String {
     let rep = &r.report;
     let rows: u64 = rep.tables.iter().map(|t| t.rows_upstream).sum();
-    let differing: u64 = rep
-        .tables
-        .iter()
-        .map(|t| t.rows_missing + t.rows_extra + t.rows_changed)
-        .sum();
+    let differing: u64 = rep.differing_rows();
     format!(
         "{}: the secondary against a reconstruction (backup {} restored into a scratch \
          server, {} archived transaction(s) replayed to {}): {} table(s), {rows} row(s), \

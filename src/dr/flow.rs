@@ -248,14 +248,6 @@ impl FlowState {
         self.steps.get(&name)
     }
 
-    /// The data source that takes the writes now: the last role change's node, else
-    /// `dr_primary` (the config's `[dr] primary`).
-    pub fn writes_go_to<'a>(&'a self, dr_primary: &'a str) -> &'a str {
-        self.acting_primary
-            .as_ref()
-            .map_or(dr_primary, |c| c.node.as_str())
-    }
-
     /// Append a gate 2 run, dropping the oldest beyond the cap.
     pub fn push_gate_run(&mut self, run: GateRun) {
         self.gate_history.push(run);

@@ -61,11 +61,7 @@ pub struct ReseedOutcome {
 pub(crate) fn gate_record(report: &RunReport, step: &str) -> GateRecord {
     GateRecord {
         result: report.result.as_str().to_string(),
-        differing_rows: report
-            .tables
-            .iter()
-            .map(|t| t.rows_missing + t.rows_extra + t.rows_changed)
-            .sum(),
+        differing_rows: report.differing_rows(),
         report: format!("{step}/summary.txt"),
     }
 }

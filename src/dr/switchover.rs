@@ -327,11 +327,7 @@ impl Before {
         let start = BinlogStart::read(old).await?;
         let now = gtid_binlog_pos(old).await?;
         let mut nc = new.connect().await?;
-        let wait = format!(
-            "SELECT MASTER_GTID_WAIT({}, {})",
-            crate::sql::quote_str(&now),
-            opts.catch_up_timeout.as_secs_f64()
-        );
+        let wait = gtid_wait_sql(&now, opts.catch_up_timeout);
         let waited = rctx
             .interrupt
             .interruptible(nc.first(&wait))
@@ -367,12 +363,7 @@ fn refused_before_freeze(
     new: &Source,
     b: &Before,
 ) -> SwitchoverReport {
-    let differing = b
-        .report
-        .tables
-        .iter()
-        .map(|t| t.rows_missing + t.rows_extra + t.rows_changed)
-        .sum();
+    let differing = b.report.differing_rows();
     SwitchoverReport {
         old_primary: old.name().to_string(),
         new_primary: new.name().to_string(),
@@ -403,6 +394,16 @@ fn moved(old: &Source, new: &Source, g: &str) -> RoleChange {
         since: frozen_point(g),
         by: StepName::Switchover,
     }
+}
+
+/// Wait on a replica until it has applied GTID position `g`; the answer is 0 when it has,
+/// -1 on timeout.
+fn gtid_wait_sql(g: &str, timeout: Duration) -> String {
+    format!(
+        "SELECT MASTER_GTID_WAIT({}, {})",
+        crate::sql::quote_str(g),
+        timeout.as_secs_f64()
+    )
 }
 
 /// The frozen point G as a flow point (no binlog coordinates: G names it).
@@ -492,11 +493,7 @@ async fn switch(
     let g = try_frozen!(gtid_binlog_pos(&mut frozen.conn).await);
     let mut notes = Vec::new();
     let mut nc = try_frozen!(new.connect().await);
-    let wait = format!(
-        "SELECT MASTER_GTID_WAIT({}, {})",
-        crate::sql::quote_str(&g),
-        opts.catch_up_timeout.as_secs_f64()
-    );
+    let wait = gtid_wait_sql(&g, opts.catch_up_timeout);
     // Ctrl-C / SIGTERM while writes are frozen thaws at once, not after the timeout.
     let waited = tokio::select! {
         r = nc.first(&wait) => try_frozen!(r).and_then(|r| cell_str(&r, 0)),
@@ -555,11 +552,7 @@ async fn switch(
             Stopped::Frozen(frozen),
         ));
     }
-    let differing = gate
-        .tables
-        .iter()
-        .map(|t| t.rows_missing + t.rows_extra + t.rows_changed)
-        .sum();
+    let differing = gate.differing_rows();
     let mut report = SwitchoverReport {
         old_primary: old.name().to_string(),
         new_primary: new.name().to_string(),

@@ -34,6 +34,11 @@ impl std::fmt::Debug for ClientTool {
 }
 
 impl ClientTool {
+    /// The binlog reader (`mariadb-binlog`, else `mysqlbinlog`) for `ds`.
+    pub fn binlog_reader(ds: &DataSource) -> Result<ClientTool> {
+        ClientTool::new(&["mariadb-binlog", "mysqlbinlog"], "mariadb-client", ds)
+    }
+
     /// The first of `candidates` that runs, with a defaults file for `ds`.
     pub fn new(candidates: &[&str], package: &str, ds: &DataSource) -> Result<ClientTool> {
         let program = find_program(candidates, package)?;

@@ -55,11 +55,7 @@ pub async fn run(ctx: &DrContext) -> Result<VerifyOutcome> {
                     result: report.result.as_str().to_string(),
                     fence: Some(report.downstream.snapshot.clone()),
                     compared_rows: report.tables.iter().map(|t| t.rows_upstream).sum(),
-                    differing_rows: report
-                        .tables
-                        .iter()
-                        .map(|t| t.rows_missing + t.rows_extra + t.rows_changed)
-                        .sum(),
+                    differing_rows: report.differing_rows(),
                     report: report_path,
                     error: report.error.clone(),
                 },

@@ -292,6 +292,14 @@ impl fmt::Display for TableCounts {
 }
 
 impl RunReport {
+    /// Rows found missing, extra or changed, over all tables.
+    pub fn differing_rows(&self) -> u64 {
+        self.tables
+            .iter()
+            .map(|t| t.rows_missing + t.rows_extra + t.rows_changed)
+            .sum()
+    }
+
     /// Sets [`RunReport::result`] from the run error and the table results.
     ///
     /// Error wins over different; skipped tables do not change the result (as in
