@@ -43,6 +43,7 @@ pub mod switchover;
 pub mod ticdc;
 pub mod tidb;
 pub mod tidb_failover;
+mod tidb_roles;
 pub mod tidb_steps;
 pub mod tool;
 pub mod verify;

@@ -18,6 +18,7 @@
 //! 5. gate 4: NAME against the acting primary at one GTID fence ([`verify::fenced_check`]).
 //!
 //! Recorded as the flow's `reseed` step, with NAME, so `dr switchover` knows its new primary.
+//! On TiDB the same steps run with BR and a TiCDC changefeed ([`super::tidb_roles`]).
 
 use std::time::{Duration, Instant};
 
@@ -114,39 +115,39 @@ fn roles(ctx: &DrContext, state: &super::flow::FlowState, name: &str) -> Result<
     ctx.with_roles(&acting, name)
 }
 
-/// Both nodes open, MariaDB only (the failover before it is MariaDB only).
-async fn open(rctx: &DrContext) -> Result<(Source, Source)> {
+/// Both nodes open: MariaDB, or TiDB ([`tidb_roles`]); both of one flavour.
+pub(super) async fn open_pair(rctx: &DrContext, step: &'static str) -> Result<(Source, Source)> {
     let acting = Source::open(rctx.primary.clone()).await?;
     let node = Source::open(rctx.secondary.clone()).await?;
-    for s in [&acting, &node] {
-        match s.flavour() {
-            Flavour::MariaDb => {}
-            Flavour::MySql => {
-                return Err(DrError::NotBuilt {
-                    step: "dr reseed",
-                    flavour: "MySQL",
-                }
-                .into())
-            }
-            Flavour::TiDb => {
-                return Err(DrError::NotBuilt {
-                    step: "dr reseed",
-                    flavour: "TiDB",
-                }
-                .into())
-            }
+    if acting.flavour() != node.flavour() {
+        return Err(DrError::Precondition(format!(
+            "'{}' is {} and '{}' is {}: {step} moves data between nodes of one flavour",
+            acting.name(),
+            acting.flavour(),
+            node.name(),
+            node.flavour()
+        ))
+        .into());
+    }
+    if acting.flavour() == Flavour::MySql {
+        return Err(DrError::NotBuilt {
+            step,
+            flavour: "MySQL",
         }
+        .into());
     }
     Ok((acting, node))
 }
 
-/// The node must be empty and replicate from nowhere: a reseed replaces, it never merges.
-async fn refuse_occupied(rctx: &DrContext, conn: &mut Conn) -> Result<()> {
+/// The node must be empty and (MariaDB) replicate from nowhere: a reseed replaces, it
+/// never merges.
+async fn refuse_occupied(rctx: &DrContext, conn: &mut Conn, flavour: Flavour) -> Result<()> {
     let name = &rctx.dr.secondary;
-    if let Some(s) = ReplicaStatus::read(conn, Flavour::MariaDb)
-        .await?
-        .filter(|s| s.active())
-    {
+    let replicating = match flavour {
+        Flavour::MariaDb => ReplicaStatus::read(conn, flavour).await?,
+        _ => None,
+    };
+    if let Some(s) = replicating.filter(|s| s.active()) {
         return Err(DrError::Precondition(format!(
             "the new node '{name}' already replicates from {}; stop it (STOP SLAVE; RESET SLAVE \
              ALL) and empty it before `dr reseed`",
@@ -181,10 +182,13 @@ pub async fn plan(ctx: &DrContext, opts: &ReseedOptions) -> Result<Vec<String>> 
     let store = ctx.store().await?;
     let (state, _) = Flow::peek(store.as_ref()).await?;
     let rctx = roles(ctx, &state, &opts.new_primary)?;
-    let (acting, node) = open(&rctx).await?;
+    let (acting, node) = open_pair(&rctx, "dr reseed").await?;
     let mut conn = node.connect().await?;
-    refuse_occupied(&rctx, &mut conn).await?;
+    refuse_occupied(&rctx, &mut conn, node.flavour()).await?;
     conn.close().await;
+    if node.flavour() == Flavour::TiDb {
+        return Ok(super::tidb_roles::reseed_plan(&rctx, &acting, &node));
+    }
     let src = ReplicationSource::from_context(&rctx)?;
     Ok(vec![
         format!(
@@ -237,15 +241,27 @@ pub async fn run(ctx: &DrContext, opts: &ReseedOptions) -> Result<ReseedOutcome>
                     .into());
                 }
             }
-            let (acting, node) = open(&rctx).await?;
+            let (acting, node) = open_pair(&rctx, "dr reseed").await?;
             let mut conn = node.connect().await?;
-            refuse_occupied(&rctx, &mut conn).await?;
-            let src = ReplicationSource::from_context(&rctx)?;
+            refuse_occupied(&rctx, &mut conn, node.flavour()).await?;
+            let src = match node.flavour() {
+                Flavour::TiDb => None,
+                _ => Some(ReplicationSource::from_context(&rctx)?),
+            };
             let mut record = StepRecord::started_now();
             record.node = Some(node.name().to_string());
-            record.source = Some(src.address());
+            record.source = src.as_ref().map(|s| s.address());
             flow.set(StepName::Reseed, record.clone()).await?;
-            let work = reseed(&rctx, flow, &acting, &node, &mut conn, &src, &mut record);
+            let work = async {
+                match &src {
+                    Some(src) => {
+                        reseed(&rctx, flow, &acting, &node, &mut conn, src, &mut record).await
+                    }
+                    None => {
+                        super::tidb_roles::reseed(&rctx, flow, &acting, &node, &mut record).await
+                    }
+                }
+            };
             let result = ctx
                 .interrupt
                 .interruptible(work)

@@ -18,7 +18,9 @@
 //!    [`replicate::start`]).
 //!
 //! The switch is recorded in the flow state ([`RoleChange`]): `dr archive` follows it to
-//! the new primary's binlog once it has archived everything up to G.
+//! the new primary's binlog once it has archived everything up to G. On TiDB the freeze is
+//! `tidb_super_read_only` and the direction is reversed with changefeeds
+//! ([`super::tidb_roles`]).
 
 use std::time::{Duration, Instant};
 
@@ -133,22 +135,11 @@ async fn gtid_binlog_pos(conn: &mut Conn) -> Result<String> {
         .unwrap_or_default())
 }
 
-/// Both nodes open, MariaDB only; the new node must replicate.
-async fn open(rctx: &DrContext) -> Result<(Source, Source, ReplicaStatus)> {
-    let old = Source::open(rctx.primary.clone()).await?;
-    let new = Source::open(rctx.secondary.clone()).await?;
-    for s in [&old, &new] {
-        if s.flavour() != Flavour::MariaDb {
-            return Err(DrError::NotBuilt {
-                step: "dr switchover",
-                flavour: if s.flavour() == Flavour::TiDb {
-                    "TiDB"
-                } else {
-                    "MySQL"
-                },
-            }
-            .into());
-        }
+/// Both nodes open (MariaDB or TiDB, one flavour); on MariaDB the new node must replicate.
+async fn open(rctx: &DrContext) -> Result<(Source, Source, Option<ReplicaStatus>)> {
+    let (old, new) = super::reseed::open_pair(rctx, "dr switchover").await?;
+    if new.flavour() == Flavour::TiDb {
+        return Ok((old, new, None));
     }
     let mut c = new.connect().await?;
     let status = ReplicaStatus::read(&mut c, Flavour::MariaDb).await?;
@@ -160,7 +151,7 @@ async fn open(rctx: &DrContext) -> Result<(Source, Source, ReplicaStatus)> {
             new.name()
         ))
     })?;
-    Ok((old, new, status))
+    Ok((old, new, Some(status)))
 }
 
 /// The replication source a replica of the new primary connects to: its data source's
@@ -188,6 +179,9 @@ pub async fn plan(ctx: &DrContext, opts: &SwitchoverOptions) -> Result<Vec<Strin
     let (state, _) = Flow::peek(store.as_ref()).await?;
     let rctx = roles(ctx, &state)?;
     let (old, new, status) = open(&rctx).await?;
+    let Some(status) = status else {
+        return super::tidb_roles::switchover_plan(ctx, &rctx, &state, opts).await;
+    };
     let src = new_primary_source(&rctx);
     Ok(vec![
         format!(
@@ -240,6 +234,26 @@ pub async fn run(ctx: &DrContext, opts: &SwitchoverOptions) -> Result<Switchover
             let mut record = StepRecord::started_now();
             record.node = Some(new.name().to_string());
             flow.set(StepName::Switchover, record.clone()).await?;
+            if new.flavour() == Flavour::TiDb {
+                let switched =
+                    super::tidb_roles::switchover(ctx, &rctx, flow, &old, &new, opts, &mut record)
+                        .await;
+                return match switched {
+                    Ok((report, gate)) => {
+                        if let Some(g) = &gate {
+                            record.gate = Some(gate_record(g, SWITCHOVER_DIR));
+                        }
+                        record.end(end_status(&report, gate.as_ref()));
+                        flow.set(StepName::Switchover, record).await?;
+                        Ok(report)
+                    }
+                    Err(e) => {
+                        record.end_with_error(&e);
+                        flow.set(StepName::Switchover, record).await?;
+                        Err(e)
+                    }
+                };
+            }
             let mut oc = old.connect().await?;
             let was_read_only = read_only(&mut oc).await?;
             let before = match opts.full_gate {
@@ -283,14 +297,7 @@ pub async fn run(ctx: &DrContext, opts: &SwitchoverOptions) -> Result<Switchover
                     record.point = Some(frozen_point(&report.frozen_at));
                     record.freeze_ms = Some(report.freeze_ms);
                     record.source = Some(new_primary_source(&rctx).address());
-                    record.end(match &gate {
-                        Some(g) if report.switched => status_after(g),
-                        Some(g) => match status_after(g) {
-                            StepStatus::Done => StepStatus::Failed,
-                            s => s,
-                        },
-                        None => StepStatus::Failed,
-                    });
+                    record.end(end_status(&report, gate.as_ref()));
                     flow.set(StepName::Switchover, record).await?;
                     Ok(report)
                 }
@@ -303,6 +310,18 @@ pub async fn run(ctx: &DrContext, opts: &SwitchoverOptions) -> Result<Switchover
         },
     )
     .await
+}
+
+/// The step's status: its gate's, but never done when nothing was switched.
+fn end_status(report: &SwitchoverReport, gate: Option<&RunReport>) -> StepStatus {
+    match gate {
+        Some(g) if report.switched => status_after(g),
+        Some(g) => match status_after(g) {
+            StepStatus::Done => StepStatus::Failed,
+            s => s,
+        },
+        None => StepStatus::Failed,
+    }
 }
 
 /// The gate before the freeze: every selected row at a GTID fence while writes go on,

@@ -163,6 +163,23 @@ pub async fn gate1(
     dir: &Path,
 ) -> Result<GateReport> {
     let started = std::time::Instant::now();
+    let (report, down_ts) = compare_at(ctx, tso, dir).await?;
+    Ok(super::gate::from_check(
+        &report,
+        manifest,
+        format!("primary TSO {tso}, secondary TSO {down_ts}"),
+        started.elapsed(),
+    ))
+}
+
+/// The checker with the primary read at `tso` and the secondary at a fresh TSO taken now
+/// (every change it should hold is applied by then); the report and summary go to `dir`.
+/// Returns the report and the secondary's TSO.
+pub(super) async fn compare_at(
+    ctx: &DrContext,
+    tso: u64,
+    dir: &Path,
+) -> Result<(crate::report::RunReport, u64)> {
     let secondary = Source::open(ctx.secondary.clone()).await?;
     let mut conn = secondary.connect().await?;
     let down_ts = br::fresh_tso(conn.inner()).await?;
@@ -173,12 +190,7 @@ pub async fn gate1(
     job.downstream.snapshot = Snapshot::Tso(Tso(down_ts));
     let report = crate::check::run_check(job, crate::report::progress::Progress::hidden()).await?;
     crate::report::write_summary(&report, dir)?;
-    Ok(super::gate::from_check(
-        &report,
-        manifest,
-        format!("primary TSO {tso}, secondary TSO {down_ts}"),
-        started.elapsed(),
-    ))
+    Ok((report, down_ts))
 }
 
 /// The changefeed `id` when `[dr] changefeed-id` is unset: one per backup, so a reseed's
@@ -270,6 +282,21 @@ pub async fn replicate(
             "the secondary is not restored with a passed gate: run `dr restore` first".into(),
         ));
     }
+    let id = flow_feed_id(ctx, &backup_id);
+    start_changefeed(ctx, flow, &id, start_ts, opts).await
+}
+
+/// The changefeed `id` from BackupTS `start_ts` (primary → secondary as `ctx` names them)
+/// under the flow's GC hold: adopted when it exists and is this flow's, else created; once
+/// it is `normal` the hold is released. Shared by `dr replicate` and `dr reseed`.
+pub(super) async fn start_changefeed(
+    ctx: &DrContext,
+    flow: &mut Flow,
+    id: &str,
+    start_ts: u64,
+    opts: &ReplicateOptions,
+) -> Result<ReplicateOutcome> {
+    let refuse = |m: String| crate::error::Error::from(DrError::Precondition(m));
     let hold = flow.state.gc_hold.clone().ok_or_else(|| {
         refuse(format!(
             "the flow holds no GC safepoint: data at BackupTS {start_ts} may be collected \
@@ -283,7 +310,7 @@ pub async fn replicate(
             hold.service_id, hold.safe_point
         )));
     }
-    let FeedSetup { cdc_addr, id, redo } = feed_setup(ctx, &backup_id)?;
+    let FeedSetup { cdc_addr, id, redo } = feed_setup(ctx, id)?;
     let config = changefeed_config(ctx, &id, start_ts, &redo, opts)?;
     let client = CdcClient::new(&cdc_addr)?.masking(config.secrets());
 
@@ -342,15 +369,23 @@ pub async fn replicate(
 }
 
 /// Where the changefeed goes: TiCDC's address, the changefeed ID, its redo prefix.
-struct FeedSetup {
-    cdc_addr: String,
-    id: String,
-    redo: crate::storage::StorageUri,
+pub(super) struct FeedSetup {
+    pub(super) cdc_addr: String,
+    pub(super) id: String,
+    pub(super) redo: crate::storage::StorageUri,
 }
 
-/// From the config (`[data-sources.<primary>] cdc-addr`, `[dr] redo-storage`,
-/// `changefeed-id`) and the backup's ID.
-fn feed_setup(ctx: &DrContext, backup_id: &str) -> Result<FeedSetup> {
+/// The flow's changefeed: `[dr] changefeed-id`, else one named after the backup.
+fn flow_feed_id(ctx: &DrContext, backup_id: &str) -> String {
+    ctx.dr
+        .changefeed_id
+        .clone()
+        .unwrap_or_else(|| default_changefeed_id(backup_id))
+}
+
+/// From the config (`[data-sources.<primary>] cdc-addr`, `[dr] redo-storage`) and the
+/// changefeed's ID.
+pub(super) fn feed_setup(ctx: &DrContext, id: &str) -> Result<FeedSetup> {
     let refuse = |m: String| crate::error::Error::from(DrError::Precondition(m));
     let primary = ctx
         .config
@@ -367,11 +402,7 @@ fn feed_setup(ctx: &DrContext, backup_id: &str) -> Result<FeedSetup> {
     let redo_root = ctx.dr.redo_storage.as_deref().ok_or_else(|| {
         refuse("[dr] has no redo-storage: TiCDC's redo log must go somewhere".into())
     })?;
-    let id = ctx
-        .dr
-        .changefeed_id
-        .clone()
-        .unwrap_or_else(|| default_changefeed_id(backup_id));
+    let id = id.to_string();
     if !valid_changefeed_id(&id) {
         return Err(refuse(format!(
             "[dr] changefeed-id {id:?}: TiCDC takes letters and digits in groups joined by \
@@ -399,7 +430,7 @@ pub fn plan(ctx: &DrContext, state: &FlowState, opts: &ReplicateOptions) -> Vec<
         ];
     };
     let mut lines = Vec::new();
-    let setup = feed_setup(ctx, &backup_id).and_then(|f| {
+    let setup = feed_setup(ctx, &flow_feed_id(ctx, &backup_id)).and_then(|f| {
         let config = changefeed_config(ctx, &f.id, tso, &f.redo, opts)?;
         Ok((f, config))
     });
@@ -475,7 +506,7 @@ pub(super) fn secondary_sink(ctx: &DrContext) -> Result<SecretUri> {
 }
 
 /// The changefeed's body: BackupTS, the secondary as a MySQL sink, syncpoints, redo.
-fn changefeed_config(
+pub(super) fn changefeed_config(
     ctx: &DrContext,
     id: &str,
     start_ts: u64,

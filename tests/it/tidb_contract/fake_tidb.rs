@@ -103,6 +103,16 @@ pub(super) struct TidbState {
     /// When each held statement was killed.
     pub(super) killed_at: Vec<Instant>,
     next_connection: u64,
+    /// A real server behind the stand-in: every statement it does not answer itself (the
+    /// checker's queries, `SHOW DATABASES`, `SET NAMES` …) goes there on a connection of its
+    /// own per session, so a gate on "TiDB" compares real rows. TiDB's own variables stay
+    /// here (`tidb_snapshot` is recorded, not applied: tests keep the rows still).
+    pub(super) backing: Option<mysql_async::Opts>,
+    /// `tidb_super_read_only`, as `SET GLOBAL` left it.
+    pub(super) super_read_only: bool,
+    /// Run on the backing server when a RESTORE succeeds: BR's data movement, played by
+    /// the statements the test gives.
+    pub(super) on_restore: Vec<String>,
 }
 
 type Shared = Arc<Mutex<TidbState>>;
@@ -136,6 +146,9 @@ impl FakeTidb {
             held: HashMap::new(),
             killed_at: Vec::new(),
             next_connection: FIRST_CONNECTION_ID,
+            backing: None,
+            super_read_only: false,
+            on_restore: Vec::new(),
         }));
         let shared = state.clone();
         let server = tokio::spawn(async move {
@@ -153,6 +166,7 @@ impl FakeTidb {
                     id,
                     state: shared.clone(),
                     txn_ts: None,
+                    backing: None,
                 };
                 let (r, w) = stream.into_split();
                 tokio::spawn(AsyncMysqlIntermediary::run_on(
@@ -227,6 +241,8 @@ struct Session {
     state: Shared,
     /// The start TS of the open transaction.
     txn_ts: Option<u64>,
+    /// This session's connection to the backing server, once used.
+    backing: Option<mysql_async::Conn>,
 }
 
 fn column(name: &str, coltype: ColumnType) -> Column {
@@ -321,6 +337,10 @@ impl Session {
                 "@@max_allowed_packet" => Some("67108864".to_string()),
                 "@@wait_timeout" => Some("28800".to_string()),
                 "@@tidb_current_ts" => Some(self.txn_ts.unwrap_or(0).to_string()),
+                "@@global.tidb_super_read_only" => {
+                    let on = self.state.lock().unwrap().super_read_only;
+                    Some(if on { "1" } else { "0" }.to_string())
+                }
                 _ => None,
             })
             .collect();
@@ -391,6 +411,9 @@ impl Session {
         row.push(Some(EXECUTION_TIME.to_string()));
         match outcome {
             Outcome::Succeed => {
+                if kind == "Restore" {
+                    self.play_restore().await?;
+                }
                 finish("Checksum", 100.0, None);
                 rows(results, &columns, &[row]).await
             }
@@ -509,6 +532,91 @@ impl Session {
         Some((columns, table))
     }
 
+    /// The `on_restore` statements, on a connection of their own to the backing server.
+    async fn play_restore(&self) -> io::Result<()> {
+        use mysql_async::prelude::Queryable;
+        let (opts, statements) = {
+            let s = self.state.lock().unwrap();
+            (s.backing.clone(), s.on_restore.clone())
+        };
+        let Some(opts) = opts.filter(|_| !statements.is_empty()) else {
+            return Ok(());
+        };
+        let io_err = |e: mysql_async::Error| io::Error::other(e.to_string());
+        let mut conn = mysql_async::Conn::new(opts).await.map_err(io_err)?;
+        for sql in statements {
+            conn.query_drop(sql).await.map_err(io_err)?;
+        }
+        conn.disconnect().await.map_err(io_err)
+    }
+
+    fn backed(&self) -> bool {
+        self.state.lock().unwrap().backing.is_some()
+    }
+
+    /// Run `sql` on the backing server and relay its answer: the result set in the text
+    /// protocol (types and flags as the server sent them), an OK, or its error.
+    async fn forward<W: AsyncWrite + Send + Unpin>(
+        &mut self,
+        sql: &str,
+        results: QueryResultWriter<'_, W>,
+    ) -> io::Result<()> {
+        use mysql_async::prelude::Queryable;
+        let io_err = |e: mysql_async::Error| io::Error::other(e.to_string());
+        if self.backing.is_none() {
+            let opts = self.state.lock().unwrap().backing.clone();
+            let Some(opts) = opts else {
+                let message = format!("fake TiDB: unsupported statement {sql}");
+                return error(results, 1105, "HY000", &message).await;
+            };
+            self.backing = Some(mysql_async::Conn::new(opts).await.map_err(io_err)?);
+        }
+        let conn = self.backing.as_mut().unwrap();
+        let answer = async {
+            let mut result = conn.query_iter(sql).await?;
+            let columns = result.columns().map(|c| c.to_vec()).unwrap_or_default();
+            let affected = result.affected_rows();
+            let rows: Vec<mysql_async::Row> = result.collect().await?;
+            Ok::<_, mysql_async::Error>((columns, affected, rows))
+        };
+        let (columns, affected, table) = match answer.await {
+            Ok(a) => a,
+            Err(mysql_async::Error::Server(e)) => {
+                return error(results, e.code, &e.state, &e.message).await
+            }
+            Err(e) => return Err(io_err(e)),
+        };
+        if columns.is_empty() {
+            return results
+                .completed(OkResponse {
+                    affected_rows: affected,
+                    ..OkResponse::default()
+                })
+                .await;
+        }
+        let columns: Vec<Column> = columns
+            .iter()
+            .map(|c| Column {
+                table: c.org_table_str().into_owned(),
+                column: c.name_str().into_owned(),
+                coltype: ColumnType::try_from(c.column_type() as u8)
+                    .unwrap_or(ColumnType::MYSQL_TYPE_VAR_STRING),
+                colflags: ColumnFlags::from_bits_truncate(c.flags().bits()),
+            })
+            .collect();
+        let mut w = results.start(&columns).await?;
+        for row in &table {
+            for i in 0..row.len() {
+                match row.as_ref(i) {
+                    Some(mysql_async::Value::Bytes(b)) => w.write_col(Some(&b[..]))?,
+                    _ => w.write_col(None::<&[u8]>)?,
+                }
+            }
+            w.end_row().await?;
+        }
+        w.finish().await
+    }
+
     async fn kill<W: AsyncWrite + Send + Unpin>(
         &self,
         sql: &str,
@@ -584,7 +692,18 @@ impl<W: AsyncWrite + Send + Unpin> AsyncMysqlShim<W> for Session {
         let sql = query.trim();
         self.record(sql);
         let upper = sql.to_ascii_uppercase();
-        if upper.starts_with("SELECT @@") {
+        let tidb_own = upper.contains("TIDB_");
+        let backed = self.backed();
+        if backed && upper.starts_with("SET GLOBAL TIDB_SUPER_READ_ONLY") {
+            let on = upper.trim_end().ends_with("ON") || upper.trim_end().ends_with('1');
+            self.state.lock().unwrap().super_read_only = on;
+            ok(results).await
+        } else if backed
+            && !tidb_own
+            && (upper.starts_with("SET ") || upper.starts_with("SELECT @@"))
+        {
+            self.forward(sql, results).await
+        } else if upper.starts_with("SELECT @@") {
             self.variables(sql, results).await
         } else if upper == "SELECT CONNECTION_ID()" {
             let id = Some(self.id.to_string());
@@ -609,14 +728,16 @@ impl<W: AsyncWrite + Send + Unpin> AsyncMysqlShim<W> for Session {
             self.brie("Restore", sql, results).await
         } else if upper == "SHOW BACKUPS" {
             self.show_backups(results).await
+        } else if backed && (upper.starts_with("SHOW DATABASES") || upper.starts_with("SHOW FULL"))
+        {
+            self.forward(sql, results).await
         } else if let Some(answer) = self.discovery(sql) {
             let (columns, table) = answer;
             rows(results, &columns, &table).await
         } else if upper.starts_with("KILL TIDB QUERY ") {
             self.kill(sql, results).await
         } else {
-            let message = format!("fake TiDB: unsupported statement {sql}");
-            error(results, 1105, "HY000", &message).await
+            self.forward(sql, results).await
         }
     }
 }

@@ -25,6 +25,7 @@ mod fake_tidb;
 mod gc_keeper;
 mod mock_pd;
 mod pd_discovery;
+mod roles;
 mod snapshot;
 mod syncpoint;
 mod ticdc;

@@ -38,24 +38,26 @@ const SINK: &str = "mysql://repl:s3cr%3At%40pw%2F1@127.0.0.1:4001/";
 
 /// One request the stand-in received.
 #[derive(Debug, Clone)]
-struct Req {
+pub(super) struct Req {
     at: Instant,
-    method: String,
-    path: String,
-    body: String,
+    pub(super) method: String,
+    pub(super) path: String,
+    pub(super) body: String,
 }
 
 /// A changefeed the stand-in knows: its info, and the states its next GETs answer (the last
 /// one repeats).
-struct Feed {
+pub(super) struct Feed {
     start_ts: u64,
     sink_uri: String,
     script: Vec<(&'static str, Option<String>)>,
 }
 
 #[derive(Default)]
-struct CdcState {
-    feeds: BTreeMap<String, Feed>,
+pub(super) struct CdcState {
+    pub(super) feeds: BTreeMap<String, Feed>,
+    /// Every changefeed's checkpoint (never below its start-ts).
+    pub(super) checkpoint: u64,
     /// The states a created changefeed walks through.
     script: Vec<(&'static str, Option<String>)>,
     /// `start_ts` at or below this is refused with `ErrStartTsBeforeGC` (A6.3).
@@ -72,7 +74,7 @@ fn error_body(code: &str, msg: &str) -> (u16, Value) {
 
 impl CdcState {
     /// TiCDC's GET answer masks the sink's password (`xxxxx`); the rest as documented.
-    fn info(id: &str, f: &Feed, state: &str, error: &Option<String>) -> Value {
+    fn info(&self, id: &str, f: &Feed, state: &str, error: &Option<String>) -> Value {
         let masked = match f.sink_uri.split_once('@') {
             Some((userinfo, rest)) => {
                 let user = userinfo.rsplit_once(':').map_or(userinfo, |(u, _)| u);
@@ -84,7 +86,7 @@ impl CdcState {
             "upstream_id": 7, "namespace": "default", "id": id, "sink_uri": masked,
             "create_time": "2026-01-05 10:20:00.000", "start_ts": f.start_ts, "target_ts": 0,
             "admin_job_type": 0, "state": state, "creator_version": "v8.5.0",
-            "resolved_ts": f.start_ts, "checkpoint_ts": f.start_ts,
+            "resolved_ts": f.start_ts, "checkpoint_ts": f.start_ts.max(self.checkpoint),
             "checkpoint_time": "2026-01-05 10:15:00.000",
             "error": error.as_ref().map(|m| json!({"time": "2026-01-05T10:20:01Z",
                 "addr": "10.0.0.5:8300", "code": "CDC:ErrMySQLConnectionError", "message": m})),
@@ -124,26 +126,30 @@ impl CdcState {
                     sink_uri: cfg["sink_uri"].as_str().unwrap().to_string(),
                     script: self.script.clone(),
                 };
-                let info = Self::info(&id, &feed, "normal", &None);
+                let info = self.info(&id, &feed, "normal", &None);
                 self.feeds.insert(id, feed);
                 (200, info)
             }
             ("GET", [feed]) if *feed == "changefeeds" => (200, json!({"total": 0, "items": []})),
-            ("GET", ["changefeeds", id]) => match self.feeds.get_mut(*id) {
+            ("GET", ["changefeeds", id]) => match self.feeds.remove(*id) {
                 None => error_body(
                     "CDC:ErrChangeFeedNotExists",
                     &format!("changefeed not exists, namespace: default, id: {id}"),
                 ),
-                Some(f) => {
+                Some(mut f) => {
                     let (state, error) = if f.script.len() > 1 {
                         f.script.remove(0)
                     } else {
                         f.script[0].clone()
                     };
-                    (200, Self::info(id, f, state, &error))
+                    let info = self.info(id, &f, state, &error);
+                    self.feeds.insert(id.to_string(), f);
+                    (200, info)
                 }
             },
-            ("POST", ["changefeeds", _, "pause" | "resume"]) | ("DELETE", ["changefeeds", _]) => {
+            ("POST", ["changefeeds", _, "pause" | "resume"]) => (200, json!({})),
+            ("DELETE", ["changefeeds", id]) => {
+                self.feeds.remove(*id);
                 (200, json!({}))
             }
             _ => (
@@ -155,14 +161,14 @@ impl CdcState {
 }
 
 /// The TiCDC stand-in on 127.0.0.1.
-struct MockCdc {
-    addr: SocketAddr,
+pub(super) struct MockCdc {
+    pub(super) addr: SocketAddr,
     state: Arc<Mutex<CdcState>>,
     server: tokio::task::JoinHandle<()>,
 }
 
 impl MockCdc {
-    async fn start() -> MockCdc {
+    pub(super) async fn start() -> MockCdc {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(Mutex::new(CdcState {
@@ -214,15 +220,15 @@ impl MockCdc {
         }
     }
 
-    fn with<R>(&self, f: impl FnOnce(&mut CdcState) -> R) -> R {
+    pub(super) fn with<R>(&self, f: impl FnOnce(&mut CdcState) -> R) -> R {
         f(&mut self.state.lock().unwrap())
     }
 
-    fn requests(&self) -> Vec<Req> {
+    pub(super) fn requests(&self) -> Vec<Req> {
         self.with(|s| s.requests.clone())
     }
 
-    fn creates(&self) -> Vec<Value> {
+    pub(super) fn creates(&self) -> Vec<Value> {
         self.requests()
             .iter()
             .filter(|r| r.method == "POST" && r.path.starts_with("/api/v2/changefeeds?"))
