@@ -10,7 +10,7 @@
 
 use super::fake_tidb::FakeTidb;
 use super::mock_pd::MockPd;
-use super::ticdc::MockCdc;
+use super::ticdc::{Feed, MockCdc};
 use super::SAMPLE;
 use crate::scenario::describe;
 use crate::support::TestDb;
@@ -340,4 +340,137 @@ async fn reseed_then_switchover_on_tidb() {
         "{state}"
     );
     drop(c.dir);
+}
+
+/// The flow after a reseed of 'fresh' with its changefeed running, both sides holding the
+/// same rows.
+async fn reseeded() -> (Clusters, String) {
+    let c = Clusters::start().await;
+    for sql in load(c.down.name()) {
+        c.down.exec(&sql).await;
+    }
+    let feed = "syncgate-dr-20260105t110000z-1c2d3".to_string();
+    let mut state = c.flow_state();
+    state["steps"]["reseed"] = json!({"status": "done", "started": "2026-01-05T11:00:00Z",
+        "ended": "2026-01-05T11:05:00Z", "node": "fresh", "changefeed": feed,
+        "point": {"kind": "tso", "tso": BACKUP_TS},
+        "gate": {"result": "equal", "differing_rows": 0, "report": "reseed/summary.txt"}});
+    std::fs::write(c.storage.join("flow.json"), state.to_string()).unwrap();
+    let sink = format!("mysql://root:@127.0.0.1:{}/", c.fresh.addr.port());
+    c.acting_cdc.with(|s| {
+        s.feeds.insert(
+            feed.clone(),
+            Feed {
+                start_ts: BACKUP_TS,
+                sink_uri: sink,
+                script: vec![("normal", None)],
+            },
+        )
+    });
+    (c, feed)
+}
+
+/// Every way out of the TiDB freeze before the switch gives the writes back and leaves the
+/// reseed's changefeed as it was: the changefeed stops short of the frozen point (timeout),
+/// SIGINT while waiting for it, and a reverse changefeed that never becomes normal (it is
+/// removed again, the old one resumed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switchover_on_tidb_unfreezes_on_every_way_out() {
+    let (c, feed) = reseeded().await;
+    let froze_and_thawed = |c: &Clusters, n: usize| {
+        let flags = Clusters::statements(&c.acting, "SET GLOBAL tidb_super_read_only");
+        assert_eq!(flags.len(), 2 * n, "{flags:?}");
+        assert!(flags.ends_with(&[
+            "SET GLOBAL tidb_super_read_only = ON".to_string(),
+            "SET GLOBAL tidb_super_read_only = OFF".to_string()
+        ]));
+        assert!(!c.acting.with(|s| s.super_read_only), "thawed");
+    };
+
+    // The changefeed reaches the TSO of the check before the freeze, not the frozen one.
+    let now = BACKUP_TS + (60_000 << 18);
+    c.acting.with(|s| s.next_tso = now);
+    c.acting_cdc.with(|s| s.checkpoint = now);
+    let out = c.run(&["switchover", "--catch-up-timeout", "1"]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        err.contains("did not reach the frozen TSO") && err.contains("writes are unfrozen"),
+        "{err}"
+    );
+    froze_and_thawed(&c, 1);
+    assert_eq!(c.flow_state()["steps"]["switchover"]["status"], "failed");
+
+    // SIGINT while frozen and waiting.
+    c.acting.with(|s| s.next_tso = now);
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_syncgate"))
+        .args(["dr", "switchover", "--catch-up-timeout", "60", "-C"])
+        .arg(&c.config)
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while Clusters::statements(&c.acting, "SET GLOBAL tidb_super_read_only").len() < 3 {
+        assert!(std::time::Instant::now() < deadline, "never froze");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", describe(&out));
+    froze_and_thawed(&c, 2);
+    assert_eq!(
+        c.flow_state()["steps"]["switchover"]["status"],
+        "interrupted"
+    );
+
+    // Caught up and equal, but the reverse changefeed fails on the new cluster's TiCDC.
+    c.acting_cdc.with(|s| s.checkpoint = u64::MAX / 2);
+    c.fresh_cdc.with(|s| {
+        s.script = vec![(
+            "failed",
+            Some("[CDC:ErrMySQLConnectionError]Error 8132: read-only".into()),
+        )]
+    });
+    let out = c.run(&["switchover", "--catch-up-timeout", "2"]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    froze_and_thawed(&c, 3);
+    let reverse = c.fresh_cdc.creates();
+    assert_eq!(reverse.len(), 1, "{reverse:?}");
+    let id = reverse[0]["changefeed_id"].as_str().unwrap();
+    assert!(
+        c.fresh_cdc
+            .requests()
+            .iter()
+            .any(|r| r.method == "DELETE" && r.path.contains(&format!("/changefeeds/{id}?"))),
+        "the failed reverse changefeed is removed again"
+    );
+    let old: Vec<String> = c
+        .acting_cdc
+        .requests()
+        .into_iter()
+        .filter(|r| r.method != "GET")
+        .map(|r| format!("{} {}", r.method, r.path.split('?').next().unwrap()))
+        .collect();
+    assert_eq!(
+        old,
+        [
+            format!("POST /api/v2/changefeeds/{feed}/pause"),
+            format!("POST /api/v2/changefeeds/{feed}/resume"),
+        ],
+        "the old changefeed runs again and is never removed"
+    );
+    let state = c.flow_state();
+    assert!(
+        state.get("acting_primary").is_none_or(Value::is_null),
+        "{state}"
+    );
 }

@@ -48,9 +48,9 @@ pub(super) struct Req {
 /// A changefeed the stand-in knows: its info, and the states its next GETs answer (the last
 /// one repeats).
 pub(super) struct Feed {
-    start_ts: u64,
-    sink_uri: String,
-    script: Vec<(&'static str, Option<String>)>,
+    pub(super) start_ts: u64,
+    pub(super) sink_uri: String,
+    pub(super) script: Vec<(&'static str, Option<String>)>,
 }
 
 #[derive(Default)]
@@ -59,7 +59,7 @@ pub(super) struct CdcState {
     /// Every changefeed's checkpoint (never below its start-ts).
     pub(super) checkpoint: u64,
     /// The states a created changefeed walks through.
-    script: Vec<(&'static str, Option<String>)>,
+    pub(super) script: Vec<(&'static str, Option<String>)>,
     /// `start_ts` at or below this is refused with `ErrStartTsBeforeGC` (A6.3).
     gc_safe_point: u64,
     requests: Vec<Req>,
