@@ -238,21 +238,7 @@ pub async fn run(ctx: &DrContext, opts: &SwitchoverOptions) -> Result<Switchover
                 let switched =
                     super::tidb_roles::switchover(ctx, &rctx, flow, &old, &new, opts, &mut record)
                         .await;
-                return match switched {
-                    Ok((report, gate)) => {
-                        if let Some(g) = &gate {
-                            record.gate = Some(gate_record(g, SWITCHOVER_DIR));
-                        }
-                        record.end(end_status(&report, gate.as_ref()));
-                        flow.set(StepName::Switchover, record).await?;
-                        Ok(report)
-                    }
-                    Err(e) => {
-                        record.end_with_error(&e);
-                        flow.set(StepName::Switchover, record).await?;
-                        Err(e)
-                    }
-                };
+                return record_end(flow, record, switched).await;
             }
             let mut oc = old.connect().await?;
             let was_read_only = read_only(&mut oc).await?;
@@ -284,32 +270,47 @@ pub async fn run(ctx: &DrContext, opts: &SwitchoverOptions) -> Result<Switchover
                     Err(e)
                 }
             };
-            match result {
+            let result = match result {
                 Ok((report, gate, frozen)) => {
                     if report.switched {
                         flow.state.acting_primary = Some(moved(&old, &new, &report.frozen_at));
                     } else {
                         frozen.thaw(was_read_only).await;
                     }
-                    if let Some(g) = &gate {
-                        record.gate = Some(gate_record(g, SWITCHOVER_DIR));
-                    }
                     record.point = Some(frozen_point(&report.frozen_at));
                     record.freeze_ms = Some(report.freeze_ms);
                     record.source = Some(new_primary_source(&rctx).address());
-                    record.end(end_status(&report, gate.as_ref()));
-                    flow.set(StepName::Switchover, record).await?;
-                    Ok(report)
+                    Ok((report, gate))
                 }
-                Err(e) => {
-                    record.end_with_error(&e);
-                    flow.set(StepName::Switchover, record).await?;
-                    Err(e)
-                }
-            }
+                Err(e) => Err(e),
+            };
+            record_end(flow, record, result).await
         },
     )
     .await
+}
+
+/// Record how the switchover ended (its gate, status or error) and pass the result on.
+async fn record_end(
+    flow: &mut Flow,
+    mut record: StepRecord,
+    result: Result<(SwitchoverReport, Option<RunReport>)>,
+) -> Result<SwitchoverReport> {
+    match result {
+        Ok((report, gate)) => {
+            if let Some(g) = &gate {
+                record.gate = Some(gate_record(g, SWITCHOVER_DIR));
+            }
+            record.end(end_status(&report, gate.as_ref()));
+            flow.set(StepName::Switchover, record).await?;
+            Ok(report)
+        }
+        Err(e) => {
+            record.end_with_error(&e);
+            flow.set(StepName::Switchover, record).await?;
+            Err(e)
+        }
+    }
 }
 
 /// The step's status: its gate's, but never done when nothing was switched.
@@ -435,8 +436,13 @@ fn frozen_point(g: &str) -> Point {
 }
 
 async fn read_only(conn: &mut Conn) -> Result<bool> {
+    global_flag(conn, "read_only").await
+}
+
+/// A boolean global variable (`1`/`ON`) of the server.
+pub(super) async fn global_flag(conn: &mut Conn, name: &str) -> Result<bool> {
     Ok(conn
-        .first("SELECT @@GLOBAL.read_only")
+        .first(&format!("SELECT @@GLOBAL.{name}"))
         .await?
         .and_then(|r| cell_str(&r, 0))
         .is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("on")))

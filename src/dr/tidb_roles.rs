@@ -43,7 +43,7 @@ use super::ticdc::CdcClient;
 use super::tidb::fresh_tso;
 use super::tidb_steps::{self, ReplicateOptions};
 use super::{DrContext, DrError};
-use crate::db::{cell_str, Conn, Source};
+use crate::db::{Conn, Source};
 use crate::error::{Error, Result};
 use crate::report::RunReport;
 
@@ -216,11 +216,7 @@ pub(super) async fn switchover_plan(
 }
 
 async fn super_read_only(conn: &mut Conn) -> Result<bool> {
-    Ok(conn
-        .first("SELECT @@GLOBAL.tidb_super_read_only")
-        .await?
-        .and_then(|r| cell_str(&r, 0))
-        .is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("on")))
+    super::switchover::global_flag(conn, "tidb_super_read_only").await
 }
 
 /// Wait until changefeed `id`'s checkpoint reaches `target`; `Ok(false)` on timeout. A
