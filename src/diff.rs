@@ -287,6 +287,71 @@ pub fn diff_sorted(
     }
 }
 
+/// The `(integer key, row hash)` pairs a server packed into one value (`hash,key;hash,key…`,
+/// any order), sorted by key. `None` when the text is not that (the caller then reads the
+/// pairs row by row); NULL (no rows) is an empty list.
+///
+/// A list the server cut short (`group_concat_max_len`, `max_allowed_packet`) ends inside a
+/// pair: without its `,` (refused here), with fewer pairs than the rows counted, or with
+/// its last key cut, which [`key_xor`] against the server's `BIT_XOR` of the keys tells.
+pub fn parse_key_hashes(packed: Option<&[u8]>) -> Option<Vec<(i128, u32)>> {
+    let Some(packed) = packed.filter(|p| !p.is_empty()) else {
+        return Some(Vec::new());
+    };
+    let mut pairs = Vec::with_capacity(packed.len() / 16);
+    for pair in packed.split(|b| *b == b';') {
+        let comma = pair.iter().position(|b| *b == b',')?;
+        let hash = std::str::from_utf8(&pair[..comma]).ok()?.parse().ok()?;
+        let key = std::str::from_utf8(&pair[comma + 1..]).ok()?.parse().ok()?;
+        pairs.push((key, hash));
+    }
+    if !pairs.is_sorted_by_key(|p| p.0) {
+        pairs.sort_unstable_by_key(|p| p.0);
+    }
+    Some(pairs)
+}
+
+/// The keys XORed as the server's `BIT_XOR` does: on their 64-bit two's complement.
+pub fn key_xor(pairs: &[(i128, u32)]) -> u64 {
+    pairs.iter().fold(0, |x, (k, _)| x ^ (*k as u64))
+}
+
+/// The keys of two key-sorted `(key, hash)` lists that are on one side only or hashed
+/// differently, in key order.
+pub fn differing_keys(up: &[(i128, u32)], down: &[(i128, u32)]) -> Vec<i128> {
+    let (mut i, mut j) = (0, 0);
+    let mut out = Vec::new();
+    while i < up.len() || j < down.len() {
+        match (up.get(i), down.get(j)) {
+            (Some(u), Some(d)) if u.0 == d.0 => {
+                if u.1 != d.1 {
+                    out.push(u.0);
+                }
+                i += 1;
+                j += 1;
+            }
+            (Some(u), Some(d)) if u.0 < d.0 => {
+                out.push(u.0);
+                i += 1;
+            }
+            (Some(_), Some(d)) => {
+                out.push(d.0);
+                j += 1;
+            }
+            (Some(u), None) => {
+                out.push(u.0);
+                i += 1;
+            }
+            (None, Some(d)) => {
+                out.push(d.0);
+                j += 1;
+            }
+            (None, None) => break,
+        }
+    }
+    out
+}
+
 /// Multiset difference for tables without a key: rows are counted by their 128-bit hash,
 /// and every surplus copy becomes one Missing (upstream surplus) or Extra (downstream
 /// surplus). Memory is bounded by the distinct rows fed in, so the engine feeds one hash
@@ -440,6 +505,31 @@ mod tests {
             .all(|(i, r)| i == 3 || r.overlaps.is_empty()));
     }
 
+    #[test]
+    fn packed_key_hashes_refuse_what_is_not_a_list() {
+        assert_eq!(parse_key_hashes(None), Some(Vec::new()));
+        let pairs = parse_key_hashes(Some(b"7,3;4294967295,-1;0,18446744073709551615")).unwrap();
+        assert_eq!(
+            pairs,
+            vec![(-1, u32::MAX), (3, 7), (18_446_744_073_709_551_615, 0)]
+        );
+        // As the server's BIT_XOR: -1 (BIGINT) and 2^64 - 1 (UNSIGNED) are the same bits.
+        assert_eq!(key_xor(&pairs), 3);
+        // Cut inside a hash or after a separator, a stray value, a hash out of range.
+        for bad in [
+            &b"1,2;3"[..],
+            b"1,2;x,3",
+            b"4294967296,1",
+            b"1,2;",
+            b"1,2;3,",
+        ] {
+            assert_eq!(parse_key_hashes(Some(bad)), None, "{bad:?}");
+        }
+        // Cut inside the last key: it parses, and the keys' XOR tells.
+        let cut = parse_key_hashes(Some(b"1,10;2,12")).unwrap();
+        assert_ne!(key_xor(&cut), 10 ^ 123);
+    }
+
     proptest! {
         /// The union of key-disjoint sorted parts is their sorted concatenation; a key in
         /// several parts comes once, from the lowest part, with the others as overlaps.
@@ -540,6 +630,35 @@ mod tests {
                 .filter(|k| up.get(k) != down.get(k))
                 .collect();
             prop_assert_eq!(keys, expected);
+        }
+
+        /// A packed `(key, hash)` list in any order parses to the sorted pairs, and the
+        /// differing keys are exactly those on one side only or hashed differently.
+        #[test]
+        fn packed_key_hashes_give_the_keys_whose_hashes_differ(
+            up in proptest::collection::btree_map(-1_000i64..1_000, 0u32..4, 0..60),
+            down in proptest::collection::btree_map(-1_000i64..1_000, 0u32..4, 0..60),
+            seed in any::<u64>(),
+        ) {
+            let pack = |m: &BTreeMap<i64, u32>| {
+                let mut pairs: Vec<String> = m.iter().map(|(k, h)| format!("{h},{k}")).collect();
+                // Any order: the server's GROUP_CONCAT promises none.
+                let n = pairs.len().max(1);
+                pairs.rotate_left((seed as usize) % n);
+                pairs.join(";").into_bytes()
+            };
+            let (pu, pd) = (pack(&up), pack(&down));
+            let u = parse_key_hashes(Some(&pu)).unwrap();
+            let d = parse_key_hashes(Some(&pd)).unwrap();
+            prop_assert_eq!(u.len(), up.len());
+            let got = differing_keys(&u, &d);
+            let keys: std::collections::BTreeSet<i64> = up.keys().chain(down.keys()).copied().collect();
+            let want: Vec<i128> = keys
+                .into_iter()
+                .filter(|k| up.get(k) != down.get(k))
+                .map(i128::from)
+                .collect();
+            prop_assert_eq!(got, want);
         }
     }
 }

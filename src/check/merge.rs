@@ -309,20 +309,10 @@ pub(super) async fn merge_by_hashes(
     range: &KeyRange,
 ) -> Result<Merged> {
     let plan: &TablePlan = chunk.plan;
-    let sql = (
-        plan.key_hashes_sql(Side::Up, range),
-        plan.key_hashes_sql(Side::Down, range),
-    );
-    let layout = plan.key_hashes_layout();
-    let key_len = layout.sort_kinds.len();
-    let ((up_rows, down_rows), keys) = retry!(ctx, |uc, dc| async {
-        let mut keys = KeyCollector {
-            key_len,
-            keys: Vec::new(),
-        };
-        let rows = merge_streams(uc, dc, &layout, &sql, &mut keys).await?;
-        Ok::<_, Error>((rows, keys.keys))
-    })?;
+    let ((up_rows, down_rows), keys) = match packed_key_hashes(ctx, plan, range).await? {
+        Some(found) => found,
+        None => streamed_key_hashes(ctx, plan, range).await?,
+    };
     let mut merged = Merged {
         up_rows,
         down_rows,
@@ -341,6 +331,76 @@ pub(super) async fn merge_by_hashes(
         merged.changes += diff_streams(ctx, chunk, range, sql, rows).await?.changes;
     }
     Ok(merged)
+}
+
+/// Rows per side and the keys that differ.
+type KeyHashes = ((u64, u64), Vec<Row>);
+
+/// The `(key, hash)` merge from one packed row a side (integer keys). `None` when the key
+/// is not an integer or a side's answer is not the whole list (cut short by
+/// `group_concat_max_len` or `max_allowed_packet`: its count or key XOR differs).
+async fn packed_key_hashes(
+    ctx: &mut Sides,
+    plan: &TablePlan,
+    range: &KeyRange,
+) -> Result<Option<KeyHashes>> {
+    let (Some(up_sql), Some(down_sql)) = (
+        plan.packed_key_hashes_sql(Side::Up, range),
+        plan.packed_key_hashes_sql(Side::Down, range),
+    ) else {
+        return Ok(None);
+    };
+    let (up, down) = retry!(ctx, |uc, dc| async {
+        tokio::try_join!(uc.first(&up_sql), dc.first(&down_sql))
+    })?;
+    let unpack = |row: Option<Row>| {
+        let row = row?;
+        let number = |i: usize| -> Option<u64> {
+            std::str::from_utf8(row.get(i)?.as_deref()?)
+                .ok()?
+                .parse()
+                .ok()
+        };
+        let count = number(0)? as usize;
+        // NULL over no rows.
+        let xor: u64 = if count == 0 { 0 } else { number(1)? };
+        let pairs = crate::diff::parse_key_hashes(row.get(2)?.as_deref())?;
+        (pairs.len() == count && crate::diff::key_xor(&pairs) == xor).then_some(pairs)
+    };
+    let (Some(up), Some(down)) = (unpack(up), unpack(down)) else {
+        tracing::debug!(
+            table = %plan.target,
+            "packed (key, hash) list incomplete; reading it row by row"
+        );
+        return Ok(None);
+    };
+    let keys = crate::diff::differing_keys(&up, &down)
+        .into_iter()
+        .map(|k| vec![Some(k.to_string().into_bytes())])
+        .collect();
+    Ok(Some(((up.len() as u64, down.len() as u64), keys)))
+}
+
+/// The `(key, hash)` merge over two row streams (any key).
+async fn streamed_key_hashes(
+    ctx: &mut Sides,
+    plan: &TablePlan,
+    range: &KeyRange,
+) -> Result<KeyHashes> {
+    let sql = (
+        plan.key_hashes_sql(Side::Up, range),
+        plan.key_hashes_sql(Side::Down, range),
+    );
+    let layout = plan.key_hashes_layout();
+    let key_len = layout.sort_kinds.len();
+    retry!(ctx, |uc, dc| async {
+        let mut keys = KeyCollector {
+            key_len,
+            keys: Vec::new(),
+        };
+        let rows = merge_streams(uc, dc, &layout, &sql, &mut keys).await?;
+        Ok::<_, Error>((rows, keys.keys))
+    })
 }
 
 /// Send changes to the aggregator in batches of at most `CHANGE_BATCH`.

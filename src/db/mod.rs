@@ -210,7 +210,10 @@ impl Source {
             source: self.spec.name.clone().into(),
         };
         conn.exec("SET NAMES utf8mb4").await?;
-        conn.exec("SET SESSION time_zone = '+00:00'").await?;
+        // UTC for temporal values; room for the packed `(key, hash)` lists of dense chunks
+        // (`TablePlan::packed_key_hashes_sql`; MySQL's and TiDB's default is 1 KiB).
+        conn.exec("SET SESSION time_zone = '+00:00', group_concat_max_len = 67108864")
+            .await?;
         if let Some(mode) = &self.spec.sql_mode {
             let sql = format!("SET SESSION sql_mode = {}", crate::sql::quote_str(mode));
             conn.exec(&sql).await?;

@@ -10,14 +10,21 @@ use syncgate::report::TableResult;
 
 /// Check the pair with `chunk-size = 1000` in process; the table's report.
 async fn check(s: &Scenario) -> syncgate::report::TableReport {
+    check_with(s, "").await
+}
+
+/// [`check`] with more config text.
+async fn check_with(s: &Scenario, more: &str) -> syncgate::report::TableReport {
     let text = pair_config(
         s.up.port(),
         s.down.port(),
         s.up.name(),
         &s.output_dir(),
         3,
-        "target-configs = [\"small\"]\n\n[table-configs.small]\ntarget-tables = [\"*.*\"]\n\
-         chunk-size = 1000\n",
+        &format!(
+            "target-configs = [\"small\"]\n\n[table-configs.small]\ntarget-tables = [\"*.*\"]\n\
+             chunk-size = 1000\n{more}"
+        ),
     );
     let report = run_in_process(&text).await;
     assert_eq!(report.tables.len(), 1, "{report:?}");
@@ -28,7 +35,15 @@ async fn check(s: &Scenario) -> syncgate::report::TableReport {
 
 /// Check, apply the fix SQL, check again: the second run must find the sides equal.
 async fn check_fix_recheck(s: &Scenario, want: (u64, u64, u64)) -> syncgate::report::TableReport {
-    let t = check(s).await;
+    check_fix_recheck_with(s, want, "").await
+}
+
+async fn check_fix_recheck_with(
+    s: &Scenario,
+    want: (u64, u64, u64),
+    more: &str,
+) -> syncgate::report::TableReport {
+    let t = check_with(s, more).await;
     assert_eq!(
         (t.rows_missing, t.rows_extra, t.rows_changed),
         want,
@@ -100,6 +115,23 @@ async fn unsigned_keys_at_both_limits() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dense_drift_everywhere_is_merged_exactly() {
+    dense_drift_everywhere("").await;
+}
+
+/// The dense chunks' `(key, hash)` lists come packed in one value a side; a server that cuts
+/// them short (`group_concat_max_len` far below a chunk's list, and at a size that ends
+/// inside a key) must not lose a difference: the count and the keys' XOR tell, and the
+/// chunk is read row by row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dense_drift_is_exact_when_the_packed_lists_are_cut_short() {
+    dense_drift_everywhere(
+        "\n[data-sources.up.session]\ngroup_concat_max_len = 1003\n\
+         [data-sources.down.session]\ngroup_concat_max_len = 997\n",
+    )
+    .await;
+}
+
+async fn dense_drift_everywhere(more: &str) {
     // Every 13th row differs in every chunk: the dense hint makes later chunks merge row by
     // row; counts and fix SQL must be the same as with checksums.
     let s = Scenario::empty().await;
@@ -120,7 +152,7 @@ async fn dense_drift_everywhere_is_merged_exactly() {
         .filter(|i| (i * 3) % 29 == 0 && (i * 3) % 13 != 0)
         .count() as u64;
     let extra = (1..=30000u64).filter(|i| i % 31 == 0).count() as u64;
-    check_fix_recheck(&s, (missing, extra, changed)).await;
+    check_fix_recheck_with(&s, (missing, extra, changed), more).await;
 }
 
 /// A table the upstream's row estimate puts well within one chunk (a quarter of

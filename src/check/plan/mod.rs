@@ -41,7 +41,7 @@
 //! Types that cannot be ordered alike at all (a number on one side, a string on the other)
 //! are refused for the data check.
 
-use crate::checksum::{row_hash_expr_of, value_expr_with};
+use crate::checksum::value_expr_with;
 use crate::row::KeyKind;
 use crate::schema::{Column, TableRef, TableSchema, TypeClass};
 use crate::sql::quote_ident;
@@ -338,8 +338,14 @@ impl TablePlan {
         }
     }
 
-    /// The per-row hash expression of `side` over the compared columns.
+    /// The per-row hash expression of `side` over the compared columns (as checksums XOR
+    /// it).
     fn row_hash(&self, side: Side) -> String {
+        format!("CRC32({})", self.row_crc(side))
+    }
+
+    /// The per-row CRC of `side` for rows compared one by one (`(key, hash)` merges).
+    fn row_crc(&self, side: Side) -> String {
         let items: Vec<(&Column, String)> = self
             .cols(side)
             .iter()
@@ -353,7 +359,7 @@ impl TablePlan {
                 (c, value)
             })
             .collect();
-        row_hash_expr_of(&items)
+        crate::checksum::row_crc_expr_of(&items)
     }
 
     /// Whether compared column `i` is converted to utf8mb4 on `side` before hashing: only

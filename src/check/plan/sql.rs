@@ -202,6 +202,8 @@ impl TablePlan {
             .iter()
             .map(|k| self.select_expr(side, k.pos))
             .collect();
+        // The checksum's hash, not the lone CRC: DR fingerprints stored with backups are
+        // these rows.
         select.push(self.row_hash(side));
         select.extend(self.key_parts.iter().map(|k| k.sort[s].clone()));
         format!(
@@ -447,6 +449,25 @@ impl TablePlan {
     /// [`Self::key_hashes_layout`].
     pub fn key_hashes_sql(&self, side: Side, range: &KeyRange) -> String {
         self.keyed_hashes_sql(side, &self.where_for(side, range))
+    }
+
+    /// The same pairs for a table keyed by one integer column, packed by the server into one
+    /// row: `COUNT(*)`, `BIT_XOR(key)` and `GROUP_CONCAT(hash, ',', key SEPARATOR ';')` in
+    /// no given order ([`crate::diff::parse_key_hashes`]; the count and the XOR tell a list
+    /// cut short). One packet instead of one per row: on a dense chunk the client's per-row
+    /// work was most of the merge. `None` for other keys.
+    pub fn packed_key_hashes_sql(&self, side: Side, range: &KeyRange) -> Option<String> {
+        if !self.int_key() {
+            return None;
+        }
+        let key = self.int_key_name(side);
+        Some(format!(
+            "SELECT COUNT(*), BIT_XOR({key}), GROUP_CONCAT({}, ',', {key} SEPARATOR ';') \
+             FROM {} WHERE {}",
+            self.row_crc(side),
+            self.from(side),
+            self.where_for(side, range)
+        ))
     }
 
     /// The rows (as [`Self::rows_sql`]) with the given keys (as [`Self::key_hashes_sql`]
