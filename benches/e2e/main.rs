@@ -88,7 +88,7 @@ async fn real_main(args: &[String]) -> Res<i32> {
     let header = report::header(&opts);
     eprint!("{header}");
     let results = measure_scenarios(&opts).await?;
-    let (out, all_correct) = report::render(header, &results, opts.quick);
+    let (out, all_correct) = report::render(header, &results, &opts);
     println!("\n{out}");
     if let Some(path) = &opts.output {
         std::fs::write(path, &out)?;
