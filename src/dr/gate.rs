@@ -58,6 +58,9 @@ pub async fn fingerprints(
     dir: &Path,
 ) -> Result<GateReport> {
     let started = std::time::Instant::now();
+    if let Some(why) = manifest.fingerprints_unusable() {
+        return Err(DrError::Precondition(why).into());
+    }
     let scratch = tempfile::Builder::new()
         .prefix("syncgate-gate-")
         .tempdir()?;

@@ -82,6 +82,21 @@ impl Manifest {
     pub fn stored_bytes(&self) -> u64 {
         self.objects.iter().map(|o| o.size).sum()
     }
+
+    /// Why this backup's fingerprints cannot be compared by this build, if they cannot:
+    /// their row hash is another version's, so every row would look changed.
+    pub fn fingerprints_unusable(&self) -> Option<String> {
+        let ours = crate::checksum::CHECKSUM_VERSION;
+        let fingerprinted = self.tables.iter().any(|t| t.fingerprint.is_some());
+        (fingerprinted && self.checksum_version != ours).then(|| {
+            format!(
+                "backup {} holds fingerprints of row hash '{}' and this syncgate computes \
+                 '{ours}': gate it with the syncgate version that took it, or take a new \
+                 backup",
+                self.id, self.checksum_version
+            )
+        })
+    }
 }
 
 /// The directory of backup `id`, relative to backup-storage.
@@ -168,4 +183,40 @@ pub async fn remove_incomplete(store: &dyn ObjectStore, id: &str) -> Result<u64>
         removed += 1;
     }
     Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(version: &str, fingerprint: Option<&str>) -> Manifest {
+        serde_json::from_value(serde_json::json!({
+            "format": 1, "id": "20260105T101500Z-0a1b2", "flavour": "mariadb",
+            "server_version": "10.11.19-MariaDB", "source": "primary",
+            "point": {"kind": "gtid", "gtid": "0-1-5", "binlog_file": "b.000001",
+                "binlog_pos": 4},
+            "schemas": ["shop"],
+            "tables": [{"schema": "shop", "table": "t", "rows": 3,
+                "fingerprint": fingerprint}],
+            "tool": {"name": "mariadb-dump", "version": "10.11", "args": []},
+            "objects": [], "checksum_version": version,
+            "started": "2026-01-05T10:15:00Z", "finished": "2026-01-05T10:16:00Z"
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn fingerprints_of_another_row_hash_are_refused() {
+        let ours = crate::checksum::CHECKSUM_VERSION;
+        assert_eq!(
+            manifest(ours, Some("fp/t.zst")).fingerprints_unusable(),
+            None
+        );
+        let why = manifest("sg2", Some("fp/t.zst"))
+            .fingerprints_unusable()
+            .unwrap();
+        assert!(why.contains("'sg2'") && why.contains(ours), "{why}");
+        // Without fingerprints (TiDB's backups) the version does not matter.
+        assert_eq!(manifest("sg2", None).fingerprints_unusable(), None);
+    }
 }
