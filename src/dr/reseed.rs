@@ -183,6 +183,9 @@ pub async fn plan(ctx: &DrContext, opts: &ReseedOptions) -> Result<Vec<String>> 
     let (state, _) = Flow::peek(store.as_ref()).await?;
     let rctx = roles(ctx, &state, &opts.new_primary)?;
     let (acting, node) = open_pair(&rctx, "dr reseed").await?;
+    if node.flavour() == Flavour::TiDb {
+        super::tidb_roles::refuse_earlier_feed(&rctx, &state).await?;
+    }
     let mut conn = node.connect().await?;
     refuse_occupied(&rctx, &mut conn, node.flavour()).await?;
     conn.close().await;
@@ -242,6 +245,9 @@ pub async fn run(ctx: &DrContext, opts: &ReseedOptions) -> Result<ReseedOutcome>
                 }
             }
             let (acting, node) = open_pair(&rctx, "dr reseed").await?;
+            if node.flavour() == Flavour::TiDb {
+                super::tidb_roles::refuse_earlier_feed(&rctx, &flow.state).await?;
+            }
             let mut conn = node.connect().await?;
             refuse_occupied(&rctx, &mut conn, node.flavour()).await?;
             let src = match node.flavour() {

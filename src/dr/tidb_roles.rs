@@ -107,6 +107,41 @@ pub(super) async fn reseed(
     })
 }
 
+/// An earlier reseed's changefeed into the node must be gone: it would write into the
+/// restored node (MariaDB's counterpart: the node replicates from nowhere).
+pub(super) async fn refuse_earlier_feed(
+    rctx: &DrContext,
+    state: &super::flow::FlowState,
+) -> Result<()> {
+    let Some(id) = state
+        .step(StepName::Reseed)
+        .and_then(|r| r.changefeed.clone())
+    else {
+        return Ok(());
+    };
+    let setup = tidb_steps::feed_setup(rctx, &id)?;
+    let client = CdcClient::new(&setup.cdc_addr)?;
+    match client.get(&id).await? {
+        Some(info)
+            if !matches!(
+                info.state,
+                super::ticdc::FeedState::Removed | super::ticdc::FeedState::Finished
+            ) =>
+        {
+            Err(DrError::Precondition(format!(
+                "changefeed {id} of the earlier reseed is {} on TiCDC {} and writes into '{}'; \
+                 remove it (cdc cli changefeed remove) and empty the node before reseeding \
+                 again; nothing was changed",
+                info.state,
+                client.addr(),
+                rctx.dr.secondary
+            ))
+            .into())
+        }
+        _ => Ok(()),
+    }
+}
+
 /// What `dr reseed --dry-run` prints on TiDB.
 pub(super) fn reseed_plan(rctx: &DrContext, acting: &Source, node: &Source) -> Vec<String> {
     let cdc = tidb_steps::feed_setup(rctx, "syncgate-dr-next")

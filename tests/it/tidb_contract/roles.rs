@@ -236,6 +236,25 @@ async fn reseed_then_switchover_on_tidb() {
     );
     assert_ne!(feed, OLD_FEED);
 
+    // Again, while that changefeed still writes into the node: refused, nothing changed.
+    let backups = Clusters::statements(&c.acting, "BACKUP DATABASE").len();
+    let out = c
+        .run(&["reseed", "--new-primary", "fresh", "--again"])
+        .await;
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        err.contains(&format!(
+            "changefeed {feed} of the earlier reseed is normal"
+        )),
+        "{err}"
+    );
+    assert_eq!(
+        Clusters::statements(&c.acting, "BACKUP DATABASE").len(),
+        backups
+    );
+    assert_eq!(c.flow_state()["steps"]["reseed"]["status"], "done");
+
     // Switchover, 1: the changefeed lags (its checkpoint stays at BackupTS while the acting
     // primary's clock has moved on): nothing frozen.
     c.acting.with(|s| s.next_tso = BACKUP_TS + (60_000 << 18));
