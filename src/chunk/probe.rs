@@ -8,6 +8,127 @@
 pub enum Lead {
     Int(i128),
     Text(String),
+    /// DATE, DATETIME, TIMESTAMP.
+    Stamp(Stamp),
+}
+
+/// A DATE, DATETIME or TIMESTAMP as the server writes it (`YYYY-MM-DD[ HH:MM:SS[.f…]]`):
+/// microseconds from 1970-01-01 (proleptic Gregorian, no time zone: the text's own clock),
+/// and the shape to write a probe back in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    micros: i128,
+    date_only: bool,
+    /// Fraction digits written (0 to 6).
+    frac: u32,
+}
+
+const MICROS_PER_DAY: i128 = 86_400_000_000;
+
+impl Stamp {
+    /// Read the server's text form; `None` for anything else (zero dates among them).
+    pub fn parse(s: &str) -> Option<Stamp> {
+        let b = s.as_bytes();
+        let num = |r: std::ops::Range<usize>| -> Option<i128> {
+            let part = s.get(r)?;
+            part.bytes()
+                .all(|c| c.is_ascii_digit())
+                .then(|| part.parse().ok())?
+        };
+        if b.len() < 10 || b[4] != b'-' || b[7] != b'-' {
+            return None;
+        }
+        let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+        if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+            return None;
+        }
+        let days = days_from_civil(y, m, d);
+        if b.len() == 10 {
+            return Some(Stamp {
+                micros: days * MICROS_PER_DAY,
+                date_only: true,
+                frac: 0,
+            });
+        }
+        if b.len() < 19 || b[10] != b' ' || b[13] != b':' || b[16] != b':' {
+            return None;
+        }
+        let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+        if h > 23 || mi > 59 || sec > 59 {
+            return None;
+        }
+        let (mut frac, mut micros) = (0, 0);
+        if b.len() > 19 {
+            let digits = s.get(20..)?;
+            if b[19] != b'.' || digits.is_empty() || digits.len() > 6 {
+                return None;
+            }
+            frac = digits.len() as u32;
+            micros = num(20..b.len())? * 10i128.pow(6 - frac);
+        }
+        Some(Stamp {
+            micros: days * MICROS_PER_DAY + ((h * 60 + mi) * 60 + sec) * 1_000_000 + micros,
+            date_only: false,
+            frac,
+        })
+    }
+
+    /// The text form, in the shape it was read in.
+    pub fn render(&self) -> String {
+        let days = self.micros.div_euclid(MICROS_PER_DAY);
+        let (y, m, d) = civil_from_days(days);
+        let date = format!("{y:04}-{m:02}-{d:02}");
+        if self.date_only {
+            return date;
+        }
+        let rest = self.micros.rem_euclid(MICROS_PER_DAY);
+        let secs = rest / 1_000_000;
+        let mut out = format!(
+            "{date} {:02}:{:02}:{:02}",
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60
+        );
+        if self.frac > 0 {
+            let f = (rest % 1_000_000) / 10i128.pow(6 - self.frac);
+            out.push_str(&format!(".{f:0width$}", width = self.frac as usize));
+        }
+        out
+    }
+
+    /// The smallest step this shape can write.
+    fn step(&self) -> i128 {
+        if self.date_only {
+            MICROS_PER_DAY
+        } else {
+            10i128.pow(6 - self.frac)
+        }
+    }
+}
+
+/// Days from 1970-01-01 to a proleptic Gregorian date (H. Hinnant's `days_from_civil`).
+fn days_from_civil(y: i128, m: i128, d: i128) -> i128 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The date `days` after 1970-01-01 (inverse of [`days_from_civil`]).
+fn civil_from_days(days: i128) -> (i128, i128, i128) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i128::from(m <= 2);
+    (y, m, d)
 }
 
 /// The range of characters seen in a table's text keys: probes are made of these, so they
@@ -97,6 +218,17 @@ pub fn between(a: &Lead, b: &Lead, alphabet: &Alphabet) -> Option<Lead> {
             (mid > *a && mid < *b).then_some(Lead::Int(mid))
         }
         (Lead::Text(a), Lead::Text(b)) => text_between(a, b, alphabet).map(Lead::Text),
+        (Lead::Stamp(a), Lead::Stamp(b)) if a.date_only == b.date_only => {
+            // The finer of the two shapes, the middle rounded down to it.
+            let shape = if a.frac >= b.frac { *a } else { *b };
+            let mid = a.micros + (b.micros - a.micros) / 2;
+            let mid = mid - mid.rem_euclid(shape.step());
+            let probe = Stamp {
+                micros: mid,
+                ..shape
+            };
+            (mid > a.micros && mid < b.micros).then_some(Lead::Stamp(probe))
+        }
         _ => None,
     }
 }
@@ -169,6 +301,70 @@ mod tests {
         );
     }
 
+    fn stamp(s: &str) -> Lead {
+        Lead::Stamp(Stamp::parse(s).unwrap())
+    }
+
+    #[test]
+    fn stamps_read_and_write_the_servers_shapes() {
+        for s in [
+            "2024-02-29",
+            "1970-01-01 00:00:00",
+            "1969-12-31 23:59:59.999999",
+            "0001-01-01 00:00:00.5",
+            "9999-12-31 23:59:59",
+            "2000-03-01 12:34:56.120",
+        ] {
+            assert_eq!(Stamp::parse(s).unwrap().render(), s);
+        }
+        for bad in [
+            "0000-00-00",
+            "0000-00-00 00:00:00",
+            "2024-13-01",
+            "2024-01-01T00:00:00",
+            "2024-01-01 24:00:00",
+            "2024-01-01 00:00:00.",
+            "2024-01-01 00:00:00.1234567",
+            "12:00:00",
+        ] {
+            assert_eq!(Stamp::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn stamps_halve_in_their_own_shape() {
+        let a = Alphabet::default();
+        assert_eq!(
+            between(&stamp("2024-01-01"), &stamp("2024-01-31"), &a),
+            Some(stamp("2024-01-16"))
+        );
+        assert_eq!(
+            between(&stamp("2024-01-01"), &stamp("2024-01-02"), &a),
+            None
+        );
+        assert_eq!(
+            between(
+                &stamp("2024-01-01 00:00:00"),
+                &stamp("2024-01-01 00:00:01.5"),
+                &a
+            ),
+            Some(stamp("2024-01-01 00:00:00.7"))
+        );
+        assert_eq!(
+            between(
+                &stamp("2024-01-01 00:00:00"),
+                &stamp("2024-01-01 00:00:01"),
+                &a
+            ),
+            None
+        );
+        // A date against a datetime: no probe (the caller walks instead).
+        assert_eq!(
+            between(&stamp("2024-01-01"), &stamp("2024-02-01 00:00:00"), &a),
+            None
+        );
+    }
+
     #[test]
     fn decimal_strings_get_probes_made_of_digits() {
         let a = alphabet_of(&["1", "999999"]);
@@ -215,6 +411,25 @@ mod tests {
     }
 
     proptest! {
+        /// Stamps write back what they read, and their order is the text's.
+        #[test]
+        fn stamps_round_trip_in_text_order(
+            a in (1i128..=9999, 1i128..=12, 1i128..=28, 0i128..86_400, 0i128..1_000_000),
+            b in (1i128..=9999, 1i128..=12, 1i128..=28, 0i128..86_400, 0i128..1_000_000),
+        ) {
+            let text = |(y, m, d, s, f): (i128, i128, i128, i128, i128)| {
+                format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{f:06}", s / 3600, s / 60 % 60, s % 60)
+            };
+            let (ta, tb) = (text(a), text(b));
+            let (sa, sb) = (Stamp::parse(&ta).unwrap(), Stamp::parse(&tb).unwrap());
+            prop_assert_eq!(sa.render(), ta.clone());
+            prop_assert_eq!(ta.cmp(&tb), sa.micros.cmp(&sb.micros));
+            if let Some(Lead::Stamp(p)) = between(&Lead::Stamp(sa), &Lead::Stamp(sb), &Alphabet::default()) {
+                let tp = p.render();
+                prop_assert!(ta < tp && tp < tb, "{} < {} < {}", ta, tp, tb);
+            }
+        }
+
         /// A probe is strictly between its ends by code point order whenever one is given.
         #[test]
         fn probes_lie_strictly_between(a in "[a-f0-9]{0,9}", b in "[a-f0-9]{0,9}") {

@@ -190,3 +190,46 @@ async fn a_small_table_is_one_chunk_and_still_exact() {
         t.chunks
     );
 }
+
+/// Keys led by a date or a datetime are split at real keys found near interpolated
+/// timestamps (`chunk::Stamp`), not walked: a `(DATETIME(3), INT)` key whose rows share
+/// timestamps, and a `DATE` key, with rows missing, extra (before the first and after the
+/// last key) and changed; exact counts, many chunks, and the fix makes the sides equal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_led_by_a_date_or_datetime_are_split_and_exact() {
+    let s = Scenario::empty().await;
+    let fill = "CREATE TABLE t (ts DATETIME(3) NOT NULL, id INT NOT NULL, v VARCHAR(20), \
+        PRIMARY KEY (ts, id));
+        INSERT INTO t SELECT TIMESTAMP '2024-01-01 00:00:00' \
+        + INTERVAL ((seq DIV 3) * 7919 + seq % 7) * 1000 MICROSECOND, seq, CONCAT('v', seq) \
+        FROM seq_1_to_12000;
+        ANALYZE TABLE t;";
+    s.up.exec(fill).await;
+    s.down.exec(fill).await;
+    s.down
+        .exec(
+            "DELETE FROM t WHERE id IN (1, 4000, 11999);
+             UPDATE t SET v = 'changed' WHERE id IN (2, 6000, 12000);
+             INSERT INTO t VALUES ('2023-12-31 23:59:59.999', 0, 'early'), \
+             ('2030-01-01 00:00:00', 1, 'late');",
+        )
+        .await;
+    let t = check_fix_recheck(&s, (3, 2, 3)).await;
+    assert!(t.chunks >= 8, "{} chunks", t.chunks);
+
+    let s = Scenario::empty().await;
+    let fill = "CREATE TABLE t (d DATE PRIMARY KEY, v INT NOT NULL);
+        INSERT INTO t SELECT DATE '1990-01-01' + INTERVAL seq DAY, seq FROM seq_0_to_9999;
+        ANALYZE TABLE t;";
+    s.up.exec(fill).await;
+    s.down.exec(fill).await;
+    s.down
+        .exec(
+            "DELETE FROM t WHERE v IN (0, 5000);
+             UPDATE t SET v = -v WHERE v IN (9999, 1234);
+             INSERT INTO t VALUES ('1000-01-01', 1), ('9999-12-31', 2);",
+        )
+        .await;
+    let t = check_fix_recheck(&s, (2, 2, 2)).await;
+    assert!(t.chunks >= 8, "{} chunks", t.chunks);
+}

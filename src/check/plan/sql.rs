@@ -303,9 +303,9 @@ impl TablePlan {
         }
     }
 
-    /// The class of key column `j` when probes can be interpolated on it: an integer or a
-    /// character string that the key index orders alike on both sides, neither nullable
-    /// nor cast.
+    /// The class of key column `j` when probes can be interpolated on it: an integer, a
+    /// character string or a DATE/DATETIME/TIMESTAMP that the key index orders alike on
+    /// both sides, neither nullable nor cast.
     pub fn probe_class(&self, j: usize) -> Option<TypeClass> {
         let part = self.key_parts.get(j)?;
         let p = part.pos;
@@ -314,7 +314,14 @@ impl TablePlan {
             && !self.unsplit
             && !part.binary
             && up.class == down.class
-            && matches!(up.class, TypeClass::Int | TypeClass::Text)
+            && matches!(
+                up.class,
+                TypeClass::Int
+                    | TypeClass::Text
+                    | TypeClass::Date
+                    | TypeClass::DateTime
+                    | TypeClass::Timestamp
+            )
             && !up.nullable
             && !down.nullable
             && self.casts[p].is_none();
@@ -348,6 +355,7 @@ impl TablePlan {
         at.push(Some(match probe {
             Lead::Int(v) => v.to_string().into_bytes(),
             Lead::Text(t) => t.as_bytes().to_vec(),
+            Lead::Stamp(s) => s.render().into_bytes(),
         }));
         let above = KeyRange {
             lower: lower.cloned(),

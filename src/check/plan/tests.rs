@@ -467,8 +467,8 @@ fn keys_led_by_a_string_or_an_integer_are_split_by_probes() {
          ORDER BY `grp`, `id`"
     );
 
-    // Led by an integer: probes too; one integer key is cut on the grid instead; keys led
-    // by a date, or compared as bytes, are walked.
+    // Led by an integer or a date: probes too; one integer key is cut on the grid instead;
+    // keys compared as bytes are walked.
     let p = plan(
         vec![id.clone(), grp.clone(), v.clone()],
         vec![id.clone(), grp.clone(), v.clone()],
@@ -488,7 +488,12 @@ fn keys_led_by_a_string_or_an_integer_are_split_by_probes() {
         vec![day, id.clone()],
         &["d", "id"],
     );
-    assert_eq!(p.probe_lead(), None);
+    assert_eq!(p.probe_lead(), Some(TypeClass::Date));
+    let at = |d: &str, i: &str| vec![Some(d.as_bytes().to_vec()), Some(i.as_bytes().to_vec())];
+    let probe = Lead::Stamp(crate::chunk::Stamp::parse("2024-01-16").unwrap());
+    assert!(p
+        .key_near_sql((None, &at("2024-01-31", "1")), &[], &probe, true)
+        .ends_with("AND `d` <= '2024-01-16' ORDER BY `d` DESC, `id` DESC LIMIT 1"));
     let mut other = grp.clone();
     other.collation = Some("utf8mb4_bin".into());
     let p = plan(vec![grp, id.clone()], vec![other, id], &["grp", "id"]);
