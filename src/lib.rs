@@ -29,6 +29,7 @@ pub mod check;
 pub mod checkpoint;
 pub mod checksum;
 pub mod chunk;
+pub mod civil;
 pub mod config;
 pub mod db;
 pub mod diff;
