@@ -1,10 +1,10 @@
 //! Real keys inside a key range, found near interpolated probes by index dives
-//! ([`crate::chunk::between`]): how the producer splits keys led by a string, an integer or
-//! a date/time (DATE, DATETIME, TIMESTAMP) without reading rows, and how a differing chunk
-//! of such a key is cut into parts.
+//! ([`crate::chunk::between`]): how the producer splits keys led by a string, an integer, a
+//! decimal or a date/time (DATE, DATETIME, TIMESTAMP) without reading rows, and how a
+//! differing chunk of such a key is cut into parts.
 
 use super::plan::TablePlan;
-use crate::chunk::{between, parse_int, Alphabet, KeyRange, Lead, Stamp};
+use crate::chunk::{between, parse_int, Alphabet, Dec, KeyRange, Lead, Stamp};
 use crate::db::Conn;
 use crate::error::Result;
 use crate::row::Row;
@@ -133,6 +133,10 @@ fn value(class: TypeClass, v: &Option<Vec<u8>>) -> Option<Lead> {
     match class {
         TypeClass::Int => parse_int(v).map(Lead::Int),
         TypeClass::Text => std::str::from_utf8(v).ok().map(|s| Lead::Text(s.into())),
+        TypeClass::Decimal => std::str::from_utf8(v)
+            .ok()
+            .and_then(Dec::parse)
+            .map(Lead::Dec),
         TypeClass::Date | TypeClass::DateTime | TypeClass::Timestamp => std::str::from_utf8(v)
             .ok()
             .and_then(Stamp::parse)

@@ -10,6 +10,53 @@ pub enum Lead {
     Text(String),
     /// DATE, DATETIME, TIMESTAMP.
     Stamp(Stamp),
+    /// DECIMAL.
+    Dec(Dec),
+}
+
+/// An exact decimal as the server writes it (`-123.450`): the digits as one integer and the
+/// number of them after the point. Values beyond 38 digits are not read (their keys are
+/// walked instead).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dec {
+    units: i128,
+    scale: u32,
+}
+
+impl Dec {
+    pub fn parse(s: &str) -> Option<Dec> {
+        let (neg, digits) = match s.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, s),
+        };
+        let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+        if int.is_empty() || !(int.bytes().chain(frac.bytes())).all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        let units: i128 = format!("{int}{frac}").parse().ok()?;
+        Some(Dec {
+            units: if neg { -units } else { units },
+            scale: u32::try_from(frac.len()).ok()?,
+        })
+    }
+
+    pub fn render(&self) -> String {
+        let digits = self.units.unsigned_abs().to_string();
+        let sign = if self.units < 0 { "-" } else { "" };
+        if self.scale == 0 {
+            return format!("{sign}{digits}");
+        }
+        let scale = self.scale as usize;
+        let digits = format!("{digits:0>width$}", width = scale + 1);
+        let (int, frac) = digits.split_at(digits.len() - scale);
+        format!("{sign}{int}.{frac}")
+    }
+
+    /// The same value with `scale` digits after the point.
+    fn at(&self, scale: u32) -> Option<i128> {
+        self.units
+            .checked_mul(10i128.checked_pow(scale.checked_sub(self.scale)?)?)
+    }
 }
 
 /// A DATE, DATETIME or TIMESTAMP as the server writes it (`YYYY-MM-DD[ HH:MM:SS[.f…]]`):
@@ -206,6 +253,12 @@ pub fn between(a: &Lead, b: &Lead, alphabet: &Alphabet) -> Option<Lead> {
             };
             (mid > a.micros && mid < b.micros).then_some(Lead::Stamp(probe))
         }
+        (Lead::Dec(a), Lead::Dec(b)) => {
+            let scale = a.scale.max(b.scale);
+            let (x, y) = (a.at(scale)?, b.at(scale)?);
+            let mid = x.checked_add(y.checked_sub(x)? / 2)?;
+            (mid > x && mid < y).then_some(Lead::Dec(Dec { units: mid, scale }))
+        }
         _ => None,
     }
 }
@@ -309,6 +362,35 @@ mod tests {
     }
 
     #[test]
+    fn decimals_read_write_and_halve_exactly() {
+        for t in [
+            "0",
+            "-0.5",
+            "123.450",
+            "-99999999999999999999.999999",
+            "0.001",
+        ] {
+            assert_eq!(Dec::parse(t).unwrap().render(), t);
+        }
+        for bad in [
+            "",
+            ".5",
+            "1e3",
+            "1.2.3",
+            "--1",
+            "12a",
+            "1234567890123456789012345678901234567890",
+        ] {
+            assert_eq!(Dec::parse(bad), None, "{bad}");
+        }
+        let dec = |t: &str| Lead::Dec(Dec::parse(t).unwrap());
+        let a = Alphabet::default();
+        assert_eq!(between(&dec("1.00"), &dec("2.00"), &a), Some(dec("1.50")));
+        assert_eq!(between(&dec("-3"), &dec("1.5"), &a), Some(dec("-0.8")));
+        assert_eq!(between(&dec("1.01"), &dec("1.02"), &a), None);
+    }
+
+    #[test]
     fn stamps_halve_in_their_own_shape() {
         let a = Alphabet::default();
         assert_eq!(
@@ -388,6 +470,19 @@ mod tests {
     }
 
     proptest! {
+        /// A decimal probe lies strictly between its ends, by value.
+        #[test]
+        fn decimal_probes_lie_strictly_between(a in -10_000_000i64..10_000_000, b in -10_000_000i64..10_000_000, sa in 0u32..4, sb in 0u32..4) {
+            let text = |v: i64, s: u32| Dec { units: i128::from(v), scale: s }.render();
+            let (ta, tb) = (text(a, sa), text(b, sb));
+            let (x, y): (f64, f64) = (ta.parse().unwrap(), tb.parse().unwrap());
+            prop_assert_eq!(Dec::parse(&ta).unwrap().render(), ta.clone());
+            if let Some(Lead::Dec(p)) = between(&Lead::Dec(Dec::parse(&ta).unwrap()), &Lead::Dec(Dec::parse(&tb).unwrap()), &Alphabet::default()) {
+                let m: f64 = p.render().parse().unwrap();
+                prop_assert!(x < m && m < y, "{} < {} < {}", ta, p.render(), tb);
+            }
+        }
+
         /// Stamps write back what they read, and their order is the text's.
         #[test]
         fn stamps_round_trip_in_text_order(

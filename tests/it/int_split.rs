@@ -191,6 +191,28 @@ async fn a_small_table_is_one_chunk_and_still_exact() {
     );
 }
 
+/// Keys led by a decimal are split at real keys found near interpolated values
+/// (`chunk::Dec`, exact), not walked: negative and positive keys three decimals apart, rows
+/// missing, extra beyond both ends and changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_led_by_a_decimal_are_split_and_exact() {
+    let s = Scenario::empty().await;
+    let fill = "CREATE TABLE t (p DECIMAL(12,3) PRIMARY KEY, v INT NOT NULL);
+        INSERT INTO t SELECT (CAST(seq AS SIGNED) - 5000) * 1.237, seq FROM seq_1_to_10000;
+        ANALYZE TABLE t;";
+    s.up.exec(fill).await;
+    s.down.exec(fill).await;
+    s.down
+        .exec(
+            "DELETE FROM t WHERE v IN (1, 5000, 10000);
+             UPDATE t SET v = -v WHERE v IN (2, 7777);
+             INSERT INTO t VALUES (-999999999.999, 1), (999999999.999, 2), (0.001, 3);",
+        )
+        .await;
+    let t = check_fix_recheck(&s, (3, 3, 2)).await;
+    assert!(t.chunks >= 8, "{} chunks", t.chunks);
+}
+
 /// Keys led by a date or a datetime are split at real keys found near interpolated
 /// timestamps (`chunk::Stamp`), not walked: a `(DATETIME(3), INT)` key whose rows share
 /// timestamps, and a `DATE` key, with rows missing, extra (before the first and after the

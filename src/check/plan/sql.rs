@@ -304,8 +304,8 @@ impl TablePlan {
     }
 
     /// The class of key column `j` when probes can be interpolated on it: an integer, a
-    /// character string or a DATE/DATETIME/TIMESTAMP that the key index orders alike on
-    /// both sides, neither nullable nor cast.
+    /// character string, a DECIMAL or a DATE/DATETIME/TIMESTAMP that the key index orders
+    /// alike on both sides, neither nullable nor cast.
     pub fn probe_class(&self, j: usize) -> Option<TypeClass> {
         let part = self.key_parts.get(j)?;
         let p = part.pos;
@@ -318,6 +318,7 @@ impl TablePlan {
                 up.class,
                 TypeClass::Int
                     | TypeClass::Text
+                    | TypeClass::Decimal
                     | TypeClass::Date
                     | TypeClass::DateTime
                     | TypeClass::Timestamp
@@ -356,6 +357,7 @@ impl TablePlan {
             Lead::Int(v) => v.to_string().into_bytes(),
             Lead::Text(t) => t.as_bytes().to_vec(),
             Lead::Stamp(s) => s.render().into_bytes(),
+            Lead::Dec(d) => d.render().into_bytes(),
         }));
         let above = KeyRange {
             lower: lower.cloned(),

@@ -490,6 +490,17 @@ fn keys_led_by_a_string_or_an_integer_are_split_by_probes() {
     );
     assert_eq!(p.probe_lead(), Some(TypeClass::Date));
     let at = |d: &str, i: &str| vec![Some(d.as_bytes().to_vec()), Some(i.as_bytes().to_vec())];
+    let price = col("p", TypeClass::Decimal, "decimal(12,3)", None);
+    let p2 = plan(
+        vec![price.clone(), v.clone()],
+        vec![price, v.clone()],
+        &["p"],
+    );
+    assert_eq!(p2.probe_lead(), Some(TypeClass::Decimal));
+    let probe = Lead::Dec(crate::chunk::Dec::parse("-0.500").unwrap());
+    assert!(p2
+        .key_near_sql((None, &vec![Some(b"3.000".to_vec())]), &[], &probe, false)
+        .ends_with("AND `p` >= -0.500 ORDER BY `p` LIMIT 1"));
     let probe = Lead::Stamp(crate::chunk::Stamp::parse("2024-01-16").unwrap());
     assert!(p
         .key_near_sql((None, &at("2024-01-31", "1")), &[], &probe, true)
