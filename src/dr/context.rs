@@ -83,6 +83,14 @@ impl DrContext {
         Ok(ctx)
     }
 
+    /// TiDB: `cdc-addr` of the primary's data source, the TiCDC server its changefeeds run on.
+    pub fn primary_cdc_addr(&self) -> Option<String> {
+        self.config
+            .data_sources
+            .get(&self.dr.primary)
+            .and_then(|ds| ds.cdc_addr.clone())
+    }
+
     /// Open backup-storage (one request: unreachable, credentials and bucket fail here).
     pub async fn store(&self) -> Result<Arc<dyn ObjectStore>> {
         Ok(crate::storage::open(&self.backup_uri).await?)

@@ -475,7 +475,7 @@ async fn run_tidb(ctx: &DrContext, opts: &ReplicateOptions) -> Result<ReplicateO
             let mut record = StepRecord::started_now();
             record.backup_id = restore.backup_id.clone();
             record.point = restore.point.clone();
-            record.source = cdc_addr(ctx);
+            record.source = ctx.primary_cdc_addr();
             flow.set(StepName::Replicate, record.clone()).await?;
             let started = Instant::now();
             let result = tidb_steps::replicate(ctx, flow, &opts.tidb).await;
@@ -485,7 +485,7 @@ async fn run_tidb(ctx: &DrContext, opts: &ReplicateOptions) -> Result<ReplicateO
                     record.end(StepStatus::Done);
                     flow.set(StepName::Replicate, record).await?;
                     Ok(ReplicateOutcome {
-                        source: cdc_addr(ctx).unwrap_or_default(),
+                        source: ctx.primary_cdc_addr().unwrap_or_default(),
                         started: Started::Changefeed(out),
                         elapsed: started.elapsed(),
                     })
@@ -499,14 +499,6 @@ async fn run_tidb(ctx: &DrContext, opts: &ReplicateOptions) -> Result<ReplicateO
         },
     )
     .await
-}
-
-/// `cdc-addr` of the primary's data source.
-fn cdc_addr(ctx: &DrContext) -> Option<String> {
-    ctx.config
-        .data_sources
-        .get(&ctx.dr.primary)
-        .and_then(|ds| ds.cdc_addr.clone())
 }
 
 /// Issue the statements, then wait for both threads to run connected.

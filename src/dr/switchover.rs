@@ -4,7 +4,7 @@
 //!
 //! 1. refusals first: the flow has a finished reseed (gate 4 equal); its node replicates
 //!    from the acting primary;
-//! 2. freeze: `SET GLOBAL read_only = 1` on the acting primary, its `gtid_binlog_pos` G read
+//! 2. freeze: `SET GLOBAL read_only = ON` on the acting primary, its `gtid_binlog_pos` G read
 //!    (connections with SUPER or READ ONLY ADMIN are not stopped by `read_only`: G is read
 //!    again before the switch, and a moved G refuses);
 //! 3. the new node applies everything up to G (`MASTER_GTID_WAIT`, with a timeout: then
@@ -241,7 +241,6 @@ pub async fn run(ctx: &DrContext, opts: &SwitchoverOptions) -> Result<Switchover
                 return record_end(flow, record, switched).await;
             }
             let mut oc = old.connect().await?;
-            let was_read_only = read_only(&mut oc).await?;
             let before = match opts.full_gate {
                 true => None,
                 false => Some(Before::run(&rctx, &mut oc, &new, opts).await?),
@@ -253,7 +252,7 @@ pub async fn run(ctx: &DrContext, opts: &SwitchoverOptions) -> Result<Switchover
                 flow.set(StepName::Switchover, record).await?;
                 return Ok(report);
             }
-            let frozen = Frozen::freeze(&old, oc).await?;
+            let frozen = Frozen::freeze(&old, oc, "read_only").await?;
             // Not dropped on a signal: dropping it after the switch could leave both nodes
             // writable. The catch-up wait and the gate answer SIGINT/SIGTERM themselves (an
             // error that thaws).
@@ -261,7 +260,7 @@ pub async fn run(ctx: &DrContext, opts: &SwitchoverOptions) -> Result<Switchover
                 Ok(out) => Ok(out),
                 Err((e, Stopped::Frozen(frozen))) => {
                     // Thawed only while nothing is switched.
-                    frozen.thaw(was_read_only).await;
+                    frozen.thaw().await;
                     Err(e)
                 }
                 Err((e, Stopped::Switched(g))) => {
@@ -275,7 +274,7 @@ pub async fn run(ctx: &DrContext, opts: &SwitchoverOptions) -> Result<Switchover
                     if report.switched {
                         flow.state.acting_primary = Some(moved(&old, &new, &report.frozen_at));
                     } else {
-                        frozen.thaw(was_read_only).await;
+                        frozen.thaw().await;
                     }
                     record.point = Some(frozen_point(&report.frozen_at));
                     record.freeze_ms = Some(report.freeze_ms);
@@ -435,10 +434,6 @@ fn frozen_point(g: &str) -> Point {
     }
 }
 
-async fn read_only(conn: &mut Conn) -> Result<bool> {
-    global_flag(conn, "read_only").await
-}
-
 /// A boolean global variable (`1`/`ON`) of the server.
 pub(super) async fn global_flag(conn: &mut Conn, name: &str) -> Result<bool> {
     Ok(conn
@@ -448,37 +443,45 @@ pub(super) async fn global_flag(conn: &mut Conn, name: &str) -> Result<bool> {
         .is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("on")))
 }
 
-/// The old primary under `read_only = 1`, and since when.
-struct Frozen {
-    conn: Conn,
-    since: Instant,
+/// The old primary under a read-only flag (`read_only`; TiDB: `tidb_super_read_only`), and
+/// since when.
+pub(super) struct Frozen {
+    pub(super) conn: Conn,
+    pub(super) since: Instant,
     old: String,
+    flag: &'static str,
+    /// The flag was on before the freeze: thawing leaves it on.
+    was_on: bool,
 }
 
 impl Frozen {
-    async fn freeze(old: &Source, mut conn: Conn) -> Result<Frozen> {
-        conn.exec("SET GLOBAL read_only = 1").await?;
+    pub(super) async fn freeze(old: &Source, mut conn: Conn, flag: &'static str) -> Result<Frozen> {
+        let was_on = global_flag(&mut conn, flag).await?;
+        conn.exec(&format!("SET GLOBAL {flag} = ON")).await?;
         tracing::info!("dr switchover: writes frozen on '{}'", old.name());
         Ok(Frozen {
             conn,
             since: Instant::now(),
             old: old.name().to_string(),
+            flag,
+            was_on,
         })
     }
 
-    /// Give the old primary its writes back (its `read_only` as it was before).
-    async fn thaw(mut self, was_read_only: bool) {
-        if was_read_only {
+    /// Give the old primary its writes back (its flag as it was before).
+    pub(super) async fn thaw(mut self) {
+        if self.was_on {
             return;
         }
-        match self.conn.exec("SET GLOBAL read_only = 0").await {
+        let flag = self.flag;
+        match self.conn.exec(&format!("SET GLOBAL {flag} = OFF")).await {
             Ok(()) => tracing::info!(
                 "dr switchover: writes unfrozen on '{}' after {} ms; nothing switched",
                 self.old,
                 self.since.elapsed().as_millis()
             ),
             Err(e) => tracing::error!(
-                "dr switchover: could not unfreeze '{}' ({e}); run SET GLOBAL read_only = 0 on it",
+                "dr switchover: could not unfreeze '{}' ({e}); run SET GLOBAL {flag} = OFF on it",
                 self.old
             ),
         }

@@ -272,12 +272,7 @@ async fn apply_and_gate(
 
 /// Pause the changefeed when TiCDC answers; never remove it.
 async fn pause_changefeed(ctx: &DrContext, id: &str, notes: &mut Vec<String>) {
-    let addr = ctx
-        .config
-        .data_sources
-        .get(&ctx.dr.primary)
-        .and_then(|ds| ds.cdc_addr.clone());
-    let Some(addr) = addr else {
+    let Some(addr) = ctx.primary_cdc_addr() else {
         notes.push("no cdc-addr for the primary: the changefeed was not paused".into());
         return;
     };

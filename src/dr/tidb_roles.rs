@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 use super::flow::{Flow, Point, RoleChange, StepName, StepRecord};
 use super::manifest;
 use super::reseed::{ReseedOutcome, RESEED_DIR};
-use super::switchover::{SwitchoverOptions, SwitchoverReport, SWITCHOVER_DIR};
+use super::switchover::{Frozen, SwitchoverOptions, SwitchoverReport, SWITCHOVER_DIR};
 use super::ticdc::CdcClient;
 use super::tidb::fresh_tso;
 use super::tidb_steps::{self, ReplicateOptions};
@@ -85,13 +85,11 @@ pub(super) async fn reseed(
     let source = if gate.exit_code() == crate::exit::EQUAL {
         let opts = ReplicateOptions::default();
         let out = tidb_steps::start_changefeed(rctx, flow, &feed_id, backup_ts, &opts).await?;
-        let setup = tidb_steps::feed_setup(rctx, &feed_id)?;
+        let cdc = tidb_steps::primary_cdc(rctx)?;
         record.changefeed = Some(out.changefeed_id.clone());
-        record.source = Some(setup.cdc_addr.clone());
-        format!(
-            "changefeed {} on TiCDC {}",
-            out.changefeed_id, setup.cdc_addr
-        )
+        let source = format!("changefeed {} on TiCDC {cdc}", out.changefeed_id);
+        record.source = Some(cdc);
+        source
     } else {
         // The GC hold stays (its TTL ends it; `--again` releases it with a new backup).
         "nowhere: gate 4 differs, so no changefeed was created".to_string()
@@ -119,8 +117,7 @@ pub(super) async fn refuse_earlier_feed(
     else {
         return Ok(());
     };
-    let setup = tidb_steps::feed_setup(rctx, &id)?;
-    let client = CdcClient::new(&setup.cdc_addr)?;
+    let client = CdcClient::new(&tidb_steps::primary_cdc(rctx)?)?;
     match client.get(&id).await? {
         Some(info)
             if !matches!(
@@ -144,9 +141,7 @@ pub(super) async fn refuse_earlier_feed(
 
 /// What `dr reseed --dry-run` prints on TiDB.
 pub(super) fn reseed_plan(rctx: &DrContext, acting: &Source, node: &Source) -> Vec<String> {
-    let cdc = tidb_steps::feed_setup(rctx, "syncgate-dr-next")
-        .map(|f| f.cdc_addr)
-        .unwrap_or_else(|e| format!("(refused: {e})"));
+    let cdc = tidb_steps::primary_cdc(rctx).unwrap_or_else(|e| format!("(refused: {e})"));
     vec![
         format!(
             "would back up the acting primary '{}' with BR (BACKUP DATABASE … under a PD GC \
@@ -197,13 +192,13 @@ impl Switch {
                         .into(),
                 )
             })?;
-        let old = tidb_steps::feed_setup(rctx, &feed)?;
+        let old_cdc = CdcClient::new(&tidb_steps::primary_cdc(rctx)?)?;
         let reverse_ctx = ctx.with_roles(&rctx.dr.secondary, &rctx.dr.primary)?;
         let reverse_id = tidb_steps::default_changefeed_id(&manifest::new_id());
         let reverse = tidb_steps::feed_setup(&reverse_ctx, &reverse_id)?;
         Ok(Switch {
             feed,
-            old_cdc: CdcClient::new(&old.cdc_addr)?,
+            old_cdc,
             reverse_ctx,
             reverse,
         })
@@ -280,39 +275,6 @@ async fn reach(client: &CdcClient, id: &str, target: u64, timeout: Duration) -> 
     }
 }
 
-/// The old primary under `tidb_super_read_only`, and since when.
-struct Frozen {
-    conn: Conn,
-    since: Instant,
-    old: String,
-    was_on: bool,
-}
-
-impl Frozen {
-    async fn thaw(mut self) {
-        if self.was_on {
-            return;
-        }
-        match self
-            .conn
-            .exec("SET GLOBAL tidb_super_read_only = OFF")
-            .await
-        {
-            Ok(()) => tracing::info!(
-                "dr switchover: writes unfrozen on '{}' after {} ms; nothing switched",
-                self.old,
-                self.since.elapsed().as_millis()
-            ),
-            Err(e) => tracing::error!(
-                "dr switchover: could not unfreeze '{}' ({e}); run SET GLOBAL \
-                 tidb_super_read_only = OFF on it",
-                self.old
-            ),
-        }
-        self.conn.close().await;
-    }
-}
-
 /// Run the switchover on TiDB; the caller holds the flow's lock and has recorded the step
 /// as running.
 pub(super) async fn switchover(
@@ -341,16 +303,7 @@ pub(super) async fn switchover(
         ))
         .into());
     }
-    let was_on = super_read_only(&mut oc).await?;
-    oc.exec("SET GLOBAL tidb_super_read_only = ON").await?;
-    let since = Instant::now();
-    tracing::info!("dr switchover: writes frozen on '{}'", old.name());
-    let frozen = Frozen {
-        conn: oc,
-        since,
-        old: old.name().to_string(),
-        was_on,
-    };
+    let frozen = Frozen::freeze(old, oc, "tidb_super_read_only").await?;
     let moved = |flow: &mut Flow, record: &mut StepRecord, t: u64| {
         flow.state.acting_primary = Some(RoleChange {
             node: new.name().to_string(),

@@ -383,22 +383,24 @@ fn flow_feed_id(ctx: &DrContext, backup_id: &str) -> String {
         .unwrap_or_else(|| default_changefeed_id(backup_id))
 }
 
-/// From the config (`[data-sources.<primary>] cdc-addr`, `[dr] redo-storage`) and the
-/// changefeed's ID.
-pub(super) fn feed_setup(ctx: &DrContext, id: &str) -> Result<FeedSetup> {
-    let refuse = |m: String| crate::error::Error::from(DrError::Precondition(m));
-    let primary = ctx
-        .config
-        .data_sources
-        .get(&ctx.dr.primary)
-        .ok_or_else(|| refuse(format!("[dr] primary '{}' is not defined", ctx.dr.primary)))?;
-    let cdc_addr = primary.cdc_addr.clone().ok_or_else(|| {
-        refuse(format!(
+/// The TiCDC server of the primary's cluster (`[data-sources.<primary>] cdc-addr`), or why
+/// there is none.
+pub(super) fn primary_cdc(ctx: &DrContext) -> Result<String> {
+    ctx.primary_cdc_addr().ok_or_else(|| {
+        DrError::Precondition(format!(
             "[data-sources.{}] has no cdc-addr: the TiCDC server of the primary's cluster \
              (host:8300)",
             ctx.dr.primary
         ))
-    })?;
+        .into()
+    })
+}
+
+/// From the config (`[data-sources.<primary>] cdc-addr`, `[dr] redo-storage`) and the
+/// changefeed's ID.
+pub(super) fn feed_setup(ctx: &DrContext, id: &str) -> Result<FeedSetup> {
+    let refuse = |m: String| crate::error::Error::from(DrError::Precondition(m));
+    let cdc_addr = primary_cdc(ctx)?;
     let redo_root = ctx.dr.redo_storage.as_deref().ok_or_else(|| {
         refuse("[dr] has no redo-storage: TiCDC's redo log must go somewhere".into())
     })?;
