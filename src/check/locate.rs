@@ -72,7 +72,7 @@ pub(super) async fn check_range(
     let found = match (different, buckets) {
         (false, _) => 0,
         (true, _) if rows <= LEAF_ROWS => diff_range(ctx, chunk, &range, rows).await?.changes,
-        (true, Some(buckets)) => locate_in_buckets(ctx, chunk, buckets).await?,
+        (true, Some(buckets)) => locate_in_buckets(ctx, chunk, &range, rows, buckets).await?,
         (true, None) if count_diff >= DENSE_COUNT_DIFF as i128 => {
             merge_by_hashes(ctx, chunk, &range).await?.changes
         }
@@ -115,6 +115,10 @@ const REFINE: i128 = 64;
 
 /// Narrowest bucket (in key values) that dense differences are refined to.
 const MIN_BUCKET_WIDTH: i128 = 8;
+
+/// Most rows of a chunk with dense differences merged on `(key, row hash)` after its first
+/// bucket level: the packed lists of both sides are then a few megabytes at most.
+const PACKED_MERGE_ROWS: u64 = 100_000;
 
 /// Most ranges in one row stream (see [`TablePlan::rows_in_ranges_sql`]).
 const RANGES_PER_STREAM: usize = 2048;
@@ -278,11 +282,22 @@ async fn locate_in_key_hashes(
 /// and merged (all of them in a few multi-range queries); larger ones are bucketed again.
 /// When most buckets of a level differ (dense differences), the level is re-checksummed with
 /// buckets `REFINE` times narrower first, so only the rows near a difference are streamed.
-async fn locate_in_buckets(ctx: &mut Sides, chunk: &Chunk<'_>, buckets: Buckets) -> Result<u64> {
+/// A chunk of at most `PACKED_MERGE_ROWS` rows whose first level leaves more than
+/// `LEAF_ROWS` rows to stream or refine is merged on `(key, row hash)` instead: one scan a
+/// side and the differing rows, where streaming (a scan of the covered range) or refining
+/// costs as much or more and sends every row of the differing buckets.
+async fn locate_in_buckets(
+    ctx: &mut Sides,
+    chunk: &Chunk<'_>,
+    range: &KeyRange,
+    rows: u64,
+    buckets: Buckets,
+) -> Result<u64> {
     let plan = chunk.plan;
     let (gu, gd) = bucket_sums_both(ctx, plan, &buckets).await?;
     let mut found = 0;
     let mut stream: Vec<(IntRange, u64)> = Vec::new();
+    let mut first_level = rows <= PACKED_MERGE_ROWS;
     let mut levels = vec![(buckets, gu, gd)];
     while let Some((b, gu, gd)) = levels.pop() {
         let ids: BTreeSet<i128> = gu.keys().chain(gd.keys()).copied().collect();
@@ -299,7 +314,12 @@ async fn locate_in_buckets(ctx: &mut Sides, chunk: &Chunk<'_>, buckets: Buckets)
         let (Some(first), Some(last)) = (differing.first(), differing.last()) else {
             continue;
         };
-        if differing.len() * 2 > ids.len() && b.width > MIN_BUCKET_WIDTH {
+        let dense = differing.len() * 2 > ids.len();
+        let streamed: u64 = differing.iter().map(|(_, rows)| rows).sum();
+        if std::mem::take(&mut first_level) && (dense || streamed > LEAF_ROWS) {
+            return Ok(merge_by_hashes(ctx, chunk, range).await?.changes);
+        }
+        if dense && b.width > MIN_BUCKET_WIDTH {
             let cover = IntRange {
                 lower: b.range_of(first.0).lower,
                 upper: b.range_of(last.0).upper,
