@@ -141,6 +141,7 @@ fn value(class: TypeClass, v: &Option<Vec<u8>>) -> Option<Lead> {
             .ok()
             .and_then(Stamp::parse)
             .map(Lead::Stamp),
+        TypeClass::Binary => Some(Lead::Bytes(v.to_vec())),
         _ => None,
     }
 }

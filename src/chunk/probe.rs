@@ -12,6 +12,8 @@ pub enum Lead {
     Stamp(Stamp),
     /// DECIMAL.
     Dec(Dec),
+    /// BINARY, VARBINARY: ordered by their bytes.
+    Bytes(Vec<u8>),
 }
 
 /// An exact decimal as the server writes it (`-123.450`): the digits as one integer and the
@@ -242,6 +244,7 @@ pub fn between(a: &Lead, b: &Lead, alphabet: &Alphabet) -> Option<Lead> {
             (mid > *a && mid < *b).then_some(Lead::Int(mid))
         }
         (Lead::Text(a), Lead::Text(b)) => text_between(a, b, alphabet).map(Lead::Text),
+        (Lead::Bytes(a), Lead::Bytes(b)) => bytes_between(a, b).map(Lead::Bytes),
         (Lead::Stamp(a), Lead::Stamp(b)) if a.date_only == b.date_only => {
             // The finer of the two shapes, the middle rounded down to it.
             let shape = if a.frac >= b.frac { *a } else { *b };
@@ -290,6 +293,39 @@ fn text_between(a: &str, b: &str, alphabet: &Alphabet) -> Option<String> {
     // Six characters weighed: a longer `a` can outweigh the probe.
     let (a, b): (String, String) = (a.iter().collect(), b.iter().collect());
     (a < out && out < b).then_some(out)
+}
+
+/// Bytes of a binary value weighed per probe: 257 symbols a position (no byte, then each
+/// byte value), fifteen positions fit a u128.
+const BYTE_DIGITS: usize = 15;
+
+/// [`text_between`] for binary strings, which the server orders by their bytes (a shorter
+/// string first): the bytes after the common prefix read as digits in base 257.
+fn bytes_between(a: &[u8], b: &[u8]) -> Option<Vec<u8>> {
+    let common = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+    let weigh = |s: &[u8]| {
+        (0..BYTE_DIGITS).fold(0u128, |n, i| {
+            n * 257 + s.get(i).map_or(0, |&c| u128::from(c) + 1)
+        })
+    };
+    let (na, nb) = (weigh(&a[common..]), weigh(&b[common..]));
+    if nb <= na + 1 {
+        return None;
+    }
+    let mut mid = na + (nb - na) / 2;
+    let mut digits = [0u128; BYTE_DIGITS];
+    for d in digits.iter_mut().rev() {
+        *d = mid % 257;
+        mid /= 257;
+    }
+    let mut out = a[..common].to_vec();
+    for d in digits {
+        if d == 0 {
+            break;
+        }
+        out.push(u8::try_from(d - 1).ok()?);
+    }
+    (a < out.as_slice() && out.as_slice() < b).then_some(out)
 }
 
 #[cfg(test)]
@@ -469,7 +505,52 @@ mod tests {
         assert_eq!(between(&text("x"), &text("x"), &Alphabet::default()), None);
     }
 
+    #[test]
+    fn byte_probes_split_uuid_like_keys_near_the_middle() {
+        let a = [0x10u8; 16].to_vec();
+        let b = [0xF0u8; 16].to_vec();
+        let Some(Lead::Bytes(m)) = between(
+            &Lead::Bytes(a.clone()),
+            &Lead::Bytes(b.clone()),
+            &Alphabet::default(),
+        ) else {
+            panic!("no probe between two distant keys");
+        };
+        assert!(a < m && m < b);
+        assert_eq!(m[0], 0x80, "{m:02x?}");
+        // A shared prefix is kept; adjacent values have nothing between them.
+        let Some(Lead::Bytes(m)) = between(
+            &Lead::Bytes(b"key\x00".to_vec()),
+            &Lead::Bytes(b"key\xff".to_vec()),
+            &Alphabet::default(),
+        ) else {
+            panic!("no probe after a common prefix");
+        };
+        assert!(
+            m.starts_with(b"key")
+                && m.as_slice() > b"key\x00".as_slice()
+                && m.as_slice() < b"key\xff".as_slice()
+        );
+        assert_eq!(bytes_between(b"a", b"a\x00"), None);
+        assert_eq!(bytes_between(b"a", b"a"), None);
+    }
+
     proptest! {
+        /// A byte probe lies strictly between its ends in byte order (a shorter string first).
+        #[test]
+        fn byte_probes_lie_strictly_between(
+            a in proptest::collection::vec(any::<u8>(), 0..20),
+            b in proptest::collection::vec(any::<u8>(), 0..20),
+        ) {
+            if let Some(p) = bytes_between(&a, &b) {
+                prop_assert!(a < p && p < b, "{:?} < {:?} < {:?}", a, p, b);
+            }
+            if a < b && b.len() > a.len() + 1 && b.starts_with(&a) && b[a.len()] > 0 {
+                // Room for a byte after `a`: a probe exists.
+                prop_assert!(bytes_between(&a, &b).is_some());
+            }
+        }
+
         /// A decimal probe lies strictly between its ends, by value.
         #[test]
         fn decimal_probes_lie_strictly_between(a in -10_000_000i64..10_000_000, b in -10_000_000i64..10_000_000, sa in 0u32..4, sb in 0u32..4) {

@@ -250,6 +250,28 @@ async fn keys_led_by_a_decimal_are_split_and_exact() {
     assert!(t.chunks >= 8, "{} chunks", t.chunks);
 }
 
+/// Keys of binary strings (UUIDs stored as `BINARY(16)`, the common shape) are split at
+/// real keys found near probes interpolated on their bytes, not walked: rows missing,
+/// changed, and extra below the first and above the last key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_uuid_keys_are_split_and_exact() {
+    let s = Scenario::empty().await;
+    let fill = "CREATE TABLE t (k BINARY(16) PRIMARY KEY, v INT NOT NULL);
+        INSERT INTO t SELECT UNHEX(MD5(seq)), seq FROM seq_1_to_12000;
+        ANALYZE TABLE t;";
+    s.up.exec(fill).await;
+    s.down.exec(fill).await;
+    s.down
+        .exec(
+            "DELETE FROM t WHERE v IN (1, 6000, 12000);
+             UPDATE t SET v = -v WHERE v IN (2, 9000);
+             INSERT INTO t VALUES (UNHEX(REPEAT('00', 16)), 0), (UNHEX(REPEAT('FF', 16)), 0);",
+        )
+        .await;
+    let t = check_fix_recheck(&s, (3, 2, 2)).await;
+    assert!(t.chunks >= 8, "{} chunks", t.chunks);
+}
+
 /// Keys led by a date or a datetime are split at real keys found near interpolated
 /// timestamps (`chunk::Stamp`), not walked: a `(DATETIME(3), INT)` key whose rows share
 /// timestamps, and a `DATE` key, with rows missing, extra (before the first and after the

@@ -304,8 +304,8 @@ impl TablePlan {
     }
 
     /// The class of key column `j` when probes can be interpolated on it: an integer, a
-    /// character string, a DECIMAL or a DATE/DATETIME/TIMESTAMP that the key index orders
-    /// alike on both sides, neither nullable nor cast.
+    /// character or binary string, a DECIMAL or a DATE/DATETIME/TIMESTAMP that the key
+    /// index orders alike on both sides, neither nullable nor cast.
     pub fn probe_class(&self, j: usize) -> Option<TypeClass> {
         let part = self.key_parts.get(j)?;
         let p = part.pos;
@@ -322,6 +322,7 @@ impl TablePlan {
                     | TypeClass::Date
                     | TypeClass::DateTime
                     | TypeClass::Timestamp
+                    | TypeClass::Binary
             )
             && !up.nullable
             && !down.nullable
@@ -358,6 +359,7 @@ impl TablePlan {
             Lead::Text(t) => t.as_bytes().to_vec(),
             Lead::Stamp(s) => s.render().into_bytes(),
             Lead::Dec(d) => d.render().into_bytes(),
+            Lead::Bytes(b) => b.clone(),
         }));
         let above = KeyRange {
             lower: lower.cloned(),
