@@ -260,6 +260,17 @@ fn targets(results: &[ScenarioResult], opts: &Opts) -> String {
                 "- 1x1M-1pct: ≤ 2.5× raw — {ratio:.2}×: {}",
                 verdict(ratio <= 2.5)
             )),
+            (1000, 1000, Drift::Rows(_)) => Some(format!(
+                "- 1000 tables x 1,000 rows, a few drifted: ≤ 3× raw — {ratio:.2}×: {}",
+                verdict(ratio <= 3.0)
+            )),
+            (10_000, 0, _) => Some(format!(
+                "- 10,000 empty tables: completes, peak RSS ≤ 100 MiB — {}: {}",
+                rss_mib
+                    .map(|r| format!("{r:.1} MiB"))
+                    .unwrap_or_else(|| "RSS n/a".into()),
+                verdict(rss_mib.is_some_and(|r| r <= 100.0))
+            )),
             (1, 10_000_000, Drift::Equal) => Some(format!(
                 "- 1x10M-equal: ≤ 1.5× raw and peak RSS ≤ 100 MiB — {ratio:.2}×, {}: {}",
                 rss_mib
