@@ -270,6 +270,27 @@ async fn binary_uuid_keys_are_split_and_exact() {
         .await;
     let t = check_fix_recheck(&s, (3, 2, 2)).await;
     assert!(t.chunks >= 8, "{} chunks", t.chunks);
+
+    // VARBINARY keys of 2 to 8 bytes, and a family that are prefixes of each other ('',
+    // 0x00, 0x0000, …): a shorter string sorts first, and probes past a common prefix must
+    // still land between real keys.
+    let s = Scenario::empty().await;
+    let fill = "CREATE TABLE t (k VARBINARY(20) PRIMARY KEY, v INT NOT NULL);
+        INSERT INTO t SELECT LEFT(UNHEX(CONCAT(LPAD(HEX(seq), 4, '0'), MD5(seq))), \
+        2 + seq % 7), seq FROM seq_1_to_9000;
+        INSERT INTO t VALUES ('', -1), (0x00, -2), (0x0000, -3), (0x000000, -4);
+        ANALYZE TABLE t;";
+    s.up.exec(fill).await;
+    s.down.exec(fill).await;
+    s.down
+        .exec(
+            "DELETE FROM t WHERE v IN (10, 4500, -3);
+             UPDATE t SET v = -v WHERE v IN (11, 6001);
+             INSERT INTO t VALUES (UNHEX(REPEAT('FF', 20)), 0), (0x0000000000, 0);",
+        )
+        .await;
+    let t = check_fix_recheck(&s, (3, 2, 2)).await;
+    assert!(t.chunks >= 4, "{} chunks", t.chunks);
 }
 
 /// Keys led by a date or a datetime are split at real keys found near interpolated
