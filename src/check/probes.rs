@@ -4,7 +4,7 @@
 //! differing chunk of such a key is cut into parts.
 
 use super::plan::TablePlan;
-use crate::chunk::{between, parse_int, Alphabet, Dec, KeyRange, Lead, Stamp};
+use crate::chunk::{between, parse_int, Alphabet, Clock, Dec, KeyRange, Lead, Stamp};
 use crate::db::Conn;
 use crate::error::Result;
 use crate::row::Row;
@@ -142,6 +142,11 @@ fn value(class: TypeClass, v: &Option<Vec<u8>>) -> Option<Lead> {
             .and_then(Stamp::parse)
             .map(Lead::Stamp),
         TypeClass::Binary => Some(Lead::Bytes(v.to_vec())),
+        TypeClass::Year => parse_int(v).map(Lead::Int),
+        TypeClass::Time => std::str::from_utf8(v)
+            .ok()
+            .and_then(Clock::parse)
+            .map(Lead::Clock),
         _ => None,
     }
 }

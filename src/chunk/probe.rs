@@ -14,6 +14,8 @@ pub enum Lead {
     Dec(Dec),
     /// BINARY, VARBINARY: ordered by their bytes.
     Bytes(Vec<u8>),
+    /// TIME.
+    Clock(Clock),
 }
 
 /// An exact decimal as the server writes it (`-123.450`): the digits as one integer and the
@@ -157,6 +159,69 @@ impl Stamp {
     }
 }
 
+/// A TIME as the server writes it (`[-]HH:MM:SS[.f…]`, hours up to 838): signed
+/// microseconds, and the fraction digits to write a probe back with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Clock {
+    micros: i128,
+    /// Fraction digits written (0 to 6).
+    frac: u32,
+}
+
+impl Clock {
+    /// Read the server's text form; `None` for anything else.
+    pub fn parse(s: &str) -> Option<Clock> {
+        let (negative, rest) = match s.strip_prefix('-') {
+            Some(r) => (true, r),
+            None => (false, s),
+        };
+        let (hms, fraction) = match rest.split_once('.') {
+            Some((hms, f)) => (hms, Some(f)),
+            None => (rest, None),
+        };
+        let mut parts = hms.split(':');
+        let (h, m, sec) = (parts.next()?, parts.next()?, parts.next()?);
+        let digits = |t: &str, len: std::ops::RangeInclusive<usize>| -> Option<i128> {
+            (len.contains(&t.len()) && t.bytes().all(|c| c.is_ascii_digit()))
+                .then(|| t.parse().ok())?
+        };
+        let (h, m, sec) = (digits(h, 2..=3)?, digits(m, 2..=2)?, digits(sec, 2..=2)?);
+        if parts.next().is_some() || m > 59 || sec > 59 {
+            return None;
+        }
+        let (frac, micros) = match fraction {
+            None => (0, 0),
+            Some(f) => {
+                let n = digits(f, 1..=6)?;
+                (f.len() as u32, n * 10i128.pow(6 - f.len() as u32))
+            }
+        };
+        let magnitude = ((h * 60 + m) * 60 + sec) * 1_000_000 + micros;
+        Some(Clock {
+            micros: if negative { -magnitude } else { magnitude },
+            frac,
+        })
+    }
+
+    /// The text form, with this value's fraction digits.
+    pub fn render(&self) -> String {
+        let sign = if self.micros < 0 { "-" } else { "" };
+        let m = self.micros.unsigned_abs();
+        let secs = m / 1_000_000;
+        let mut out = format!(
+            "{sign}{:02}:{:02}:{:02}",
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60
+        );
+        if self.frac > 0 {
+            let f = (m % 1_000_000) / 10u128.pow(6 - self.frac);
+            out.push_str(&format!(".{f:0width$}", width = self.frac as usize));
+        }
+        out
+    }
+}
+
 /// The range of characters seen in a table's text keys: probes are made of these, so they
 /// land among the data's own characters (digits stay digits).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -245,6 +310,13 @@ pub fn between(a: &Lead, b: &Lead, alphabet: &Alphabet) -> Option<Lead> {
         }
         (Lead::Text(a), Lead::Text(b)) => text_between(a, b, alphabet).map(Lead::Text),
         (Lead::Bytes(a), Lead::Bytes(b)) => bytes_between(a, b).map(Lead::Bytes),
+        (Lead::Clock(a), Lead::Clock(b)) => {
+            // The finer of the two fractions, the middle rounded down to it.
+            let frac = a.frac.max(b.frac);
+            let mid = a.micros + (b.micros - a.micros) / 2;
+            let mid = mid - mid.rem_euclid(10i128.pow(6 - frac));
+            (mid > a.micros && mid < b.micros).then_some(Lead::Clock(Clock { micros: mid, frac }))
+        }
         (Lead::Stamp(a), Lead::Stamp(b)) if a.date_only == b.date_only => {
             // The finer of the two shapes, the middle rounded down to it.
             let shape = if a.frac >= b.frac { *a } else { *b };
@@ -535,7 +607,64 @@ mod tests {
         assert_eq!(bytes_between(b"a", b"a"), None);
     }
 
+    #[test]
+    fn clocks_read_the_servers_time_text() {
+        for t in [
+            "00:00:00",
+            "-00:00:01",
+            "838:59:59",
+            "-838:59:59.000000",
+            "12:30:00.5",
+            "01:02:03.000004",
+        ] {
+            assert_eq!(Clock::parse(t).unwrap().render(), t);
+        }
+        for bad in [
+            "",
+            "1:00:00",
+            "12:60:00",
+            "12:00",
+            "12:00:00.",
+            "12:00:00.1234567",
+            "1234:00:00",
+            "ab:cd:ef",
+            "12:00:00:00",
+        ] {
+            assert_eq!(Clock::parse(bad), None, "{bad}");
+        }
+        let probe = between(
+            &Lead::Clock(Clock::parse("-10:00:00").unwrap()),
+            &Lead::Clock(Clock::parse("12:00:00.25").unwrap()),
+            &Alphabet::default(),
+        );
+        assert_eq!(
+            probe,
+            Some(Lead::Clock(Clock::parse("01:00:00.12").unwrap()))
+        );
+    }
+
     proptest! {
+        /// TIME values write back what they read, order as their values, and a probe
+        /// lies strictly between its ends.
+        #[test]
+        fn clock_probes_lie_strictly_between(
+            a in -3_020_399_999_999i64..=3_020_399_999_999,
+            b in -3_020_399_999_999i64..=3_020_399_999_999,
+            fa in 0u32..=6,
+            fb in 0u32..=6,
+        ) {
+            let clock = |v: i64, f: u32| {
+                let step = 10i128.pow(6 - f);
+                Clock { micros: i128::from(v) - i128::from(v).rem_euclid(step), frac: f }
+            };
+            let (ca, cb) = (clock(a, fa), clock(b, fb));
+            prop_assert_eq!(Clock::parse(&ca.render()), Some(ca));
+            if let Some(Lead::Clock(p)) = between(&Lead::Clock(ca), &Lead::Clock(cb), &Alphabet::default()) {
+                prop_assert!(ca.micros < p.micros && p.micros < cb.micros);
+                prop_assert_eq!(Clock::parse(&p.render()), Some(p));
+            }
+        }
+
         /// A byte probe lies strictly between its ends in byte order (a shorter string first).
         #[test]
         fn byte_probes_lie_strictly_between(

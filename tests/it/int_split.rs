@@ -293,6 +293,45 @@ async fn binary_uuid_keys_are_split_and_exact() {
     assert!(t.chunks >= 4, "{} chunks", t.chunks);
 }
 
+/// Keys led by a TIME (negative and beyond 24 hours included) or a YEAR are split at
+/// real keys found near probes (`chunk::Clock`; a year as an integer), not walked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_led_by_a_time_or_a_year_are_split_and_exact() {
+    let s = Scenario::empty().await;
+    let fill = "CREATE TABLE t (tm TIME(2) PRIMARY KEY, v INT NOT NULL);
+        INSERT INTO t SELECT SEC_TO_TIME((CAST(seq AS SIGNED) - 6000) * 431.37), seq \
+        FROM seq_1_to_12000;
+        ANALYZE TABLE t;";
+    s.up.exec(fill).await;
+    s.down.exec(fill).await;
+    s.down
+        .exec(
+            "DELETE FROM t WHERE v IN (1, 6000, 12000);
+             UPDATE t SET v = -v WHERE v IN (2, 9000);
+             INSERT INTO t VALUES ('-838:59:59', 0), ('838:59:59', 0);",
+        )
+        .await;
+    let t = check_fix_recheck(&s, (3, 2, 2)).await;
+    assert!(t.chunks >= 8, "{} chunks", t.chunks);
+
+    let s = Scenario::empty().await;
+    let fill = "CREATE TABLE t (y YEAR NOT NULL, id INT NOT NULL, v INT NOT NULL, \
+        PRIMARY KEY (y, id));
+        INSERT INTO t SELECT 1901 + seq % 200, seq, seq FROM seq_1_to_12000;
+        ANALYZE TABLE t;";
+    s.up.exec(fill).await;
+    s.down.exec(fill).await;
+    s.down
+        .exec(
+            "DELETE FROM t WHERE v IN (1, 6000, 12000);
+             UPDATE t SET v = -v WHERE v IN (2, 9000);
+             INSERT INTO t VALUES (2155, 0, 0), (1901, 0, 0);",
+        )
+        .await;
+    let t = check_fix_recheck(&s, (3, 2, 2)).await;
+    assert!(t.chunks >= 8, "{} chunks", t.chunks);
+}
+
 /// Keys led by a date or a datetime are split at real keys found near interpolated
 /// timestamps (`chunk::Stamp`), not walked: a `(DATETIME(3), INT)` key whose rows share
 /// timestamps, and a `DATE` key, with rows missing, extra (before the first and after the

@@ -303,9 +303,9 @@ impl TablePlan {
         }
     }
 
-    /// The class of key column `j` when probes can be interpolated on it: an integer, a
-    /// character or binary string, a DECIMAL or a DATE/DATETIME/TIMESTAMP that the key
-    /// index orders alike on both sides, neither nullable nor cast.
+    /// The class of key column `j` when probes can be interpolated on it: an integer or
+    /// YEAR, a character or binary string, a DECIMAL, or a DATE/DATETIME/TIMESTAMP/TIME that
+    /// the key index orders alike on both sides, neither nullable nor cast.
     pub fn probe_class(&self, j: usize) -> Option<TypeClass> {
         let part = self.key_parts.get(j)?;
         let p = part.pos;
@@ -323,6 +323,8 @@ impl TablePlan {
                     | TypeClass::DateTime
                     | TypeClass::Timestamp
                     | TypeClass::Binary
+                    | TypeClass::Time
+                    | TypeClass::Year
             )
             && !up.nullable
             && !down.nullable
@@ -360,6 +362,7 @@ impl TablePlan {
             Lead::Stamp(s) => s.render().into_bytes(),
             Lead::Dec(d) => d.render().into_bytes(),
             Lead::Bytes(b) => b.clone(),
+            Lead::Clock(c) => c.render().into_bytes(),
         }));
         let above = KeyRange {
             lower: lower.cloned(),
