@@ -99,6 +99,14 @@ pub(super) async fn run_data_phase(
                 agg.ck.write(agg.states).await;
                 continue;
             }
+            // A task that panicked never sends what the others wait for: stop them all
+            // rather than wait forever (the checkpoint keeps what finished).
+            Some(Err(e)) = tasks.join_next(), if !tasks.is_empty() => {
+                tasks.abort_all();
+                while tasks.join_next().await.is_some() {}
+                agg.ck.write(agg.states).await;
+                return Err(join_error(e));
+            }
             msg = msg_rx.recv() => msg,
         };
         let Some(msg) = msg else { break };
