@@ -5,8 +5,10 @@
 //! checksummed on the downstream and on every part at once; the parts' results combine as
 //! sync-diff-inspector's shard sources do: counts add, checksums XOR (keys are distinct
 //! within a part; a key held by two parts adds to the count, so it cannot cancel out
-//! unseen). A chunk that differs is not narrowed further: every part streams the range in
-//! key order, `diff::Union` merges them into one stream, and that stream and the
+//! unseen). A differing chunk keyed by one integer is narrowed first: cut into key ranges
+//! of equal width, each checksummed the same way, until a differing range holds at most
+//! `LEAF_ROWS` rows. A differing range (any range, for other keys) is then streamed in key
+//! order by every part, `diff::Union` merges those into one stream, and that stream and the
 //! downstream's go through the one merge, `diff::Merger`. Keys found in several parts are
 //! reported as overlaps (the target can hold one row per key; the first part's is compared).
 
@@ -14,9 +16,9 @@ use super::locate::checksum;
 use super::merge::diff_union;
 use super::msg::WorkerMsg;
 use super::plan::{Side, TablePlan};
-use super::sides::{Chunk, Sides, MAX_RETRIES};
+use super::sides::{Chunk, Sides, LEAF_ROWS, MAX_RETRIES};
 use crate::checksum::Checksum;
-use crate::chunk::KeyRange;
+use crate::chunk::{IntRange, KeyRange};
 use crate::db::Conn;
 use crate::error::Result;
 use crate::row::Row;
@@ -28,22 +30,12 @@ pub(super) async fn check_merged(
     range: KeyRange,
 ) -> Result<()> {
     let plan = chunk.plan;
-    let mut attempt = 0u32;
-    let (up, down) = loop {
-        let (ups, dc) = ctx.part_conns(&plan.parts)?;
-        match checksums(ups, dc, plan, &range).await {
-            Err(e) if e.is_connection_lost() && !ctx.pinned && attempt < MAX_RETRIES => {
-                attempt += 1;
-                ctx.reconnect(attempt, &e).await?;
-            }
-            other => break other?,
-        }
-    };
+    let (up, down) = checksums_retried(ctx, plan, &range).await?;
     if up == down {
         chunk.done(up.count, down.count, false).await;
         return Ok(());
     }
-    let (_, overlaps) = diff_union(ctx, chunk, &range).await?;
+    let overlaps = locate(ctx, chunk, range, up.count.max(down.count)).await?;
     if !overlaps.is_empty() {
         let keys = overlaps
             .iter()
@@ -58,6 +50,86 @@ pub(super) async fn check_merged(
     }
     chunk.done(up.count, down.count, true).await;
     Ok(())
+}
+
+/// Key ranges a differing range of an integer-keyed merged target is cut into per level.
+const CUTS: i128 = 8;
+
+/// Find the differing rows of a differing range: an integer-keyed range of more than
+/// `LEAF_ROWS` rows is cut into `CUTS` ranges of equal key width, each checksummed on the
+/// downstream and every part, and only the differing ones go on; a range that is small
+/// enough, cannot be cut (another key, an open bound), or where most cuts differ, is
+/// streamed from every part and merged. One differing row in a 20,000-row chunk then costs about 1.15 scans of the chunk
+/// a side instead of streaming all of it to the client. Returns the overlapping keys found.
+async fn locate(
+    ctx: &mut Sides,
+    chunk: &Chunk<'_>,
+    range: KeyRange,
+    rows: u64,
+) -> Result<Vec<(Row, Vec<usize>)>> {
+    let plan = chunk.plan;
+    let mut overlaps = Vec::new();
+    let mut stack = vec![(range, rows)];
+    while let Some((r, rows)) = stack.pop() {
+        let cuts = match plan.int_range(&r) {
+            Some(ir) if rows > LEAF_ROWS && ir.span() > 1 => cut_evenly(ir, CUTS),
+            _ => Vec::new(),
+        };
+        if cuts.is_empty() {
+            overlaps.extend(diff_union(ctx, chunk, &r).await?.1);
+            continue;
+        }
+        let all = cuts.len();
+        let mut differing = Vec::new();
+        for c in cuts {
+            let c = c.key_range();
+            let (u, d) = checksums_retried(ctx, plan, &c).await?;
+            if u != d {
+                differing.push((c, u.count.max(d.count)));
+            }
+        }
+        if differing.len() * 2 > all {
+            // Differences spread out: cutting further would read the rows again and again.
+            overlaps.extend(diff_union(ctx, chunk, &r).await?.1);
+            continue;
+        }
+        // Key order on the stack: the last pushed is taken first.
+        stack.extend(differing.into_iter().rev());
+    }
+    Ok(overlaps)
+}
+
+/// `range` cut into at most `n` consecutive ranges of (about) equal key width.
+fn cut_evenly(range: IntRange, n: i128) -> Vec<IntRange> {
+    let step = ((range.span() + n - 1) / n).max(1);
+    let mut out = Vec::new();
+    let mut lower = range.lower;
+    while lower < range.upper {
+        let upper = lower.saturating_add(step).min(range.upper);
+        out.push(IntRange { lower, upper });
+        lower = upper;
+    }
+    out
+}
+
+/// [`checksums`] on the connections of `ctx`, reconnecting after a lost connection (not
+/// while reading at a pinned snapshot, which a new connection cannot see).
+async fn checksums_retried(
+    ctx: &mut Sides,
+    plan: &TablePlan,
+    range: &KeyRange,
+) -> Result<(Checksum, Checksum)> {
+    let mut attempt = 0u32;
+    loop {
+        let (ups, dc) = ctx.part_conns(&plan.parts)?;
+        match checksums(ups, dc, plan, range).await {
+            Err(e) if e.is_connection_lost() && !ctx.pinned && attempt < MAX_RETRIES => {
+                attempt += 1;
+                ctx.reconnect(attempt, &e).await?;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// The range's checksum on the downstream and the parts' combined one: `(up, down)`.
