@@ -55,7 +55,13 @@ fn the_drill_passes_every_gate_and_keeps_a_gap_free_ledger() {
         r["recovered"].as_u64().unwrap(),
         r["data_lost_transactions"].as_u64().unwrap(),
     );
-    assert!(ack > 50 && rec > 0 && rec + lost == ack, "{r:#}");
+    // The writer is one connection: the transaction in flight at the kill can be committed
+    // (and recovered) without its acknowledgement having reached the writer.
+    assert!(
+        ack > 50 && rec > 0 && rec + lost >= ack && rec <= ack + 1,
+        "{r:#}"
+    );
+    assert_eq!(lost, ack.saturating_sub(rec), "{r:#}");
     assert!(r["recovery_point"].is_string(), "{r:#}");
     assert!(r["writable_after_ms"].as_u64().unwrap() > 0, "{r:#}");
     assert!(r["switchover_freeze_ms"].is_u64(), "{r:#}");
