@@ -4,7 +4,7 @@
 //! differing chunk of such a key is cut into parts.
 
 use super::plan::TablePlan;
-use crate::chunk::{between, parse_int, Alphabet, Clock, Dec, KeyRange, Lead, Stamp};
+use crate::chunk::{between, parse_int, Alphabet, Dec, KeyRange, Lead, Stamp};
 use crate::db::Conn;
 use crate::error::Result;
 use crate::row::Row;
@@ -145,8 +145,8 @@ fn value(class: TypeClass, v: &Option<Vec<u8>>) -> Option<Lead> {
         TypeClass::Year => parse_int(v).map(Lead::Int),
         TypeClass::Time => std::str::from_utf8(v)
             .ok()
-            .and_then(Clock::parse)
-            .map(Lead::Clock),
+            .and_then(Stamp::parse_time)
+            .map(Lead::Stamp),
         _ => None,
     }
 }

@@ -18,7 +18,7 @@ use super::msg::WorkerMsg;
 use super::plan::{Side, TablePlan};
 use super::sides::{Chunk, Sides, LEAF_ROWS, MAX_RETRIES};
 use crate::checksum::Checksum;
-use crate::chunk::{IntRange, KeyRange};
+use crate::chunk::KeyRange;
 use crate::db::Conn;
 use crate::error::Result;
 use crate::row::Row;
@@ -72,7 +72,7 @@ async fn locate(
     let mut stack = vec![(range, rows)];
     while let Some((r, rows)) = stack.pop() {
         let cuts = match plan.int_range(&r) {
-            Some(ir) if rows > LEAF_ROWS && ir.span() > 1 => cut_evenly(ir, CUTS),
+            Some(ir) if rows > LEAF_ROWS && ir.span() > 1 => ir.cut(CUTS),
             _ => Vec::new(),
         };
         if cuts.is_empty() {
@@ -97,19 +97,6 @@ async fn locate(
         stack.extend(differing.into_iter().rev());
     }
     Ok(overlaps)
-}
-
-/// `range` cut into at most `n` consecutive ranges of (about) equal key width.
-fn cut_evenly(range: IntRange, n: i128) -> Vec<IntRange> {
-    let step = ((range.span() + n - 1) / n).max(1);
-    let mut out = Vec::new();
-    let mut lower = range.lower;
-    while lower < range.upper {
-        let upper = lower.saturating_add(step).min(range.upper);
-        out.push(IntRange { lower, upper });
-        lower = upper;
-    }
-    out
 }
 
 /// [`checksums`] on the connections of `ctx`, reconnecting after a lost connection (not

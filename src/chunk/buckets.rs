@@ -49,6 +49,19 @@ impl IntRange {
         (int_row(self.lower), int_row(self.upper))
     }
 
+    /// This range cut into at most `n` consecutive ranges of (about) equal key width.
+    pub fn cut(self, n: i128) -> Vec<IntRange> {
+        let step = ((self.span() + n - 1) / n.max(1)).max(1);
+        let mut out = Vec::new();
+        let mut lower = self.lower;
+        while lower < self.upper {
+            let upper = lower.saturating_add(step).min(self.upper);
+            out.push(IntRange { lower, upper });
+            lower = upper;
+        }
+        out
+    }
+
     /// The same range as key bounds.
     pub fn key_range(self) -> KeyRange {
         KeyRange {
@@ -173,6 +186,18 @@ mod tests {
     /// `(key - base) DIV width` as the server computes it (truncating; key > base).
     fn server_bucket(b: &Buckets, key: i128) -> i128 {
         (key - b.range.lower) / b.width
+    }
+
+    #[test]
+    fn a_range_is_cut_into_consecutive_pieces_that_cover_it() {
+        let r = |lower, upper| IntRange { lower, upper };
+        assert_eq!(
+            r(0, 16).cut(8),
+            (0..8).map(|i| r(2 * i, 2 * i + 2)).collect::<Vec<_>>()
+        );
+        assert_eq!(r(-5, 5).cut(3), vec![r(-5, -1), r(-1, 3), r(3, 5)]);
+        assert_eq!(r(7, 9).cut(8), vec![r(7, 8), r(8, 9)]);
+        assert!(r(3, 3).cut(8).is_empty());
     }
 
     #[test]

@@ -8,5 +8,5 @@ mod range;
 pub use buckets::{
     coalesce, int_row, parse_int, row_int, Buckets, Grid, IntRange, MAX_BUCKETED_SPAN, MAX_LEVEL,
 };
-pub use probe::{between, Alphabet, Clock, Dec, Lead, Stamp};
+pub use probe::{between, Alphabet, Dec, Lead, Stamp};
 pub use range::{compare_predicate, range_predicate, with_filter, KeyRange};

@@ -8,14 +8,12 @@
 pub enum Lead {
     Int(i128),
     Text(String),
-    /// DATE, DATETIME, TIMESTAMP.
+    /// DATE, DATETIME, TIMESTAMP, TIME.
     Stamp(Stamp),
     /// DECIMAL.
     Dec(Dec),
     /// BINARY, VARBINARY: ordered by their bytes.
     Bytes(Vec<u8>),
-    /// TIME.
-    Clock(Clock),
 }
 
 /// An exact decimal as the server writes it (`-123.450`): the digits as one integer and the
@@ -65,160 +63,149 @@ impl Dec {
 
 /// A DATE, DATETIME or TIMESTAMP as the server writes it (`YYYY-MM-DD[ HH:MM:SS[.f…]]`):
 /// microseconds from 1970-01-01 (proleptic Gregorian, no time zone: the text's own clock),
-/// and the shape to write a probe back in.
+/// and the shape to write a probe back in; or a TIME (`[-]HH:MM:SS[.f…]`, hours up to 838)
+/// as signed microseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stamp {
     micros: i128,
-    date_only: bool,
+    shape: Shape,
     /// Fraction digits written (0 to 6).
     frac: u32,
+}
+
+/// The text shape a [`Stamp`] was read in; probes are made between stamps of one shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Date,
+    DateTime,
+    Time,
 }
 
 use crate::civil::{civil_from_days, days_from_civil};
 
 const MICROS_PER_DAY: i128 = 86_400_000_000;
 
+/// `s` as a number of `len` ASCII digits.
+fn digits(s: &str, len: std::ops::RangeInclusive<usize>) -> Option<i128> {
+    (len.contains(&s.len()) && s.bytes().all(|c| c.is_ascii_digit())).then(|| s.parse().ok())?
+}
+
+/// `HH:MM:SS[.f…]` (hours of `hour_digits` digits, at most `max_hour`): microseconds and
+/// the fraction digits written.
+fn parse_clock(
+    s: &str,
+    hour_digits: std::ops::RangeInclusive<usize>,
+    max_hour: i128,
+) -> Option<(i128, u32)> {
+    let (hms, fraction) = match s.split_once('.') {
+        Some((hms, f)) => (hms, Some(f)),
+        None => (s, None),
+    };
+    let mut parts = hms.split(':');
+    let (h, m, sec) = (parts.next()?, parts.next()?, parts.next()?);
+    let (h, m, sec) = (
+        digits(h, hour_digits)?,
+        digits(m, 2..=2)?,
+        digits(sec, 2..=2)?,
+    );
+    if parts.next().is_some() || h > max_hour || m > 59 || sec > 59 {
+        return None;
+    }
+    let (frac, micros) = match fraction {
+        None => (0, 0),
+        Some(f) => {
+            let n = digits(f, 1..=6)?;
+            (f.len() as u32, n * 10i128.pow(6 - f.len() as u32))
+        }
+    };
+    Some((((h * 60 + m) * 60 + sec) * 1_000_000 + micros, frac))
+}
+
+/// `HH:MM:SS` of `micros` (not negative), with `frac` fraction digits.
+fn render_clock(micros: i128, frac: u32) -> String {
+    let secs = micros / 1_000_000;
+    let mut out = format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
+    if frac > 0 {
+        let f = (micros % 1_000_000) / 10i128.pow(6 - frac);
+        out.push_str(&format!(".{f:0width$}", width = frac as usize));
+    }
+    out
+}
+
 impl Stamp {
-    /// Read the server's text form; `None` for anything else (zero dates among them).
+    /// Read the server's text form of a DATE, DATETIME or TIMESTAMP; `None` for anything
+    /// else (zero dates among them).
     pub fn parse(s: &str) -> Option<Stamp> {
         let b = s.as_bytes();
-        let num = |r: std::ops::Range<usize>| -> Option<i128> {
-            let part = s.get(r)?;
-            part.bytes()
-                .all(|c| c.is_ascii_digit())
-                .then(|| part.parse().ok())?
-        };
         if b.len() < 10 || b[4] != b'-' || b[7] != b'-' {
             return None;
         }
-        let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+        let (y, m, d) = (
+            digits(s.get(0..4)?, 4..=4)?,
+            digits(s.get(5..7)?, 2..=2)?,
+            digits(s.get(8..10)?, 2..=2)?,
+        );
         if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
             return None;
         }
-        let days = days_from_civil(y, m, d);
+        let days = days_from_civil(y, m, d) * MICROS_PER_DAY;
         if b.len() == 10 {
             return Some(Stamp {
-                micros: days * MICROS_PER_DAY,
-                date_only: true,
+                micros: days,
+                shape: Shape::Date,
                 frac: 0,
             });
         }
-        if b.len() < 19 || b[10] != b' ' || b[13] != b':' || b[16] != b':' {
+        if b[10] != b' ' {
             return None;
         }
-        let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-        if h > 23 || mi > 59 || sec > 59 {
-            return None;
-        }
-        let (mut frac, mut micros) = (0, 0);
-        if b.len() > 19 {
-            let digits = s.get(20..)?;
-            if b[19] != b'.' || digits.is_empty() || digits.len() > 6 {
-                return None;
-            }
-            frac = digits.len() as u32;
-            micros = num(20..b.len())? * 10i128.pow(6 - frac);
-        }
+        let (clock, frac) = parse_clock(s.get(11..)?, 2..=2, 23)?;
         Some(Stamp {
-            micros: days * MICROS_PER_DAY + ((h * 60 + mi) * 60 + sec) * 1_000_000 + micros,
-            date_only: false,
+            micros: days + clock,
+            shape: Shape::DateTime,
+            frac,
+        })
+    }
+
+    /// Read the server's text form of a TIME; `None` for anything else.
+    pub fn parse_time(s: &str) -> Option<Stamp> {
+        let (negative, rest) = match s.strip_prefix('-') {
+            Some(r) => (true, r),
+            None => (false, s),
+        };
+        let (magnitude, frac) = parse_clock(rest, 2..=3, 838)?;
+        Some(Stamp {
+            micros: if negative { -magnitude } else { magnitude },
+            shape: Shape::Time,
             frac,
         })
     }
 
     /// The text form, in the shape it was read in.
     pub fn render(&self) -> String {
-        let days = self.micros.div_euclid(MICROS_PER_DAY);
-        let (y, m, d) = civil_from_days(days);
-        let date = format!("{y:04}-{m:02}-{d:02}");
-        if self.date_only {
-            return date;
+        match self.shape {
+            Shape::Time => {
+                let sign = if self.micros < 0 { "-" } else { "" };
+                format!("{sign}{}", render_clock(self.micros.abs(), self.frac))
+            }
+            Shape::Date | Shape::DateTime => {
+                let (y, m, d) = civil_from_days(self.micros.div_euclid(MICROS_PER_DAY));
+                let date = format!("{y:04}-{m:02}-{d:02}");
+                if self.shape == Shape::Date {
+                    return date;
+                }
+                let rest = self.micros.rem_euclid(MICROS_PER_DAY);
+                format!("{date} {}", render_clock(rest, self.frac))
+            }
         }
-        let rest = self.micros.rem_euclid(MICROS_PER_DAY);
-        let secs = rest / 1_000_000;
-        let mut out = format!(
-            "{date} {:02}:{:02}:{:02}",
-            secs / 3600,
-            secs / 60 % 60,
-            secs % 60
-        );
-        if self.frac > 0 {
-            let f = (rest % 1_000_000) / 10i128.pow(6 - self.frac);
-            out.push_str(&format!(".{f:0width$}", width = self.frac as usize));
-        }
-        out
     }
 
     /// The smallest step this shape can write.
     fn step(&self) -> i128 {
-        if self.date_only {
-            MICROS_PER_DAY
-        } else {
-            10i128.pow(6 - self.frac)
+        match self.shape {
+            Shape::Date => MICROS_PER_DAY,
+            Shape::DateTime | Shape::Time => 10i128.pow(6 - self.frac),
         }
-    }
-}
-
-/// A TIME as the server writes it (`[-]HH:MM:SS[.f…]`, hours up to 838): signed
-/// microseconds, and the fraction digits to write a probe back with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Clock {
-    micros: i128,
-    /// Fraction digits written (0 to 6).
-    frac: u32,
-}
-
-impl Clock {
-    /// Read the server's text form; `None` for anything else.
-    pub fn parse(s: &str) -> Option<Clock> {
-        let (negative, rest) = match s.strip_prefix('-') {
-            Some(r) => (true, r),
-            None => (false, s),
-        };
-        let (hms, fraction) = match rest.split_once('.') {
-            Some((hms, f)) => (hms, Some(f)),
-            None => (rest, None),
-        };
-        let mut parts = hms.split(':');
-        let (h, m, sec) = (parts.next()?, parts.next()?, parts.next()?);
-        let digits = |t: &str, len: std::ops::RangeInclusive<usize>| -> Option<i128> {
-            (len.contains(&t.len()) && t.bytes().all(|c| c.is_ascii_digit()))
-                .then(|| t.parse().ok())?
-        };
-        let (h, m, sec) = (digits(h, 2..=3)?, digits(m, 2..=2)?, digits(sec, 2..=2)?);
-        if parts.next().is_some() || m > 59 || sec > 59 {
-            return None;
-        }
-        let (frac, micros) = match fraction {
-            None => (0, 0),
-            Some(f) => {
-                let n = digits(f, 1..=6)?;
-                (f.len() as u32, n * 10i128.pow(6 - f.len() as u32))
-            }
-        };
-        let magnitude = ((h * 60 + m) * 60 + sec) * 1_000_000 + micros;
-        Some(Clock {
-            micros: if negative { -magnitude } else { magnitude },
-            frac,
-        })
-    }
-
-    /// The text form, with this value's fraction digits.
-    pub fn render(&self) -> String {
-        let sign = if self.micros < 0 { "-" } else { "" };
-        let m = self.micros.unsigned_abs();
-        let secs = m / 1_000_000;
-        let mut out = format!(
-            "{sign}{:02}:{:02}:{:02}",
-            secs / 3600,
-            secs / 60 % 60,
-            secs % 60
-        );
-        if self.frac > 0 {
-            let f = (m % 1_000_000) / 10u128.pow(6 - self.frac);
-            out.push_str(&format!(".{f:0width$}", width = self.frac as usize));
-        }
-        out
     }
 }
 
@@ -310,14 +297,7 @@ pub fn between(a: &Lead, b: &Lead, alphabet: &Alphabet) -> Option<Lead> {
         }
         (Lead::Text(a), Lead::Text(b)) => text_between(a, b, alphabet).map(Lead::Text),
         (Lead::Bytes(a), Lead::Bytes(b)) => bytes_between(a, b).map(Lead::Bytes),
-        (Lead::Clock(a), Lead::Clock(b)) => {
-            // The finer of the two fractions, the middle rounded down to it.
-            let frac = a.frac.max(b.frac);
-            let mid = a.micros + (b.micros - a.micros) / 2;
-            let mid = mid - mid.rem_euclid(10i128.pow(6 - frac));
-            (mid > a.micros && mid < b.micros).then_some(Lead::Clock(Clock { micros: mid, frac }))
-        }
-        (Lead::Stamp(a), Lead::Stamp(b)) if a.date_only == b.date_only => {
+        (Lead::Stamp(a), Lead::Stamp(b)) if a.shape == b.shape => {
             // The finer of the two shapes, the middle rounded down to it.
             let shape = if a.frac >= b.frac { *a } else { *b };
             let mid = a.micros + (b.micros - a.micros) / 2;
@@ -617,7 +597,7 @@ mod tests {
             "12:30:00.5",
             "01:02:03.000004",
         ] {
-            assert_eq!(Clock::parse(t).unwrap().render(), t);
+            assert_eq!(Stamp::parse_time(t).unwrap().render(), t);
         }
         for bad in [
             "",
@@ -630,16 +610,16 @@ mod tests {
             "ab:cd:ef",
             "12:00:00:00",
         ] {
-            assert_eq!(Clock::parse(bad), None, "{bad}");
+            assert_eq!(Stamp::parse_time(bad), None, "{bad}");
         }
         let probe = between(
-            &Lead::Clock(Clock::parse("-10:00:00").unwrap()),
-            &Lead::Clock(Clock::parse("12:00:00.25").unwrap()),
+            &Lead::Stamp(Stamp::parse_time("-10:00:00").unwrap()),
+            &Lead::Stamp(Stamp::parse_time("12:00:00.25").unwrap()),
             &Alphabet::default(),
         );
         assert_eq!(
             probe,
-            Some(Lead::Clock(Clock::parse("01:00:00.12").unwrap()))
+            Some(Lead::Stamp(Stamp::parse_time("01:00:00.12").unwrap()))
         );
     }
 
@@ -655,13 +635,13 @@ mod tests {
         ) {
             let clock = |v: i64, f: u32| {
                 let step = 10i128.pow(6 - f);
-                Clock { micros: i128::from(v) - i128::from(v).rem_euclid(step), frac: f }
+                Stamp { micros: i128::from(v) - i128::from(v).rem_euclid(step), shape: Shape::Time, frac: f }
             };
             let (ca, cb) = (clock(a, fa), clock(b, fb));
-            prop_assert_eq!(Clock::parse(&ca.render()), Some(ca));
-            if let Some(Lead::Clock(p)) = between(&Lead::Clock(ca), &Lead::Clock(cb), &Alphabet::default()) {
+            prop_assert_eq!(Stamp::parse_time(&ca.render()), Some(ca));
+            if let Some(Lead::Stamp(p)) = between(&Lead::Stamp(ca), &Lead::Stamp(cb), &Alphabet::default()) {
                 prop_assert!(ca.micros < p.micros && p.micros < cb.micros);
-                prop_assert_eq!(Clock::parse(&p.render()), Some(p));
+                prop_assert_eq!(Stamp::parse_time(&p.render()), Some(p));
             }
         }
 

@@ -61,6 +61,18 @@ async fn check_fix_recheck_with(
     t
 }
 
+/// Fill both sides with `fill`, drift the downstream with `drift`, then
+/// [`check_fix_recheck`]: exactly `want` (missing, extra, changed), in at least
+/// `min_chunks` chunks.
+async fn drift_check_fix(fill: &str, drift: &str, want: (u64, u64, u64), min_chunks: u64) {
+    let s = Scenario::empty().await;
+    s.up.exec(fill).await;
+    s.down.exec(fill).await;
+    s.down.exec(drift).await;
+    let t = check_fix_recheck(&s, want).await;
+    assert!(t.chunks >= min_chunks, "{} chunks", t.chunks);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn skewed_signed_keys_sparse_and_dense_drift() {
     let s = Scenario::empty().await;
@@ -101,21 +113,17 @@ async fn skewed_signed_keys_sparse_and_dense_drift() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsigned_keys_at_both_limits() {
-    let s = Scenario::empty().await;
-    let fill = "CREATE TABLE u (id BIGINT UNSIGNED PRIMARY KEY, v CHAR(10) NOT NULL);
+    drift_check_fix(
+        "CREATE TABLE u (id BIGINT UNSIGNED PRIMARY KEY, v CHAR(10) NOT NULL);
         INSERT INTO u SELECT seq - 1, 'low' FROM seq_1_to_4000;
-        INSERT INTO u SELECT 18446744073709551615 - seq + 1, 'high' FROM seq_1_to_4000;";
-    s.up.exec(fill).await;
-    s.down.exec(fill).await;
-    s.down
-        .exec(
-            "DELETE FROM u WHERE id IN (0, 18446744073709551615, 2500);
+        INSERT INTO u SELECT 18446744073709551615 - seq + 1, 'high' FROM seq_1_to_4000;",
+        "DELETE FROM u WHERE id IN (0, 18446744073709551615, 2500);
              UPDATE u SET v = 'x' WHERE id IN (1, 18446744073709551614, 3999);
              INSERT INTO u VALUES (9223372036854775808, 'middle');",
-        )
-        .await;
-    let t = check_fix_recheck(&s, (3, 1, 3)).await;
-    assert!(t.chunks >= 8, "{} chunks", t.chunks);
+        (3, 1, 3),
+        8,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -233,21 +241,17 @@ async fn a_small_table_is_one_chunk_and_still_exact() {
 /// missing, extra beyond both ends and changed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_led_by_a_decimal_are_split_and_exact() {
-    let s = Scenario::empty().await;
-    let fill = "CREATE TABLE t (p DECIMAL(12,3) PRIMARY KEY, v INT NOT NULL);
+    drift_check_fix(
+        "CREATE TABLE t (p DECIMAL(12,3) PRIMARY KEY, v INT NOT NULL);
         INSERT INTO t SELECT (CAST(seq AS SIGNED) - 5000) * 1.237, seq FROM seq_1_to_10000;
-        ANALYZE TABLE t;";
-    s.up.exec(fill).await;
-    s.down.exec(fill).await;
-    s.down
-        .exec(
-            "DELETE FROM t WHERE v IN (1, 5000, 10000);
+        ANALYZE TABLE t;",
+        "DELETE FROM t WHERE v IN (1, 5000, 10000);
              UPDATE t SET v = -v WHERE v IN (2, 7777);
              INSERT INTO t VALUES (-999999999.999, 1), (999999999.999, 2), (0.001, 3);",
-        )
-        .await;
-    let t = check_fix_recheck(&s, (3, 3, 2)).await;
-    assert!(t.chunks >= 8, "{} chunks", t.chunks);
+        (3, 3, 2),
+        8,
+    )
+    .await;
 }
 
 /// Keys of binary strings (UUIDs stored as `BINARY(16)`, the common shape) are split at
@@ -255,81 +259,65 @@ async fn keys_led_by_a_decimal_are_split_and_exact() {
 /// changed, and extra below the first and above the last key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binary_uuid_keys_are_split_and_exact() {
-    let s = Scenario::empty().await;
-    let fill = "CREATE TABLE t (k BINARY(16) PRIMARY KEY, v INT NOT NULL);
+    drift_check_fix(
+        "CREATE TABLE t (k BINARY(16) PRIMARY KEY, v INT NOT NULL);
         INSERT INTO t SELECT UNHEX(MD5(seq)), seq FROM seq_1_to_12000;
-        ANALYZE TABLE t;";
-    s.up.exec(fill).await;
-    s.down.exec(fill).await;
-    s.down
-        .exec(
-            "DELETE FROM t WHERE v IN (1, 6000, 12000);
+        ANALYZE TABLE t;",
+        "DELETE FROM t WHERE v IN (1, 6000, 12000);
              UPDATE t SET v = -v WHERE v IN (2, 9000);
              INSERT INTO t VALUES (UNHEX(REPEAT('00', 16)), 0), (UNHEX(REPEAT('FF', 16)), 0);",
-        )
-        .await;
-    let t = check_fix_recheck(&s, (3, 2, 2)).await;
-    assert!(t.chunks >= 8, "{} chunks", t.chunks);
+        (3, 2, 2),
+        8,
+    )
+    .await;
 
     // VARBINARY keys of 2 to 8 bytes, and a family that are prefixes of each other ('',
     // 0x00, 0x0000, …): a shorter string sorts first, and probes past a common prefix must
     // still land between real keys.
-    let s = Scenario::empty().await;
-    let fill = "CREATE TABLE t (k VARBINARY(20) PRIMARY KEY, v INT NOT NULL);
+    drift_check_fix(
+        "CREATE TABLE t (k VARBINARY(20) PRIMARY KEY, v INT NOT NULL);
         INSERT INTO t SELECT LEFT(UNHEX(CONCAT(LPAD(HEX(seq), 4, '0'), MD5(seq))), \
         2 + seq % 7), seq FROM seq_1_to_9000;
         INSERT INTO t VALUES ('', -1), (0x00, -2), (0x0000, -3), (0x000000, -4);
-        ANALYZE TABLE t;";
-    s.up.exec(fill).await;
-    s.down.exec(fill).await;
-    s.down
-        .exec(
-            "DELETE FROM t WHERE v IN (10, 4500, -3);
+        ANALYZE TABLE t;",
+        "DELETE FROM t WHERE v IN (10, 4500, -3);
              UPDATE t SET v = -v WHERE v IN (11, 6001);
              INSERT INTO t VALUES (UNHEX(REPEAT('FF', 20)), 0), (0x0000000000, 0);",
-        )
-        .await;
-    let t = check_fix_recheck(&s, (3, 2, 2)).await;
-    assert!(t.chunks >= 4, "{} chunks", t.chunks);
+        (3, 2, 2),
+        4,
+    )
+    .await;
 }
 
 /// Keys led by a TIME (negative and beyond 24 hours included) or a YEAR are split at
 /// real keys found near probes (`chunk::Clock`; a year as an integer), not walked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_led_by_a_time_or_a_year_are_split_and_exact() {
-    let s = Scenario::empty().await;
-    let fill = "CREATE TABLE t (tm TIME(2) PRIMARY KEY, v INT NOT NULL);
+    drift_check_fix(
+        "CREATE TABLE t (tm TIME(2) PRIMARY KEY, v INT NOT NULL);
         INSERT INTO t SELECT SEC_TO_TIME((CAST(seq AS SIGNED) - 6000) * 431.37), seq \
         FROM seq_1_to_12000;
-        ANALYZE TABLE t;";
-    s.up.exec(fill).await;
-    s.down.exec(fill).await;
-    s.down
-        .exec(
-            "DELETE FROM t WHERE v IN (1, 6000, 12000);
+        ANALYZE TABLE t;",
+        "DELETE FROM t WHERE v IN (1, 6000, 12000);
              UPDATE t SET v = -v WHERE v IN (2, 9000);
              INSERT INTO t VALUES ('-838:59:59', 0), ('838:59:59', 0);",
-        )
-        .await;
-    let t = check_fix_recheck(&s, (3, 2, 2)).await;
-    assert!(t.chunks >= 8, "{} chunks", t.chunks);
+        (3, 2, 2),
+        8,
+    )
+    .await;
 
-    let s = Scenario::empty().await;
-    let fill = "CREATE TABLE t (y YEAR NOT NULL, id INT NOT NULL, v INT NOT NULL, \
+    drift_check_fix(
+        "CREATE TABLE t (y YEAR NOT NULL, id INT NOT NULL, v INT NOT NULL, \
         PRIMARY KEY (y, id));
         INSERT INTO t SELECT 1901 + seq % 200, seq, seq FROM seq_1_to_12000;
-        ANALYZE TABLE t;";
-    s.up.exec(fill).await;
-    s.down.exec(fill).await;
-    s.down
-        .exec(
-            "DELETE FROM t WHERE v IN (1, 6000, 12000);
+        ANALYZE TABLE t;",
+        "DELETE FROM t WHERE v IN (1, 6000, 12000);
              UPDATE t SET v = -v WHERE v IN (2, 9000);
              INSERT INTO t VALUES (2155, 0, 0), (1901, 0, 0);",
-        )
-        .await;
-    let t = check_fix_recheck(&s, (3, 2, 2)).await;
-    assert!(t.chunks >= 8, "{} chunks", t.chunks);
+        (3, 2, 2),
+        8,
+    )
+    .await;
 }
 
 /// Keys led by a date or a datetime are split at real keys found near interpolated
@@ -338,39 +326,31 @@ async fn keys_led_by_a_time_or_a_year_are_split_and_exact() {
 /// last key) and changed; exact counts, many chunks, and the fix makes the sides equal.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_led_by_a_date_or_datetime_are_split_and_exact() {
-    let s = Scenario::empty().await;
-    let fill = "CREATE TABLE t (ts DATETIME(3) NOT NULL, id INT NOT NULL, v VARCHAR(20), \
+    drift_check_fix(
+        "CREATE TABLE t (ts DATETIME(3) NOT NULL, id INT NOT NULL, v VARCHAR(20), \
         PRIMARY KEY (ts, id));
         INSERT INTO t SELECT TIMESTAMP '2024-01-01 00:00:00' \
         + INTERVAL ((seq DIV 3) * 7919 + seq % 7) * 1000 MICROSECOND, seq, CONCAT('v', seq) \
         FROM seq_1_to_12000;
-        ANALYZE TABLE t;";
-    s.up.exec(fill).await;
-    s.down.exec(fill).await;
-    s.down
-        .exec(
-            "DELETE FROM t WHERE id IN (1, 4000, 11999);
+        ANALYZE TABLE t;",
+        "DELETE FROM t WHERE id IN (1, 4000, 11999);
              UPDATE t SET v = 'changed' WHERE id IN (2, 6000, 12000);
              INSERT INTO t VALUES ('2023-12-31 23:59:59.999', 0, 'early'), \
              ('2030-01-01 00:00:00', 1, 'late');",
-        )
-        .await;
-    let t = check_fix_recheck(&s, (3, 2, 3)).await;
-    assert!(t.chunks >= 8, "{} chunks", t.chunks);
+        (3, 2, 3),
+        8,
+    )
+    .await;
 
-    let s = Scenario::empty().await;
-    let fill = "CREATE TABLE t (d DATE PRIMARY KEY, v INT NOT NULL);
+    drift_check_fix(
+        "CREATE TABLE t (d DATE PRIMARY KEY, v INT NOT NULL);
         INSERT INTO t SELECT DATE '1990-01-01' + INTERVAL seq DAY, seq FROM seq_0_to_9999;
-        ANALYZE TABLE t;";
-    s.up.exec(fill).await;
-    s.down.exec(fill).await;
-    s.down
-        .exec(
-            "DELETE FROM t WHERE v IN (0, 5000);
+        ANALYZE TABLE t;",
+        "DELETE FROM t WHERE v IN (0, 5000);
              UPDATE t SET v = -v WHERE v IN (9999, 1234);
              INSERT INTO t VALUES ('1000-01-01', 1), ('9999-12-31', 2);",
-        )
-        .await;
-    let t = check_fix_recheck(&s, (2, 2, 2)).await;
-    assert!(t.chunks >= 8, "{} chunks", t.chunks);
+        (2, 2, 2),
+        8,
+    )
+    .await;
 }

@@ -362,7 +362,6 @@ impl TablePlan {
             Lead::Stamp(s) => s.render().into_bytes(),
             Lead::Dec(d) => d.render().into_bytes(),
             Lead::Bytes(b) => b.clone(),
-            Lead::Clock(c) => c.render().into_bytes(),
         }));
         let above = KeyRange {
             lower: lower.cloned(),
