@@ -290,7 +290,7 @@ async fn binary_uuid_keys_are_split_and_exact() {
 }
 
 /// Keys led by a TIME (negative and beyond 24 hours included) or a YEAR are split at
-/// real keys found near probes (`chunk::Clock`; a year as an integer), not walked.
+/// real keys found near probes (`chunk::Stamp`, signed; a year as an integer), not walked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_led_by_a_time_or_a_year_are_split_and_exact() {
     drift_check_fix(
